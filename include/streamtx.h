@@ -1,0 +1,351 @@
+/*
+ * streamtx: exactly-once stream processing on Redis Streams.
+ *
+ * A processor reads a Redis stream through a consumer group, calls the
+ * user's handler for each message, and commits everything the handler did
+ * (the acknowledgement, the stored offset, the changed state keys and the
+ * staged downstream publishes) in one Lua script run by EVALSHA.  Either all
+ * of it lands in Redis or none of it does.
+ *
+ * Conventions (as in LMDB and SQLite):
+ *  - Functions return int codes: STX_OK (0) on success, a negative STX_E*
+ *    code on failure.  stx_strerror() names any code; a handle also keeps the
+ *    message of its last error (stx_processor_errmsg()).
+ *  - Every object has one owner and one destructor; destructors accept NULL.
+ *  - The library keeps no global state and starts no threads.  A processor
+ *    runs in the caller's thread; stx_processor_stop() is the one call that is
+ *    safe from another thread or from a signal handler.
+ *  - Pointers handed to a handler (message fields, state values) are valid
+ *    until the handler returns, unless a function says otherwise.
+ */
+#ifndef STREAMTX_H
+#define STREAMTX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define STX_VERSION_MAJOR 0
+#define STX_VERSION_MINOR 1
+#define STX_VERSION_PATCH 0
+
+/** @defgroup errors Error codes
+ * Codes are negative; 0 is success.  Each code belongs to one class that
+ * tells the caller what to do next (see stx_error_class()).
+ * @{ */
+#define STX_OK 0
+#define STX_EINVAL -1          /**< invalid argument or configuration */
+#define STX_ENOMEM -2          /**< out of memory */
+#define STX_ECONN -3           /**< cannot connect, or the connection was lost */
+#define STX_ETIMEOUT -4        /**< Redis did not answer within the timeout */
+#define STX_EAUTH -5           /**< authentication or SELECT refused */
+#define STX_EREDIS -6          /**< Redis answered with an unexpected error */
+#define STX_EWRONGTYPE -7      /**< a key holds the wrong Redis type */
+#define STX_EFENCED -8         /**< a newer processor took over (stream, group) */
+#define STX_EHANDLER -9        /**< the handler reported a failure */
+#define STX_EDECODE -10        /**< bytes that do not decode (msgpack, record) */
+#define STX_ENOTFOUND -11      /**< no such key, field or entry */
+#define STX_ESNAPSHOT -12      /**< the LMDB snapshot failed */
+#define STX_ETYPE -13          /**< a state value is not of the requested type */
+#define STX_ELIMIT -14         /**< a configured size or count limit was exceeded */
+#define STX_ESTOPPED -15       /**< stx_processor_stop() was called */
+#define STX_ESTATE -16         /**< call not valid in the object's current state */
+#define STX_EREDIS_REFUSED -17 /**< Redis refused a write (OOM, MISCONF, READONLY) */
+#define STX_ENOGROUP -18       /**< the consumer group or the stream vanished */
+/** @} */
+
+/** What the caller should do after an error. */
+typedef enum stx_error_class {
+    STX_CLASS_OK = 0,       /**< not an error */
+    STX_CLASS_RETRIABLE,    /**< transient (connection, timeout, refused write): retry later */
+    STX_CLASS_ABORTABLE,    /**< this message or call failed; the handle is still usable */
+    STX_CLASS_FATAL         /**< the handle cannot go on (fenced, bad config, auth) */
+} stx_error_class;
+
+/** Static English name of a code; never NULL, never to be freed. */
+const char *stx_strerror(int code);
+
+/** Class of a code: what to do next. */
+stx_error_class stx_error_class_of(int code);
+
+/** Library version as "MAJOR.MINOR.PATCH" (static string). */
+const char *stx_version(void);
+
+/** @defgroup config Configuration
+ * A configuration is a set of string keys and values, checked as they are
+ * set.  Unknown keys and invalid values are refused with STX_EINVAL and a
+ * message in errbuf.  The keys are listed in README.md ("Configuration").
+ * @{ */
+typedef struct stx_config stx_config;
+
+/** New configuration holding the defaults; NULL only when out of memory.
+ * The caller owns it and frees it with stx_config_free(). */
+stx_config *stx_config_new(void);
+
+/** Free a configuration.  NULL is a no-op. */
+void stx_config_free(stx_config *conf);
+
+/** Set key to value.  On error writes a message of at most errlen-1 bytes
+ * into errbuf (which may be NULL) and leaves the configuration unchanged.
+ * @return STX_OK, STX_EINVAL (unknown key or bad value), STX_ENOMEM. */
+int stx_config_set(stx_config *conf, const char *key, const char *value,
+                   char *errbuf, size_t errlen);
+
+/** Current value of key as a string in buf (truncated to buflen-1 bytes,
+ * always terminated).  Secrets (password) read back as "***".
+ * @return STX_OK or STX_EINVAL for an unknown key. */
+int stx_config_get(const stx_config *conf, const char *key, char *buf, size_t buflen);
+/** @} */
+
+/** @defgroup message Messages
+ * A read-only view of one stream entry, valid during the handler call.
+ * @{ */
+typedef struct stx_msg stx_msg;
+
+/** Entry id, "MS-SEQ" (NUL-terminated). */
+const char *stx_msg_id(const stx_msg *msg);
+/** Name of the stream the entry was read from (NUL-terminated). */
+const char *stx_msg_stream(const stx_msg *msg);
+/** Number of field/value pairs. */
+size_t stx_msg_field_count(const stx_msg *msg);
+/** Field i (0-based).  Names and values are binary-safe byte strings; a NUL
+ * is stored after each so text can be used as a C string.
+ * @return STX_OK or STX_ENOTFOUND when i is out of range. */
+int stx_msg_field(const stx_msg *msg, size_t i, const char **name, size_t *name_len,
+                  const char **value, size_t *value_len);
+/** Value of the first field named name (NUL-terminated name), or NULL when
+ * absent.  *len (if not NULL) receives the value's length. */
+const char *stx_msg_get(const stx_msg *msg, const char *name, size_t *len);
+/** How many times the consumer group has delivered this entry (1 the first
+ * time; higher after a crash or retry). */
+uint64_t stx_msg_delivery_count(const stx_msg *msg);
+/** @} */
+
+/** @defgroup txn Transactions
+ * The handler's view of the processor's keyed state and its staged
+ * publishes.  Nothing reaches Redis before the handler returns STX_OK and
+ * the commit script succeeds; on any failure all of it is dropped.
+ *
+ * State values are single msgpack objects (any type).  The raw functions
+ * take and return the encoded bytes; the typed helpers encode and decode
+ * integers and strings.  A value returned by stx_txn_get() has already been
+ * validated, so it can be handed to msgpack_unpack() safely.  Keys are
+ * binary-safe byte strings (the empty key included) of at most
+ * max_key_bytes.
+ * @{ */
+typedef struct stx_txn stx_txn;
+
+/** Encoded msgpack value of key.  *value stays valid until the handler
+ * returns or the key is written again, whichever is first.
+ * @return STX_OK, STX_ENOTFOUND (no such key), STX_EDECODE (the stored
+ * value is not valid msgpack; the message names the key). */
+int stx_txn_get(stx_txn *txn, const void *key, size_t key_len,
+                const void **value, size_t *value_len);
+/** Stage key = value, where value is exactly one encoded msgpack object.
+ * @return STX_OK, STX_EDECODE (value is not one msgpack object),
+ * STX_ELIMIT (key or value larger than configured), STX_ENOMEM. */
+int stx_txn_put(stx_txn *txn, const void *key, size_t key_len,
+                const void *value, size_t value_len);
+/** Stage the deletion of key (no error if it does not exist). */
+int stx_txn_del(stx_txn *txn, const void *key, size_t key_len);
+
+/** Integer value of key.  @return STX_OK, STX_ENOTFOUND, STX_EDECODE, or
+ * STX_ETYPE when the value is not an integer that fits int64_t. */
+int stx_txn_get_i64(stx_txn *txn, const void *key, size_t key_len, int64_t *out);
+/** Stage key = v (msgpack integer). */
+int stx_txn_put_i64(stx_txn *txn, const void *key, size_t key_len, int64_t v);
+/** Add delta to the integer at key (a missing key counts as 0) and put the
+ * result into *result if not NULL.  @return as stx_txn_get_i64(), plus
+ * STX_ELIMIT on overflow. */
+int stx_txn_incr(stx_txn *txn, const void *key, size_t key_len, int64_t delta,
+                 int64_t *result);
+/** String (msgpack str or bin) value of key; *s is not NUL-terminated and is
+ * valid as for stx_txn_get(). @return as stx_txn_get_i64(). */
+int stx_txn_get_str(stx_txn *txn, const void *key, size_t key_len,
+                    const char **s, size_t *len);
+/** Stage key = the msgpack str s. */
+int stx_txn_put_str(stx_txn *txn, const void *key, size_t key_len,
+                    const char *s, size_t len);
+
+/** Stage an XADD of nfields field/value pairs to stream.  Names and values
+ * are copied.  Unless a field of that name is among the pairs given, the
+ * library adds the envelope fields "causation_id" (the source message id)
+ * and "correlation_id" (copied from the source message when it has one).
+ * On Redis Cluster the target stream must hash to the input stream's slot
+ * (give it the same hash tag, e.g. "{orders}:alerts"): one script cannot
+ * write to two slots.
+ * @return STX_OK, STX_EINVAL (no fields, empty stream name), STX_ENOMEM. */
+int stx_txn_publish(stx_txn *txn, const char *stream, size_t nfields,
+                    const char *const *names, const size_t *name_lens,
+                    const char *const *values, const size_t *value_lens);
+/** Convenience for text: publish NUL-terminated pairs given as
+ * name0, value0, name1, value1, ..., NULL. */
+int stx_txn_publishv(stx_txn *txn, const char *stream, ...);
+/** Set the message returned by stx_processor_errmsg() when the handler
+ * fails (printf-style).  Returns STX_EHANDLER so a handler can write
+ * `return stx_txn_fail(txn, "bad sku %s", sku);`. */
+int stx_txn_fail(stx_txn *txn, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/** @} */
+
+/** @defgroup processor Processor
+ * @{ */
+typedef struct stx_processor stx_processor;
+
+/** Handler verdicts.  Any other non-zero value counts as STX_HANDLER_FAIL. */
+#define STX_HANDLER_OK 0
+#define STX_HANDLER_RETRY 1 /**< transient failure: nothing is written, try again later */
+#define STX_HANDLER_FAIL 2  /**< permanent failure: nothing is written */
+
+/** The user's handler.  Reads msg, reads and writes state through txn,
+ * stages publishes through txn, and returns a verdict.  The handler may run
+ * more than once for one message (after a crash, a retry or a failed
+ * commit); only the effects made through txn are exactly-once.  It must not
+ * call back into the processor. */
+typedef int (*stx_handler_fn)(const stx_msg *msg, stx_txn *txn, void *user_data);
+
+/** Log levels for stx_log_fn. */
+typedef enum stx_log_level {
+    STX_LOG_DEBUG = 0,
+    STX_LOG_INFO = 1,
+    STX_LOG_WARN = 2,
+    STX_LOG_ERROR = 3
+} stx_log_level;
+
+/** Log callback: one line (no newline) per decision the processor makes.
+ * The default writes WARN and ERROR lines to stderr. */
+typedef void (*stx_log_fn)(stx_log_level level, const char *line, void *user_data);
+
+/** Set the handler (required before stx_processor_new()). */
+void stx_config_set_handler(stx_config *conf, stx_handler_fn handler, void *user_data);
+/** Set the log callback; NULL restores the default. */
+void stx_config_set_log(stx_config *conf, stx_log_fn log, void *user_data);
+
+/** Create a processor from conf (copied: conf may be freed afterwards).
+ * No I/O happens here.  As in SQLite, *out is set even on failure (unless
+ * memory ran out) so that stx_processor_errmsg() can tell why; the caller
+ * frees it with stx_processor_free().
+ * @return STX_OK, STX_EINVAL (e.g. no stream, group or handler), STX_ENOMEM. */
+int stx_processor_new(stx_processor **out, const stx_config *conf);
+
+/** Free a processor and close its connection.  NULL is a no-op.  Must not
+ * be called while stx_processor_run()/poll() runs in another thread. */
+void stx_processor_free(stx_processor *p);
+
+/** Connect, take a new epoch for (stream, group) (which fences any older
+ * processor), create the group if missing, load the state (from the LMDB
+ * snapshot when it matches, else from Redis) and claim entries left pending
+ * by other consumers of the group.  Called by run()/poll() when needed.
+ * @return STX_OK or an error (see stx_processor_errmsg()). */
+int stx_processor_start(stx_processor *p);
+
+/** Read at most one batch (waiting up to the configured block_ms for new
+ * entries), handle and commit it.
+ *
+ * When the handler fails on a message of the batch, the messages before it
+ * are committed, nothing of the failing one is written, and poll() returns
+ * STX_EHANDLER (the message says which entry and why; stx_processor_stats()
+ * counts what was committed).  The failed entry stays pending and is the
+ * first one the next poll() hands to the handler again; entries after it
+ * wait, because the offset only moves forward.
+ * @return the number of messages committed (0 if none came), or a negative
+ * error: STX_EFENCED (this processor was replaced; it stops for good),
+ * STX_EHANDLER, STX_ESTOPPED, STX_ECONN / STX_ETIMEOUT (the next poll
+ * reconnects and finds out whether an unanswered commit landed),
+ * STX_EWRONGTYPE, STX_ENOGROUP, ... */
+int stx_processor_poll(stx_processor *p);
+
+/** Call poll() until stx_processor_stop() or an error that is not
+ * retriable.  Retriable errors (connection lost, timeout, a write refused
+ * by Redis) are retried with a backoff from 100 ms to 5 s, except when the
+ * very first connection fails.  Returns STX_OK after a stop, else the error
+ * (e.g. STX_EHANDLER: call run() again to retry the failed entry). */
+int stx_processor_run(stx_processor *p);
+
+/** Ask run()/poll() to return at the next message boundary (at the latest
+ * after block_ms); the messages handled so far in the batch are committed
+ * first.  A start() in progress finishes.  Async-signal-safe and
+ * thread-safe. */
+void stx_processor_stop(stx_processor *p);
+
+/** Message of the last error on p (never NULL; "" when there was none).
+ * Valid until the next call on p. */
+const char *stx_processor_errmsg(const stx_processor *p);
+
+/** Epoch this processor holds (0 before start). */
+uint64_t stx_processor_epoch(const stx_processor *p);
+
+/** Id of the last committed message of (stream, group) as this processor
+ * knows it ("0-0" before anything was committed). */
+const char *stx_processor_offset(const stx_processor *p);
+
+/** Counters since stx_processor_new(). */
+typedef struct stx_stats {
+    uint64_t handled;        /**< handler calls that returned OK */
+    uint64_t committed;      /**< messages whose commit landed */
+    uint64_t commits;        /**< commit scripts that landed (one per batch) */
+    uint64_t duplicates;     /**< messages skipped as already committed */
+    uint64_t handler_failures; /**< handler calls that did not return OK */
+    uint64_t fenced;         /**< commits or reads refused by fencing */
+    uint64_t reconnects;     /**< connections re-established */
+    uint64_t script_reloads; /**< NOSCRIPT answers that caused a SCRIPT LOAD */
+    uint64_t snapshot_loads; /**< starts that loaded state from LMDB */
+    uint64_t redis_loads;    /**< starts that loaded state from Redis */
+    uint64_t state_keys;     /**< keys in the in-memory state */
+} stx_stats;
+
+/** Copy the counters into *out. */
+void stx_processor_stats(const stx_processor *p, stx_stats *out);
+
+/** Committed state value of key as the processor holds it (outside a
+ * handler, e.g. for reporting).  *value is valid until the next call on p.
+ * @return STX_OK, STX_ENOTFOUND, STX_ESTATE (not started). */
+int stx_processor_state_get(stx_processor *p, const void *key, size_t key_len,
+                            const void **value, size_t *value_len);
+/** @} */
+
+/** @defgroup keys Key layout
+ * All keys of (stream, group) share the stream's Redis Cluster hash tag:
+ * the text between the first '{' and the next '}' of the stream name when
+ * that is not empty, else the whole stream name.  A key is
+ * "{TAG}:stx:LEN:STREAM:GROUP:KIND" where LEN is the byte length of STREAM
+ * (so names containing ':' cannot collide) and KIND is "meta" (hash: epoch,
+ * offset, seq, lineage) or "state" (hash: state key -> msgpack value).
+ * @{ */
+
+/** Write the name of the KIND key ("meta" or "state") of (stream, group)
+ * into buf (cap bytes, NUL-terminated).  2 * strlen(stream) +
+ * strlen(group) + 40 bytes always suffice.
+ * @return the length of the name, or STX_EINVAL (bad kind, empty names),
+ * or STX_ELIMIT when cap is too small. */
+int stx_key_name(char *buf, size_t cap, const char *stream, const char *group,
+                 const char *kind);
+/** @} */
+
+/** @defgroup msgpack msgpack helpers for untrusted bytes
+ * @{ */
+
+/** Check that buf holds exactly one well-formed msgpack object of at most
+ * max_depth nesting levels, never reading past len and never trusting a
+ * declared length or count that the remaining bytes cannot hold.
+ * @return STX_OK or STX_EDECODE. */
+int stx_mp_validate(const void *buf, size_t len, unsigned max_depth);
+
+/** Decode a msgpack integer that fits int64_t.
+ * @return STX_OK, STX_EDECODE (not msgpack), STX_ETYPE (not such an int). */
+int stx_mp_read_i64(const void *buf, size_t len, int64_t *out);
+
+/** Encode v as msgpack into out (at least 9 bytes); returns the length. */
+size_t stx_mp_write_i64(unsigned char out[9], int64_t v);
+/** @} */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* STREAMTX_H */

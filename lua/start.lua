@@ -1,0 +1,29 @@
+#!lua
+-- Take a new epoch for (stream, group), fencing every older processor.
+-- KEYS[1] stream, KEYS[2] meta hash, KEYS[3] state hash
+-- ARGV[1] group, ARGV[2] id the group starts from when created, ARGV[3] lineage
+-- to record when the meta hash is new.
+-- Returns {"OK", epoch, offset, seq, lineage} or {"WRONGTYPE", key, type}.
+-- Every check comes before the first write: Redis does not roll scripts back.
+local function type_of(key)
+  return redis.call('TYPE', key).ok
+end
+
+local expected = {[1] = 'stream', [2] = 'hash', [3] = 'hash'}
+for i = 1, 3 do
+  local t = type_of(KEYS[i])
+  if t ~= 'none' and t ~= expected[i] then
+    return {'WRONGTYPE', KEYS[i], t}
+  end
+end
+
+local created = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], ARGV[2], 'MKSTREAM')
+if type(created) == 'table' and created.err and
+   string.sub(created.err, 1, 9) ~= 'BUSYGROUP' then
+  return redis.error_reply(created.err)
+end
+
+local epoch = redis.call('HINCRBY', KEYS[2], 'epoch', 1)
+redis.call('HSETNX', KEYS[2], 'lineage', ARGV[3])
+local meta = redis.call('HMGET', KEYS[2], 'offset', 'seq', 'lineage')
+return {'OK', epoch, meta[1] or '0-0', meta[2] or '0', meta[3]}

@@ -1,0 +1,270 @@
+/* Configuration as string keys and values, checked as they are set, in the
+ * manner of librdkafka: unknown keys and bad values are refused at once. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keys.h"
+
+enum kind { K_STRING, K_INT, K_URL, K_HOST, K_PORT, K_DB, K_USER, K_PASSWORD, K_ENUM };
+
+struct key_def {
+    const char *name;
+    enum kind kind;
+    size_t offset;      /* of the char* or long field, for K_STRING / K_INT */
+    long min, max;      /* for K_INT */
+    const char *const *choices; /* for K_ENUM */
+};
+
+static const char *const sync_choices[] = {"data", "full", "none", NULL};
+static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
+
+#define STR(field) K_STRING, offsetof(struct stx_config, field), 0, 0, NULL
+#define INT(field, lo, hi) K_INT, offsetof(struct stx_config, field), lo, hi, NULL
+
+static const struct key_def keys[] = {
+    {"url", K_URL, 0, 0, 0, NULL},
+    {"host", K_HOST, 0, 0, 0, NULL},
+    {"port", K_PORT, 0, 1, 65535, NULL},
+    {"db", K_DB, 0, 0, 1000000, NULL},
+    {"user", K_USER, 0, 0, 0, NULL},
+    {"password", K_PASSWORD, 0, 0, 0, NULL},
+    {"stream", STR(stream)},
+    {"group", STR(group)},
+    {"consumer", STR(consumer)},
+    {"group_start_id", STR(group_start_id)},
+    {"snapshot_dir", STR(snapshot_dir)},
+    {"snapshot_sync", K_ENUM, offsetof(struct stx_config, snapshot_sync), 0, 0, sync_choices},
+    {"snapshot_map_size_mb", INT(snapshot_map_size_mb, 1, 1048576)},
+    {"connect_timeout_ms", INT(connect_timeout_ms, 1, 3600000)},
+    {"command_timeout_ms", INT(command_timeout_ms, 1, 3600000)},
+    {"block_ms", INT(block_ms, 1, 3600000)},
+    {"batch_size", INT(batch_size, 1, 1000)},
+    {"max_key_bytes", INT(max_key_bytes, 1, 512L * 1024 * 1024)},
+    {"max_value_bytes", INT(max_value_bytes, 1, 512L * 1024 * 1024)},
+    {"max_fields", INT(max_fields, 1, 1000000)},
+    {"log_level", K_ENUM, offsetof(struct stx_config, log_level), 0, 0, level_choices},
+};
+
+static void set_defaults(struct stx_config *c)
+{
+    memset(c, 0, sizeof *c);
+    strcpy(c->url.host, "127.0.0.1");
+    c->url.port = 6379;
+    c->snapshot_map_size_mb = 1024;
+    c->connect_timeout_ms = 2000;
+    c->command_timeout_ms = 5000;
+    c->block_ms = 500;
+    c->batch_size = 64;
+    c->max_key_bytes = 64 * 1024;
+    c->max_value_bytes = 16L * 1024 * 1024;
+    c->max_fields = 1000;
+    c->log_level = STX_LOG_WARN;
+}
+
+stx_config *stx_config_new(void)
+{
+    struct stx_config *c = malloc(sizeof *c);
+    if (c) set_defaults(c);
+    return c;
+}
+
+static char **str_field(struct stx_config *c, size_t off)
+{
+    return (char **)(void *)((char *)c + off);
+}
+
+void stx_config_release(struct stx_config *c)
+{
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (keys[i].kind == K_STRING) {
+            free(*str_field(c, keys[i].offset));
+            *str_field(c, keys[i].offset) = NULL;
+        }
+    memset(c->url.password, 0, sizeof c->url.password);
+}
+
+void stx_config_free(stx_config *conf)
+{
+    if (!conf) return;
+    stx_config_release(conf);
+    free(conf);
+}
+
+int stx_config_copy(struct stx_config *dst, const struct stx_config *src)
+{
+    *dst = *src;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        if (keys[i].kind != K_STRING) continue;
+        char **d = str_field(dst, keys[i].offset);
+        if (*d && !(*d = strdup(*d))) {
+            for (size_t j = 0; j < i; j++)
+                if (keys[j].kind == K_STRING) free(*str_field(dst, keys[j].offset));
+            return STX_ENOMEM;
+        }
+    }
+    return STX_OK;
+}
+
+static const struct key_def *find_key(const char *name)
+{
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (strcmp(keys[i].name, name) == 0) return &keys[i];
+    return NULL;
+}
+
+static int parse_long(const char *v, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < lo || n > hi) return -1;
+    *out = n;
+    return 0;
+}
+
+static int fail(char *errbuf, size_t errlen, const char *fmt, const char *a, long lo, long hi)
+{
+    if (errbuf && errlen) snprintf(errbuf, errlen, fmt, a, lo, hi);
+    return STX_EINVAL;
+}
+
+static int check_string(const struct key_def *d, const char *value, char *errbuf, size_t errlen)
+{
+    int may_be_empty = strcmp(d->name, "snapshot_dir") == 0; /* "" turns the snapshot off */
+    if (!*value && !may_be_empty) {
+        if (errbuf && errlen) snprintf(errbuf, errlen, "%s must not be empty", d->name);
+        return STX_EINVAL;
+    }
+    stx_id id;
+    if (strcmp(d->name, "group_start_id") == 0 && strcmp(value, "$") != 0 &&
+        strcmp(value, "0") != 0 && stx_id_parse(value, strlen(value), &id) != 0) {
+        if (errbuf && errlen)
+            snprintf(errbuf, errlen, "group_start_id must be 0, $ or an id MS-SEQ, not '%s'",
+                     value);
+        return STX_EINVAL;
+    }
+    return STX_OK;
+}
+
+int stx_config_set(stx_config *c, const char *key, const char *value, char *errbuf,
+                   size_t errlen)
+{
+    if (!c || !key || !value) return fail(errbuf, errlen, "%s", "NULL argument", 0, 0);
+    const struct key_def *d = find_key(key);
+    if (!d) return fail(errbuf, errlen, "unknown configuration key '%s'", key, 0, 0);
+    long n;
+    char err[256];
+    switch (d->kind) {
+    case K_URL: {
+        stx_url u;
+        if (stx_url_parse(value, &u, err, sizeof err) != STX_OK) {
+            if (errbuf && errlen) snprintf(errbuf, errlen, "url: %s", err);
+            return STX_EINVAL;
+        }
+        c->url = u;
+        return STX_OK;
+    }
+    case K_HOST:
+        if (!*value || strlen(value) >= sizeof c->url.host)
+            return fail(errbuf, errlen, "host must be 1 to 255 bytes", NULL, 0, 0);
+        strcpy(c->url.host, value);
+        return STX_OK;
+    case K_PORT:
+    case K_DB:
+        if (parse_long(value, d->min, d->max, &n) != 0)
+            return fail(errbuf, errlen, "%s must be a number from %ld to %ld", d->name, d->min,
+                        d->max);
+        if (d->kind == K_PORT) c->url.port = (int)n;
+        else c->url.db = (int)n;
+        return STX_OK;
+    case K_USER:
+    case K_PASSWORD: {
+        char *dst = d->kind == K_USER ? c->url.user : c->url.password;
+        size_t cap = d->kind == K_USER ? sizeof c->url.user : sizeof c->url.password;
+        if (strlen(value) >= cap)
+            return fail(errbuf, errlen, "%s is too long", d->name, 0, 0);
+        strcpy(dst, value);
+        return STX_OK;
+    }
+    case K_ENUM:
+        for (int i = 0; d->choices[i]; i++)
+            if (strcmp(d->choices[i], value) == 0) {
+                *(int *)(void *)((char *)c + d->offset) = i;
+                return STX_OK;
+            }
+        if (errbuf && errlen)
+            snprintf(errbuf, errlen, "%s must be one of %s|%s|%s%s%s, not '%s'", d->name,
+                     d->choices[0], d->choices[1], d->choices[2], d->choices[3] ? "|" : "",
+                     d->choices[3] ? d->choices[3] : "", value);
+        return STX_EINVAL;
+    case K_INT:
+        if (parse_long(value, d->min, d->max, &n) != 0)
+            return fail(errbuf, errlen, "%s must be a number from %ld to %ld", d->name, d->min,
+                        d->max);
+        *(long *)(void *)((char *)c + d->offset) = n;
+        return STX_OK;
+    case K_STRING: {
+        int rc = check_string(d, value, errbuf, errlen);
+        if (rc != STX_OK) return rc;
+        char *copy = strdup(value);
+        if (!copy) return STX_ENOMEM;
+        char **f = str_field(c, d->offset);
+        free(*f);
+        *f = copy;
+        if (strcmp(d->name, "snapshot_dir") == 0 && !*copy) {
+            free(copy);
+            *f = NULL;
+        }
+        return STX_OK;
+    }
+    }
+    return STX_EINVAL;
+}
+
+int stx_config_get(const stx_config *c, const char *key, char *buf, size_t buflen)
+{
+    const struct key_def *d = c && key ? find_key(key) : NULL;
+    if (!d || !buf || !buflen) return STX_EINVAL;
+    switch (d->kind) {
+    case K_URL:
+        snprintf(buf, buflen, "redis://%s%s%s:%d/%d", c->url.user,
+                 c->url.user[0] || c->url.password[0] ? (c->url.password[0] ? ":***@" : "@") : "",
+                 c->url.host, c->url.port, c->url.db);
+        break;
+    case K_HOST: snprintf(buf, buflen, "%s", c->url.host); break;
+    case K_PORT: snprintf(buf, buflen, "%d", c->url.port); break;
+    case K_DB: snprintf(buf, buflen, "%d", c->url.db); break;
+    case K_USER: snprintf(buf, buflen, "%s", c->url.user); break;
+    case K_PASSWORD: snprintf(buf, buflen, "%s", c->url.password[0] ? "***" : ""); break;
+    case K_ENUM:
+        snprintf(buf, buflen, "%s", d->choices[*(const int *)(const void *)((const char *)c + d->offset)]);
+        break;
+    case K_INT:
+        snprintf(buf, buflen, "%ld", *(const long *)(const void *)((const char *)c + d->offset));
+        break;
+    case K_STRING: {
+        const char *s = *(char *const *)(const void *)((const char *)c + d->offset);
+        snprintf(buf, buflen, "%s", s ? s : "");
+        break;
+    }
+    }
+    return STX_OK;
+}
+
+void stx_config_set_handler(stx_config *c, stx_handler_fn handler, void *user_data)
+{
+    if (!c) return;
+    c->handler = handler;
+    c->handler_data = user_data;
+}
+
+void stx_config_set_log(stx_config *c, stx_log_fn log, void *user_data)
+{
+    if (!c) return;
+    c->log = log;
+    c->log_data = user_data;
+}

@@ -1,0 +1,38 @@
+/* The processor's settings, as checked by stx_config_set(). */
+#ifndef STX_CONFIG_H
+#define STX_CONFIG_H
+
+#include <stddef.h>
+
+#include "streamtx.h"
+#include "url.h"
+
+struct stx_config {
+    stx_url url;                /* host, port, db, user, password */
+    char *stream;
+    char *group;
+    char *consumer;             /* NULL: derived from the host name */
+    char *group_start_id;       /* where a new group starts: "0", "$" or an id */
+    char *snapshot_dir;         /* NULL: no snapshot */
+    int snapshot_sync;          /* see stx_snapshot_open() */
+    long snapshot_map_size_mb;
+    long connect_timeout_ms;
+    long command_timeout_ms;
+    long block_ms;
+    long batch_size;
+    long max_key_bytes;
+    long max_value_bytes;
+    long max_fields;
+    int log_level;              /* lowest level the default logger prints */
+    stx_handler_fn handler;
+    void *handler_data;
+    stx_log_fn log;
+    void *log_data;
+};
+
+/* Deep copy of src into dst (dst uninitialised).  STX_OK or STX_ENOMEM. */
+int stx_config_copy(struct stx_config *dst, const struct stx_config *src);
+/* Free what a copy owns (not the struct itself). */
+void stx_config_release(struct stx_config *conf);
+
+#endif

@@ -1,0 +1,28 @@
+/* Key derivation and stream ids. */
+#ifndef STX_KEYS_H
+#define STX_KEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A stream id as two unsigned 64-bit numbers. */
+typedef struct stx_id {
+    uint64_t ms;
+    uint64_t seq;
+} stx_id;
+
+/* Longest text of an id: 20 + 1 + 20 digits, plus NUL. */
+#define STX_ID_MAX 42
+
+/* Parse "MS-SEQ" (both parts required, decimal, no sign, fit 64 bits).
+ * Returns 0 or -1. */
+int stx_id_parse(const char *s, size_t len, stx_id *out);
+/* Compare as (ms, seq). */
+int stx_id_cmp(stx_id a, stx_id b);
+/* Format into buf (STX_ID_MAX bytes). */
+void stx_id_format(stx_id id, char *buf);
+
+/* Allocate the KIND key of (stream, group); NULL when out of memory. */
+char *stx_key_alloc(const char *stream, const char *group, const char *kind);
+
+#endif

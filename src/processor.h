@@ -1,0 +1,110 @@
+/* Internal layout of the processor, its messages and its transaction,
+ * shared by processor.c, message.c and txn.c. */
+#ifndef STX_PROCESSOR_H
+#define STX_PROCESSOR_H
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <hiredis/hiredis.h>
+
+#include "config.h"
+#include "connection.h"
+#include "keys.h"
+#include "scripts.h"
+#include "snapshot.h"
+#include "statemap.h"
+#include "streamtx.h"
+
+struct stx_msg {
+    const char *id;
+    stx_id idv;
+    const char *stream;
+    const redisReply *fields;   /* array of 2n strings; NULL: entry was deleted */
+    uint64_t delivery_count;
+};
+
+/* Decode one entry of an XREADGROUP reply ([id, [field, value, ...]] or
+ * [id, nil] for an entry deleted while pending).  Checks every type and
+ * count; max_fields bounds the pairs.  STX_OK, STX_EDECODE (malformed, with
+ * the reason in why), STX_ELIMIT (too many fields or bytes). */
+int stx_msg_decode(struct stx_msg *m, const redisReply *entry, const char *stream,
+                   long max_fields, long long max_bytes, const char **why);
+
+/* One staged XADD: pairs[2i] is a field name, pairs[2i+1] its value, all
+ * stored in one block. */
+typedef struct stx_pub {
+    char *stream;
+    size_t npairs;
+    size_t *lens;               /* 2 * npairs lengths */
+    char **ptrs;                /* 2 * npairs pointers into block */
+    char *block;
+} stx_pub;
+
+typedef struct stx_pubs {
+    stx_pub *v;
+    size_t n, cap;
+} stx_pubs;
+
+void stx_pubs_truncate(stx_pubs *p, size_t n);
+void stx_pubs_free(stx_pubs *p);
+
+struct stx_txn {
+    stx_processor *p;
+    const struct stx_msg *msg;
+    stx_statemap overlay;       /* this message's changes */
+    const stx_statemap *batch;  /* changes of the batch so far */
+    const stx_statemap *base;   /* committed state */
+    stx_pubs *pubs;             /* the batch's publishes; this message's start at pubs_mark */
+    size_t pubs_mark;
+    char failmsg[512];
+    unsigned char scratch[16];
+};
+
+void stx_txn_reset(struct stx_txn *t, const struct stx_msg *msg);
+void stx_txn_release(struct stx_txn *t);
+
+struct stx_processor {
+    struct stx_config conf;
+    stx_conn conn;
+    stx_scripts scripts;
+    char *key_meta, *key_state;
+    char *consumer;
+    char *identity;             /* meta key and lineage: whose snapshot this is */
+    char lineage[33];
+    uint64_t epoch, seq;
+    stx_id offset;
+    char offset_str[STX_ID_MAX];
+    int started, fenced;
+    int in_doubt;               /* a commit was sent but its reply lost */
+    stx_id in_doubt_id;         /* its last id */
+    size_t in_doubt_count;
+    int need_reload;            /* the in-memory state cannot be trusted */
+    int reading_pending;        /* re-reading the own pending list after cursor */
+    stx_id cursor;
+    stx_statemap state;
+    stx_statemap batch;
+    stx_pubs pubs;
+    struct stx_txn txn;
+    stx_snapshot *snap;
+    stx_argv argv;
+    atomic_int stop;
+    stx_stats stats;
+    char errmsg[1024];
+    char logbuf[1200];
+};
+
+/* Set p->errmsg (printf-style) and return code. */
+int stx_fail(stx_processor *p, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+void stx_log(stx_processor *p, stx_log_level level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+#endif

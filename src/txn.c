@@ -1,0 +1,252 @@
+/* The handler's transaction: reads go through the message overlay, the
+ * batch overlay and the committed state; writes stay in the message overlay
+ * and the staged publishes until the commit. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "processor.h"
+
+void stx_pubs_truncate(stx_pubs *p, size_t n)
+{
+    while (p->n > n) {
+        stx_pub *x = &p->v[--p->n];
+        free(x->stream);
+        free(x->lens);
+        free(x->ptrs);
+        free(x->block);
+    }
+}
+
+void stx_pubs_free(stx_pubs *p)
+{
+    stx_pubs_truncate(p, 0);
+    free(p->v);
+    memset(p, 0, sizeof *p);
+}
+
+void stx_txn_reset(struct stx_txn *t, const struct stx_msg *msg)
+{
+    stx_sm_clear(&t->overlay);
+    t->msg = msg;
+    t->pubs_mark = t->pubs->n;
+    t->failmsg[0] = '\0';
+}
+
+void stx_txn_release(struct stx_txn *t)
+{
+    stx_sm_free(&t->overlay);
+}
+
+/* The entry visible to the handler for key, or NULL (absent or deleted). */
+static const stx_sm_entry *lookup(stx_txn *t, const void *key, size_t key_len)
+{
+    const stx_sm_entry *e = stx_sm_find(&t->overlay, key, key_len);
+    if (!e) e = stx_sm_find(t->batch, key, key_len);
+    if (!e) e = stx_sm_find(t->base, key, key_len);
+    return e && !(e->flags & STX_SM_DELETED) ? e : NULL;
+}
+
+static void printable(const void *key, size_t len, char *out, size_t cap)
+{
+    const unsigned char *s = key;
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 5 < cap; i++) {
+        if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\') out[o++] = (char)s[i];
+        else o += (size_t)snprintf(out + o, cap - o, "\\x%02x", s[i]);
+    }
+    out[o] = '\0';
+}
+
+int stx_txn_get(stx_txn *t, const void *key, size_t key_len, const void **value,
+                size_t *value_len)
+{
+    if (!t || (!key && key_len)) return STX_EINVAL;
+    const stx_sm_entry *e = lookup(t, key, key_len);
+    if (!e) return STX_ENOTFOUND;
+    if (e->flags & STX_SM_CORRUPT) {
+        char k[128];
+        printable(key, key_len, k, sizeof k);
+        snprintf(t->failmsg, sizeof t->failmsg,
+                 "state key '%s' holds a value that is not valid msgpack", k);
+        return STX_EDECODE;
+    }
+    *value = stx_sm_value(e);
+    *value_len = e->value_len;
+    return STX_OK;
+}
+
+int stx_txn_put(stx_txn *t, const void *key, size_t key_len, const void *value,
+                size_t value_len)
+{
+    if (!t || (!key && key_len) || (!value && value_len)) return STX_EINVAL;
+    if ((long)key_len > t->p->conf.max_key_bytes || (long)value_len > t->p->conf.max_value_bytes)
+        return STX_ELIMIT;
+    if (stx_mp_validate(value, value_len, STX_MP_MAX_DEPTH) != STX_OK) return STX_EDECODE;
+    return stx_sm_put(&t->overlay, key, key_len, value, value_len, 0) ? STX_OK : STX_ENOMEM;
+}
+
+int stx_txn_del(stx_txn *t, const void *key, size_t key_len)
+{
+    if (!t || (!key && key_len)) return STX_EINVAL;
+    return stx_sm_put(&t->overlay, key, key_len, NULL, 0, STX_SM_DELETED) ? STX_OK : STX_ENOMEM;
+}
+
+int stx_txn_get_i64(stx_txn *t, const void *key, size_t key_len, int64_t *out)
+{
+    const void *v;
+    size_t n;
+    int rc = stx_txn_get(t, key, key_len, &v, &n);
+    return rc == STX_OK ? stx_mp_read_i64(v, n, out) : rc;
+}
+
+int stx_txn_put_i64(stx_txn *t, const void *key, size_t key_len, int64_t v)
+{
+    size_t n = stx_mp_write_i64(t->scratch, v);
+    return stx_txn_put(t, key, key_len, t->scratch, n);
+}
+
+int stx_txn_incr(stx_txn *t, const void *key, size_t key_len, int64_t delta, int64_t *result)
+{
+    int64_t v = 0;
+    int rc = stx_txn_get_i64(t, key, key_len, &v);
+    if (rc != STX_OK && rc != STX_ENOTFOUND) return rc;
+    if ((delta > 0 && v > INT64_MAX - delta) || (delta < 0 && v < INT64_MIN - delta))
+        return STX_ELIMIT;
+    v += delta;
+    if (result) *result = v;
+    return stx_txn_put_i64(t, key, key_len, v);
+}
+
+int stx_txn_get_str(stx_txn *t, const void *key, size_t key_len, const char **s, size_t *len)
+{
+    const void *v;
+    size_t n;
+    int rc = stx_txn_get(t, key, key_len, &v, &n);
+    return rc == STX_OK ? stx_mp_read_str(v, n, s, len) : rc;
+}
+
+int stx_txn_put_str(stx_txn *t, const void *key, size_t key_len, const char *s, size_t len)
+{
+    unsigned char *buf;
+    size_t n;
+    int rc = stx_mp_write_str(s, len, &buf, &n);
+    if (rc != STX_OK) return rc;
+    rc = stx_txn_put(t, key, key_len, buf, n);
+    free(buf);
+    return rc;
+}
+
+static int has_name(size_t nfields, const char *const *names, const size_t *lens,
+                    const char *want)
+{
+    size_t n = strlen(want);
+    for (size_t i = 0; i < nfields; i++)
+        if (lens[i] == n && memcmp(names[i], want, n) == 0) return 1;
+    return 0;
+}
+
+int stx_txn_publish(stx_txn *t, const char *stream, size_t nfields, const char *const *names,
+                    const size_t *name_lens, const char *const *values,
+                    const size_t *value_lens)
+{
+    if (!t || !stream || !*stream || nfields == 0 || !names || !name_lens || !values ||
+        !value_lens)
+        return STX_EINVAL;
+    /* Envelope: the publish names its cause and carries the correlation on,
+     * unless the handler set them itself. */
+    const char *extra_names[2], *extra_values[2];
+    size_t extra_vlens[2], nextra = 0;
+    if (!has_name(nfields, names, name_lens, "causation_id")) {
+        extra_names[nextra] = "causation_id";
+        extra_values[nextra] = t->msg->id;
+        extra_vlens[nextra++] = strlen(t->msg->id);
+    }
+    size_t corr_len;
+    const char *corr = stx_msg_get(t->msg, "correlation_id", &corr_len);
+    if (corr && !has_name(nfields, names, name_lens, "correlation_id")) {
+        extra_names[nextra] = "correlation_id";
+        extra_values[nextra] = corr;
+        extra_vlens[nextra++] = corr_len;
+    }
+    size_t npairs = nfields + nextra;
+    if ((long)npairs > t->p->conf.max_fields) return STX_ELIMIT;
+    size_t total = 0;
+    for (size_t i = 0; i < nfields; i++) {
+        if ((!names[i] && name_lens[i]) || (!values[i] && value_lens[i])) return STX_EINVAL;
+        total += name_lens[i] + value_lens[i];
+    }
+    for (size_t i = 0; i < nextra; i++) total += strlen(extra_names[i]) + extra_vlens[i];
+    if (total > (size_t)t->p->conf.max_value_bytes) return STX_ELIMIT;
+
+    stx_pubs *ps = t->pubs;
+    if (ps->n == ps->cap) {
+        size_t cap = ps->cap ? ps->cap * 2 : 8;
+        stx_pub *v = realloc(ps->v, cap * sizeof *v);
+        if (!v) return STX_ENOMEM;
+        ps->v = v;
+        ps->cap = cap;
+    }
+    stx_pub pub = {strdup(stream), npairs, malloc(2 * npairs * sizeof(size_t)),
+                   malloc(2 * npairs * sizeof(char *)), malloc(total ? total : 1)};
+    if (!pub.stream || !pub.lens || !pub.ptrs || !pub.block) {
+        free(pub.stream);
+        free(pub.lens);
+        free(pub.ptrs);
+        free(pub.block);
+        return STX_ENOMEM;
+    }
+    char *w = pub.block;
+    for (size_t i = 0; i < npairs; i++) {
+        const char *n = i < nfields ? names[i] : extra_names[i - nfields];
+        size_t nl = i < nfields ? name_lens[i] : strlen(n);
+        const char *v = i < nfields ? values[i] : extra_values[i - nfields];
+        size_t vl = i < nfields ? value_lens[i] : extra_vlens[i - nfields];
+        pub.ptrs[2 * i] = w;
+        pub.lens[2 * i] = nl;
+        if (nl) memcpy(w, n, nl);
+        w += nl;
+        pub.ptrs[2 * i + 1] = w;
+        pub.lens[2 * i + 1] = vl;
+        if (vl) memcpy(w, v, vl);
+        w += vl;
+    }
+    ps->v[ps->n++] = pub;
+    return STX_OK;
+}
+
+int stx_txn_publishv(stx_txn *t, const char *stream, ...)
+{
+    enum { MAX = 256 };
+    const char *names[MAX], *values[MAX];
+    size_t nl[MAX], vl[MAX], n = 0;
+    va_list ap;
+    va_start(ap, stream);
+    for (;;) {
+        const char *name = va_arg(ap, const char *);
+        if (!name) break;
+        const char *value = va_arg(ap, const char *);
+        if (!value || n == MAX) {
+            va_end(ap);
+            return STX_EINVAL;
+        }
+        names[n] = name;
+        nl[n] = strlen(name);
+        values[n] = value;
+        vl[n++] = strlen(value);
+    }
+    va_end(ap);
+    return stx_txn_publish(t, stream, n, names, nl, values, vl);
+}
+
+int stx_txn_fail(stx_txn *t, const char *fmt, ...)
+{
+    if (!t) return STX_EHANDLER;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->failmsg, sizeof t->failmsg, fmt, ap);
+    va_end(ap);
+    return STX_EHANDLER;
+}

@@ -1,0 +1,135 @@
+/* redis:// URL parsing. */
+#include "url.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "streamtx.h"
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Copy [s, s+n) into out with %XX decoded; fails on a bad escape, an
+ * embedded NUL or when out is too small. */
+static int decode_part(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%') {
+            if (i + 2 >= n) return -1;
+            int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
+            if (h < 0 || l < 0) return -1;
+            c = h * 16 + l;
+            i += 2;
+        }
+        if (c == 0 || o + 1 >= cap) return -1;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+static int parse_uint(const char *s, size_t n, long max, long *out)
+{
+    if (n == 0 || n > 9) return -1;
+    long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)s[i])) return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+int stx_url_parse(const char *url, stx_url *out, char *err, size_t errlen)
+{
+    static const char scheme[] = "redis://";
+    memset(out, 0, sizeof *out);
+    out->port = 6379;
+    if (!url || strncmp(url, scheme, sizeof scheme - 1) != 0) {
+        snprintf(err, errlen, "URL must start with redis://");
+        return STX_EINVAL;
+    }
+    const char *p = url + sizeof scheme - 1;
+    const char *end = p + strlen(p);
+    const char *slash = memchr(p, '/', (size_t)(end - p));
+    const char *auth_end = NULL;
+    for (const char *q = p; q < (slash ? slash : end); q++)
+        if (*q == '@') auth_end = q; /* the last '@' ends the credentials */
+    if (auth_end) {
+        const char *colon = memchr(p, ':', (size_t)(auth_end - p));
+        const char *user_end = colon ? colon : auth_end;
+        if (decode_part(p, (size_t)(user_end - p), out->user, sizeof out->user) != 0 ||
+            (colon && decode_part(colon + 1, (size_t)(auth_end - colon - 1), out->password,
+                                  sizeof out->password) != 0)) {
+            snprintf(err, errlen, "URL has a malformed or too long user or password");
+            return STX_EINVAL;
+        }
+        if (!colon) { /* redis://password@host is the common legacy form */
+            memcpy(out->password, out->user, sizeof out->user);
+            out->user[0] = '\0';
+        }
+        p = auth_end + 1;
+    }
+    const char *host_end = slash ? slash : end;
+    const char *host = p, *port = NULL;
+    size_t host_len;
+    if (*p == '[') {
+        const char *rb = memchr(p, ']', (size_t)(host_end - p));
+        if (!rb) {
+            snprintf(err, errlen, "URL has an unterminated [IPv6] host");
+            return STX_EINVAL;
+        }
+        host = p + 1;
+        host_len = (size_t)(rb - host);
+        if (rb + 1 < host_end) {
+            if (rb[1] != ':') {
+                snprintf(err, errlen, "URL has junk after the [IPv6] host");
+                return STX_EINVAL;
+            }
+            port = rb + 2;
+        }
+    } else {
+        const char *colon = memchr(p, ':', (size_t)(host_end - p));
+        host_len = (size_t)((colon ? colon : host_end) - p);
+        if (colon) port = colon + 1;
+    }
+    if (host_len == 0 || host_len >= sizeof out->host) {
+        snprintf(err, errlen, "URL has an empty or too long host");
+        return STX_EINVAL;
+    }
+    for (size_t i = 0; i < host_len; i++) {
+        unsigned char c = (unsigned char)host[i];
+        if (!(isalnum(c) || c == '.' || c == '-' || c == '_' || c == ':')) {
+            snprintf(err, errlen, "URL host has an invalid character");
+            return STX_EINVAL;
+        }
+    }
+    memcpy(out->host, host, host_len);
+    out->host[host_len] = '\0';
+    long v;
+    if (port) {
+        if (parse_uint(port, (size_t)(host_end - port), 65535, &v) != 0 || v == 0) {
+            snprintf(err, errlen, "URL port must be a number from 1 to 65535");
+            return STX_EINVAL;
+        }
+        out->port = (int)v;
+    }
+    if (slash && slash + 1 < end) {
+        if (parse_uint(slash + 1, (size_t)(end - slash - 1), 1000000, &v) != 0) {
+            snprintf(err, errlen, "URL database must be a number");
+            return STX_EINVAL;
+        }
+        out->db = (int)v;
+    }
+    return STX_OK;
+}
