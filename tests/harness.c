@@ -1,0 +1,529 @@
+/* Test harness: real redis-server processes on free loopback ports.
+ *
+ * Each server runs in the foreground (--daemonize no) as a child of the test
+ * process, in its own temporary directory, logging to DIR/redis.log.  The
+ * child asks the kernel to SIGKILL it when its parent thread exits
+ * (PR_SET_PDEATHSIG), so a crashing test leaves no orphan behind.  Note that
+ * the signal follows the *thread* that forked: start servers from the test's
+ * main thread, not from a short-lived helper thread.  Servers still running
+ * when the test process exits normally are killed and their directories
+ * removed by an atexit handler. */
+#define _XOPEN_SOURCE 700 /* nftw */
+
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#define REDIS_SERVER_BIN "redis-server"
+#define START_DEADLINE_MS 10000
+#define PORT_TRIES 20
+#define MAX_EXTRA_ARGS 64
+#define LOG_TAIL_BYTES 2048
+
+/* ------------------------------------------------------------------ */
+/* small helpers                                                        */
+
+int64_t test_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+const char *test_unique(const char *base, char *buf, size_t cap)
+{
+    /* Criterion runs every test in its own process, so pid + counter is
+     * unique across the tests of one run. */
+    static unsigned counter;
+    snprintf(buf, cap, "%s-%ld-%u", base, (long)getpid(), ++counter);
+    return buf;
+}
+
+void test_tmpdir(char *buf, size_t cap)
+{
+    static const char tmpl[] = "/tmp/stx-test-XXXXXX";
+    cr_assert(cap >= sizeof tmpl, "test_tmpdir: buffer of %zu bytes is too small", cap);
+    memcpy(buf, tmpl, sizeof tmpl);
+    cr_assert(mkdtemp(buf) != NULL, "mkdtemp(%s): %s", tmpl, strerror(errno));
+}
+
+static int rmrf_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    if (remove(path) != 0 && errno != ENOENT)
+        fprintf(stderr, "test_rmrf: remove(%s): %s\n", path, strerror(errno));
+    return 0; /* keep going: remove as much as possible */
+}
+
+void test_rmrf(const char *path)
+{
+    if (path == NULL || path[0] == '\0')
+        return;
+    if (nftw(path, rmrf_one, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
+        fprintf(stderr, "test_rmrf: nftw(%s): %s\n", path, strerror(errno));
+}
+
+/* Last LOG_TAIL_BYTES of a file into buf (empty string when unreadable). */
+static void file_tail(const char *path, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    long want = (long)(cap - 1 < LOG_TAIL_BYTES ? cap - 1 : LOG_TAIL_BYTES);
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long size = ftell(f);
+        if (size > want)
+            fseek(f, size - want, SEEK_SET);
+        else
+            fseek(f, 0, SEEK_SET);
+    }
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}
+
+static int file_contains(const char *path, const char *needle)
+{
+    char tail[LOG_TAIL_BYTES + 1];
+    file_tail(path, tail, sizeof tail);
+    return strstr(tail, needle) != NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* the servers this process started                                     */
+
+/* One entry per server directory: its pid (0 when killed) and a copy of its
+ * extra arguments for restart().  Entries go away on test_redis_stop(); the
+ * atexit handler kills and removes whatever is left. */
+#define MAX_LIVE 32
+static struct {
+    pid_t owner; /* process that started it: forked children must not clean up */
+    pid_t pid;
+    char dir[256];
+    char *extra[MAX_EXTRA_ARGS + 1];
+} live[MAX_LIVE];
+
+static int live_find(const char *dir)
+{
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (live[i].owner == getpid() && strcmp(live[i].dir, dir) == 0)
+            return i;
+    return -1;
+}
+
+static void live_forget(const char *dir)
+{
+    int i = live_find(dir);
+    if (i < 0)
+        return;
+    for (int j = 0; live[i].extra[j] != NULL; j++) {
+        free(live[i].extra[j]);
+        live[i].extra[j] = NULL;
+    }
+    live[i].dir[0] = '\0';
+    live[i].pid = 0;
+}
+
+static void live_cleanup(void)
+{
+    for (int i = 0; i < MAX_LIVE; i++) {
+        if (live[i].owner != getpid() || live[i].dir[0] == '\0')
+            continue;
+        if (live[i].pid > 0) {
+            kill(live[i].pid, SIGKILL);
+            waitpid(live[i].pid, NULL, 0);
+        }
+        test_rmrf(live[i].dir);
+        live_forget(live[i].dir);
+    }
+}
+
+/* New entry for dir with a copy of extra. */
+static void live_add(const char *dir, const char *const *extra)
+{
+    static int registered;
+    if (!registered) {
+        atexit(live_cleanup);
+        registered = 1;
+    }
+    int i = -1;
+    for (int j = 0; i < 0 && j < MAX_LIVE; j++)
+        if (live[j].owner != getpid() || live[j].dir[0] == '\0')
+            i = j;
+    cr_assert(i >= 0, "test_redis_start: more than %d servers in one test", MAX_LIVE);
+    for (int j = 0; live[i].extra[j] != NULL; j++) { /* left by a parent process */
+        free(live[i].extra[j]);
+        live[i].extra[j] = NULL;
+    }
+    live[i].owner = getpid();
+    live[i].pid = 0;
+    snprintf(live[i].dir, sizeof live[i].dir, "%s", dir);
+    for (int j = 0; extra != NULL && extra[j] != NULL; j++) {
+        cr_assert(j < MAX_EXTRA_ARGS, "test_redis_start: more than %d extra arguments",
+                  MAX_EXTRA_ARGS);
+        live[i].extra[j] = strdup(extra[j]);
+        cr_assert(live[i].extra[j] != NULL, "out of memory");
+    }
+}
+
+static void live_set_pid(const char *dir, pid_t pid)
+{
+    int i = live_find(dir);
+    if (i >= 0)
+        live[i].pid = pid;
+}
+
+static const char *const *live_extra(const char *dir)
+{
+    int i = live_find(dir);
+    return i >= 0 ? (const char *const *)live[i].extra : NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* ports and processes                                                  */
+
+/* 1 when 127.0.0.1:port can be bound now; with port 0, the kernel's choice
+ * goes to *chosen. */
+static int try_bind(int port, int *chosen)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(fd >= 0, "socket: %s", strerror(errno));
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((uint16_t)port);
+    socklen_t len = sizeof sa;
+    int ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+             getsockname(fd, (struct sockaddr *)&sa, &len) == 0;
+    close(fd);
+    if (ok && chosen != NULL)
+        *chosen = ntohs(sa.sin_port);
+    return ok;
+}
+
+/* A free loopback port P that also leaves P+10000 free and below 65536, so
+ * that a test may pass --cluster-enabled yes in extra (the cluster bus
+ * listens on P+10000). */
+static int free_port(void)
+{
+    for (int i = 0; i < 1000; i++) {
+        int port = 0;
+        if (!try_bind(0, &port))
+            continue;
+        if (port <= 65535 - 10000 && try_bind(port + 10000, NULL))
+            return port;
+    }
+    cr_assert_fail("cannot find a free loopback port P with P+10000 also free");
+    return -1;
+}
+
+typedef enum { SPAWN_OK, SPAWN_PORT_TAKEN } spawn_result;
+
+/* argv for one start; the strings live in this struct. */
+typedef struct {
+    char port[16];
+    char logfile[300];
+    const char *argv[32 + MAX_EXTRA_ARGS];
+} server_args;
+
+static void build_args(server_args *a, const test_redis *r, const char *const *extra)
+{
+    int n = 0;
+    snprintf(a->port, sizeof a->port, "%d", r->port);
+    snprintf(a->logfile, sizeof a->logfile, "%s/redis.log", r->dir);
+    a->argv[n++] = REDIS_SERVER_BIN;
+    a->argv[n++] = "--port";
+    a->argv[n++] = a->port;
+    a->argv[n++] = "--bind";
+    a->argv[n++] = "127.0.0.1";
+    a->argv[n++] = "--dir";
+    a->argv[n++] = r->dir;
+    a->argv[n++] = "--save";
+    a->argv[n++] = "";
+    a->argv[n++] = "--appendonly";
+    a->argv[n++] = r->appendonly ? "yes" : "no";
+    if (r->appendonly) {
+        a->argv[n++] = "--appendfsync";
+        a->argv[n++] = "always";
+    }
+    a->argv[n++] = "--daemonize";
+    a->argv[n++] = "no";
+    a->argv[n++] = "--logfile";
+    a->argv[n++] = a->logfile;
+    a->argv[n++] = "--protected-mode";
+    a->argv[n++] = "no";
+    for (int i = 0; extra != NULL && extra[i] != NULL; i++) {
+        cr_assert(i < MAX_EXTRA_ARGS, "test_redis_start: more than %d extra arguments",
+                  MAX_EXTRA_ARGS);
+        a->argv[n++] = extra[i];
+    }
+    a->argv[n] = NULL;
+}
+
+/* fork + exec redis-server; returns the child's pid. */
+static pid_t spawn(const server_args *a, const char *dir)
+{
+    char outpath[300];
+    snprintf(outpath, sizeof outpath, "%s/redis.out", dir);
+    /* Drop the previous attempt's log so failure checks see only this run. */
+    unlink(a->logfile);
+
+    int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    cr_assert(in >= 0, "open /dev/null: %s", strerror(errno));
+    int out = open(outpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    cr_assert(out >= 0, "open %s: %s", outpath, strerror(errno));
+    long maxfd = sysconf(_SC_OPEN_MAX);
+    if (maxfd < 0 || maxfd > 65536)
+        maxfd = 65536;
+    pid_t parent = getpid();
+
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Child: async-signal-safe calls only until exec. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127); /* parent already gone */
+        dup2(in, 0);
+        dup2(out, 1);
+        dup2(out, 2);
+        for (int fd = 3; fd < maxfd; fd++)
+            close(fd); /* no test-runner pipes or client sockets */
+        execvp(a->argv[0], (char *const *)a->argv);
+        _exit(127);
+    }
+    int err = errno;
+    close(in);
+    close(out);
+    cr_assert(pid > 0, "fork: %s", strerror(err));
+    return pid;
+}
+
+static void fail_with_log(const test_redis *r, const char *what)
+{
+    char path[300], log[LOG_TAIL_BYTES + 1], out[LOG_TAIL_BYTES + 1];
+    snprintf(path, sizeof path, "%s/redis.log", r->dir);
+    file_tail(path, log, sizeof log);
+    snprintf(path, sizeof path, "%s/redis.out", r->dir);
+    file_tail(path, out, sizeof out);
+    cr_assert_fail("redis-server on port %d (dir %s): %s\n"
+                   "--- redis.log (tail) ---\n%s\n--- stdout/stderr ---\n%s",
+                   r->port, r->dir, what, log, out);
+}
+
+/* Value of "field:" in an INFO reply, or -1. */
+static long long info_field(const char *info, const char *field)
+{
+    size_t flen = strlen(field);
+    for (const char *p = info; p != NULL && *p != '\0';) {
+        if (strncmp(p, field, flen) == 0 && p[flen] == ':')
+            return strtoll(p + flen + 1, NULL, 10);
+        p = strchr(p, '\n');
+        if (p != NULL)
+            p++;
+    }
+    return -1;
+}
+
+/* 1 when the server on r->port answers PING, is our child, and has
+ * finished loading its data; 0 otherwise. */
+static int server_ready(const test_redis *r)
+{
+    struct timeval tv = { 1, 0 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
+    int ready = 0;
+    if (c == NULL || c->err)
+        goto done;
+    redisReply *rep = redisCommand(c, "PING");
+    ready = rep != NULL && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0;
+    if (rep != NULL)
+        freeReplyObject(rep);
+    if (!ready)
+        goto done; /* e.g. -LOADING */
+    rep = redisCommand(c, "INFO");
+    ready = rep != NULL && rep->type == REDIS_REPLY_STRING &&
+            info_field(rep->str, "process_id") == (long long)r->pid &&
+            info_field(rep->str, "loading") == 0;
+    if (rep != NULL)
+        freeReplyObject(rep);
+done:
+    if (c != NULL)
+        redisFree(c);
+    return ready;
+}
+
+/* Start the server described by r (port, dir, appendonly) and wait for it. */
+static spawn_result launch(test_redis *r, const char *const *extra)
+{
+    server_args a;
+    build_args(&a, r, extra);
+    r->pid = spawn(&a, r->dir);
+    live_set_pid(r->dir, r->pid);
+
+    int64_t deadline = test_now_ms() + START_DEADLINE_MS;
+    for (;;) {
+        int status;
+        pid_t w = waitpid(r->pid, &status, WNOHANG);
+        if (w == r->pid) {
+            r->pid = 0;
+            live_set_pid(r->dir, 0);
+            if (file_contains(a.logfile, "Address already in use"))
+                return SPAWN_PORT_TAKEN;
+            char what[128];
+            if (WIFEXITED(status))
+                snprintf(what, sizeof what, "exited with status %d during start-up",
+                         WEXITSTATUS(status));
+            else
+                snprintf(what, sizeof what, "killed by signal %d during start-up",
+                         WIFSIGNALED(status) ? WTERMSIG(status) : -1);
+            fail_with_log(r, what);
+        }
+        if (server_ready(r))
+            return SPAWN_OK;
+        if (test_now_ms() > deadline) {
+            kill(r->pid, SIGKILL);
+            waitpid(r->pid, NULL, 0);
+            r->pid = 0;
+            live_set_pid(r->dir, 0);
+            fail_with_log(r, "no PONG (or still loading) after 10 s");
+        }
+        sleep_ms(20);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* public                                                               */
+
+void test_redis_start(test_redis *r, int appendonly, const char *const *extra)
+{
+    memset(r, 0, sizeof *r);
+    r->appendonly = appendonly ? 1 : 0;
+    test_tmpdir(r->dir, sizeof r->dir);
+    live_add(r->dir, extra);
+
+    for (int attempt = 1; attempt <= PORT_TRIES; attempt++) {
+        r->port = free_port();
+        snprintf(r->url, sizeof r->url, "redis://127.0.0.1:%d", r->port);
+        if (launch(r, extra) == SPAWN_OK)
+            return;
+    }
+    fail_with_log(r, "port already in use on every one of 20 tries");
+}
+
+void test_redis_kill(test_redis *r)
+{
+    if (r == NULL || r->pid <= 0)
+        return;
+    kill(r->pid, SIGKILL);
+    while (waitpid(r->pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    r->pid = 0;
+    live_set_pid(r->dir, 0);
+}
+
+void test_redis_restart(test_redis *r)
+{
+    cr_assert(r->dir[0] != '\0', "test_redis_restart: server was never started (or stopped)");
+    test_redis_kill(r);
+    /* The port is fixed (clients hold the URL); a few tries cover a
+     * listener that is still going away. */
+    for (int attempt = 1; attempt <= PORT_TRIES; attempt++) {
+        if (launch(r, live_extra(r->dir)) == SPAWN_OK)
+            return;
+        sleep_ms(100);
+    }
+    fail_with_log(r, "cannot restart: port taken by another process");
+}
+
+void test_redis_stop(test_redis *r)
+{
+    if (r == NULL)
+        return;
+    test_redis_kill(r);
+    if (r->dir[0] != '\0') {
+        live_forget(r->dir);
+        test_rmrf(r->dir);
+        r->dir[0] = '\0';
+    }
+}
+
+redisContext *test_redis_connect(const test_redis *r)
+{
+    struct timeval tv = { 5, 0 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
+    cr_assert(c != NULL, "redisConnect 127.0.0.1:%d: out of memory", r->port);
+    if (c->err) {
+        char msg[sizeof c->errstr];
+        memcpy(msg, c->errstr, sizeof msg);
+        redisFree(c);
+        cr_assert_fail("redisConnect 127.0.0.1:%d: %s", r->port, msg);
+    }
+    return c;
+}
+
+static redisReply *vcmd(redisContext *c, const char *fmt, va_list ap)
+{
+    redisReply *rep = redisvCommand(c, fmt, ap);
+    cr_assert(rep != NULL, "redis command \"%s\": connection error: %s", fmt,
+              c->errstr[0] ? c->errstr : "(no message)");
+    if (rep->type == REDIS_REPLY_ERROR) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", rep->str);
+        freeReplyObject(rep);
+        cr_assert_fail("redis command \"%s\": error reply: %s", fmt, msg);
+    }
+    return rep;
+}
+
+redisReply *test_cmd(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = vcmd(c, fmt, ap);
+    va_end(ap);
+    return rep;
+}
+
+long long test_cmd_int(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = vcmd(c, fmt, ap);
+    va_end(ap);
+    if (rep->type != REDIS_REPLY_INTEGER) {
+        int type = rep->type;
+        freeReplyObject(rep);
+        cr_assert_fail("redis command \"%s\": expected an integer reply, got type %d", fmt,
+                       type);
+    }
+    long long v = rep->integer;
+    freeReplyObject(rep);
+    return v;
+}

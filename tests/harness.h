@@ -1,0 +1,51 @@
+/* Test harness: real redis-server processes on free loopback ports, each in
+ * its own temporary directory, plus small helpers around hiredis. */
+#ifndef STX_TEST_HARNESS_H
+#define STX_TEST_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <hiredis/hiredis.h>
+
+typedef struct test_redis {
+    int port;
+    pid_t pid;          /* 0 when not running */
+    char dir[256];      /* temporary working directory (removed by stop) */
+    char url[128];      /* "redis://127.0.0.1:PORT" */
+    int appendonly;     /* started with --appendonly yes --appendfsync always */
+} test_redis;
+
+/* Start redis-server on a free port in a new temporary directory; waits
+ * until it answers PING.  appendonly: 1 = AOF with appendfsync always.
+ * extra: NULL-terminated list of further redis-server arguments, or NULL.
+ * Aborts the test (cr_assert) on failure. */
+void test_redis_start(test_redis *r, int appendonly, const char *const *extra);
+/* SIGKILL the server (keeps its directory, so restart() reloads the AOF). */
+void test_redis_kill(test_redis *r);
+/* Start the server again on the same port and directory; waits for PING
+ * (and for the AOF to be loaded). */
+void test_redis_restart(test_redis *r);
+/* Stop the server (SIGKILL) and remove its directory. */
+void test_redis_stop(test_redis *r);
+
+/* New hiredis connection to r (asserts). */
+redisContext *test_redis_connect(const test_redis *r);
+/* Run a command (printf-style as redisCommand), assert no error reply,
+ * return the reply (caller frees with freeReplyObject). */
+redisReply *test_cmd(redisContext *c, const char *fmt, ...);
+/* Integer reply of a command (asserts type). */
+long long test_cmd_int(redisContext *c, const char *fmt, ...);
+
+/* A new temporary directory (mkdtemp under /tmp), path into buf. */
+void test_tmpdir(char *buf, size_t cap);
+/* rm -rf path. */
+void test_rmrf(const char *path);
+
+/* Unique key prefix for this test process ("t<pid>-<counter>"). */
+const char *test_unique(const char *base, char *buf, size_t cap);
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+int64_t test_now_ms(void);
+
+#endif

@@ -1,0 +1,378 @@
+/* Processor behaviour against a real redis-server: commits, exactly-once
+ * skips, handler failures, restarts, snapshots, script reloads. */
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "streamtx.h"
+
+static test_redis R;
+
+static void setup(void) { test_redis_start(&R, 0, NULL); }
+static void teardown(void) { test_redis_stop(&R); }
+
+TestSuite(processor, .init = setup, .fini = teardown, .timeout = 120);
+
+/* Counts messages per field "k" and publishes every tenth count to "out". */
+struct counter_ctx {
+    const char *out;
+    int fail_on;        /* fail when a message has field "k" equal to this number; -1 never */
+    int calls;
+};
+
+static int count_handler(const stx_msg *msg, stx_txn *txn, void *ud)
+{
+    struct counter_ctx *c = ud;
+    c->calls++;
+    size_t klen;
+    const char *k = stx_msg_get(msg, "k", &klen);
+    if (!k) return stx_txn_fail(txn, "no k");
+    if (c->fail_on >= 0 && atoi(k) == c->fail_on) return stx_txn_fail(txn, "refusing k=%s", k);
+    int64_t v;
+    int rc = stx_txn_incr(txn, k, klen, 1, &v);
+    if (rc != STX_OK) return rc;
+    rc = stx_txn_incr(txn, "total", 5, 1, &v);
+    if (rc != STX_OK) return rc;
+    if (c->out && v % 10 == 0) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%" PRId64, v);
+        return stx_txn_publishv(txn, c->out, "total", buf, NULL);
+    }
+    return STX_OK;
+}
+
+static stx_processor *make(const char *stream, const char *group, struct counter_ctx *ctx,
+                           const char *snapshot, const char *batch)
+{
+    stx_config *c = stx_config_new();
+    char err[256];
+    cr_assert_eq(stx_config_set(c, "url", R.url, err, sizeof err), STX_OK, "%s", err);
+    cr_assert_eq(stx_config_set(c, "stream", stream, err, sizeof err), STX_OK);
+    cr_assert_eq(stx_config_set(c, "group", group, err, sizeof err), STX_OK);
+    cr_assert_eq(stx_config_set(c, "consumer", "c1", err, sizeof err), STX_OK);
+    cr_assert_eq(stx_config_set(c, "block_ms", "50", err, sizeof err), STX_OK);
+    cr_assert_eq(stx_config_set(c, "log_level", "error", err, sizeof err), STX_OK);
+    if (batch) cr_assert_eq(stx_config_set(c, "batch_size", batch, err, sizeof err), STX_OK);
+    if (snapshot) cr_assert_eq(stx_config_set(c, "snapshot_dir", snapshot, err, sizeof err), STX_OK);
+    stx_config_set_handler(c, count_handler, ctx);
+    stx_processor *p;
+    cr_assert_eq(stx_processor_new(&p, c), STX_OK, "%s", p ? stx_processor_errmsg(p) : "");
+    stx_config_free(c);
+    return p;
+}
+
+/* Poll until a poll finds nothing; returns the number committed. */
+static int drain(stx_processor *p)
+{
+    int total = 0;
+    for (;;) {
+        int n = stx_processor_poll(p);
+        cr_assert(n >= 0, "poll: %s: %s", stx_strerror(n), stx_processor_errmsg(p));
+        if (n == 0) return total;
+        total += n;
+    }
+}
+
+static void produce(redisContext *c, const char *stream, int n, int keys)
+{
+    for (int i = 0; i < n; i++) freeReplyObject(test_cmd(c, "XADD %s * k %d", stream, i % keys));
+}
+
+static int64_t state_i64(stx_processor *p, const char *key)
+{
+    const void *v;
+    size_t n;
+    int64_t out = -1;
+    cr_assert_eq(stx_processor_state_get(p, key, strlen(key), &v, &n), STX_OK, "no key %s", key);
+    cr_assert_eq(stx_mp_read_i64(v, n, &out), STX_OK);
+    return out;
+}
+
+static int64_t redis_state_i64(redisContext *c, const char *stream, const char *group, const char *key)
+{
+    char name[256];
+    cr_assert(stx_key_name(name, sizeof name, stream, group, "state") > 0);
+    redisReply *r = test_cmd(c, "HGET %s %s", name, key);
+    cr_assert_eq(r->type, REDIS_REPLY_STRING, "state key %s missing in Redis", key);
+    int64_t v;
+    cr_assert_eq(stx_mp_read_i64(r->str, r->len, &v), STX_OK);
+    freeReplyObject(r);
+    return v;
+}
+
+static long long pending_count(redisContext *c, const char *stream, const char *group)
+{
+    redisReply *r = test_cmd(c, "XPENDING %s %s", stream, group);
+    long long n = r->element[0]->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+static void last_id(redisContext *c, const char *stream, char *out, size_t cap)
+{
+    redisReply *r = test_cmd(c, "XREVRANGE %s + - COUNT 1", stream);
+    cr_assert_eq(r->elements, 1);
+    snprintf(out, cap, "%s", r->element[0]->element[0]->str);
+    freeReplyObject(r);
+}
+
+Test(processor, commits_state_offset_and_publishes)
+{
+    redisContext *c = test_redis_connect(&R);
+    produce(c, "orders", 100, 3);
+    struct counter_ctx ctx = {"orders-out", -1, 0};
+    stx_processor *p = make("orders", "g", &ctx, NULL, NULL);
+    cr_assert_eq(drain(p), 100);
+    cr_assert_eq(state_i64(p, "0"), 34);
+    cr_assert_eq(state_i64(p, "1"), 33);
+    cr_assert_eq(state_i64(p, "total"), 100);
+    cr_assert_eq(redis_state_i64(c, "orders", "g", "0"), 34);
+    cr_assert_eq(redis_state_i64(c, "orders", "g", "total"), 100);
+    cr_assert_eq(test_cmd_int(c, "XLEN orders-out"), 10);
+    cr_assert_eq(pending_count(c, "orders", "g"), 0);
+    char last[64];
+    last_id(c, "orders", last, sizeof last);
+    cr_assert_str_eq(stx_processor_offset(p), last);
+    char meta[256];
+    stx_key_name(meta, sizeof meta, "orders", "g", "meta");
+    redisReply *r = test_cmd(c, "HGET %s offset", meta);
+    cr_assert_str_eq(r->str, last);
+    freeReplyObject(r);
+    /* Every publish names its source entry. */
+    r = test_cmd(c, "XRANGE orders-out - +");
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *f = r->element[i]->element[1];
+        cr_assert_eq(f->elements, 4);
+        cr_assert_str_eq(f->element[2]->str, "causation_id");
+    }
+    freeReplyObject(r);
+    stx_stats st;
+    stx_processor_stats(p, &st);
+    cr_assert_eq(st.handled, 100);
+    cr_assert_eq(st.committed, 100);
+    cr_assert_eq(st.duplicates, 0);
+    stx_processor_free(p);
+    redisFree(c);
+}
+
+Test(processor, handler_failure_writes_nothing_and_stays_pending)
+{
+    redisContext *c = test_redis_connect(&R);
+    produce(c, "f", 10, 10); /* k = 0..9 */
+    struct counter_ctx ctx = {"f-out", 5, 0};
+    stx_processor *p = make("f", "g", &ctx, NULL, NULL);
+    int n = stx_processor_poll(p);
+    cr_assert_eq(n, STX_EHANDLER, "got %d", n);
+    cr_assert(strstr(stx_processor_errmsg(p), "refusing k=5"), "%s", stx_processor_errmsg(p));
+    /* The five before it are committed, nothing of the failing one. */
+    cr_assert_eq(redis_state_i64(c, "f", "g", "total"), 5);
+    char name[256];
+    stx_key_name(name, sizeof name, "f", "g", "state");
+    cr_assert_eq(test_cmd_int(c, "HEXISTS %s 5", name), 0);
+    cr_assert_eq(test_cmd_int(c, "HLEN %s", name), 6); /* 0..4 and total */
+    cr_assert_eq(pending_count(c, "f", "g"), 5);
+    /* Polling again retries the same entry first and fails again. */
+    cr_assert_eq(stx_processor_poll(p), STX_EHANDLER);
+    cr_assert_eq(redis_state_i64(c, "f", "g", "total"), 5);
+    /* Once the handler accepts it, the rest goes through, in order. */
+    ctx.fail_on = -1;
+    cr_assert_eq(drain(p), 5);
+    cr_assert_eq(redis_state_i64(c, "f", "g", "total"), 10);
+    cr_assert_eq(pending_count(c, "f", "g"), 0);
+    stx_processor_free(p);
+    redisFree(c);
+}
+
+static void restart_case(const char *snapshot)
+{
+    redisContext *c = test_redis_connect(&R);
+    produce(c, "r", 50, 5);
+    struct counter_ctx ctx = {NULL, -1, 0};
+    stx_processor *p = make("r", "g", &ctx, snapshot, NULL);
+    cr_assert_eq(drain(p), 50);
+    stx_processor_free(p);
+    produce(c, "r", 50, 5);
+    p = make("r", "g", &ctx, snapshot, NULL);
+    cr_assert_eq(drain(p), 50);
+    cr_assert_eq(state_i64(p, "0"), 20);
+    cr_assert_eq(state_i64(p, "total"), 100);
+    cr_assert_eq(redis_state_i64(c, "r", "g", "total"), 100);
+    stx_stats st;
+    stx_processor_stats(p, &st);
+    cr_assert_eq(st.snapshot_loads, snapshot ? 1 : 0);
+    cr_assert_eq(st.redis_loads, snapshot ? 0 : 1);
+    stx_processor_free(p);
+    redisFree(c);
+}
+
+Test(processor, state_survives_restart_without_snapshot) { restart_case(NULL); }
+
+Test(processor, state_survives_restart_with_snapshot)
+{
+    char dir[256];
+    test_tmpdir(dir, sizeof dir);
+    restart_case(dir);
+    test_rmrf(dir);
+}
+
+Test(processor, redelivered_entries_are_skipped_not_applied_twice)
+{
+    redisContext *c = test_redis_connect(&R);
+    produce(c, "d", 30, 3);
+    struct counter_ctx ctx = {"d-out", -1, 0};
+    stx_processor *p = make("d", "g", &ctx, NULL, "7");
+    cr_assert_eq(drain(p), 30);
+    /* Move the group back: Redis delivers every entry again. */
+    freeReplyObject(test_cmd(c, "XGROUP SETID d g 0"));
+    ctx.calls = 0;
+    cr_assert_eq(drain(p), 0);
+    cr_assert_eq(ctx.calls, 0, "the handler ran for committed entries");
+    cr_assert_eq(redis_state_i64(c, "d", "g", "total"), 30);
+    cr_assert_eq(test_cmd_int(c, "XLEN d-out"), 3);
+    cr_assert_eq(pending_count(c, "d", "g"), 0);
+    stx_stats st;
+    stx_processor_stats(p, &st);
+    cr_assert_eq(st.duplicates, 30);
+    stx_processor_free(p);
+    redisFree(c);
+}
+
+/* Acknowledges the entry it is handling from a second connection, as an
+ * operator might, before the processor commits it. */
+struct acking_ctx {
+    redisContext *side;
+    const char *victim_k;
+    int calls;
+};
+
+static int acking_handler(const stx_msg *msg, stx_txn *txn, void *ud)
+{
+    struct acking_ctx *a = ud;
+    a->calls++;
+    const char *k = stx_msg_get(msg, "k", NULL);
+    if (strcmp(k, a->victim_k) == 0)
+        cr_assert_eq(test_cmd_int(a->side, "XACK a g %s", stx_msg_id(msg)), 1);
+    return stx_txn_incr(txn, "total", 5, 1, NULL);
+}
+
+Test(processor, entry_acknowledged_behind_its_back_is_not_applied)
+{
+    redisContext *c = test_redis_connect(&R);
+    produce(c, "a", 3, 3);
+    struct counter_ctx unused = {NULL, -1, 0};
+    stx_processor *p = make("a", "g", &unused, NULL, "1");
+    stx_processor_free(p);
+    struct acking_ctx a = {test_redis_connect(&R), "1", 0};
+    stx_config *conf = stx_config_new();
+    stx_config_set(conf, "url", R.url, NULL, 0);
+    stx_config_set(conf, "stream", "a", NULL, 0);
+    stx_config_set(conf, "group", "g", NULL, 0);
+    stx_config_set(conf, "batch_size", "1", NULL, 0);
+    stx_config_set(conf, "block_ms", "50", NULL, 0);
+    stx_config_set(conf, "log_level", "error", NULL, 0);
+    stx_config_set_handler(conf, acking_handler, &a);
+    cr_assert_eq(stx_processor_new(&p, conf), STX_OK);
+    stx_config_free(conf);
+    cr_assert_eq(drain(p), 2);
+    cr_assert_eq(a.calls, 3);
+    cr_assert_eq(redis_state_i64(c, "a", "g", "total"), 2);
+    stx_stats st;
+    stx_processor_stats(p, &st);
+    cr_assert_eq(st.duplicates, 1);
+    cr_assert_eq(st.committed, 2);
+    cr_assert_eq(pending_count(c, "a", "g"), 0);
+    stx_processor_free(p);
+    redisFree(a.side);
+    redisFree(c);
+}
+
+Test(processor, script_cache_flush_is_survived)
+{
+    redisContext *c = test_redis_connect(&R);
+    produce(c, "s", 5, 1);
+    struct counter_ctx ctx = {NULL, -1, 0};
+    stx_processor *p = make("s", "g", &ctx, NULL, NULL);
+    cr_assert_eq(drain(p), 5);
+    freeReplyObject(test_cmd(c, "SCRIPT FLUSH"));
+    produce(c, "s", 5, 1);
+    cr_assert_eq(drain(p), 5);
+    stx_stats st;
+    stx_processor_stats(p, &st);
+    cr_assert_geq(st.script_reloads, 1);
+    cr_assert_eq(redis_state_i64(c, "s", "g", "total"), 10);
+    stx_processor_free(p);
+    redisFree(c);
+}
+
+Test(processor, batches_commit_once_each)
+{
+    redisContext *c = test_redis_connect(&R);
+    produce(c, "b", 200, 7);
+    struct counter_ctx ctx = {"b-out", -1, 0};
+    stx_processor *p = make("b", "g", &ctx, NULL, "64");
+    cr_assert_eq(drain(p), 200);
+    stx_stats st;
+    stx_processor_stats(p, &st);
+    cr_assert_eq(st.commits, 4); /* 64 + 64 + 64 + 8 */
+    cr_assert_eq(redis_state_i64(c, "b", "g", "total"), 200);
+    cr_assert_eq(test_cmd_int(c, "XLEN b-out"), 20);
+    stx_processor_free(p);
+    redisFree(c);
+}
+
+Test(processor, failure_inside_a_batch_keeps_the_work_before_it)
+{
+    redisContext *c = test_redis_connect(&R);
+    produce(c, "pb", 20, 20);
+    struct counter_ctx ctx = {NULL, 12, 0};
+    stx_processor *p = make("pb", "g", &ctx, NULL, "20");
+    cr_assert_eq(stx_processor_poll(p), STX_EHANDLER);
+    cr_assert_eq(redis_state_i64(c, "pb", "g", "total"), 12);
+    ctx.fail_on = -1;
+    cr_assert_eq(drain(p), 8);
+    cr_assert_eq(redis_state_i64(c, "pb", "g", "total"), 20);
+    cr_assert_eq(pending_count(c, "pb", "g"), 0);
+    stx_processor_free(p);
+    redisFree(c);
+}
+
+Test(processor, stored_offset_compares_ids_numerically)
+{
+    redisContext *c = test_redis_connect(&R);
+    /* "9-5" > "10-1" as strings; as ids it is smaller. */
+    freeReplyObject(test_cmd(c, "XADD n 9-5 k 0"));
+    freeReplyObject(test_cmd(c, "XADD n 10-1 k 0"));
+    freeReplyObject(test_cmd(c, "XADD n 100-0 k 0"));
+    struct counter_ctx ctx = {NULL, -1, 0};
+    stx_processor *p = make("n", "g", &ctx, NULL, "1");
+    cr_assert_eq(drain(p), 3);
+    cr_assert_str_eq(stx_processor_offset(p), "100-0");
+    cr_assert_eq(redis_state_i64(c, "n", "g", "total"), 3);
+    stx_processor_free(p);
+    redisFree(c);
+}
+
+Test(processor, keys_share_the_stream_hash_slot)
+{
+    char meta[256], state[256];
+    cr_assert(stx_key_name(meta, sizeof meta, "orders", "g", "meta") > 0);
+    cr_assert_str_eq(meta, "{orders}:stx:6:orders:g:meta");
+    cr_assert(stx_key_name(state, sizeof state, "app:{eu}:orders", "g", "state") > 0);
+    cr_assert_str_eq(state, "{eu}:stx:15:app:{eu}:orders:g:state");
+    /* Redis' own slot function agrees (it answers only in cluster mode). */
+    static const char *const cluster[] = {"--cluster-enabled", "yes", "--cluster-config-file",
+                                          "nodes.conf", NULL};
+    test_redis cr;
+    test_redis_start(&cr, 0, cluster);
+    redisContext *c = test_redis_connect(&cr);
+    long long s1 = test_cmd_int(c, "CLUSTER KEYSLOT %s", "app:{eu}:orders");
+    long long s2 = test_cmd_int(c, "CLUSTER KEYSLOT %s", state);
+    cr_assert_eq(s1, s2);
+    cr_assert_eq(stx_key_name(meta, 8, "orders", "g", "meta"), STX_ELIMIT);
+    cr_assert_eq(stx_key_name(meta, sizeof meta, "orders", "g", "bogus"), STX_EINVAL);
+    redisFree(c);
+    test_redis_stop(&cr);
+}
