@@ -55,6 +55,10 @@ extern "C" {
 #define STX_ESTATE -16         /**< call not valid in the object's current state */
 #define STX_EREDIS_REFUSED -17 /**< Redis refused a write (OOM, MISCONF, READONLY) */
 #define STX_ENOGROUP -18       /**< the consumer group or the stream vanished */
+#define STX_ECONFLICT -19      /**< idempotency key reused with different content */
+#define STX_EINVALID_CURSOR -20 /**< a cursor that is not a stream id */
+#define STX_EWINDOW_EXPIRED -21 /**< entries after the cursor were trimmed away */
+#define STX_ESCHEMA -22        /**< stored state has another schema version */
 /** @} */
 
 /** What the caller should do after an error. */
@@ -298,6 +302,11 @@ typedef struct stx_stats {
     uint64_t snapshot_loads; /**< starts that loaded state from LMDB */
     uint64_t redis_loads;    /**< starts that loaded state from Redis */
     uint64_t state_keys;     /**< keys in the in-memory state */
+    uint64_t retries;        /**< entries handed to the handler again after a failure */
+    uint64_t dead_lettered;  /**< entries moved to the dead-letter stream */
+    uint64_t slow_handlers;  /**< handler calls longer than handler_warn_ms */
+    /** Commit latency (EVALSHA sent to reply read), in microseconds. */
+    uint64_t commit_us_p50, commit_us_p99, commit_us_max;
 } stx_stats;
 
 /** Copy the counters into *out. */
@@ -343,6 +352,195 @@ int stx_mp_read_i64(const void *buf, size_t len, int64_t *out);
 
 /** Encode v as msgpack into out (at least 9 bytes); returns the length. */
 size_t stx_mp_write_i64(unsigned char out[9], int64_t v);
+/** @} */
+
+
+/** @defgroup client Client: producing, reading and administration
+ * A plain connection for everything besides processing.  Uses the address
+ * keys of a configuration (url, host, port, db, user, password,
+ * connect_timeout_ms, command_timeout_ms); other keys are ignored.
+ * @{ */
+typedef struct stx_client stx_client;
+
+/** Connect.  As stx_processor_new(), *out is set even on failure (unless
+ * out of memory) so stx_client_errmsg() can tell why; free it with
+ * stx_client_free().  conf may be NULL for redis://127.0.0.1:6379.
+ * @return STX_OK, STX_ECONN, STX_EAUTH, STX_ETIMEOUT, STX_ENOMEM. */
+int stx_client_new(stx_client **out, const stx_config *conf);
+/** Close and free.  NULL is a no-op. */
+void stx_client_free(stx_client *c);
+/** Message of the last error on c ("" when none). */
+const char *stx_client_errmsg(const stx_client *c);
+
+/** One field/value pair, binary-safe. */
+typedef struct stx_field {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} stx_field;
+
+/** Envelope field names: a convention for events, never a requirement.
+ * Entries without them are processed all the same. */
+#define STX_FIELD_TYPE "type"                /**< event type, e.g. "order.created" */
+#define STX_FIELD_KEY "key"                  /**< entity the event is about */
+#define STX_FIELD_PAYLOAD "payload"          /**< body: raw bytes or msgpack */
+#define STX_FIELD_CONTENT_TYPE "content_type" /**< e.g. "application/msgpack" */
+#define STX_FIELD_CORRELATION_ID "correlation_id" /**< id shared by a whole flow */
+#define STX_FIELD_CAUSATION_ID "causation_id" /**< id of the entry that caused this one */
+#define STX_FIELD_ACTOR "actor"              /**< who or what did it */
+#define STX_FIELD_CREATED_AT "created_at"    /**< milliseconds since the epoch */
+#define STX_FIELD_SCHEMA_VERSION "schema_version" /**< version of the payload's schema */
+
+/** Options of a produce call; a zeroed struct means none. */
+typedef struct stx_produce_opts {
+    const char *idempotency_key;  /**< dedup key (NULL: none); per message in a batch */
+    long long dedup_ttl_ms;       /**< how long a key is remembered (0: 24 h) */
+    long long maxlen;             /**< > 0: XADD MAXLEN ~ maxlen */
+    const char *minid;            /**< non-NULL: XADD MINID ~ minid */
+} stx_produce_opts;
+
+/** Result of one produced message. */
+typedef struct stx_produce_result {
+    char id[48];                  /**< the entry id (the original one for a duplicate) */
+    int duplicate;                /**< 1 when the idempotency key was seen with this content */
+} stx_produce_result;
+
+/** XADD one message.  With an idempotency key the first call adds the
+ * entry and remembers key -> (id, fingerprint of the fields); a later call
+ * with the same key and fields adds nothing and returns the first id with
+ * duplicate = 1; the same key with other fields gives STX_ECONFLICT.  One
+ * script, so concurrent producers and retries after a timeout are safe.
+ * @return STX_OK, STX_ECONFLICT, STX_EINVAL, STX_EWRONGTYPE, connection errors. */
+int stx_produce(stx_client *c, const char *stream, const stx_field *fields, size_t nfields,
+                const stx_produce_opts *opts, stx_produce_result *result);
+
+/** One message of a batch. */
+typedef struct stx_produce_msg {
+    const stx_field *fields;
+    size_t nfields;
+    const char *idempotency_key;  /**< NULL: none */
+} stx_produce_msg;
+
+/** Produce n messages in one round trip (one script; opts' idempotency_key
+ * is ignored in favour of each message's).  results has n slots.  On
+ * STX_ECONFLICT nothing of the batch is added and the message names the
+ * first conflicting key. */
+int stx_produce_batch(stx_client *c, const char *stream, const stx_produce_msg *msgs, size_t n,
+                      const stx_produce_opts *opts, stx_produce_result *results);
+
+/** Entries read from a stream, owned by the caller (stx_entries_free()). */
+typedef struct stx_entries stx_entries;
+size_t stx_entries_count(const stx_entries *e);
+/** Entry i as a message view, valid until stx_entries_free(). */
+const stx_msg *stx_entries_at(const stx_entries *e, size_t i);
+/** Id of the last entry, or the cursor given when there was none: the
+ * cursor to resume from. */
+const char *stx_entries_last_id(const stx_entries *e);
+void stx_entries_free(stx_entries *e); /* NULL-safe */
+
+/** Entries with ids after `after` (exclusive; "0" or "0-0" from the start)
+ * up to `to` (inclusive; NULL or "+" for the end), at most limit (0: 1000).
+ * @return STX_OK; STX_EINVALID_CURSOR when after or to is not an id;
+ * STX_EWINDOW_EXPIRED when entries after `after` were trimmed or deleted
+ * (the caller missed data: the message says from where it can resume). */
+int stx_read_range(stx_client *c, const char *stream, const char *after, const char *to,
+                   size_t limit, stx_entries **out);
+/** Entries whose time (the id's milliseconds) is in [from_ms, to_ms]. */
+int stx_read_time(stx_client *c, const char *stream, int64_t from_ms, int64_t to_ms,
+                  size_t limit, stx_entries **out);
+/** Live tail: entries after `after` ("$": only new ones), waiting up to
+ * block_ms for the first; an empty result means none came.  Resume after a
+ * reconnect by passing stx_entries_last_id() of the last result.  Cursor
+ * errors as stx_read_range(). */
+int stx_tail(stx_client *c, const char *stream, const char *after, long block_ms, size_t limit,
+             stx_entries **out);
+
+/** Move (stream, group) to `to` — "beginning", "end", an id, or "@MS" for a
+ * time in milliseconds — so that processing resumes with the first entry
+ * after it; clear_state also deletes the state (a rebuild by replaying
+ * history).  Takes a new epoch, so a running processor is fenced rather
+ * than corrupted, and a new lineage, so LMDB snapshots are rebuilt.  Entries
+ * pending in the group are dropped from its pending list. */
+int stx_group_reset(stx_client *c, const char *stream, const char *group, const char *to,
+                    int clear_state);
+
+/** Trim stream, never past an entry some consumer group has not processed:
+ * the bound is the lowest of, over all groups, the last delivered id and
+ * the oldest pending id (and, for streamtx groups, the committed offset).
+ * maxlen > 0 and max_age_ms > 0 trim further, but never past that bound.
+ * *deleted (if not NULL) receives the number of entries removed. */
+int stx_trim_safe(stx_client *c, const char *stream, long long maxlen, long long max_age_ms,
+                  long long *deleted);
+
+/** The committed state value of key for (stream, group), read from Redis;
+ * *value is malloc'd (free() it).  STX_ENOTFOUND when absent. */
+int stx_state_read(stx_client *c, const char *stream, const char *group, const void *key,
+                   size_t key_len, void **value, size_t *value_len);
+/** Call fn for every state key of (stream, group) (HSCAN pages); a non-zero
+ * return of fn stops the walk and is returned. */
+int stx_state_scan(stx_client *c, const char *stream, const char *group,
+                   int (*fn)(void *ud, const void *key, size_t key_len, const void *value,
+                             size_t value_len),
+                   void *ud);
+/** Dead-letter entries of (stream, group) (the "dlq" key), oldest first,
+ * after cursor `after` ("0" from the start), at most limit (0: 1000).  Each
+ * holds the original fields plus stx.source_stream, stx.group, stx.source_id,
+ * stx.reason, stx.error, stx.attempts and stx.failed_at (see README). */
+int stx_dlq_list(stx_client *c, const char *stream, const char *group, const char *after,
+                 size_t limit, stx_entries **out);
+/** Move dead-letter entries back to the source stream for another try: all
+ * of them when n == 0, else those with the given DLQ entry ids.  Each entry
+ * is re-added with its original fields and removed from the DLQ in one
+ * script, so it moves exactly once.  *moved (if not NULL) gets the count. */
+int stx_dlq_redrive(stx_client *c, const char *stream, const char *group,
+                    const char *const *ids, size_t n, size_t *moved);
+
+/** One consumer group of a stream, as stx_stream_info_get() sees it. */
+typedef struct stx_group_info {
+    char *name;
+    char last_delivered[48];  /**< the group's last-delivered-id */
+    char offset[48];          /**< streamtx committed offset, "" when not a streamtx group */
+    long long lag;            /**< entries not yet delivered to the group, -1 when unknown */
+    long long pending;        /**< delivered but not acknowledged */
+    unsigned long long epoch; /**< streamtx epoch, 0 when none */
+    long long state_keys;     /**< streamtx state keys, 0 when none */
+    long long dlq_length;     /**< dead-letter entries, 0 when none */
+} stx_group_info;
+
+typedef struct stx_stream_info {
+    long long length;
+    char first_id[48], last_id[48]; /**< "" when empty */
+    char max_deleted_id[48];        /**< highest id ever trimmed or deleted */
+    long long entries_added;
+    size_t ngroups;
+    stx_group_info *groups;
+} stx_stream_info;
+
+/** Describe stream and its groups.  STX_ENOTFOUND when the key does not
+ * exist, STX_EWRONGTYPE when it is not a stream.  Free with
+ * stx_stream_info_free(). */
+int stx_stream_info_get(stx_client *c, const char *stream, stx_stream_info **out);
+void stx_stream_info_free(stx_stream_info *info); /* NULL-safe */
+/** @} */
+
+/** @defgroup router Router: handlers by event type
+ * A handler for stx_config_set_handler() that dispatches on the "type"
+ * field.  Patterns are exact names or globs ("order.*", "*").  Every
+ * handler whose pattern matches runs, in registration order, inside the
+ * same transaction: all commit or none.  An event no pattern matches is
+ * acknowledged (or, with stx_router_set_unmatched_fail(), fails so that it
+ * is dead-lettered).
+ * @{ */
+typedef struct stx_router stx_router;
+stx_router *stx_router_new(void);            /* NULL only when out of memory */
+void stx_router_free(stx_router *r);         /* NULL-safe */
+/** Register handler for pattern (copied).  STX_OK, STX_EINVAL, STX_ENOMEM. */
+int stx_router_add(stx_router *r, const char *pattern, stx_handler_fn handler, void *user_data);
+/** Unmatched events fail (STX_HANDLER_FAIL) instead of being acknowledged. */
+void stx_router_set_unmatched_fail(stx_router *r, int fail);
+/** The dispatching handler: stx_config_set_handler(conf, stx_router_handle, router). */
+int stx_router_handle(const stx_msg *msg, stx_txn *txn, void *router);
 /** @} */
 
 #ifdef __cplusplus

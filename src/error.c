@@ -23,6 +23,10 @@ const char *stx_strerror(int code)
     case STX_ESTATE: return "call not valid in the current state";
     case STX_EREDIS_REFUSED: return "Redis refused the write (OOM, MISCONF or READONLY)";
     case STX_ENOGROUP: return "the consumer group or the stream no longer exists";
+    case STX_ECONFLICT: return "idempotency key already used with different content";
+    case STX_EINVALID_CURSOR: return "cursor is not a stream id";
+    case STX_EWINDOW_EXPIRED: return "entries after the cursor were trimmed (retention window expired)";
+    case STX_ESCHEMA: return "stored state has another schema version";
     default: return "unknown error code";
     }
 }

@@ -147,9 +147,51 @@ const char *stx_processor_offset(const stx_processor *p)
     return p->offset_str;
 }
 
+static uint64_t monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void record_latency(stx_processor *p, uint64_t us)
+{
+    /* bucket = floor(4 * log2(us)), computed without libm. */
+    unsigned b = 0;
+    if (us > 1) {
+        unsigned lg = 63u - (unsigned)__builtin_clzll(us);
+        unsigned frac = lg >= 2 ? (unsigned)((us >> (lg - 2)) & 3u) : (unsigned)((us << (2 - lg)) & 3u);
+        b = 4 * lg + frac;
+    }
+    if (b >= STX_LATENCY_BUCKETS) b = STX_LATENCY_BUCKETS - 1;
+    p->latency[b]++;
+    if (us > p->stats.commit_us_max) p->stats.commit_us_max = us;
+}
+
+/* Upper bound of the bucket holding the q-th fraction of commits. */
+static uint64_t latency_quantile(const stx_processor *p, double q)
+{
+    uint64_t total = 0, seen = 0;
+    for (unsigned b = 0; b < STX_LATENCY_BUCKETS; b++) total += p->latency[b];
+    if (!total) return 0;
+    uint64_t want = (uint64_t)(q * (double)total);
+    if (want >= total) want = total - 1;
+    for (unsigned b = 0; b < STX_LATENCY_BUCKETS; b++) {
+        seen += p->latency[b];
+        if (seen > want) {
+            unsigned lg = (b + 1) / 4, frac = (b + 1) % 4;
+            uint64_t hi = lg >= 2 ? ((4u + frac) << (lg - 2)) : ((4u + frac) >> (2 - lg));
+            return hi < p->stats.commit_us_max ? hi : p->stats.commit_us_max;
+        }
+    }
+    return p->stats.commit_us_max;
+}
+
 void stx_processor_stats(const stx_processor *p, stx_stats *out)
 {
     *out = p->stats;
+    out->commit_us_p50 = latency_quantile(p, 0.50);
+    out->commit_us_p99 = latency_quantile(p, 0.99);
     out->script_reloads = p->scripts.reloads;
     out->state_keys = p->state.count;
 }
@@ -624,7 +666,9 @@ static int commit(stx_processor *p, struct stx_msg *const *msgs, size_t n)
     free(target_of);
 
     redisReply *r;
+    uint64_t t0 = monotonic_us();
     int rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_COMMIT, &p->argv, 3 + ntargets, &r);
+    record_latency(p, monotonic_us() - t0);
     if (rc != STX_OK) {
         if (rc == STX_ECONN || rc == STX_ETIMEOUT) {
             /* The script may or may not have run: resync() decides by the

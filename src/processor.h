@@ -65,6 +65,8 @@ struct stx_txn {
 void stx_txn_reset(struct stx_txn *t, const struct stx_msg *msg);
 void stx_txn_release(struct stx_txn *t);
 
+#define STX_LATENCY_BUCKETS 128
+
 struct stx_processor {
     struct stx_config conf;
     stx_conn conn;
@@ -91,6 +93,9 @@ struct stx_processor {
     stx_argv argv;
     atomic_int stop;
     stx_stats stats;
+    /* Commit latencies in log-spaced buckets: bucket b covers
+     * [2^(b/4), 2^((b+1)/4)) microseconds, so percentiles are within 19%. */
+    uint64_t latency[STX_LATENCY_BUCKETS];
     char errmsg[1024];
     char logbuf[1200];
 };
