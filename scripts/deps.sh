@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Install the Debian packages streamtx needs, when they are missing.
+#
+#   scripts/deps.sh [build|demo|test]
+#
+#   build  compiler, CMake and the libraries the library and examples link
+#   demo   build + redis-server and redis-cli (scripts/demo.sh)
+#   test   (default) build + Criterion, redis-server, redis-cli, valgrind,
+#          clang and its sanitizer/libFuzzer runtime
+#
+# Nothing installed is missing: does nothing (no apt-get update).
+# Something missing, running as root: apt-get update + install.
+# Something missing, not root: prints the command to run and exits 1.
+set -euo pipefail
+
+build_pkgs=(cmake pkg-config gcc make libhiredis-dev libmsgpack-dev liblmdb-dev)
+redis_pkgs=(redis-server redis-tools)
+test_pkgs=(libcriterion-dev redis-server redis-tools valgrind clang libclang-rt-14-dev)
+
+what=${1:-test}
+case "$what" in
+  build) pkgs=("${build_pkgs[@]}") ;;
+  demo) pkgs=("${build_pkgs[@]}" "${redis_pkgs[@]}") ;;
+  test) pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+  -h | --help)
+    sed -n '2,13s/^# \{0,1\}//p' "$0"
+    exit 0
+    ;;
+  *)
+    echo "usage: $0 [build|demo|test]" >&2
+    exit 2
+    ;;
+esac
+
+missing=()
+for p in "${pkgs[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  if [ "$status" != "installed" ]; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "deps: missing packages: ${missing[*]}" >&2
+  echo "deps: install them with:" >&2
+  echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+  exit 1
+fi
+
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends "${missing[@]}"
