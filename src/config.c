@@ -21,6 +21,7 @@ struct key_def {
 
 static const char *const sync_choices[] = {"data", "full", "none", NULL};
 static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
+static const char *const backoff_choices[] = {"exponential", "linear", "constant", NULL};
 
 #define STR(field) K_STRING, offsetof(struct stx_config, field), 0, 0, NULL
 #define INT(field, lo, hi) K_INT, offsetof(struct stx_config, field), lo, hi, NULL
@@ -47,6 +48,12 @@ static const struct key_def keys[] = {
     {"max_value_bytes", INT(max_value_bytes, 1, 512L * 1024 * 1024)},
     {"max_fields", INT(max_fields, 1, 1000000)},
     {"log_level", K_ENUM, offsetof(struct stx_config, log_level), 0, 0, level_choices},
+    {"max_deliveries", INT(max_deliveries, 1, 1000000)},
+    {"retry_backoff", K_ENUM, offsetof(struct stx_config, retry_backoff), 0, 0, backoff_choices},
+    {"retry_base_ms", INT(retry_base_ms, 0, 3600000)},
+    {"retry_max_ms", INT(retry_max_ms, 0, 86400000)},
+    {"handler_warn_ms", INT(handler_warn_ms, 1, 86400000)},
+    {"client_name", STR(client_name)},
 };
 
 static void set_defaults(struct stx_config *c)
@@ -63,6 +70,10 @@ static void set_defaults(struct stx_config *c)
     c->max_value_bytes = 16L * 1024 * 1024;
     c->max_fields = 1000;
     c->log_level = STX_LOG_WARN;
+    c->max_deliveries = 5;
+    c->retry_base_ms = 100;
+    c->retry_max_ms = 30000;
+    c->handler_warn_ms = 10000;
 }
 
 stx_config *stx_config_new(void)

@@ -24,6 +24,12 @@ struct stx_config {
     long max_value_bytes;
     long max_fields;
     int log_level;              /* lowest level the default logger prints */
+    long max_deliveries;        /* deliveries before an entry is dead-lettered */
+    int retry_backoff;          /* 0 exponential (with jitter), 1 linear, 2 constant */
+    long retry_base_ms;
+    long retry_max_ms;
+    long handler_warn_ms;       /* a handler call longer than this is reported */
+    char *client_name;          /* CLIENT SETNAME of the connection; NULL: "stx:CONSUMER" */
     stx_handler_fn handler;
     void *handler_data;
     stx_log_fn log;

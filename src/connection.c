@@ -156,6 +156,15 @@ int stx_conn_open(stx_conn *c)
             return rc == STX_ECONN || rc == STX_ETIMEOUT ? rc : STX_EAUTH;
         }
     }
+    if (c->name && *c->name) {
+        /* Named, so operators (and tests) can find and kill it. */
+        const char *setname[] = {"CLIENT", "SETNAME", c->name};
+        rc = simple(c, 3, setname);
+        if (rc != STX_OK) {
+            stx_conn_close(c);
+            return rc;
+        }
+    }
     if (c->url.db) {
         char db[16];
         snprintf(db, sizeof db, "%d", c->url.db);

@@ -13,6 +13,7 @@ typedef struct stx_conn {
     stx_url url;
     long connect_timeout_ms;
     long command_timeout_ms;
+    const char *name;           /* CLIENT SETNAME after connecting, or NULL */
     char err[1024];             /* message of the last failure */
 } stx_conn;
 

@@ -104,8 +104,14 @@ int stx_processor_new(stx_processor **out, const stx_config *conf)
     }
     p->key_meta = stx_key_alloc(p->conf.stream, p->conf.group, "meta");
     p->key_state = stx_key_alloc(p->conf.stream, p->conf.group, "state");
-    if (!p->consumer || !p->key_meta || !p->key_state) return stx_fail(p, STX_ENOMEM, "out of memory");
+    p->key_dlq = stx_key_alloc(p->conf.stream, p->conf.group, "dlq");
+    if (!p->consumer || !p->key_meta || !p->key_state || !p->key_dlq)
+        return stx_fail(p, STX_ENOMEM, "out of memory");
+    if (p->conf.client_name) snprintf(p->conn_name, sizeof p->conn_name, "%s", p->conf.client_name);
+    else snprintf(p->conn_name, sizeof p->conn_name, "stx:%s", p->consumer);
+    p->rng = (uint64_t)(uintptr_t)p ^ 0x9e3779b97f4a7c15ull;
     stx_conn_init(&p->conn, &p->conf.url, p->conf.connect_timeout_ms, p->conf.command_timeout_ms);
+    p->conn.name = p->conn_name;
     return STX_OK;
 }
 
@@ -122,6 +128,7 @@ void stx_processor_free(stx_processor *p)
     stx_config_release(&p->conf);
     free(p->key_meta);
     free(p->key_state);
+    free(p->key_dlq);
     free(p->consumer);
     free(p->identity);
     free(p);
@@ -214,18 +221,18 @@ static int conn_fail(stx_processor *p, int code, const char *what)
     return stx_fail(p, code, "%s: %s", what, p->conn.err);
 }
 
-static void argv_begin(stx_processor *p)
+void stx_eval_begin(stx_processor *p)
 {
     stx_argv_reset(&p->argv);
     for (int i = 0; i < 3; i++) stx_argv_add_ref(&p->argv, "", 0); /* EVALSHA sha numkeys */
 }
 
-static void argv_str(stx_processor *p, const char *s)
+void stx_eval_str(stx_processor *p, const char *s)
 {
     stx_argv_add_ref(&p->argv, s, strlen(s));
 }
 
-static int reply_is(const redisReply *r, const char *status)
+int stx_reply_is(const redisReply *r, const char *status)
 {
     return r && r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
            (r->element[0]->type == REDIS_REPLY_STRING || r->element[0]->type == REDIS_REPLY_STATUS) &&
@@ -239,7 +246,7 @@ static const char *elem_str(const redisReply *r, size_t i)
     return e->type == REDIS_REPLY_STRING || e->type == REDIS_REPLY_STATUS ? e->str : NULL;
 }
 
-static int elem_u64(const redisReply *r, size_t i, uint64_t *out)
+int stx_reply_u64(const redisReply *r, size_t i, uint64_t *out)
 {
     if (!r || r->type != REDIS_REPLY_ARRAY || i >= r->elements) return -1;
     const redisReply *e = r->element[i];
@@ -257,9 +264,9 @@ static int elem_u64(const redisReply *r, size_t i, uint64_t *out)
 }
 
 /* The statuses every script shares: fencing, vanished group, wrong types. */
-static int script_status(stx_processor *p, const redisReply *r, const char *what)
+int stx_script_status(stx_processor *p, const redisReply *r, const char *what)
 {
-    if (reply_is(r, "FENCED")) {
+    if (stx_reply_is(r, "FENCED")) {
         p->fenced = 1;
         p->stats.fenced++;
         const char *cur = elem_str(r, 1);
@@ -270,19 +277,19 @@ static int script_status(stx_processor *p, const redisReply *r, const char *what
                         "on stream '%s' group '%s'",
                         what, p->epoch, cur ? cur : "?", p->conf.stream, p->conf.group);
     }
-    if (reply_is(r, "NOGROUP")) {
+    if (stx_reply_is(r, "NOGROUP")) {
         const char *m = elem_str(r, 1);
         return stx_fail(p, STX_ENOGROUP,
                         "%s: consumer group '%s' of stream '%s' is gone (%s); restart the "
                         "processor to create it again",
                         what, p->conf.group, p->conf.stream, m ? m : "");
     }
-    if (reply_is(r, "WRONGTYPE")) {
+    if (stx_reply_is(r, "WRONGTYPE")) {
         const char *k = elem_str(r, 1), *t = elem_str(r, 2);
         return stx_fail(p, STX_EWRONGTYPE, "%s: key '%s' holds a %s, not what streamtx keeps there",
                         what, k ? k : "?", t ? t : "?");
     }
-    if (reply_is(r, "BADARGS")) {
+    if (stx_reply_is(r, "BADARGS")) {
         const char *m = elem_str(r, 1);
         return stx_fail(p, STX_EREDIS, "%s: script refused its arguments: %s", what, m ? m : "");
     }
@@ -362,6 +369,13 @@ static void snapshot_write(stx_processor *p, const stx_statemap *map, int clear)
     /* A value the snapshot cannot hold (e.g. a key LMDB refuses) or a disk
      * error: go on without it; Redis has everything. */
     if (rc != STX_OK) snapshot_disable(p, stx_snapshot_errmsg(p->snap));
+}
+
+void stx_snapshot_meta(stx_processor *p)
+{
+    stx_statemap none;
+    stx_sm_init(&none);
+    snapshot_write(p, &none, 0);
 }
 
 /* Load the snapshot when it is of this (stream, group, lineage) at exactly
@@ -450,7 +464,7 @@ static int claim_pending(stx_processor *p)
     }
 }
 
-static void set_offset(stx_processor *p, stx_id id)
+void stx_set_offset(stx_processor *p, stx_id id)
 {
     p->offset = id;
     stx_id_format(id, p->offset_str);
@@ -464,13 +478,13 @@ static int start(stx_processor *p)
     if (rc != STX_OK) return conn_fail(p, rc, "connect");
 
     if (!p->lineage[0]) random_hex(p->lineage, 16);
-    argv_begin(p);
-    argv_str(p, p->conf.stream);
-    argv_str(p, p->key_meta);
-    argv_str(p, p->key_state);
-    argv_str(p, p->conf.group);
-    argv_str(p, p->conf.group_start_id ? p->conf.group_start_id : "0");
-    argv_str(p, p->lineage);
+    stx_eval_begin(p);
+    stx_eval_str(p, p->conf.stream);
+    stx_eval_str(p, p->key_meta);
+    stx_eval_str(p, p->key_state);
+    stx_eval_str(p, p->conf.group);
+    stx_eval_str(p, p->conf.group_start_id ? p->conf.group_start_id : "0");
+    stx_eval_str(p, p->lineage);
     redisReply *r;
     rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_START, &p->argv, 3, &r);
     if (rc != STX_OK) {
@@ -480,17 +494,17 @@ static int start(stx_processor *p)
     }
     const char *off = elem_str(r, 2), *lineage = elem_str(r, 4);
     stx_id offv;
-    if (!reply_is(r, "OK")) {
-        rc = script_status(p, r, "start");
+    if (!stx_reply_is(r, "OK")) {
+        rc = stx_script_status(p, r, "start");
         freeReplyObject(r);
         return rc;
     }
-    if (elem_u64(r, 1, &p->epoch) != 0 || !off || stx_id_parse(off, strlen(off), &offv) != 0 ||
-        elem_u64(r, 3, &p->seq) != 0 || !lineage || strlen(lineage) >= sizeof p->lineage) {
+    if (stx_reply_u64(r, 1, &p->epoch) != 0 || !off || stx_id_parse(off, strlen(off), &offv) != 0 ||
+        stx_reply_u64(r, 3, &p->seq) != 0 || !lineage || strlen(lineage) >= sizeof p->lineage) {
         freeReplyObject(r);
         return stx_fail(p, STX_EREDIS, "start: malformed reply (meta hash damaged?)");
     }
-    set_offset(p, offv);
+    stx_set_offset(p, offv);
     strcpy(p->lineage, lineage);
     freeReplyObject(r);
     free(p->identity);
@@ -541,18 +555,22 @@ static int read_batch(stx_processor *p, redisReply **out)
     for (int waited = 0;;) {
         char cursor[STX_ID_MAX];
         stx_id_format(p->cursor, cursor);
-        argv_begin(p);
-        argv_str(p, p->conf.stream);
-        argv_str(p, p->key_meta);
-        argv_str(p, p->conf.group);
-        argv_str(p, p->consumer);
+        stx_eval_begin(p);
+        stx_eval_str(p, p->conf.stream);
+        stx_eval_str(p, p->key_meta);
+        stx_eval_str(p, p->conf.group);
+        stx_eval_str(p, p->consumer);
         stx_argv_add_u64(&p->argv, p->epoch);
-        stx_argv_add_u64(&p->argv, (unsigned long long)p->conf.batch_size);
-        argv_str(p, p->reading_pending ? cursor : ">");
+        /* Pending entries are re-read one at a time: each re-read raises an
+         * entry's delivery count, which decides when it is dead-lettered, so
+         * only the entry that is really retried should pay for it (an entry
+         * that crashes the process is then always alone). */
+        stx_argv_add_u64(&p->argv, p->reading_pending ? 1ull : (unsigned long long)p->conf.batch_size);
+        stx_eval_str(p, p->reading_pending ? cursor : ">");
         redisReply *r;
         int rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_READ, &p->argv, 2, &r);
         if (rc != STX_OK) return conn_fail(p, rc, "read");
-        if (reply_is(r, "OK") && r->elements == 3 && r->element[1]->type == REDIS_REPLY_ARRAY) {
+        if (stx_reply_is(r, "OK") && r->elements == 3 && r->element[1]->type == REDIS_REPLY_ARRAY) {
             if (r->element[1]->elements > 0) {
                 *out = r;
                 return STX_OK;
@@ -562,7 +580,7 @@ static int read_batch(stx_processor *p, redisReply **out)
             p->reading_pending = 0; /* own pending list done: go on with new entries */
             continue;
         }
-        if (reply_is(r, "EMPTY")) {
+        if (stx_reply_is(r, "EMPTY")) {
             char last[STX_ID_MAX] = "0-0";
             const char *l = elem_str(r, 1);
             if (l && strlen(l) < sizeof last) strcpy(last, l);
@@ -573,7 +591,7 @@ static int read_batch(stx_processor *p, redisReply **out)
             waited = 1;
             continue;
         }
-        rc = script_status(p, r, "read");
+        rc = stx_script_status(p, r, "read");
         freeReplyObject(r);
         return rc;
     }
@@ -630,15 +648,15 @@ static int commit(stx_processor *p, struct stx_msg *const *msgs, size_t n)
     for (size_t i = 0; i < p->pubs.n; i++)
         target_of[i] = target_index(targets, &ntargets, p->pubs.v[i].stream);
 
-    argv_begin(p);
-    argv_str(p, p->conf.stream);
-    argv_str(p, p->key_meta);
-    argv_str(p, p->key_state);
-    for (size_t i = 0; i < ntargets; i++) argv_str(p, targets[i]);
-    argv_str(p, p->conf.group);
+    stx_eval_begin(p);
+    stx_eval_str(p, p->conf.stream);
+    stx_eval_str(p, p->key_meta);
+    stx_eval_str(p, p->key_state);
+    for (size_t i = 0; i < ntargets; i++) stx_eval_str(p, targets[i]);
+    stx_eval_str(p, p->conf.group);
     stx_argv_add_u64(&p->argv, p->epoch);
     stx_argv_add_u64(&p->argv, n);
-    for (size_t i = 0; i < n; i++) argv_str(p, msgs[i]->id);
+    for (size_t i = 0; i < n; i++) stx_eval_str(p, msgs[i]->id);
     size_t nputs = 0, ndels = 0, pos = 0;
     stx_sm_entry *e;
     while ((e = stx_sm_next(&p->batch, &pos))) {
@@ -682,9 +700,9 @@ static int commit(stx_processor *p, struct stx_msg *const *msgs, size_t n)
         discard_batch(p);
         return conn_fail(p, rc, "commit");
     }
-    if (reply_is(r, "OK")) {
+    if (stx_reply_is(r, "OK")) {
         uint64_t seq;
-        if (elem_u64(r, 1, &seq) != 0) {
+        if (stx_reply_u64(r, 1, &seq) != 0) {
             freeReplyObject(r);
             p->started = 0; /* landed, but the reply is unreadable: resync */
             discard_batch(p);
@@ -692,14 +710,14 @@ static int commit(stx_processor *p, struct stx_msg *const *msgs, size_t n)
         }
         freeReplyObject(r);
         p->seq = seq;
-        set_offset(p, msgs[n - 1]->idv);
+        stx_set_offset(p, msgs[n - 1]->idv);
         apply_batch(p);
         discard_batch(p);
         p->stats.commits++;
         p->stats.committed += n;
         return COMMIT_OK;
     }
-    if (reply_is(r, "DUP")) {
+    if (stx_reply_is(r, "DUP")) {
         for (size_t i = 1; i < r->elements; i++) {
             const char *id = elem_str(r, i);
             if (id) stx_log(p, STX_LOG_INFO, "entry %s was committed before; skipped", id);
@@ -709,7 +727,7 @@ static int commit(stx_processor *p, struct stx_msg *const *msgs, size_t n)
         discard_batch(p);
         return COMMIT_DUP;
     }
-    rc = script_status(p, r, "commit");
+    rc = stx_script_status(p, r, "commit");
     freeReplyObject(r);
     discard_batch(p);
     return rc;
@@ -752,22 +770,119 @@ static int refresh_offset(stx_processor *p)
         return stx_fail(p, STX_EREDIS, "stored offset is not an id");
     }
     freeReplyObject(r);
-    set_offset(p, id);
+    stx_set_offset(p, id);
     return STX_OK;
 }
 
 /* What process() tells poll(). */
 enum { PROCESS_DONE = 0, PROCESS_AGAIN = 1 };
 
+/* Delay before delivery attempt+1 of an entry whose handler asked for a
+ * retry: exponential with jitter (the default), linear or constant,
+ * capped at retry_max_ms. */
+static uint64_t retry_delay_ms(stx_processor *p, uint64_t attempt)
+{
+    uint64_t base = (uint64_t)p->conf.retry_base_ms, cap = (uint64_t)p->conf.retry_max_ms;
+    uint64_t d = base;
+    if (p->conf.retry_backoff == 1) {
+        d = base * attempt;
+    } else if (p->conf.retry_backoff == 0) {
+        d = attempt > 40 ? cap : base << (attempt ? attempt - 1 : 0);
+        if (d > cap) d = cap;
+        /* Jitter in [d/2, d] keeps retrying processors from moving in step. */
+        p->rng ^= p->rng << 13;
+        p->rng ^= p->rng >> 7;
+        p->rng ^= p->rng << 17;
+        if (d > 1) d = d / 2 + p->rng % (d - d / 2 + 1);
+    }
+    return d > cap ? cap : d;
+}
+
+/* Why an entry is not committed, when its handling stops the batch. */
+struct verdict {
+    const struct stx_msg *msg;
+    int dead;                   /* dead-letter it, else retry it later */
+    const char *reason;
+    char error[600];
+    uint64_t attempts;
+};
+
+/* Run the handler on m; returns 1 when its changes joined the batch, 0 when
+ * *v says what to do with it instead. */
+static int handle_one(stx_processor *p, struct stx_msg *m, struct verdict *v)
+{
+    v->msg = m;
+    v->attempts = m->delivery_count;
+    if (m->delivery_count > (uint64_t)p->conf.max_deliveries) {
+        /* Delivered that often without a commit: the handler failed or the
+         * process died while handling it (a poison entry). */
+        v->dead = 1;
+        v->reason = "max_deliveries";
+        v->attempts = m->delivery_count - 1;
+        snprintf(v->error, sizeof v->error,
+                 "delivered %" PRIu64 " times without a commit (max_deliveries %ld)",
+                 m->delivery_count, p->conf.max_deliveries);
+        return 0;
+    }
+    stx_txn_reset(&p->txn, m);
+    uint64_t t0 = monotonic_us();
+    int verdict = p->conf.handler(m, &p->txn, p->conf.handler_data);
+    uint64_t took_ms = (monotonic_us() - t0) / 1000u;
+    if (took_ms > (uint64_t)p->conf.handler_warn_ms) {
+        p->stats.slow_handlers++;
+        stx_log(p, STX_LOG_WARN, "handler took %" PRIu64 " ms on entry %s (handler_warn_ms %ld)",
+                took_ms, m->id, p->conf.handler_warn_ms);
+    }
+    if (verdict == STX_HANDLER_OK && merge_message(p) == STX_OK) {
+        p->stats.handled++;
+        v->msg = NULL;
+        return 1;
+    }
+    stx_sm_clear(&p->txn.overlay);
+    stx_pubs_truncate(&p->pubs, p->txn.pubs_mark);
+    if (verdict == STX_HANDLER_OK) {
+        v->dead = 0;
+        v->reason = "out of memory";
+        snprintf(v->error, sizeof v->error, "out of memory staging the entry's changes");
+        return 0;
+    }
+    p->stats.handler_failures++;
+    v->dead = verdict != STX_HANDLER_RETRY || m->delivery_count >= (uint64_t)p->conf.max_deliveries;
+    v->reason = verdict != STX_HANDLER_RETRY ? "handler_failed" : "retries_exhausted";
+    if (p->txn.failmsg[0]) snprintf(v->error, sizeof v->error, "%s", p->txn.failmsg);
+    else snprintf(v->error, sizeof v->error, "handler returned %d", verdict);
+    return 0;
+}
+
+/* Act on a verdict once everything before the entry is committed. */
+static int act_on(stx_processor *p, struct verdict *v)
+{
+    const struct stx_msg *m = v->msg;
+    if (v->dead) {
+        int rc = stx_dead_letter(p, m->id, v->reason, v->error, v->attempts);
+        if (rc != STX_OK) return rc;
+        return stx_fail(p, STX_EHANDLER, "entry %s of stream '%s' moved to the dead-letter stream "
+                        "(%s): %s", m->id, p->conf.stream, v->reason, v->error);
+    }
+    if (strcmp(v->reason, "out of memory") == 0)
+        return stx_fail(p, STX_ENOMEM, "entry %s: %s", m->id, v->error);
+    uint64_t delay = retry_delay_ms(p, m->delivery_count);
+    p->retry_at_us = monotonic_us() + delay * 1000u;
+    p->stats.retries++;
+    return stx_fail(p, STX_EHANDLER, "handler failed on entry %s of stream '%s' (attempt %" PRIu64
+                    " of %ld, retry in %" PRIu64 " ms): %s", m->id, p->conf.stream,
+                    m->delivery_count, p->conf.max_deliveries, delay, v->error);
+}
+
 /* Handle and commit msgs[0..n) (ascending ids).  Adds the number committed
- * to *committed.  A failing message ends the batch: those before it are
- * committed first, it stays pending, and reading rewinds to it.  Returns
+ * to *committed.  An entry that fails ends the batch: those before it are
+ * committed first, then it is dead-lettered or scheduled for a retry, and
+ * reading rewinds to the offset so the rest comes again in order.  Returns
  * PROCESS_DONE, PROCESS_AGAIN (entries must be read again), or an error. */
 static int process(stx_processor *p, struct stx_msg *const *msgs, size_t n, int *committed)
 {
-    /* Entries at or below the offset were committed before (the group was
-     * moved back, or a crash hit between commit and acknowledgement
-     * bookkeeping): the script only acknowledges them. */
+    /* Entries at or below the offset were committed before (e.g. the group
+     * was moved back): the script only acknowledges them. */
     size_t first = 0;
     while (first < n && stx_id_cmp(msgs[first]->idv, p->offset) <= 0) first++;
     if (first) {
@@ -778,10 +893,9 @@ static int process(stx_processor *p, struct stx_msg *const *msgs, size_t n, int 
 
     struct stx_msg *const *todo = msgs + first;
     size_t ntodo = 0;
-    int rc = STX_OK;
-    for (size_t i = first; i < n; i++) {
+    struct verdict v = {0};
+    for (size_t i = first; i < n && !atomic_load(&p->stop); i++) {
         struct stx_msg *m = msgs[i];
-        if (atomic_load(&p->stop)) break;
         if (!m->fields) {
             /* Deleted (trimmed) while pending: nothing to handle, but it must
              * not block the stream. */
@@ -790,46 +904,27 @@ static int process(stx_processor *p, struct stx_msg *const *msgs, size_t n, int 
             ntodo++;
             continue;
         }
-        stx_txn_reset(&p->txn, m);
-        int verdict = p->conf.handler(m, &p->txn, p->conf.handler_data);
-        if (verdict == STX_HANDLER_OK && merge_message(p) == STX_OK) {
-            p->stats.handled++;
-            ntodo++;
-            continue;
-        }
-        stx_sm_clear(&p->txn.overlay);
-        stx_pubs_truncate(&p->pubs, p->txn.pubs_mark);
-        if (verdict == STX_HANDLER_OK) {
-            rc = stx_fail(p, STX_ENOMEM, "out of memory staging entry %s", m->id);
-        } else {
-            p->stats.handler_failures++;
-            rc = stx_fail(p, STX_EHANDLER, "handler failed on entry %s of stream '%s'%s%s%s", m->id,
-                          p->conf.stream, verdict == STX_HANDLER_RETRY ? " (retriable)" : "",
-                          p->txn.failmsg[0] ? ": " : "", p->txn.failmsg);
-        }
-        break;
+        if (!handle_one(p, m, &v)) break;
+        ntodo++;
     }
     int again = first + ntodo < n; /* stopped or failed early: the rest stays pending */
     if (ntodo) {
-        char saved[sizeof p->errmsg];
-        memcpy(saved, p->errmsg, sizeof saved);
         int c = commit(p, todo, ntodo);
         if (c < 0) return c;
-        memcpy(p->errmsg, saved, sizeof saved);
         if (c == COMMIT_DUP) {
             /* Some were committed behind our back: what the handlers saw may
              * be stale, so read the rest again against the fresh offset. */
             int r2 = refresh_offset(p);
             if (r2 != STX_OK) return r2;
             rewind_to_offset(p);
-            return rc != STX_OK ? rc : PROCESS_AGAIN;
+            return PROCESS_AGAIN;
         }
         *committed += (int)ntodo;
     } else {
         discard_batch(p);
     }
     if (again || first) rewind_to_offset(p);
-    if (rc != STX_OK) return rc;
+    if (v.msg) return act_on(p, &v);
     return first && !ntodo ? PROCESS_AGAIN : PROCESS_DONE;
 }
 
@@ -849,9 +944,9 @@ static int resync(stx_processor *p)
     uint64_t epoch = 0, seq = 0;
     stx_id off = {0, 0};
     const char *o = elem_str(r, 1);
-    int ok = r->type == REDIS_REPLY_ARRAY && r->elements == 3 && elem_u64(r, 0, &epoch) == 0 &&
+    int ok = r->type == REDIS_REPLY_ARRAY && r->elements == 3 && stx_reply_u64(r, 0, &epoch) == 0 &&
              (!o || stx_id_parse(o, strlen(o), &off) == 0) &&
-             (r->element[2]->type == REDIS_REPLY_NIL || elem_u64(r, 2, &seq) == 0);
+             (r->element[2]->type == REDIS_REPLY_NIL || stx_reply_u64(r, 2, &seq) == 0);
     freeReplyObject(r);
     if (!ok || epoch != p->epoch) {
         p->fenced = 1;
@@ -867,7 +962,7 @@ static int resync(stx_processor *p)
                 landed ? "had landed" : "had not landed; its entries will be handled again");
         if (landed) {
             p->seq = seq;
-            set_offset(p, off);
+            stx_set_offset(p, off);
             apply_batch(p);
             p->stats.commits++;
             p->stats.committed += p->in_doubt_count;
@@ -875,7 +970,7 @@ static int resync(stx_processor *p)
         p->in_doubt = 0;
         discard_batch(p);
     }
-    set_offset(p, off);
+    stx_set_offset(p, off);
     if (seq != p->seq || p->need_reload) {
         p->need_reload = 0;
         stx_log(p, STX_LOG_WARN, "after reconnect Redis is at commit %" PRIu64 ", this processor at %"
@@ -888,6 +983,8 @@ static int resync(stx_processor *p)
     p->started = 1;
     return STX_OK;
 }
+
+static void sleep_ms(stx_processor *p, long ms);
 
 /* Read one batch and process it.  Returns the number committed, 0 when
  * nothing came, PROCESS_AGAIN (as -1000) to read again, or an error. */
@@ -909,26 +1006,38 @@ static int poll_once(stx_processor *p)
         return stx_fail(p, STX_ENOMEM, "out of memory");
     }
     size_t ok = 0;
-    rc = STX_OK;
+    int bad = -1;               /* index of an entry that does not decode */
+    const char *why = "";
     for (size_t i = 0; i < n; i++) {
-        const char *why = "";
         int d = stx_msg_decode(&msgs[i], entries->element[i], p->conf.stream, p->conf.max_fields,
                                p->conf.max_value_bytes, &why);
-        if (d != STX_OK) {
-            rc = stx_fail(p, d, "entry %s of stream '%s': %s",
-                          msgs[i].id ? msgs[i].id : "(unknown)", p->conf.stream, why);
-            break;
-        }
         if (counts->type == REDIS_REPLY_ARRAY && i < counts->elements &&
             counts->element[i]->type == REDIS_REPLY_INTEGER && counts->element[i]->integer > 0)
             msgs[i].delivery_count = (uint64_t)counts->element[i]->integer;
+        if (d != STX_OK) {
+            bad = (int)i;
+            break;
+        }
         ptrs[ok++] = &msgs[i];
         if (p->reading_pending) p->cursor = msgs[i].idv;
     }
     int committed = 0;
     int prc = ok ? process(p, ptrs, ok, &committed) : PROCESS_DONE;
-    if (prc < 0) rc = prc;
-    else if (rc != STX_OK) rewind_to_offset(p);
+    rc = prc < 0 ? prc : STX_OK;
+    if (bad >= 0 && prc == PROCESS_DONE && !atomic_load(&p->stop)) {
+        /* Everything before it is committed: move it out of the way. */
+        struct stx_msg *m = &msgs[bad];
+        if (!m->id) {
+            rc = stx_fail(p, STX_EDECODE, "stream '%s' returned an entry without an id: %s",
+                          p->conf.stream, why);
+        } else {
+            rc = stx_dead_letter(p, m->id, "undecodable", why, m->delivery_count);
+            if (rc == STX_OK)
+                rc = stx_fail(p, STX_EHANDLER, "entry %s of stream '%s' moved to the dead-letter "
+                              "stream: %s", m->id, p->conf.stream, why);
+        }
+        rewind_to_offset(p);
+    }
     free(msgs);
     free(ptrs);
     freeReplyObject(r);
@@ -943,6 +1052,13 @@ int stx_processor_poll(stx_processor *p)
     for (;;) {
         if (atomic_load(&p->stop)) return stx_fail(p, STX_ESTOPPED, "stopped");
         if (p->fenced) return stx_fail(p, STX_EFENCED, "processor was fenced by a newer instance");
+        uint64_t now = monotonic_us();
+        if (p->retry_at_us > now) {
+            /* A failed entry waits for its retry delay, stop-aware. */
+            sleep_ms(p, (long)((p->retry_at_us - now + 999) / 1000));
+            if (atomic_load(&p->stop)) continue;
+        }
+        p->retry_at_us = 0;
         int rc = STX_OK;
         if (!p->started) rc = p->epoch ? resync(p) : start(p);
         if (rc == STX_OK) rc = poll_once(p);
@@ -972,6 +1088,7 @@ int stx_processor_run(stx_processor *p)
             continue;
         }
         if (rc == STX_ESTOPPED) return STX_OK;
+        if (rc == STX_EHANDLER) continue; /* retried after its delay, or dead-lettered */
         if (stx_error_class_of(rc) != STX_CLASS_RETRIABLE) return rc;
         if (p->epoch == 0 && !p->started && rc == STX_ECONN && p->stats.reconnects == 0 &&
             p->stats.commits == 0 && p->stats.handled == 0) {

@@ -71,7 +71,7 @@ struct stx_processor {
     struct stx_config conf;
     stx_conn conn;
     stx_scripts scripts;
-    char *key_meta, *key_state;
+    char *key_meta, *key_state, *key_dlq;
     char *consumer;
     char *identity;             /* meta key and lineage: whose snapshot this is */
     char lineage[33];
@@ -83,6 +83,9 @@ struct stx_processor {
     stx_id in_doubt_id;         /* its last id */
     size_t in_doubt_count;
     int need_reload;            /* the in-memory state cannot be trusted */
+    uint64_t retry_at_us;
+    uint64_t rng;               /* jitter of retry delays */
+    char conn_name[160];       /* monotonic time before which a failed entry is not retried */
     int reading_pending;        /* re-reading the own pending list after cursor */
     stx_id cursor;
     stx_statemap state;
@@ -106,6 +109,22 @@ int stx_fail(stx_processor *p, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+/* EVALSHA argument building on p->argv: begin reserves the three head
+ * slots, str adds a string that outlives the call. */
+void stx_eval_begin(stx_processor *p);
+void stx_eval_str(stx_processor *p, const char *s);
+/* Script replies: {"STATUS", ...} arrays. */
+int stx_reply_is(const redisReply *r, const char *status);
+int stx_reply_u64(const redisReply *r, size_t i, uint64_t *out);
+/* The statuses every script shares (FENCED, NOGROUP, WRONGTYPE, BADARGS). */
+int stx_script_status(stx_processor *p, const redisReply *r, const char *what);
+void stx_set_offset(stx_processor *p, stx_id id);
+/* Record the current seq and offset in the LMDB snapshot (no state change). */
+void stx_snapshot_meta(stx_processor *p);
+/* Move entry id to the dead-letter stream (dlq.c). */
+int stx_dead_letter(stx_processor *p, const char *id, const char *reason, const char *error,
+                    uint64_t attempts);
+
 void stx_log(stx_processor *p, stx_log_level level, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))

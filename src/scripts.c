@@ -10,6 +10,8 @@
 extern const char stx_lua_start[];
 extern const char stx_lua_read[];
 extern const char stx_lua_commit[];
+extern const char stx_lua_dlq[];
+extern const char stx_lua_redrive[];
 
 void stx_scripts_init(stx_scripts *sc)
 {
@@ -17,6 +19,8 @@ void stx_scripts_init(stx_scripts *sc)
     sc->s[STX_SCRIPT_START] = (stx_script){"start", stx_lua_start, ""};
     sc->s[STX_SCRIPT_READ] = (stx_script){"read", stx_lua_read, ""};
     sc->s[STX_SCRIPT_COMMIT] = (stx_script){"commit", stx_lua_commit, ""};
+    sc->s[STX_SCRIPT_DLQ] = (stx_script){"dlq", stx_lua_dlq, ""};
+    sc->s[STX_SCRIPT_REDRIVE] = (stx_script){"redrive", stx_lua_redrive, ""};
 }
 
 void stx_argv_init(stx_argv *a)

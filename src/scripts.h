@@ -14,7 +14,14 @@ typedef struct stx_script {
     char sha[41];               /* "" until loaded */
 } stx_script;
 
-enum { STX_SCRIPT_START, STX_SCRIPT_READ, STX_SCRIPT_COMMIT, STX_SCRIPT_COUNT };
+enum {
+    STX_SCRIPT_START,
+    STX_SCRIPT_READ,
+    STX_SCRIPT_COMMIT,
+    STX_SCRIPT_DLQ,
+    STX_SCRIPT_REDRIVE,
+    STX_SCRIPT_COUNT
+};
 
 typedef struct stx_scripts {
     stx_script s[STX_SCRIPT_COUNT];

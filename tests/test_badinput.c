@@ -206,11 +206,26 @@ Test(badinput, state_value_that_is_not_msgpack)
     cr_assert_eq(stx_processor_poll(p), STX_EHANDLER);
     cr_assert(strstr(stx_processor_errmsg(p), "bad"), "%s", stx_processor_errmsg(p));
     cr_assert(strstr(stx_processor_errmsg(p), "bytes do not decode"), "%s", stx_processor_errmsg(p));
+    cr_assert(strstr(stx_processor_errmsg(p), "dead-letter"), "%s", stx_processor_errmsg(p));
+    /* The entry went to the dead-letter stream, whole, with the reason. */
+    char dlq[256];
+    stx_key_name(dlq, sizeof dlq, "m", "g", "dlq");
+    redisReply *r = test_cmd(c, "XRANGE %s - +", dlq);
+    cr_assert_eq(r->elements, 1);
+    redisReply *f = r->element[0]->element[1];
+    cr_assert_str_eq(f->element[0]->str, "stx.fields");
+    cr_assert_str_eq(f->element[1]->str, "1");
+    cr_assert_str_eq(f->element[2]->str, "k");
+    cr_assert_str_eq(f->element[3]->str, "bad");
+    cr_assert_str_eq(f->element[10]->str, "stx.reason");
+    cr_assert_str_eq(f->element[11]->str, "handler_failed");
+    cr_assert(strstr(f->element[13]->str, "bytes do not decode"), "%s", f->element[13]->str);
+    freeReplyObject(r);
+    /* The processor goes on with the next entry. */
+    cr_assert_eq(stx_processor_poll(p), 1, "%s", stx_processor_errmsg(p));
     stx_processor_free(p);
-    /* Once an operator repairs the value, processing goes on. */
-    freeReplyObject(test_cmd(c, "HSET %s bad %b", state, "\x01", (size_t)1));
     p = make("m", incr_handler, NULL);
-    cr_assert_eq(stx_processor_poll(p), 2, "%s", stx_processor_errmsg(p));
+    cr_assert_eq(stx_processor_poll(p), 0, "%s", stx_processor_errmsg(p));
     const void *v;
     size_t n;
     int64_t i;

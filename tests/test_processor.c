@@ -30,7 +30,10 @@ static int count_handler(const stx_msg *msg, stx_txn *txn, void *ud)
     size_t klen;
     const char *k = stx_msg_get(msg, "k", &klen);
     if (!k) return stx_txn_fail(txn, "no k");
-    if (c->fail_on >= 0 && atoi(k) == c->fail_on) return stx_txn_fail(txn, "refusing k=%s", k);
+    if (c->fail_on >= 0 && atoi(k) == c->fail_on) {
+        stx_txn_fail(txn, "refusing k=%s", k);
+        return STX_HANDLER_RETRY;
+    }
     int64_t v;
     int rc = stx_txn_incr(txn, k, klen, 1, &v);
     if (rc != STX_OK) return rc;
@@ -55,6 +58,7 @@ static stx_processor *make(const char *stream, const char *group, struct counter
     cr_assert_eq(stx_config_set(c, "consumer", "c1", err, sizeof err), STX_OK);
     cr_assert_eq(stx_config_set(c, "block_ms", "50", err, sizeof err), STX_OK);
     cr_assert_eq(stx_config_set(c, "log_level", "error", err, sizeof err), STX_OK);
+    cr_assert_eq(stx_config_set(c, "retry_base_ms", "0", err, sizeof err), STX_OK);
     if (batch) cr_assert_eq(stx_config_set(c, "batch_size", batch, err, sizeof err), STX_OK);
     if (snapshot) cr_assert_eq(stx_config_set(c, "snapshot_dir", snapshot, err, sizeof err), STX_OK);
     stx_config_set_handler(c, count_handler, ctx);
