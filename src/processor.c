@@ -476,6 +476,7 @@ static int start(stx_processor *p)
     if (p->fenced) return stx_fail(p, STX_EFENCED, "processor was fenced; create a new one");
     int rc = stx_conn_open(&p->conn);
     if (rc != STX_OK) return conn_fail(p, rc, "connect");
+    p->connected_once = 1;
 
     if (!p->lineage[0]) random_hex(p->lineage, 16);
     stx_eval_begin(p);
@@ -1060,6 +1061,7 @@ int stx_processor_poll(stx_processor *p)
         }
         p->retry_at_us = 0;
         int rc = STX_OK;
+        if (!p->conn.ctx) p->started = 0; /* the connection broke: find out where we stand */
         if (!p->started) rc = p->epoch ? resync(p) : start(p);
         if (rc == STX_OK) rc = poll_once(p);
         if (rc == POLL_AGAIN) continue;
@@ -1080,24 +1082,24 @@ static void sleep_ms(stx_processor *p, long ms)
 int stx_processor_run(stx_processor *p)
 {
     if (!p) return STX_EINVAL;
-    long backoff = 100;
+    /* A dropped connection is retried at once, then after 100 ms doubling
+     * up to 5 s while Redis stays away. */
+    long backoff = 0;
     for (;;) {
         int rc = stx_processor_poll(p);
         if (rc >= 0) {
-            backoff = 100;
+            backoff = 0;
             continue;
         }
         if (rc == STX_ESTOPPED) return STX_OK;
         if (rc == STX_EHANDLER) continue; /* retried after its delay, or dead-lettered */
         if (stx_error_class_of(rc) != STX_CLASS_RETRIABLE) return rc;
-        if (p->epoch == 0 && !p->started && rc == STX_ECONN && p->stats.reconnects == 0 &&
-            p->stats.commits == 0 && p->stats.handled == 0) {
-            /* Never connected: a wrong address should not spin forever. */
+        if (!p->connected_once && rc == STX_ECONN) {
+            /* Never reached Redis: a wrong address should not spin for ever. */
             return rc;
         }
         stx_log(p, STX_LOG_WARN, "retrying in %ld ms", backoff);
-        p->started = 0;
         sleep_ms(p, backoff);
-        backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+        backoff = backoff < 100 ? 100 : backoff * 2 > 5000 ? 5000 : backoff * 2;
     }
 }

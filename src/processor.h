@@ -79,6 +79,7 @@ struct stx_processor {
     stx_id offset;
     char offset_str[STX_ID_MAX];
     int started, fenced;
+    int connected_once;         /* Redis was reached at least once */
     int in_doubt;               /* a commit was sent but its reply lost */
     stx_id in_doubt_id;         /* its last id */
     size_t in_doubt_count;

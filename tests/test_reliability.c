@@ -1,0 +1,339 @@
+/* Retries, dead letters, limits and Redis refusing work: one behaviour per
+ * test, each with its exact outcome. */
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness.h"
+#include "streamtx.h"
+
+static test_redis R;
+
+static void setup(void) { test_redis_start(&R, 0, NULL); }
+static void teardown(void) { test_redis_stop(&R); }
+
+TestSuite(reliability, .init = setup, .fini = teardown, .timeout = 120);
+
+struct script {
+    int retries_left;           /* return STX_HANDLER_RETRY this many times */
+    int always;                 /* return this verdict always (0: none) */
+    uint64_t deliveries[16];    /* delivery count seen per call */
+    int64_t at_ms[16];
+    int calls;
+    long sleep_ms;
+    char seen[4096];            /* bytes of the field "blob" */
+    size_t seen_len;
+};
+
+static int scripted(const stx_msg *msg, stx_txn *txn, void *ud)
+{
+    struct script *s = ud;
+    if (s->calls < 16) {
+        s->deliveries[s->calls] = stx_msg_delivery_count(msg);
+        s->at_ms[s->calls] = test_now_ms();
+    }
+    s->calls++;
+    if (s->sleep_ms) {
+        struct timespec ts = {0, s->sleep_ms * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    size_t n;
+    const char *blob = stx_msg_get(msg, "blob", &n);
+    if (blob && n <= sizeof s->seen) {
+        memcpy(s->seen, blob, n);
+        s->seen_len = n;
+    }
+    if (s->always) {
+        stx_txn_fail(txn, "scripted failure");
+        return s->always;
+    }
+    if (s->retries_left > 0) {
+        s->retries_left--;
+        stx_txn_fail(txn, "not yet");
+        return STX_HANDLER_RETRY;
+    }
+    return stx_txn_incr(txn, "n", 1, 1, NULL);
+}
+
+static stx_processor *make_on(const char *url, const char *stream, struct script *s,
+                              const char *const *kv)
+{
+    stx_config *c = stx_config_new();
+    char err[256];
+    cr_assert_eq(stx_config_set(c, "url", url, err, sizeof err), STX_OK, "%s", err);
+    stx_config_set(c, "stream", stream, NULL, 0);
+    stx_config_set(c, "group", "g", NULL, 0);
+    stx_config_set(c, "block_ms", "50", NULL, 0);
+    stx_config_set(c, "log_level", "error", NULL, 0);
+    for (; kv && kv[0]; kv += 2)
+        cr_assert_eq(stx_config_set(c, kv[0], kv[1], err, sizeof err), STX_OK, "%s", err);
+    stx_config_set_handler(c, scripted, s);
+    stx_processor *p;
+    cr_assert_eq(stx_processor_new(&p, c), STX_OK);
+    stx_config_free(c);
+    return p;
+}
+
+static stx_processor *make(const char *stream, struct script *s, const char *const *kv)
+{
+    return make_on(R.url, stream, s, kv);
+}
+
+static int64_t counter(redisContext *c, const char *stream)
+{
+    char state[256];
+    stx_key_name(state, sizeof state, stream, "g", "state");
+    redisReply *r = test_cmd(c, "HGET %s n", state);
+    int64_t v = 0;
+    if (r->type == REDIS_REPLY_STRING) cr_assert_eq(stx_mp_read_i64(r->str, r->len, &v), STX_OK);
+    freeReplyObject(r);
+    return v;
+}
+
+static redisReply *dead_letters(redisContext *c, const char *stream)
+{
+    char dlq[256];
+    stx_key_name(dlq, sizeof dlq, stream, "g", "dlq");
+    return test_cmd(c, "XRANGE %s - +", dlq);
+}
+
+static const char *field(const redisReply *entry, const char *name)
+{
+    const redisReply *f = entry->element[1];
+    for (size_t j = 0; j + 1 < f->elements; j += 2)
+        if (strcmp(f->element[j]->str, name) == 0) return f->element[j + 1]->str;
+    return "";
+}
+
+Test(reliability, retriable_failure_is_retried_after_the_delay_with_the_group_count)
+{
+    redisContext *c = test_redis_connect(&R);
+    freeReplyObject(test_cmd(c, "XADD rt * k v"));
+    struct script s = {.retries_left = 2};
+    static const char *const kv[] = {"retry_backoff", "constant", "retry_base_ms", "120", NULL};
+    stx_processor *p = make("rt", &s, kv);
+    cr_assert_eq(stx_processor_poll(p), STX_EHANDLER);
+    cr_assert(strstr(stx_processor_errmsg(p), "retry in 120 ms"), "%s", stx_processor_errmsg(p));
+    cr_assert_eq(counter(c, "rt"), 0);
+    cr_assert_eq(stx_processor_poll(p), STX_EHANDLER);
+    cr_assert_eq(stx_processor_poll(p), 1, "%s", stx_processor_errmsg(p));
+    cr_assert_eq(s.calls, 3);
+    /* The attempt number is the consumer group's own delivery counter. */
+    cr_assert_eq(s.deliveries[0], 1);
+    cr_assert_eq(s.deliveries[1], 2);
+    cr_assert_eq(s.deliveries[2], 3);
+    cr_assert_geq(s.at_ms[1] - s.at_ms[0], 120);
+    cr_assert_geq(s.at_ms[2] - s.at_ms[1], 120);
+    cr_assert_eq(counter(c, "rt"), 1);
+    stx_stats st;
+    stx_processor_stats(p, &st);
+    cr_assert_eq(st.retries, 2);
+    stx_processor_free(p);
+    redisFree(c);
+}
+
+Test(reliability, retries_exhausted_move_the_entry_to_the_dead_letter_stream)
+{
+    redisContext *c = test_redis_connect(&R);
+    redisReply *x = test_cmd(c, "XADD rx * k v extra 1");
+    char id[64];
+    snprintf(id, sizeof id, "%s", x->str);
+    freeReplyObject(x);
+    freeReplyObject(test_cmd(c, "XADD rx * k w"));
+    struct script s = {.retries_left = 1000};
+    static const char *const kv[] = {"max_deliveries", "3", "retry_base_ms", "0", NULL};
+    stx_processor *p = make("rx", &s, kv);
+    cr_assert_eq(stx_processor_poll(p), STX_EHANDLER);
+    cr_assert_eq(stx_processor_poll(p), STX_EHANDLER);
+    cr_assert_eq(stx_processor_poll(p), STX_EHANDLER);
+    cr_assert(strstr(stx_processor_errmsg(p), "dead-letter"), "%s", stx_processor_errmsg(p));
+    cr_assert_eq(s.calls, 3);
+    redisReply *d = dead_letters(c, "rx");
+    cr_assert_eq(d->elements, 1);
+    cr_assert_str_eq(field(d->element[0], "stx.source_id"), id);
+    cr_assert_str_eq(field(d->element[0], "stx.source_stream"), "rx");
+    cr_assert_str_eq(field(d->element[0], "stx.group"), "g");
+    cr_assert_str_eq(field(d->element[0], "stx.reason"), "retries_exhausted");
+    cr_assert_str_eq(field(d->element[0], "stx.attempts"), "3");
+    cr_assert_str_eq(field(d->element[0], "stx.error"), "not yet");
+    cr_assert_str_eq(field(d->element[0], "extra"), "1");
+    cr_assert(atoll(field(d->element[0], "stx.failed_at")) > 1700000000000LL);
+    freeReplyObject(d);
+    /* The next entry is handled (it succeeds: the script runs out of retries
+     * only for the first); the offset moved past the dead letter. */
+    s.retries_left = 0;
+    cr_assert_eq(stx_processor_poll(p), 1, "%s", stx_processor_errmsg(p));
+    cr_assert_eq(counter(c, "rx"), 1);
+    stx_stats st;
+    stx_processor_stats(p, &st);
+    cr_assert_eq(st.dead_lettered, 1);
+    redisReply *pend = test_cmd(c, "XPENDING rx g");
+    cr_assert_eq(pend->element[0]->integer, 0);
+    freeReplyObject(pend);
+    stx_processor_free(p);
+    redisFree(c);
+}
+
+Test(reliability, permanent_failure_is_dead_lettered_at_once)
+{
+    redisContext *c = test_redis_connect(&R);
+    freeReplyObject(test_cmd(c, "XADD pf * k v"));
+    struct script s = {.always = STX_HANDLER_FAIL};
+    stx_processor *p = make("pf", &s, NULL);
+    cr_assert_eq(stx_processor_poll(p), STX_EHANDLER);
+    cr_assert_eq(s.calls, 1);
+    redisReply *d = dead_letters(c, "pf");
+    cr_assert_eq(d->elements, 1);
+    cr_assert_str_eq(field(d->element[0], "stx.reason"), "handler_failed");
+    cr_assert_str_eq(field(d->element[0], "stx.attempts"), "1");
+    freeReplyObject(d);
+    cr_assert_eq(stx_processor_poll(p), 0);
+    stx_processor_free(p);
+    redisFree(c);
+}
+
+Test(reliability, limits_send_oversized_entries_to_the_dead_letter_stream)
+{
+    redisContext *c = test_redis_connect(&R);
+    freeReplyObject(test_cmd(c, "XADD lm * a 1 b 2 c 3 d 4 e 5"));
+    char big[5000];
+    memset(big, 'x', sizeof big);
+    freeReplyObject(test_cmd(c, "XADD lm * blob %b", big, sizeof big));
+    freeReplyObject(test_cmd(c, "XADD lm * k ok"));
+    struct script s = {0};
+    static const char *const kv[] = {"max_fields", "4", "max_value_bytes", "4096", NULL};
+    stx_processor *p = make("lm", &s, kv);
+    cr_assert_eq(stx_processor_poll(p), STX_EHANDLER);
+    cr_assert(strstr(stx_processor_errmsg(p), "max_fields"), "%s", stx_processor_errmsg(p));
+    cr_assert_eq(stx_processor_poll(p), STX_EHANDLER);
+    cr_assert(strstr(stx_processor_errmsg(p), "max_value_bytes"), "%s", stx_processor_errmsg(p));
+    cr_assert_eq(stx_processor_poll(p), 1, "%s", stx_processor_errmsg(p));
+    cr_assert_eq(s.calls, 1, "the handler saw an oversized entry");
+    redisReply *d = dead_letters(c, "lm");
+    cr_assert_eq(d->elements, 2);
+    cr_assert_str_eq(field(d->element[0], "stx.reason"), "undecodable");
+    cr_assert_str_eq(field(d->element[0], "stx.fields"), "5");
+    cr_assert_str_eq(field(d->element[1], "stx.reason"), "undecodable");
+    freeReplyObject(d);
+    stx_processor_free(p);
+    redisFree(c);
+}
+
+Test(reliability, odd_fields_are_passed_on_byte_for_byte)
+{
+    redisContext *c = test_redis_connect(&R);
+    const char bytes[] = "\xff\xfe\x00\x01 not utf-8 \xc3\x28";
+    freeReplyObject(test_cmd(c, "XADD od * %b %b blob %b", "", (size_t)0, "", (size_t)0, bytes,
+                             sizeof bytes - 1));
+    /* Thousands of fields in one entry. */
+    const char *argv[2 + 2 + 4000];
+    size_t lens[2 + 2 + 4000];
+    char names[2000][8];
+    argv[0] = "XADD";
+    argv[1] = "od";
+    argv[2] = "*";
+    int n = 3;
+    for (int i = 0; i < 2000; i++) {
+        snprintf(names[i], sizeof names[i], "f%d", i);
+        argv[n] = names[i];
+        argv[n + 1] = names[i];
+        n += 2;
+    }
+    for (int i = 0; i < n; i++) lens[i] = strlen(argv[i]);
+    redisReply *r = redisCommandArgv(c, n, argv, lens);
+    cr_assert_eq(r->type, REDIS_REPLY_STRING);
+    freeReplyObject(r);
+    struct script s = {0};
+    static const char *const kv[] = {"max_fields", "5000", "batch_size", "1", NULL};
+    stx_processor *p = make("od", &s, kv);
+    cr_assert_eq(stx_processor_poll(p), 1, "%s", stx_processor_errmsg(p));
+    cr_assert_eq(s.seen_len, sizeof bytes - 1);
+    cr_assert_eq(memcmp(s.seen, bytes, s.seen_len), 0);
+    int total = 1;
+    while ((n = stx_processor_poll(p)) > 0) total += n;
+    cr_assert_eq(n, 0, "%s", stx_processor_errmsg(p));
+    cr_assert_eq(total, 2);
+    cr_assert_eq(counter(c, "od"), 2);
+    stx_processor_free(p);
+    redisFree(c);
+}
+
+Test(reliability, slow_handler_is_reported)
+{
+    redisContext *c = test_redis_connect(&R);
+    freeReplyObject(test_cmd(c, "XADD sl * k v"));
+    struct script s = {.sleep_ms = 30};
+    static const char *const kv[] = {"handler_warn_ms", "10", NULL};
+    stx_processor *p = make("sl", &s, kv);
+    cr_assert_eq(stx_processor_poll(p), 1);
+    stx_stats st;
+    stx_processor_stats(p, &st);
+    cr_assert_eq(st.slow_handlers, 1);
+    stx_processor_free(p);
+    redisFree(c);
+}
+
+Test(reliability, deleted_group_gives_a_clear_error_and_a_restart_recovers)
+{
+    redisContext *c = test_redis_connect(&R);
+    for (int i = 0; i < 5; i++) freeReplyObject(test_cmd(c, "XADD ng * k v"));
+    struct script s = {0};
+    stx_processor *p = make("ng", &s, NULL);
+    cr_assert_eq(stx_processor_poll(p), 5);
+    freeReplyObject(test_cmd(c, "XGROUP DESTROY ng g"));
+    for (int i = 0; i < 3; i++) freeReplyObject(test_cmd(c, "XADD ng * k v"));
+    cr_assert_eq(stx_processor_poll(p), STX_ENOGROUP);
+    cr_assert(strstr(stx_processor_errmsg(p), "restart"), "%s", stx_processor_errmsg(p));
+    cr_assert_eq(stx_error_class_of(STX_ENOGROUP), STX_CLASS_FATAL);
+    stx_processor_free(p);
+    /* A new start creates the group again from the beginning; the stored
+     * offset makes the first five duplicates, applied once. */
+    p = make("ng", &s, NULL);
+    int total = 0, n;
+    while ((n = stx_processor_poll(p)) > 0) total += n;
+    cr_assert_eq(n, 0, "%s", stx_processor_errmsg(p));
+    cr_assert_eq(total, 3);
+    cr_assert_eq(counter(c, "ng"), 8);
+    stx_processor_free(p);
+    redisFree(c);
+}
+
+Test(reliability, refused_writes_under_oom_write_nothing_and_recover)
+{
+    redisContext *c = test_redis_connect(&R);
+    for (int i = 0; i < 3; i++) freeReplyObject(test_cmd(c, "XADD oom * k v"));
+    struct script s = {0};
+    stx_processor *p = make("oom", &s, NULL);
+    cr_assert_eq(stx_processor_start(p), STX_OK);
+    freeReplyObject(test_cmd(c, "CONFIG SET maxmemory 1"));
+    int rc = stx_processor_poll(p);
+    cr_assert_eq(rc, STX_EREDIS_REFUSED, "%d %s", rc, stx_processor_errmsg(p));
+    cr_assert(strstr(stx_processor_errmsg(p), "OOM"), "%s", stx_processor_errmsg(p));
+    cr_assert_eq(stx_error_class_of(rc), STX_CLASS_RETRIABLE);
+    cr_assert_eq(s.calls, 0);
+    cr_assert_eq(counter(c, "oom"), 0);
+    freeReplyObject(test_cmd(c, "CONFIG SET maxmemory 0"));
+    cr_assert_eq(stx_processor_poll(p), 3, "%s", stx_processor_errmsg(p));
+    cr_assert_eq(counter(c, "oom"), 3);
+    stx_processor_free(p);
+    redisFree(c);
+}
+
+Test(reliability, read_only_replica_is_refused_clearly)
+{
+    test_redis replica;
+    char port[16];
+    snprintf(port, sizeof port, "%d", R.port);
+    const char *const extra[] = {"--replicaof", "127.0.0.1", port, NULL};
+    test_redis_start(&replica, 0, extra);
+    struct script s = {0};
+    stx_processor *p = make_on(replica.url, "ro", &s, NULL);
+    int rc = stx_processor_start(p);
+    cr_assert_eq(rc, STX_EREDIS_REFUSED, "%d %s", rc, stx_processor_errmsg(p));
+    cr_assert(strstr(stx_processor_errmsg(p), "READONLY"), "%s", stx_processor_errmsg(p));
+    stx_processor_free(p);
+    test_redis_stop(&replica);
+}
