@@ -12,6 +12,8 @@
 #include "streamtx.h"
 #include "workload.h"
 
+TestSuite(faults, .timeout = 3000);
+
 static int long_mode(void)
 {
     const char *v = getenv("STX_FAULT_LONG");

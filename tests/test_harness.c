@@ -20,6 +20,9 @@ static void set_and_check(const test_redis *r, const char *key)
     redisFree(c);
 }
 
+/* Declared, so Criterion does not allocate (and leak) an implicit suite. */
+TestSuite(harness);
+
 Test(harness, start_without_aof)
 {
     test_redis r;
