@@ -226,6 +226,22 @@ typedef enum stx_log_level {
  * The default writes WARN and ERROR lines to stderr. */
 typedef void (*stx_log_fn)(stx_log_level level, const char *line, void *user_data);
 
+/** State schema migration.  With the configuration key
+ * state_schema_version set to V > 0, the processor records V with the state
+ * (meta field "schema") and, at start, compares it with the stored one.
+ * On a mismatch it calls the migration once per stored key, in a
+ * transaction without a message (publishing is refused): the callback puts
+ * the converted value (or deletes the key, or adds others) through txn.
+ * All changes and the new version are then written in one script.  Without
+ * a migration callback a mismatch fails the start with STX_ESCHEMA.
+ * Return STX_OK, or anything else to abort the start (nothing is written). */
+typedef int (*stx_migrate_fn)(uint32_t from_version, uint32_t to_version, const void *key,
+                              size_t key_len, const void *value, size_t value_len,
+                              stx_txn *txn, void *user_data);
+
+/** Set the migration callback (NULL: none). */
+void stx_config_set_migrate(stx_config *conf, stx_migrate_fn migrate, void *user_data);
+
 /** Set the handler (required before stx_processor_new()). */
 void stx_config_set_handler(stx_config *conf, stx_handler_fn handler, void *user_data);
 /** Set the log callback; NULL restores the default. */

@@ -54,6 +54,7 @@ static const struct key_def keys[] = {
     {"retry_max_ms", INT(retry_max_ms, 0, 86400000)},
     {"handler_warn_ms", INT(handler_warn_ms, 1, 86400000)},
     {"client_name", STR(client_name)},
+    {"state_schema_version", INT(state_schema_version, 0, 4294967295L)},
 };
 
 static void set_defaults(struct stx_config *c)
@@ -271,6 +272,13 @@ void stx_config_set_handler(stx_config *c, stx_handler_fn handler, void *user_da
     if (!c) return;
     c->handler = handler;
     c->handler_data = user_data;
+}
+
+void stx_config_set_migrate(stx_config *c, stx_migrate_fn migrate, void *user_data)
+{
+    if (!c) return;
+    c->migrate = migrate;
+    c->migrate_data = user_data;
 }
 
 void stx_config_set_log(stx_config *c, stx_log_fn log, void *user_data)

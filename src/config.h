@@ -34,6 +34,9 @@ struct stx_config {
     void *handler_data;
     stx_log_fn log;
     void *log_data;
+    long state_schema_version;  /* 0: unversioned */
+    stx_migrate_fn migrate;
+    void *migrate_data;
 };
 
 /* Deep copy of src into dst (dst uninitialised).  STX_OK or STX_ENOMEM. */

@@ -470,6 +470,79 @@ void stx_set_offset(stx_processor *p, stx_id id)
     stx_id_format(id, p->offset_str);
 }
 
+static int merge_message(stx_processor *p);
+static void apply_batch(stx_processor *p);
+static void discard_batch(stx_processor *p);
+
+/* Convert the stored state from schema version `from` to the configured
+ * one through the user's callback, and write it all in one script. */
+static int migrate(stx_processor *p, uint64_t from)
+{
+    uint64_t to = (uint64_t)p->conf.state_schema_version;
+    if (!p->conf.migrate)
+        return stx_fail(p, STX_ESCHEMA,
+                        "state of stream '%s' group '%s' has schema version %" PRIu64
+                        ", this processor expects %" PRIu64 "; set a migration callback "
+                        "(stx_config_set_migrate) or reset the group with its state",
+                        p->conf.stream, p->conf.group, from, to);
+    stx_txn_reset(&p->txn, NULL);
+    size_t pos = 0;
+    stx_sm_entry *e;
+    while ((e = stx_sm_next(&p->state, &pos))) {
+        int rc = p->conf.migrate((uint32_t)from, (uint32_t)to, stx_sm_key(e), e->key_len,
+                                 stx_sm_value(e), e->value_len, &p->txn, p->conf.migrate_data);
+        if (rc != STX_OK) {
+            stx_sm_clear(&p->txn.overlay);
+            return stx_fail(p, rc < 0 ? rc : STX_ESCHEMA, "migration from schema %" PRIu64
+                            " to %" PRIu64 " failed (%d)%s%s; nothing was written", from, to, rc,
+                            p->txn.failmsg[0] ? ": " : "", p->txn.failmsg);
+        }
+    }
+    if (merge_message(p) != STX_OK) return stx_fail(p, STX_ENOMEM, "out of memory");
+    stx_eval_begin(p);
+    stx_eval_str(p, p->key_meta);
+    stx_eval_str(p, p->key_state);
+    stx_argv_add_u64(&p->argv, p->epoch);
+    stx_argv_add_u64(&p->argv, from);
+    stx_argv_add_u64(&p->argv, to);
+    size_t nputs = 0, ndels = 0;
+    for (pos = 0; (e = stx_sm_next(&p->batch, &pos));) {
+        if (e->flags & STX_SM_DELETED) ndels++;
+        else nputs++;
+    }
+    stx_argv_add_u64(&p->argv, nputs);
+    for (pos = 0; (e = stx_sm_next(&p->batch, &pos));)
+        if (!(e->flags & STX_SM_DELETED)) {
+            stx_argv_add_ref(&p->argv, stx_sm_key(e), e->key_len);
+            stx_argv_add_ref(&p->argv, stx_sm_value(e), e->value_len);
+        }
+    stx_argv_add_u64(&p->argv, ndels);
+    for (pos = 0; (e = stx_sm_next(&p->batch, &pos));)
+        if (e->flags & STX_SM_DELETED) stx_argv_add_ref(&p->argv, stx_sm_key(e), e->key_len);
+    redisReply *r;
+    int rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_MIGRATE, &p->argv, 2, &r);
+    if (rc != STX_OK) {
+        discard_batch(p);
+        return conn_fail(p, rc, "migrating state");
+    }
+    uint64_t seq;
+    if (!stx_reply_is(r, "OK") || stx_reply_u64(r, 1, &seq) != 0) {
+        const char *stored = stx_reply_is(r, "SCHEMA") ? elem_str(r, 1) : NULL;
+        rc = stored ? stx_fail(p, STX_ESCHEMA, "schema changed to %s during the migration", stored)
+                    : stx_script_status(p, r, "migrate");
+        freeReplyObject(r);
+        discard_batch(p);
+        return rc;
+    }
+    freeReplyObject(r);
+    p->seq = seq;
+    apply_batch(p);
+    discard_batch(p);
+    stx_log(p, STX_LOG_WARN, "state migrated from schema %" PRIu64 " to %" PRIu64 ": %zu keys written, "
+            "%zu deleted", from, to, nputs, ndels);
+    return STX_OK;
+}
+
 static int start(stx_processor *p)
 {
     if (!p->conf.handler || !p->key_meta) return p->errmsg[0] ? STX_EINVAL : STX_ESTATE;
@@ -486,6 +559,7 @@ static int start(stx_processor *p)
     stx_eval_str(p, p->conf.group);
     stx_eval_str(p, p->conf.group_start_id ? p->conf.group_start_id : "0");
     stx_eval_str(p, p->lineage);
+    stx_argv_add_u64(&p->argv, (unsigned long long)p->conf.state_schema_version);
     redisReply *r;
     rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_START, &p->argv, 3, &r);
     if (rc != STX_OK) {
@@ -500,8 +574,10 @@ static int start(stx_processor *p)
         freeReplyObject(r);
         return rc;
     }
+    uint64_t schema = 0;
     if (stx_reply_u64(r, 1, &p->epoch) != 0 || !off || stx_id_parse(off, strlen(off), &offv) != 0 ||
-        stx_reply_u64(r, 3, &p->seq) != 0 || !lineage || strlen(lineage) >= sizeof p->lineage) {
+        stx_reply_u64(r, 3, &p->seq) != 0 || !lineage || strlen(lineage) >= sizeof p->lineage ||
+        stx_reply_u64(r, 5, &schema) != 0) {
         freeReplyObject(r);
         return stx_fail(p, STX_EREDIS, "start: malformed reply (meta hash damaged?)");
     }
@@ -517,6 +593,9 @@ static int start(stx_processor *p)
             p->offset_str, p->seq);
 
     if ((rc = load_state(p)) != STX_OK) return rc;
+    if ((uint64_t)p->conf.state_schema_version != schema && p->conf.state_schema_version &&
+        (rc = migrate(p, schema)) != STX_OK)
+        return rc;
     if ((rc = claim_pending(p)) != STX_OK) return rc;
     p->reading_pending = 1;
     p->cursor = (stx_id){0, 0};

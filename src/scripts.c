@@ -12,6 +12,7 @@ extern const char stx_lua_read[];
 extern const char stx_lua_commit[];
 extern const char stx_lua_dlq[];
 extern const char stx_lua_redrive[];
+extern const char stx_lua_migrate[];
 
 void stx_scripts_init(stx_scripts *sc)
 {
@@ -21,6 +22,7 @@ void stx_scripts_init(stx_scripts *sc)
     sc->s[STX_SCRIPT_COMMIT] = (stx_script){"commit", stx_lua_commit, ""};
     sc->s[STX_SCRIPT_DLQ] = (stx_script){"dlq", stx_lua_dlq, ""};
     sc->s[STX_SCRIPT_REDRIVE] = (stx_script){"redrive", stx_lua_redrive, ""};
+    sc->s[STX_SCRIPT_MIGRATE] = (stx_script){"migrate", stx_lua_migrate, ""};
 }
 
 void stx_argv_init(stx_argv *a)

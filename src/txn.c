@@ -152,9 +152,9 @@ int stx_txn_publish(stx_txn *t, const char *stream, size_t nfields, const char *
                     const size_t *name_lens, const char *const *values,
                     const size_t *value_lens)
 {
-    if (!t || !stream || !*stream || nfields == 0 || !names || !name_lens || !values ||
-        !value_lens)
-        return STX_EINVAL;
+    if (!t || !t->msg || !stream || !*stream || nfields == 0 || !names || !name_lens ||
+        !values || !value_lens)
+        return STX_EINVAL; /* no message: a migration cannot publish */
     /* Envelope: the publish names its cause and carries the correlation on,
      * unless the handler set them itself. */
     const char *extra_names[2], *extra_values[2];

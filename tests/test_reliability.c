@@ -337,3 +337,74 @@ Test(reliability, read_only_replica_is_refused_clearly)
     stx_processor_free(p);
     test_redis_stop(&replica);
 }
+
+/* Version 2 of the state keeps counters as strings "v2:<n>". */
+static int to_v2(uint32_t from, uint32_t to, const void *key, size_t key_len, const void *value,
+                 size_t value_len, stx_txn *txn, void *ud)
+{
+    int *calls = ud;
+    (*calls)++;
+    cr_assert_eq(from, 1);
+    cr_assert_eq(to, 2);
+    int64_t n;
+    int rc = stx_mp_read_i64(value, value_len, &n);
+    if (rc != STX_OK) return rc;
+    char text[32];
+    int len = snprintf(text, sizeof text, "v2:%" PRId64, n);
+    cr_assert_eq(stx_txn_publishv(txn, "nowhere", "a", "b", NULL), STX_EINVAL);
+    return stx_txn_put_str(txn, key, key_len, text, (size_t)len);
+}
+
+Test(reliability, schema_version_mismatch_is_refused_or_migrated)
+{
+    redisContext *c = test_redis_connect(&R);
+    for (int i = 0; i < 3; i++) freeReplyObject(test_cmd(c, "XADD sv * k v"));
+    char meta[256], state[256];
+    stx_key_name(meta, sizeof meta, "sv", "g", "meta");
+    stx_key_name(state, sizeof state, "sv", "g", "state");
+    struct script s = {0};
+    static const char *const v1[] = {"state_schema_version", "1", NULL};
+    stx_processor *p = make("sv", &s, v1);
+    cr_assert_eq(stx_processor_poll(p), 3);
+    stx_processor_free(p);
+    redisReply *r = test_cmd(c, "HGET %s schema", meta);
+    cr_assert_str_eq(r->str, "1");
+    freeReplyObject(r);
+
+    /* Version 2 without a migration: refused, nothing written. */
+    static const char *const v2[] = {"state_schema_version", "2", NULL};
+    p = make("sv", &s, v2);
+    cr_assert_eq(stx_processor_start(p), STX_ESCHEMA);
+    cr_assert(strstr(stx_processor_errmsg(p), "schema version 1, this processor expects 2"), "%s",
+              stx_processor_errmsg(p));
+    stx_processor_free(p);
+    cr_assert_eq(counter(c, "sv"), 3);
+
+    /* With a migration every key is converted, in one script. */
+    stx_config *conf = stx_config_new();
+    stx_config_set(conf, "url", R.url, NULL, 0);
+    stx_config_set(conf, "stream", "sv", NULL, 0);
+    stx_config_set(conf, "group", "g", NULL, 0);
+    stx_config_set(conf, "log_level", "error", NULL, 0);
+    stx_config_set(conf, "state_schema_version", "2", NULL, 0);
+    int calls = 0;
+    stx_config_set_migrate(conf, to_v2, &calls);
+    stx_config_set_handler(conf, scripted, &s);
+    cr_assert_eq(stx_processor_new(&p, conf), STX_OK);
+    stx_config_free(conf);
+    cr_assert_eq(stx_processor_start(p), STX_OK, "%s", stx_processor_errmsg(p));
+    cr_assert_eq(calls, 1);
+    r = test_cmd(c, "HGET %s n", state);
+    cr_assert_eq(r->len, 5);
+    cr_assert_eq(memcmp(r->str, "\xa4v2:3", 5), 0);
+    freeReplyObject(r);
+    r = test_cmd(c, "HGET %s schema", meta);
+    cr_assert_str_eq(r->str, "2");
+    freeReplyObject(r);
+    const void *v;
+    size_t n;
+    cr_assert_eq(stx_processor_state_get(p, "n", 1, &v, &n), STX_OK);
+    cr_assert_eq(n, 5);
+    stx_processor_free(p);
+    redisFree(c);
+}
