@@ -484,7 +484,10 @@ int stx_group_reset(stx_client *c, const char *stream, const char *group, const 
 /** Trim stream, never past an entry some consumer group has not processed:
  * the bound is the lowest of, over all groups, the last delivered id and
  * the oldest pending id (and, for streamtx groups, the committed offset).
- * maxlen > 0 and max_age_ms > 0 trim further, but never past that bound.
+ * With maxlen and max_age_ms 0, everything before the bound goes; with
+ * maxlen > 0 and/or max_age_ms > 0, only entries that break a limit (not
+ * among the newest maxlen, or older than max_age_ms) go, and still none at
+ * or after the bound.  A stream without groups is not trimmed.
  * *deleted (if not NULL) receives the number of entries removed. */
 int stx_trim_safe(stx_client *c, const char *stream, long long maxlen, long long max_age_ms,
                   long long *deleted);

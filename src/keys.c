@@ -58,6 +58,31 @@ char *stx_key_alloc(const char *stream, const char *group, const char *kind)
     return buf;
 }
 
+char *stx_key_alloc_idem(const char *stream, const void *idem, size_t idem_len,
+                         size_t *out_len)
+{
+    if (!stream || !*stream || (!idem && idem_len)) return NULL;
+    const char *tag;
+    size_t tag_len;
+    hash_tag(stream, &tag, &tag_len);
+    size_t stream_len = strlen(stream);
+    /* "{" TAG "}:stx-idem:" LEN ":" STREAM ":" KEY NUL: a segment of its
+     * own after the tag, so no group name can make a group key equal. */
+    size_t cap = tag_len + stream_len + idem_len + 48;
+    if (cap < idem_len) return NULL;
+    char *buf = malloc(cap);
+    if (!buf) return NULL;
+    int n = snprintf(buf, cap, "{%.*s}:stx-idem:%zu:%s:", (int)tag_len, tag, stream_len, stream);
+    if (n < 0 || (size_t)n + idem_len >= cap) {
+        free(buf);
+        return NULL;
+    }
+    if (idem_len) memcpy(buf + n, idem, idem_len);
+    buf[(size_t)n + idem_len] = '\0';
+    if (out_len) *out_len = (size_t)n + idem_len;
+    return buf;
+}
+
 static int parse_u64(const char *s, size_t len, uint64_t *out)
 {
     if (len == 0 || len > 20) return -1;

@@ -25,4 +25,10 @@ void stx_id_format(stx_id id, char *buf);
 /* Allocate the KIND key of (stream, group); NULL when out of memory. */
 char *stx_key_alloc(const char *stream, const char *group, const char *kind);
 
+/* Allocate the dedup key of an idempotency key (any bytes) of stream:
+ * "{TAG}:stx-idem:LEN:STREAM:KEY", NUL-terminated, its length in *out_len.
+ * NULL when out of memory or stream is empty. */
+char *stx_key_alloc_idem(const char *stream, const void *idem, size_t idem_len,
+                         size_t *out_len);
+
 #endif

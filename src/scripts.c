@@ -13,6 +13,9 @@ extern const char stx_lua_commit[];
 extern const char stx_lua_dlq[];
 extern const char stx_lua_redrive[];
 extern const char stx_lua_migrate[];
+extern const char stx_lua_produce[];
+extern const char stx_lua_reset[];
+extern const char stx_lua_trim[];
 
 void stx_scripts_init(stx_scripts *sc)
 {
@@ -23,6 +26,9 @@ void stx_scripts_init(stx_scripts *sc)
     sc->s[STX_SCRIPT_DLQ] = (stx_script){"dlq", stx_lua_dlq, ""};
     sc->s[STX_SCRIPT_REDRIVE] = (stx_script){"redrive", stx_lua_redrive, ""};
     sc->s[STX_SCRIPT_MIGRATE] = (stx_script){"migrate", stx_lua_migrate, ""};
+    sc->s[STX_SCRIPT_PRODUCE] = (stx_script){"produce", stx_lua_produce, ""};
+    sc->s[STX_SCRIPT_RESET] = (stx_script){"reset", stx_lua_reset, ""};
+    sc->s[STX_SCRIPT_TRIM] = (stx_script){"trim", stx_lua_trim, ""};
 }
 
 void stx_argv_init(stx_argv *a)

@@ -1,0 +1,364 @@
+/* Reading a stream outside a consumer group: ranges by id or by time and a
+ * live tail, with cursors that are checked against what was removed.
+ *
+ * The retention check (STX_EWINDOW_EXPIRED) rests on XINFO STREAM's
+ * max-deleted-entry-id (Redis 7): a cursor below it has lost entries.
+ * Redis 7.0 moves that id on XDEL only, not when a stream is trimmed, so
+ * streamtx's own trims (stx_trim_safe(), stx_produce() with maxlen/minid)
+ * record what they removed in it with XSETID ... MAXDELETEDID.  Beyond
+ * that, two losses are visible without any record: entries were removed and
+ * the cursor is the start ("0"), or the stream is empty and its last id is
+ * after the cursor.  A trim by another client (plain XTRIM, XADD MAXLEN)
+ * that leaves entries behind is not seen for other cursors.
+ *
+ * Note that the id also moves on an XDEL of a single entry: deleting one
+ * entry in the middle of a stream makes every cursor before it "expired",
+ * even though the entries between the cursor and the deleted one are still
+ * there.  The check cannot tell these apart and errs on the side of
+ * reporting a possible loss.  A producer's "~" trim records the id just
+ * before the first entry left (what exactly went is not known), so a cursor
+ * on the very last trimmed entry is reported too. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "processor.h" /* struct stx_msg, stx_msg_decode */
+
+#define DEFAULT_LIMIT 1000
+
+struct stx_entries {
+    redisReply *reply;          /* owns every byte the message views point to */
+    struct stx_msg *msgs;
+    size_t n;
+    char *stream;               /* what stx_msg_stream() returns */
+    char last_id[STX_ID_MAX];
+};
+
+size_t stx_entries_count(const stx_entries *e)
+{
+    return e ? e->n : 0;
+}
+
+const stx_msg *stx_entries_at(const stx_entries *e, size_t i)
+{
+    return e && i < e->n ? &e->msgs[i] : NULL;
+}
+
+const char *stx_entries_last_id(const stx_entries *e)
+{
+    return e ? e->last_id : "";
+}
+
+void stx_entries_free(stx_entries *e)
+{
+    if (!e) return;
+    if (e->reply) freeReplyObject(e->reply);
+    free(e->msgs);
+    free(e->stream);
+    free(e);
+}
+
+/* Message views over arr, an array of [id, fields] entries inside owner.
+ * Takes owner (NULL for an empty result) whatever happens. */
+static int entries_make(stx_client *c, const char *what, const char *stream, redisReply *owner,
+                        const redisReply *arr, stx_id cursor, stx_entries **out)
+{
+    size_t n = arr ? arr->elements : 0;
+    stx_entries *e = calloc(1, sizeof *e);
+    if (!e || !(e->stream = strdup(stream)) || (n && !(e->msgs = calloc(n, sizeof *e->msgs)))) {
+        if (e) free(e->stream);
+        free(e);
+        if (owner) freeReplyObject(owner);
+        return stx_client_fail(c, STX_ENOMEM, "%s: out of memory", what);
+    }
+    e->reply = owner;
+    stx_id_format(cursor, e->last_id);
+    for (size_t i = 0; i < n; i++) {
+        const char *why = "";
+        if (stx_msg_decode(&e->msgs[i], arr->element[i], e->stream, LONG_MAX, LLONG_MAX, &why) !=
+            STX_OK) {
+            stx_entries_free(e);
+            return stx_client_fail(c, STX_EDECODE, "%s: entry %zu of stream '%.200s': %s", what, i,
+                                   stream, why);
+        }
+        e->n++;
+    }
+    if (n) stx_id_format(e->msgs[n - 1].idv, e->last_id);
+    *out = e;
+    return STX_OK;
+}
+
+/* A cursor: "MS-SEQ", or "0" for the start of the stream. */
+static int parse_cursor(stx_client *c, const char *what, const char *s, stx_id *out)
+{
+    if (!s) return stx_client_fail(c, STX_EINVALID_CURSOR, "%s: no cursor given", what);
+    if (strcmp(s, "0") == 0) {
+        *out = (stx_id){0, 0};
+        return STX_OK;
+    }
+    if (stx_id_parse(s, strlen(s), out) == 0) return STX_OK;
+    char shown[128];
+    stx_client_printable(s, strlen(s), shown, sizeof shown);
+    return stx_client_fail(c, STX_EINVALID_CURSOR,
+                           "%s: cursor '%s' is not a stream id (MS-SEQ, or \"0\" for the start)",
+                           what, shown);
+}
+
+static int is_max_id(stx_id id)
+{
+    return id.ms == UINT64_MAX && id.seq == UINT64_MAX;
+}
+
+/* Whether entries after `after` were removed (see the top of the file),
+ * with a message saying from where reading can go on. */
+static int window_check(stx_client *c, const char *what, const char *stream, const stx_xinfo *x,
+                        stx_id after)
+{
+    int removed = x->entries_added > x->length;
+    int from_start = after.ms == 0 && after.seq == 0;
+    if (stx_id_cmp(after, x->max_deleted) >= 0 &&
+        !(removed && (from_start || (x->length == 0 && stx_id_cmp(after, x->last_generated) < 0))))
+        return STX_OK;
+    /* Resume after the highest deleted id, or right before the first
+     * retained entry, whichever is later. */
+    stx_id resume = x->length == 0 ? x->last_generated : x->max_deleted, first;
+    if (x->first_id[0] && stx_id_parse(x->first_id, strlen(x->first_id), &first) == 0) {
+        stx_id before = first.seq ? (stx_id){first.ms, first.seq - 1}
+                                  : (stx_id){first.ms - 1, UINT64_MAX};
+        if (stx_id_cmp(before, resume) > 0) resume = before;
+    }
+    char a[STX_ID_MAX], m[STX_ID_MAX], r[STX_ID_MAX];
+    stx_id_format(after, a);
+    stx_id_format(x->max_deleted, m);
+    stx_id_format(resume, r);
+    if (x->first_id[0])
+        return stx_client_fail(c, STX_EWINDOW_EXPIRED,
+                               "%s: entries of stream '%.200s' after %s were trimmed or deleted "
+                               "(highest deleted id %s); the first retained entry is %s: resume "
+                               "with cursor %s",
+                               what, stream, a, m, x->first_id, r);
+    return stx_client_fail(c, STX_EWINDOW_EXPIRED,
+                           "%s: entries of stream '%.200s' after %s were trimmed or deleted and "
+                           "none is retained: resume with cursor %s",
+                           what, stream, a, r);
+}
+
+/* An error element of an EXEC reply as a code and message. */
+static int exec_error(stx_client *c, const char *what, const redisReply *e)
+{
+    return stx_client_fail(c, stx_conn_reply_code(e->str), "%s: %s", what, e->str);
+}
+
+static int no_such_key(const redisReply *e)
+{
+    return e->type == REDIS_REPLY_ERROR && strstr(e->str, "no such key") != NULL;
+}
+
+/* XINFO STREAM and XRANGE start..end in one MULTI/EXEC, so that the
+ * retention check (of entries after `after`, unless check is 0) and the
+ * entries describe the same moment. */
+static int range_read(stx_client *c, const char *what, const char *stream, const char *start,
+                      const char *end, size_t limit, stx_id after, int check, stx_entries **out)
+{
+    char count[24];
+    snprintf(count, sizeof count, "%zu", limit);
+    const char *multi[] = {"MULTI"}, *exec[] = {"EXEC"};
+    const char *xinfo[] = {"XINFO", "STREAM", stream};
+    const char *xrange[] = {"XRANGE", stream, start, end, "COUNT", count};
+    int rc = stx_conn_append(&c->conn, 1, multi, NULL);
+    if (rc == STX_OK) rc = stx_conn_append(&c->conn, 3, xinfo, NULL);
+    if (rc == STX_OK) rc = stx_conn_append(&c->conn, 6, xrange, NULL);
+    if (rc == STX_OK) rc = stx_conn_append(&c->conn, 1, exec, NULL);
+    if (rc != STX_OK) return stx_client_fail(c, rc, "%s: %s", what, c->conn.err);
+    redisReply *r[4];
+    rc = stx_client_read_all(c, 4, r);
+    for (int i = 0; i < 3; i++)
+        if (r[i]) freeReplyObject(r[i]);
+    redisReply *x = r[3];
+    if (rc != STX_OK) {
+        if (x) freeReplyObject(x);
+        return stx_client_fail(c, rc, "%s: %s", what, c->conn.err);
+    }
+    if (x->type != REDIS_REPLY_ARRAY || x->elements != 2) {
+        freeReplyObject(x);
+        return stx_client_fail(c, STX_EREDIS, "%s: unexpected EXEC reply", what);
+    }
+    const redisReply *info = x->element[0], *range = x->element[1];
+    if (range->type == REDIS_REPLY_ERROR || (info->type == REDIS_REPLY_ERROR && !no_such_key(info))) {
+        rc = exec_error(c, what, range->type == REDIS_REPLY_ERROR ? range : info);
+        freeReplyObject(x);
+        return rc;
+    }
+    if (range->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(x);
+        return stx_client_fail(c, STX_EREDIS, "%s: unexpected XRANGE reply", what);
+    }
+    if (check && !no_such_key(info)) { /* a stream that does not exist lost nothing */
+        stx_xinfo xi;
+        if (stx_xinfo_parse(info, &xi) != STX_OK)
+            rc = stx_client_fail(c, STX_EREDIS, "%s: unexpected XINFO STREAM reply", what);
+        else
+            rc = window_check(c, what, stream, &xi, after);
+        if (rc != STX_OK) {
+            freeReplyObject(x);
+            return rc;
+        }
+    }
+    return entries_make(c, what, stream, x, range, after, out);
+}
+
+static int check_common(stx_client *c, const char *stream, stx_entries **out)
+{
+    if (!c || !out) return STX_EINVAL;
+    *out = NULL;
+    c->errmsg[0] = '\0';
+    if (!stream || !*stream) return stx_client_fail(c, STX_EINVAL, "empty stream name");
+    return STX_OK;
+}
+
+int stx_client_read_range(stx_client *c, const char *what, const char *stream, const char *after,
+                          const char *to, size_t limit, int check_window, stx_entries **out)
+{
+    int rc = check_common(c, stream, out);
+    if (rc != STX_OK) return rc;
+    stx_id a, t;
+    char start[STX_ID_MAX + 1] = "(", end[STX_ID_MAX] = "+";
+    if ((rc = parse_cursor(c, what, after, &a)) != STX_OK) return rc;
+    if (to && strcmp(to, "+") != 0) {
+        if ((rc = parse_cursor(c, what, to, &t)) != STX_OK) return rc;
+        stx_id_format(t, end);
+    }
+    if ((rc = stx_client_ready(c)) != STX_OK) return rc;
+    /* "(" of the highest id is refused by XRANGE; nothing can follow it. */
+    if (is_max_id(a)) return entries_make(c, what, stream, NULL, NULL, a, out);
+    stx_id_format(a, start + 1);
+    return range_read(c, what, stream, start, end, limit ? limit : DEFAULT_LIMIT, a, check_window,
+                      out);
+}
+
+int stx_read_range(stx_client *c, const char *stream, const char *after, const char *to,
+                   size_t limit, stx_entries **out)
+{
+    return stx_client_read_range(c, "read", stream, after, to, limit, 1, out);
+}
+
+int stx_read_time(stx_client *c, const char *stream, int64_t from_ms, int64_t to_ms,
+                  size_t limit, stx_entries **out)
+{
+    int rc = check_common(c, stream, out);
+    if (rc != STX_OK) return rc;
+    if (from_ms < 0 || to_ms < from_ms)
+        return stx_client_fail(c, STX_EINVAL, "read_time: bad interval [%lld, %lld]",
+                               (long long)from_ms, (long long)to_ms);
+    if ((rc = stx_client_ready(c)) != STX_OK) return rc;
+    char start[STX_ID_MAX], end[STX_ID_MAX];
+    stx_id_format((stx_id){(uint64_t)from_ms, 0}, start);
+    stx_id_format((stx_id){(uint64_t)to_ms, UINT64_MAX}, end);
+    /* The cursor of the interval is the id just before its first one. */
+    stx_id before = from_ms > 0 ? (stx_id){(uint64_t)from_ms - 1, UINT64_MAX} : (stx_id){0, 0};
+    return range_read(c, "read_time", stream, start, end, limit ? limit : DEFAULT_LIMIT, before, 1,
+                      out);
+}
+
+/* The stream's last generated id ("$" made concrete), 0-0 when it does not
+ * exist, so that a tail from "$" can be resumed without a gap. */
+static int last_generated(stx_client *c, const char *stream, stx_id *out)
+{
+    const char *argv[] = {"XINFO", "STREAM", stream};
+    redisReply *r;
+    *out = (stx_id){0, 0};
+    int rc = stx_conn_command(&c->conn, &r, 3, argv, NULL);
+    if (rc == STX_EREDIS && strstr(c->conn.err, "no such key")) return STX_OK;
+    if (rc != STX_OK) return stx_client_fail(c, rc, "tail: %s", c->conn.err);
+    stx_xinfo x;
+    rc = stx_xinfo_parse(r, &x);
+    freeReplyObject(r);
+    if (rc != STX_OK) return stx_client_fail(c, rc, "tail: unexpected XINFO STREAM reply");
+    *out = x.last_generated;
+    return STX_OK;
+}
+
+/* After a blocking XREAD returned entries starting at first: were entries
+ * between the cursor and first added and removed while we were not
+ * looking?  (A removal after first cannot be told apart from one of
+ * entries we have just read, so only a highest deleted id inside the gap
+ * counts.) */
+static int gap_check(stx_client *c, const char *stream, stx_id after, stx_id first)
+{
+    const char *argv[] = {"XINFO", "STREAM", stream};
+    redisReply *r;
+    int rc = stx_conn_command(&c->conn, &r, 3, argv, NULL);
+    if (rc == STX_EREDIS && strstr(c->conn.err, "no such key")) return STX_OK;
+    if (rc != STX_OK) return stx_client_fail(c, rc, "tail: %s", c->conn.err);
+    stx_xinfo x;
+    rc = stx_xinfo_parse(r, &x);
+    freeReplyObject(r);
+    if (rc != STX_OK) return stx_client_fail(c, rc, "tail: unexpected XINFO STREAM reply");
+    if (stx_id_cmp(after, x.max_deleted) >= 0 || stx_id_cmp(x.max_deleted, first) >= 0)
+        return STX_OK;
+    return window_check(c, "tail", stream, &x, after);
+}
+
+int stx_tail(stx_client *c, const char *stream, const char *after, long block_ms, size_t limit,
+             stx_entries **out)
+{
+    int rc = check_common(c, stream, out);
+    if (rc != STX_OK) return rc;
+    if (block_ms < 0) return stx_client_fail(c, STX_EINVAL, "tail: negative block_ms");
+    if (!limit) limit = DEFAULT_LIMIT;
+    stx_id a;
+    int from_now = after && strcmp(after, "$") == 0;
+    if (!from_now && (rc = parse_cursor(c, "tail", after, &a)) != STX_OK) return rc;
+    if ((rc = stx_client_ready(c)) != STX_OK) return rc;
+    if (from_now && (rc = last_generated(c, stream, &a)) != STX_OK) return rc;
+    if (is_max_id(a)) return entries_make(c, "tail", stream, NULL, NULL, a, out);
+
+    /* What is there already, checked against the retention window. */
+    char cursor[STX_ID_MAX + 1] = "(";
+    stx_id_format(a, cursor + 1);
+    stx_entries *now = NULL;
+    rc = range_read(c, "tail", stream, cursor, "+", limit, a, 1, &now);
+    if (rc != STX_OK) return rc;
+    if (now->n > 0 || block_ms == 0) {
+        *out = now;
+        return STX_OK;
+    }
+
+    /* Nothing yet: wait.  block_ms 0 above means "do not wait" (XREAD's
+     * BLOCK 0 would wait forever). */
+    char count[24], block[24];
+    snprintf(count, sizeof count, "%zu", limit);
+    snprintf(block, sizeof block, "%ld", block_ms);
+    const char *argv[] = {"XREAD", "COUNT", count, "BLOCK", block, "STREAMS", stream, cursor + 1};
+    redisReply *r;
+    stx_conn_set_timeout(&c->conn, block_ms + c->conn.command_timeout_ms);
+    rc = stx_conn_command(&c->conn, &r, 8, argv, NULL);
+    stx_conn_set_timeout(&c->conn, c->conn.command_timeout_ms);
+    if (rc != STX_OK) {
+        stx_entries_free(now);
+        return stx_client_fail(c, rc, "tail (XREAD BLOCK): %s", c->conn.err);
+    }
+    if (r->type == REDIS_REPLY_NIL) {
+        freeReplyObject(r);
+        *out = now;
+        return STX_OK;
+    }
+    stx_entries_free(now);
+    const redisReply *arr = NULL;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 && r->element[0]->type == REDIS_REPLY_ARRAY &&
+        r->element[0]->elements == 2 && r->element[0]->element[1]->type == REDIS_REPLY_ARRAY)
+        arr = r->element[0]->element[1];
+    if (!arr) {
+        freeReplyObject(r);
+        return stx_client_fail(c, STX_EREDIS, "tail: unexpected XREAD reply");
+    }
+    rc = entries_make(c, "tail", stream, r, arr, a, out);
+    if (rc != STX_OK || (*out)->n == 0) return rc;
+    if ((rc = gap_check(c, stream, a, (*out)->msgs[0].idv)) != STX_OK) {
+        stx_entries_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
