@@ -408,3 +408,63 @@ Test(reliability, schema_version_mismatch_is_refused_or_migrated)
     stx_processor_free(p);
     redisFree(c);
 }
+
+Test(reliability, dead_letters_are_listed_and_redriven_once)
+{
+    redisContext *c = test_redis_connect(&R);
+    freeReplyObject(test_cmd(c, "XADD rd * k v1 extra %b", "\x00\xff", (size_t)2));
+    freeReplyObject(test_cmd(c, "XADD rd * k v2"));
+    struct script s = {.always = STX_HANDLER_FAIL};
+    stx_processor *p = make("rd", &s, NULL);
+    cr_assert_eq(stx_processor_poll(p), STX_EHANDLER);
+    cr_assert_eq(stx_processor_poll(p), STX_EHANDLER);
+    cr_assert_eq(stx_processor_poll(p), 0);
+
+    stx_config *conf = stx_config_new();
+    stx_config_set(conf, "url", R.url, NULL, 0);
+    stx_client *cl;
+    cr_assert_eq(stx_client_new(&cl, conf), STX_OK, "%s", stx_client_errmsg(cl));
+    stx_config_free(conf);
+    stx_entries *e;
+    cr_assert_eq(stx_dlq_list(cl, "rd", "g", NULL, 0, &e), STX_OK, "%s", stx_client_errmsg(cl));
+    cr_assert_eq(stx_entries_count(e), 2);
+    size_t n;
+    const char *reason = stx_msg_get(stx_entries_at(e, 0), "stx.reason", &n);
+    cr_assert_str_eq(reason, "handler_failed");
+    const char *first_dlq_id = stx_msg_id(stx_entries_at(e, 0));
+
+    /* Redrive the first by id, then all that is left. */
+    size_t moved = 99;
+    cr_assert_eq(stx_dlq_redrive(cl, "rd", "g", &first_dlq_id, 1, &moved), STX_OK, "%s",
+                 stx_client_errmsg(cl));
+    cr_assert_eq(moved, 1);
+    cr_assert_eq(stx_dlq_redrive(cl, "rd", "g", &first_dlq_id, 1, &moved), STX_OK);
+    cr_assert_eq(moved, 0, "a redriven entry moved twice");
+    stx_entries_free(e);
+    cr_assert_eq(stx_dlq_redrive(cl, "rd", "g", NULL, 0, &moved), STX_OK);
+    cr_assert_eq(moved, 1);
+    cr_assert_eq(stx_dlq_redrive(cl, "rd", "g", NULL, 0, &moved), STX_OK);
+    cr_assert_eq(moved, 0);
+    const char *bad = "not-an-id";
+    cr_assert_eq(stx_dlq_redrive(cl, "rd", "g", &bad, 1, &moved), STX_EINVALID_CURSOR);
+
+    /* The source stream has both again, with their original fields, and a
+     * handler that now succeeds applies each once. */
+    redisReply *r = test_cmd(c, "XRANGE rd - +");
+    cr_assert_eq(r->elements, 4);
+    redisReply *f = r->element[2]->element[1];
+    cr_assert_eq(f->elements, 4);
+    cr_assert_str_eq(f->element[1]->str, "v1");
+    cr_assert_eq(f->element[3]->len, 2);
+    cr_assert_eq(memcmp(f->element[3]->str, "\x00\xff", 2), 0);
+    freeReplyObject(r);
+    s.always = 0;
+    cr_assert_eq(stx_processor_poll(p), 2, "%s", stx_processor_errmsg(p));
+    cr_assert_eq(counter(c, "rd"), 2);
+    cr_assert_eq(stx_dlq_list(cl, "rd", "g", "0", 0, &e), STX_OK);
+    cr_assert_eq(stx_entries_count(e), 0);
+    stx_entries_free(e);
+    stx_client_free(cl);
+    stx_processor_free(p);
+    redisFree(c);
+}
