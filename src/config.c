@@ -44,6 +44,7 @@ static const struct key_def keys[] = {
     {"command_timeout_ms", INT(command_timeout_ms, 1, 3600000)},
     {"block_ms", INT(block_ms, 1, 3600000)},
     {"batch_size", INT(batch_size, 1, 1000)},
+    {"batch_delay_ms", INT(batch_delay_ms, 0, 60000)},
     {"max_key_bytes", INT(max_key_bytes, 1, 512L * 1024 * 1024)},
     {"max_value_bytes", INT(max_value_bytes, 1, 512L * 1024 * 1024)},
     {"max_fields", INT(max_fields, 1, 1000000)},

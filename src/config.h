@@ -20,6 +20,7 @@ struct stx_config {
     long command_timeout_ms;
     long block_ms;
     long batch_size;
+    long batch_delay_ms;        /* wait after a partial batch so more can gather */
     long max_key_bytes;
     long max_value_bytes;
     long max_fields;

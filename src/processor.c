@@ -611,6 +611,8 @@ int stx_processor_start(stx_processor *p)
 
 /* ---- reading ----------------------------------------------------------- */
 
+static void sleep_ms(stx_processor *p, long ms);
+
 /* Wait (without taking anything) until the stream has an entry after last. */
 static int wait_for_entries(stx_processor *p, const char *last)
 {
@@ -632,6 +634,12 @@ static int wait_for_entries(stx_processor *p, const char *last)
 static int read_batch(stx_processor *p, redisReply **out)
 {
     *out = NULL;
+    uint64_t now = monotonic_us();
+    if (!p->reading_pending && p->next_read_us > now) {
+        /* The last batch was partial: let entries gather (batch_delay_ms). */
+        sleep_ms(p, (long)((p->next_read_us - now + 999) / 1000));
+    }
+    p->next_read_us = 0;
     for (int waited = 0;;) {
         char cursor[STX_ID_MAX];
         stx_id_format(p->cursor, cursor);
@@ -651,7 +659,11 @@ static int read_batch(stx_processor *p, redisReply **out)
         int rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_READ, &p->argv, 2, &r);
         if (rc != STX_OK) return conn_fail(p, rc, "read");
         if (stx_reply_is(r, "OK") && r->elements == 3 && r->element[1]->type == REDIS_REPLY_ARRAY) {
-            if (r->element[1]->elements > 0) {
+            size_t got = r->element[1]->elements;
+            if (got > 0) {
+                if (!p->reading_pending && p->conf.batch_delay_ms > 0 &&
+                    got < (size_t)p->conf.batch_size)
+                    p->next_read_us = monotonic_us() + (uint64_t)p->conf.batch_delay_ms * 1000u;
                 *out = r;
                 return STX_OK;
             }
@@ -1064,7 +1076,6 @@ static int resync(stx_processor *p)
     return STX_OK;
 }
 
-static void sleep_ms(stx_processor *p, long ms);
 
 /* Read one batch and process it.  Returns the number committed, 0 when
  * nothing came, PROCESS_AGAIN (as -1000) to read again, or an error. */

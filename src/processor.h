@@ -85,6 +85,7 @@ struct stx_processor {
     size_t in_doubt_count;
     int need_reload;            /* the in-memory state cannot be trusted */
     uint64_t retry_at_us;
+    uint64_t next_read_us;      /* batch_delay_ms: no new read before this */
     uint64_t rng;               /* jitter of retry delays */
     char conn_name[160];       /* monotonic time before which a failed entry is not retried */
     int reading_pending;        /* re-reading the own pending list after cursor */

@@ -380,3 +380,36 @@ Test(processor, keys_share_the_stream_hash_slot)
     redisFree(c);
     test_redis_stop(&cr);
 }
+
+Test(processor, batch_delay_lets_a_partial_batch_gather)
+{
+    redisContext *c = test_redis_connect(&R);
+    produce(c, "bd", 1, 1);
+    struct counter_ctx ctx = {NULL, -1, 0};
+    stx_processor *p = make("bd", "g", &ctx, NULL, "50");
+    char err[128];
+    cr_assert_eq(stx_config_set(NULL, "batch_delay_ms", "1", err, sizeof err), STX_EINVAL);
+    stx_processor_free(p);
+    stx_config *conf = stx_config_new();
+    stx_config_set(conf, "url", R.url, NULL, 0);
+    stx_config_set(conf, "stream", "bd", NULL, 0);
+    stx_config_set(conf, "group", "g", NULL, 0);
+    stx_config_set(conf, "batch_size", "50", NULL, 0);
+    cr_assert_eq(stx_config_set(conf, "batch_delay_ms", "150", err, sizeof err), STX_OK, "%s", err);
+    stx_config_set_handler(conf, count_handler, &ctx);
+    cr_assert_eq(stx_processor_new(&p, conf), STX_OK);
+    stx_config_free(conf);
+    cr_assert_eq(stx_processor_poll(p), 1); /* partial: the next read waits */
+    produce(c, "bd", 20, 1);
+    int64_t t0 = test_now_ms();
+    cr_assert_eq(stx_processor_poll(p), 20);
+    cr_assert_geq(test_now_ms() - t0, 150);
+    stx_stats st;
+    stx_processor_stats(p, &st);
+    cr_assert_eq(st.commits, 2);
+    cr_assert_gt(st.commit_us_p50, 0);
+    cr_assert_geq(st.commit_us_p99, st.commit_us_p50);
+    cr_assert_geq(st.commit_us_max, st.commit_us_p99);
+    stx_processor_free(p);
+    redisFree(c);
+}
