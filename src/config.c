@@ -45,6 +45,7 @@ static const struct key_def keys[] = {
     {"block_ms", INT(block_ms, 1, 3600000)},
     {"batch_size", INT(batch_size, 1, 1000)},
     {"batch_delay_ms", INT(batch_delay_ms, 0, 60000)},
+    {"pipeline", INT(pipeline, 0, 1)},
     {"max_key_bytes", INT(max_key_bytes, 1, 512L * 1024 * 1024)},
     {"max_value_bytes", INT(max_value_bytes, 1, 512L * 1024 * 1024)},
     {"max_fields", INT(max_fields, 1, 1000000)},
@@ -68,6 +69,7 @@ static void set_defaults(struct stx_config *c)
     c->command_timeout_ms = 5000;
     c->block_ms = 500;
     c->batch_size = 64;
+    c->pipeline = 1;
     c->max_key_bytes = 64 * 1024;
     c->max_value_bytes = 16L * 1024 * 1024;
     c->max_fields = 1000;

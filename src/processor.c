@@ -77,6 +77,7 @@ int stx_processor_new(stx_processor **out, const stx_config *conf)
     stx_sm_init(&p->batch);
     stx_sm_init(&p->txn.overlay);
     stx_argv_init(&p->argv);
+    stx_argv_init(&p->read_argv);
     stx_scripts_init(&p->scripts);
     p->txn.p = p;
     p->txn.pubs = &p->pubs;
@@ -125,6 +126,8 @@ void stx_processor_free(stx_processor *p)
     stx_txn_release(&p->txn);
     stx_pubs_free(&p->pubs);
     stx_argv_free(&p->argv);
+    stx_argv_free(&p->read_argv);
+    if (p->prefetched) freeReplyObject(p->prefetched);
     stx_config_release(&p->conf);
     free(p->key_meta);
     free(p->key_state);
@@ -631,6 +634,28 @@ static int wait_for_entries(stx_processor *p, const char *last)
 
 /* Read the next batch: the own pending entries after the cursor first, new
  * entries after that.  *out is the script's reply (NULL when nothing came). */
+/* The read script's arguments, in p->read_argv (kept apart from p->argv so
+ * a read can be pipelined behind a commit). */
+static void build_read(stx_processor *p)
+{
+    stx_argv *a = &p->read_argv;
+    stx_id_format(p->cursor, p->read_cursor);
+    stx_argv_reset(a);
+    for (int i = 0; i < 3; i++) stx_argv_add_ref(a, "", 0);
+    stx_argv_add_ref(a, p->conf.stream, strlen(p->conf.stream));
+    stx_argv_add_ref(a, p->key_meta, strlen(p->key_meta));
+    stx_argv_add_ref(a, p->conf.group, strlen(p->conf.group));
+    stx_argv_add_ref(a, p->consumer, strlen(p->consumer));
+    stx_argv_add_u64(a, p->epoch);
+    /* Pending entries are re-read one at a time: each re-read raises an
+     * entry's delivery count, which decides when it is dead-lettered, so
+     * only the entry that is really retried should pay for it (an entry
+     * that crashes the process is then always alone). */
+    stx_argv_add_u64(a, p->reading_pending ? 1ull : (unsigned long long)p->conf.batch_size);
+    if (p->reading_pending) stx_argv_add_ref(a, p->read_cursor, strlen(p->read_cursor));
+    else stx_argv_add_ref(a, ">", 1);
+}
+
 static int read_batch(stx_processor *p, redisReply **out)
 {
     *out = NULL;
@@ -641,23 +666,16 @@ static int read_batch(stx_processor *p, redisReply **out)
     }
     p->next_read_us = 0;
     for (int waited = 0;;) {
-        char cursor[STX_ID_MAX];
-        stx_id_format(p->cursor, cursor);
-        stx_eval_begin(p);
-        stx_eval_str(p, p->conf.stream);
-        stx_eval_str(p, p->key_meta);
-        stx_eval_str(p, p->conf.group);
-        stx_eval_str(p, p->consumer);
-        stx_argv_add_u64(&p->argv, p->epoch);
-        /* Pending entries are re-read one at a time: each re-read raises an
-         * entry's delivery count, which decides when it is dead-lettered, so
-         * only the entry that is really retried should pay for it (an entry
-         * that crashes the process is then always alone). */
-        stx_argv_add_u64(&p->argv, p->reading_pending ? 1ull : (unsigned long long)p->conf.batch_size);
-        stx_eval_str(p, p->reading_pending ? cursor : ">");
         redisReply *r;
-        int rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_READ, &p->argv, 2, &r);
-        if (rc != STX_OK) return conn_fail(p, rc, "read");
+        int rc;
+        if (p->prefetched) {
+            r = p->prefetched; /* read together with the last commit */
+            p->prefetched = NULL;
+        } else {
+            build_read(p);
+            rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_READ, &p->read_argv, 2, &r);
+            if (rc != STX_OK) return conn_fail(p, rc, "read");
+        }
         if (stx_reply_is(r, "OK") && r->elements == 3 && r->element[1]->type == REDIS_REPLY_ARRAY) {
             size_t got = r->element[1]->elements;
             if (got > 0) {
@@ -726,8 +744,51 @@ static size_t target_index(const char **targets, size_t *n, const char *stream)
     return (*n)++;
 }
 
-/* Commit ids[0..n) with the batch's state changes and publishes. */
-static int commit(stx_processor *p, struct stx_msg *const *msgs, size_t n)
+/* Send the commit in p->argv and, when allowed, the next read behind it
+ * in the same round trip; read the commit's reply into *r.  The read runs
+ * after the commit in Redis, so it sees the committed offset and takes only
+ * entries after this batch; if the commit failed, its entries are pending
+ * and the rewind that follows every failure reads them again. */
+static int send_commit(stx_processor *p, size_t numkeys, int prefetch, redisReply **r)
+{
+    prefetch = prefetch && p->conf.pipeline && !p->reading_pending && p->next_read_us == 0 &&
+               !atomic_load(&p->stop) && !p->prefetched;
+    if (!prefetch)
+        return stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_COMMIT, &p->argv, numkeys, r);
+    int rc = stx_script_append(&p->scripts, &p->conn, STX_SCRIPT_COMMIT, &p->argv, numkeys);
+    if (rc == STX_OK) {
+        build_read(p);
+        rc = stx_script_append(&p->scripts, &p->conn, STX_SCRIPT_READ, &p->read_argv, 2);
+    }
+    if (rc != STX_OK) return rc;
+    /* Both replies are read before anything else is sent: after a lost
+     * script cache both say NOSCRIPT, and a SCRIPT LOAD sent between them
+     * would read the wrong reply. */
+    redisReply *next = NULL;
+    rc = stx_conn_read(&p->conn, r);
+    int rrc = rc == STX_ECONN || rc == STX_ETIMEOUT ? rc : stx_conn_read(&p->conn, &next);
+    if (rrc == STX_OK) p->prefetched = next; /* a NOSCRIPT read did not run: nothing taken */
+    else if (rc == STX_OK && (rrc == STX_ECONN || rrc == STX_ETIMEOUT)) p->started = 0;
+    if (rc == STX_ENOTFOUND) {
+        /* The commit did not run: load the scripts and send it again. */
+        p->scripts.reloads++;
+        p->scripts.s[STX_SCRIPT_COMMIT].sha[0] = '\0';
+        rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_COMMIT, &p->argv, numkeys, r);
+    }
+    if (rrc == STX_ENOTFOUND) p->scripts.s[STX_SCRIPT_READ].sha[0] = '\0';
+    return rc;
+}
+
+/* Drop a read that came with a commit that did not land. */
+static void drop_prefetched(stx_processor *p)
+{
+    if (p->prefetched) freeReplyObject(p->prefetched);
+    p->prefetched = NULL;
+}
+
+/* Commit ids[0..n) with the batch's state changes and publishes; prefetch:
+ * the next read may ride along. */
+static int commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int prefetch)
 {
     const char **targets = malloc((p->pubs.n ? p->pubs.n : 1) * sizeof *targets);
     size_t *target_of = malloc((p->pubs.n ? p->pubs.n : 1) * sizeof *target_of);
@@ -777,8 +838,9 @@ static int commit(stx_processor *p, struct stx_msg *const *msgs, size_t n)
 
     redisReply *r;
     uint64_t t0 = monotonic_us();
-    int rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_COMMIT, &p->argv, 3 + ntargets, &r);
+    int rc = send_commit(p, 3 + ntargets, prefetch, &r);
     record_latency(p, monotonic_us() - t0);
+    if (rc != STX_OK || !stx_reply_is(r, "OK")) drop_prefetched(p);
     if (rc != STX_OK) {
         if (rc == STX_ECONN || rc == STX_ETIMEOUT) {
             /* The script may or may not have run: resync() decides by the
@@ -842,8 +904,11 @@ static int merge_message(stx_processor *p)
 
 /* Re-read the own pending list after the last committed id, e.g. after a
  * failure left entries of a batch uncommitted. */
+static void drop_prefetched(stx_processor *p);
+
 static void rewind_to_offset(stx_processor *p)
 {
+    drop_prefetched(p);
     p->reading_pending = 1;
     p->cursor = p->offset;
 }
@@ -978,7 +1043,7 @@ static int process(stx_processor *p, struct stx_msg *const *msgs, size_t n, int 
     size_t first = 0;
     while (first < n && stx_id_cmp(msgs[first]->idv, p->offset) <= 0) first++;
     if (first) {
-        int c = commit(p, msgs, first);
+        int c = commit(p, msgs, first, 0);
         if (c < 0) return c;
         if (c == COMMIT_OK) return stx_fail(p, STX_EREDIS, "commit accepted entries at or below the offset");
     }
@@ -1001,7 +1066,7 @@ static int process(stx_processor *p, struct stx_msg *const *msgs, size_t n, int 
     }
     int again = first + ntodo < n; /* stopped or failed early: the rest stays pending */
     if (ntodo) {
-        int c = commit(p, todo, ntodo);
+        int c = commit(p, todo, ntodo, !v.msg && first + ntodo == n);
         if (c < 0) return c;
         if (c == COMMIT_DUP) {
             /* Some were committed behind our back: what the handlers saw may
@@ -1026,6 +1091,7 @@ static int process(stx_processor *p, struct stx_msg *const *msgs, size_t n, int 
  * without persistence or failed over). */
 static int resync(stx_processor *p)
 {
+    drop_prefetched(p);
     int rc = stx_conn_open(&p->conn);
     if (rc != STX_OK) return conn_fail(p, rc, "reconnect");
     p->stats.reconnects++;

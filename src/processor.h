@@ -96,6 +96,9 @@ struct stx_processor {
     struct stx_txn txn;
     stx_snapshot *snap;
     stx_argv argv;
+    stx_argv read_argv;         /* the read script's, apart so it can be pipelined */
+    char read_cursor[STX_ID_MAX];
+    redisReply *prefetched;     /* a read sent with the last commit, not used yet */
     atomic_int stop;
     stx_stats stats;
     /* Commit latencies in log-spaced buckets: bucket b covers

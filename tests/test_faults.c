@@ -75,7 +75,7 @@ static void kill_loop(test_redis *r, int kills, long messages, int with_poison, 
     redisFree(c);
 }
 
-Test(faults, processor_sigkill_loop, .timeout = 3000)
+Test(faults, processor_sigkill_loop)
 {
     test_redis r;
     test_redis_start(&r, 0, NULL);
@@ -85,7 +85,7 @@ Test(faults, processor_sigkill_loop, .timeout = 3000)
 }
 
 /* 2. redis-server itself is SIGKILLed and restarted (AOF, fsync always). */
-Test(faults, redis_server_killed_and_restarted, .timeout = 600)
+Test(faults, redis_server_killed_and_restarted)
 {
     test_redis r;
     test_redis_start(&r, 1, NULL);
@@ -133,7 +133,7 @@ static int kill_processor_connections(redisContext *c)
 
 /* 3. The processor's connection is killed at random moments, mid-commit
  * among them; lost replies are resolved from the stored offset. */
-Test(faults, connections_killed_mid_commit, .timeout = 600)
+Test(faults, connections_killed_mid_commit)
 {
     test_redis r;
     test_redis_start(&r, 0, NULL);
@@ -158,7 +158,7 @@ Test(faults, connections_killed_mid_commit, .timeout = 600)
 
 /* 5. An entry that crashes the handler every time ends in the dead-letter
  * stream after exactly max_deliveries attempts; everything else goes through. */
-Test(faults, poison_entry_is_dead_lettered_after_max_deliveries, .timeout = 600)
+Test(faults, poison_entry_is_dead_lettered_after_max_deliveries)
 {
     test_redis r;
     test_redis_start(&r, 0, NULL);
@@ -177,7 +177,7 @@ Test(faults, poison_entry_is_dead_lettered_after_max_deliveries, .timeout = 600)
 
 /* 6. Everything at once: processor kills, connection kills, a poison
  * entry and a redis-server restart, then the checker. */
-Test(faults, mixed_storm, .timeout = 1200)
+Test(faults, mixed_storm)
 {
     test_redis r;
     test_redis_start(&r, 1, NULL);
