@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/time.h>
 
 #include <hiredis/hiredis.h>
@@ -246,10 +247,18 @@ static int run_loop(stx_processor *p, int exit_when_idle)
             continue;
         }
         if (n == STX_EHANDLER) {
-            /* The handler refused an entry: nothing of it was written and
-             * it stays pending, to be retried later.  Log why and keep
-             * serving the others. */
+            /* The handler refused an entry: nothing of it was written; it is
+             * retried after its delay or moved to the dead-letter stream.  Log
+             * why and keep serving the others. */
             fprintf(stderr, "%s: %s\n", prog, stx_processor_errmsg(p));
+            continue;
+        }
+        if (stx_error_class_of(n) == STX_CLASS_RETRIABLE) {
+            /* Redis went away or refused writes for a moment: the next poll
+             * reconnects and finds out where the last commit stands. */
+            fprintf(stderr, "%s: %s; retrying\n", prog, stx_processor_errmsg(p));
+            struct timespec pause = {0, 200 * 1000 * 1000};
+            nanosleep(&pause, NULL);
             continue;
         }
         rc = n;
