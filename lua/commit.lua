@@ -17,19 +17,8 @@
 --         {"FENCED", current epoch}; {"NOGROUP", message};
 --         {"WRONGTYPE", key, type}; {"BADARGS", message}.
 
--- Stream ids compare as (milliseconds, sequence) pairs of unbounded decimal
--- numbers; Lua numbers are doubles, so compare the digit strings instead.
-local function parse_id(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return ms, seq
-end
-local function cmp_num(a, b)
-  a = string.gsub(a, '^0+(%d)', '%1')
-  b = string.gsub(b, '^0+(%d)', '%1')
-  if #a ~= #b then return #a < #b and -1 or 1 end
-  if a == b then return 0 end
-  return a < b and -1 or 1
-end
+-- #include ids.lua
+
 -- Lua's unpack() is limited by the C stack (about 8000 values), and an
 -- error after the first write would leave a partial commit: large argument
 -- lists go out in bounded chunks.
@@ -44,12 +33,6 @@ local function call_chunked(prefix, list, width)
     i = last + 1
   end
 end
-local function cmp_id(a_ms, a_seq, b_ms, b_seq)
-  local c = cmp_num(a_ms, b_ms)
-  if c ~= 0 then return c end
-  return cmp_num(a_seq, b_seq)
-end
-
 local stream, meta, state = KEYS[1], KEYS[2], KEYS[3]
 local group, epoch = ARGV[1], ARGV[2]
 
@@ -102,15 +85,12 @@ if pos - 1 ~= #ARGV then return {'BADARGS', 'argument count'} end
 -- Exactly-once: an id at or below the stored offset, or one the group no
 -- longer holds as pending, was committed before.
 local offset = redis.call('HGET', meta, 'offset') or '0-0'
-local off_ms, off_seq = parse_id(offset)
-local prev_ms, prev_seq
+if not id_parse(offset) then return {'BADARGS', 'stored offset is not an id'} end
 for i = 1, n_ids do
-  local ms, seq = parse_id(ids[i])
-  if not ms then return {'BADARGS', 'bad id ' .. ids[i]} end
-  if prev_ms and cmp_id(ms, seq, prev_ms, prev_seq) <= 0 then
+  if not id_parse(ids[i]) then return {'BADARGS', 'bad id ' .. ids[i]} end
+  if i > 1 and id_cmp(ids[i], ids[i - 1]) <= 0 then
     return {'BADARGS', 'ids not ascending'}
   end
-  prev_ms, prev_seq = ms, seq
 end
 
 local pending = redis.pcall('XPENDING', stream, group, ids[1], ids[n_ids], n_ids)
@@ -133,8 +113,7 @@ end
 
 local dups, stale_pending = {}, {}
 for i = 1, n_ids do
-  local ms, seq = parse_id(ids[i])
-  local at_or_below = off_ms and cmp_id(ms, seq, off_ms, off_seq) <= 0
+  local at_or_below = id_cmp(ids[i], offset) <= 0
   if at_or_below or not is_pending[ids[i]] then
     dups[#dups + 1] = ids[i]
     if at_or_below and is_pending[ids[i]] then stale_pending[#stale_pending + 1] = ids[i] end

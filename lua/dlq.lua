@@ -14,6 +14,8 @@
 local stream, meta, dlq = KEYS[1], KEYS[2], KEYS[3]
 local group, epoch, id = ARGV[1], ARGV[2], ARGV[3]
 
+-- #include ids.lua
+
 local current = redis.call('HGET', meta, 'epoch')
 if current ~= epoch then return {'FENCED', current or '0'} end
 local t = redis.call('TYPE', stream).ok
@@ -22,20 +24,10 @@ if t ~= 'stream' then return {'WRONGTYPE', stream, t} end
 t = redis.call('TYPE', dlq).ok
 if t ~= 'none' and t ~= 'stream' then return {'WRONGTYPE', dlq, t} end
 
-local function parse_id(s)
-  return string.match(s, '^(%d+)-(%d+)$')
-end
-local function cmp_num(a, b)
-  if #a ~= #b then return #a < #b and -1 or 1 end
-  if a == b then return 0 end
-  return a < b and -1 or 1
-end
-local ms, seq = parse_id(id)
-if not ms then return {'BADARGS', 'bad id ' .. id} end
+if not id_parse(id) then return {'BADARGS', 'bad id ' .. id} end
 local offset = redis.call('HGET', meta, 'offset') or '0-0'
-local oms, oseq = parse_id(offset)
-local c = cmp_num(ms, oms)
-if c == 0 then c = cmp_num(seq, oseq) end
+if not id_parse(offset) then return {'BADARGS', 'stored offset is not an id'} end
+local c = id_cmp(id, offset)
 
 local pending = redis.pcall('XPENDING', stream, group, id, id, 1)
 if type(pending) == 'table' and pending.err then

@@ -1,8 +1,19 @@
 # Turns lua/NAME.lua into C strings: const char stx_lua_NAME[] in OUT.
+# A line "-- #include FILE" is replaced by lua/FILE, so helpers shared by
+# several scripts (ids.lua) are written once; Redis receives each script whole.
 string(REPLACE "," ";" SCRIPTS "${SCRIPTS}")
 set(code "/* Generated from the files in lua/ by lua/embed.cmake; do not edit. */\n")
 foreach(s ${SCRIPTS})
-  file(READ ${DIR}/${s}.lua hex HEX)
+  file(READ ${DIR}/${s}.lua text)
+  string(REGEX MATCHALL "-- #include [a-z_]+\\.lua" includes "${text}")
+  foreach(inc ${includes})
+    string(REPLACE "-- #include " "" name "${inc}")
+    file(READ ${DIR}/${name} body)
+    string(REPLACE "${inc}\n" "${body}" text "${text}")
+  endforeach()
+  file(WRITE ${OUT}.${s}.tmp "${text}")
+  file(READ ${OUT}.${s}.tmp hex HEX)
+  file(REMOVE ${OUT}.${s}.tmp)
   string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
   string(APPEND code "extern const char stx_lua_${s}[];\nconst char stx_lua_${s}[] = {${bytes}0x00};\n")
 endforeach()

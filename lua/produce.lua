@@ -21,42 +21,10 @@
 --         {"CONFLICT", message index, KEYS index, stored id or ""};
 --         {"WRONGTYPE", key, type}; {"BADARGS", message}.
 
+-- #include ids.lua
+
 -- The fingerprint covers the fields in order, each length-prefixed so that
 -- no two different field lists encode alike.
--- Ids are pairs of unsigned 64-bit numbers; Lua numbers are doubles, so
--- compare and decrement the digit strings.
-local MAX = '18446744073709551615'
-local function norm(a) return (string.gsub(a, '^0+(%d)', '%1')) end
-local function cmp_num(a, b)
-  a, b = norm(a), norm(b)
-  if #a ~= #b then return #a < #b and -1 or 1 end
-  if a == b then return 0 end
-  return a < b and -1 or 1
-end
-local function parse(id) return string.match(id, '^(%d+)-(%d+)$') end
-local function cmp_id(x, y)
-  local xm, xs = parse(x)
-  local ym, ys = parse(y)
-  local c = cmp_num(xm, ym)
-  if c ~= 0 then return c end
-  return cmp_num(xs, ys)
-end
-local function decr(s)   -- s > 0
-  local out, borrow = {}, 1
-  for i = #s, 1, -1 do
-    local d = string.byte(s, i) - 48 - borrow
-    borrow = d < 0 and 1 or 0
-    out[i] = string.char(48 + d % 10)
-  end
-  return norm(table.concat(out))
-end
--- The id right before id (id > 0-0).
-local function prev_id(id)
-  local ms, seq = parse(id)
-  if norm(seq) ~= '0' then return norm(ms) .. '-' .. decr(norm(seq)) end
-  return decr(norm(ms)) .. '-' .. MAX
-end
-
 local function fingerprint(at, n_fields)
   local parts = {}
   for j = 0, 2 * n_fields - 1 do
@@ -154,8 +122,8 @@ if first_before then
     local info = redis.call('XINFO', 'STREAM', stream)
     local f = {}
     for i = 1, #info, 2 do f[info[i]] = info[i + 1] end
-    local bound = first_after and prev_id(first_after[1]) or f['last-generated-id']
-    if cmp_id(bound, f['max-deleted-entry-id']) > 0 then
+    local bound = first_after and id_prev(first_after[1]) or f['last-generated-id']
+    if id_cmp(bound, f['max-deleted-entry-id']) > 0 then
       redis.call('XSETID', stream, f['last-generated-id'], 'MAXDELETEDID', bound)
     end
   end

@@ -22,41 +22,7 @@
 -- are not those named in ARGV (the caller lists them again);
 -- {"WRONGTYPE", key, type}; {"BADARGS", message}.
 
--- Ids are pairs of unsigned 64-bit numbers; Lua numbers are doubles, so
--- compare and increment the digit strings.
-local MAX = '18446744073709551615'
-local function norm(a) return (string.gsub(a, '^0+(%d)', '%1')) end
-local function cmp_num(a, b)
-  a, b = norm(a), norm(b)
-  if #a ~= #b then return #a < #b and -1 or 1 end
-  if a == b then return 0 end
-  return a < b and -1 or 1
-end
-local function parse(id) return string.match(id, '^(%d+)-(%d+)$') end
-local function cmp_id(x, y)
-  local xm, xs = parse(x)
-  local ym, ys = parse(y)
-  local c = cmp_num(xm, ym)
-  if c ~= 0 then return c end
-  return cmp_num(xs, ys)
-end
-local function incr(s)
-  local out, carry = {}, 1
-  for i = #s, 1, -1 do
-    local d = string.byte(s, i) - 48 + carry
-    carry = d == 10 and 1 or 0
-    out[i] = string.char(48 + d % 10)
-  end
-  local r = table.concat(out)
-  return carry == 1 and '1' .. r or r
-end
--- The id right after id, or nil after the highest id.
-local function next_id(id)
-  local ms, seq = parse(id)
-  if norm(seq) ~= MAX then return norm(ms) .. '-' .. incr(norm(seq)) end
-  if norm(ms) == MAX then return nil end
-  return incr(norm(ms)) .. '-0'
-end
+-- #include ids.lua
 
 local stream = KEYS[1]
 local t = redis.call('TYPE', stream).ok
@@ -84,7 +50,7 @@ for i = 1, n do index[ARGV[1 + i]] = i end
 local keep        -- the lowest id that must stay
 local function lower(id)
   -- nil: no id follows the highest one, so this bound holds nothing back
-  if id and (not keep or cmp_id(id, keep) < 0) then keep = id end
+  if id and (not keep or id_cmp(id, keep) < 0) then keep = id end
 end
 for _, g in ipairs(groups) do
   local info = {}
@@ -92,11 +58,11 @@ for _, g in ipairs(groups) do
   local i = index[info['name']]
   if not i then return {'RETRY'} end
   index[info['name']] = nil
-  lower(next_id(info['last-delivered-id']))
+  lower(id_next(info['last-delivered-id']))
   local p = redis.call('XPENDING', stream, info['name'])
   if p[1] > 0 then lower(p[2]) end
   if redis.call('EXISTS', KEYS[1 + i]) == 1 then
-    lower(next_id(redis.call('HGET', KEYS[1 + i], 'offset') or '0-0'))
+    lower(id_next(redis.call('HGET', KEYS[1 + i], 'offset') or '0-0'))
   end
 end
 
@@ -104,7 +70,7 @@ end
 -- (an entry that breaks either limit goes).
 local policy
 local function raise(id)
-  if not policy or cmp_id(id, policy) > 0 then policy = id end
+  if not policy or id_cmp(id, policy) > 0 then policy = id end
 end
 if maxlen > 0 then
   local len = redis.call('XLEN', stream)
@@ -139,7 +105,7 @@ if deleted > 0 and below then
   local info = redis.call('XINFO', 'STREAM', stream)
   local f = {}
   for i = 1, #info, 2 do f[info[i]] = info[i + 1] end
-  if cmp_id(below[1], f['max-deleted-entry-id']) > 0 then
+  if id_cmp(below[1], f['max-deleted-entry-id']) > 0 then
     redis.call('XSETID', stream, f['last-generated-id'], 'MAXDELETEDID', below[1])
   end
 end
