@@ -1,0 +1,183 @@
+/* The stx command-line tool: what its subcommands share. */
+#ifndef STX_CLI_H
+#define STX_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "json.h"
+#include "streamtx.h"
+
+/* Exit codes, documented in `stx --help`. */
+enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_RUNTIME = 1,   /* Redis or connection error, anything unexpected */
+    CLI_EXIT_USAGE = 2,     /* bad arguments or input */
+    CLI_EXIT_NOTFOUND = 3,  /* unknown stream, group or key */
+    CLI_EXIT_WRONGTYPE = 4, /* a key holds the wrong Redis type */
+    CLI_EXIT_CONFLICT = 5,  /* idempotency key reused with other content */
+    CLI_EXIT_WINDOW = 6     /* the requested entries were trimmed away */
+};
+
+#define STX_DEFAULT_URL "redis://127.0.0.1:6379"
+
+/* One run of the tool. */
+typedef struct cli {
+    const char *sub;        /* subcommand, for messages ("info", "dlq list") */
+    const char *url;        /* --url, $STX_URL or the default */
+    int json;               /* --json */
+    long command_timeout_ms; /* 0: the library's default */
+    stx_client *client;     /* opened by cli_connect(), freed by main */
+} cli;
+
+/* Print "stx: SUB: MESSAGE" as one line on stderr (newlines and control
+ * bytes in the message are escaped) and return code. */
+int cli_fail(const cli *c, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* "stx: SUB: warning: MESSAGE" on stderr. */
+void cli_warn(const cli *c, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Exit code of an STX_* code. */
+int cli_exit_code(int rc);
+/* Report the failure rc of a library call: what (may be NULL) followed by
+ * the client's message or, without one, stx_strerror(rc).  Returns the
+ * exit code. */
+int cli_fail_stx(const cli *c, int rc, const char *what);
+
+/* Connect c->client to c->url.  0 or an exit code (message printed). */
+int cli_connect(cli *c);
+/* Open a new client for c->url without printing anything: an STX_* code,
+ * the reason in err.  *out is set as stx_client_new() sets it. */
+int cli_client_open(const cli *c, stx_client **out, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------ */
+/* argument parsing                                                     */
+
+/* One option of a subcommand.  value is NULL until seen; a flag (has_arg
+ * 0) gets "1". */
+typedef struct cli_opt {
+    const char *name;       /* "--count" */
+    int has_arg;
+    const char *value;
+} cli_opt;
+
+/* Parse args (the words after the subcommand) against opts plus the
+ * global options (--url, --json, --help).  Options may come before, after
+ * or between positionals, as --name value or --name=value; "--" ends them.
+ * Positionals are moved to the front of argv and counted in *npos.
+ * Returns 0, -1 when --help was given (help printed: exit 0), or an exit
+ * code after printing a usage error.  min_pos/max_pos bound the number of
+ * positionals (max_pos < 0: no bound). */
+int cli_parse(cli *c, int argc, char **argv, cli_opt *opts, size_t nopts, int min_pos,
+              int max_pos, int *npos, const char *help);
+/* A non-negative integer option; 0 or an exit code (message printed). */
+int cli_opt_ll(const cli *c, const cli_opt *o, long long min, long long *out);
+
+/* ------------------------------------------------------------------ */
+/* ids, times and durations                                             */
+
+typedef struct cli_id {
+    uint64_t ms, seq;
+    int has_seq;            /* "MS" alone leaves it 0 */
+} cli_id;
+
+/* "MS-SEQ" or "MS" (decimal, no sign).  0 or -1. */
+int cli_parse_id(const char *s, cli_id *out);
+/* ISO-8601 UTC time "YYYY-MM-DDTHH:MM:SS[.mmm]Z" (1 to 3 fraction digits)
+ * to milliseconds since the epoch.  0 or -1. */
+int cli_parse_time(const char *s, int64_t *ms);
+/* Does s look like a time rather than an id (for the error message)? */
+int cli_looks_like_time(const char *s);
+/* A duration: one or more NUMBER UNIT pairs, units ms, s, m, h, d, w
+ * ("7d", "1h30m").  0 or -1. */
+int cli_parse_duration(const char *s, int64_t *ms);
+
+/* Resolve the value s of option opt ("--from", "--to") -- an id, an
+ * ISO-8601 time, "-" (the start) or "+" (the end) -- into the bound that
+ * stx_read_range() and stx_tail() take, written to out (cap >= 48):
+ *  - is_end 0, a first entry to include: the id just before it, "0-0"
+ *    for the start (those functions read after an exclusive cursor);
+ *  - is_end 1, a last entry to include: that id ("MS" alone and a time
+ *    mean the last id of that millisecond), "+" for the end.
+ * 0, or CLI_EXIT_USAGE after "bad id" / "bad time" was printed. */
+int cli_point(const cli *c, const char *opt, const char *s, int is_end, char *out,
+              size_t cap);
+
+/* Current time in milliseconds since the epoch. */
+int64_t cli_now_ms(void);
+
+/* ------------------------------------------------------------------ */
+/* output                                                               */
+
+/* A table printed with aligned columns (two spaces apart). */
+typedef struct table {
+    size_t ncols, ncells, cap;
+    char **cells;
+} table;
+
+void tbl_init(table *t, size_t ncols);
+void tbl_free(table *t);
+/* Add the next cell (copied; escaped with jb_human_str). */
+void tbl_cell(table *t, const char *s);
+void tbl_celln(table *t, const void *s, size_t n);
+/* Add text that was escaped already (copied as it is). */
+void tbl_cell_escaped(table *t, const char *s);
+void tbl_cellf(table *t, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void tbl_print(const table *t, FILE *f);
+
+/* Append the entry as a human line: "ID field=value ..." (logfmt quoting,
+ * no newline). */
+void out_entry_line(jbuf *b, const stx_msg *m);
+/* Write the entry as a JSON object {"id":...,"fields":{...}}. */
+void out_entry_json(jw *w, const stx_msg *m);
+
+/* Flush stdout; 0 or an exit code (write error reported). */
+int cli_finish(const cli *c);
+
+/* ------------------------------------------------------------------ */
+/* subcommands: each gets the words after its name                      */
+
+int cmd_info(cli *c, int argc, char **argv);
+int cmd_produce(cli *c, int argc, char **argv);
+int cmd_tail(cli *c, int argc, char **argv);
+int cmd_replay(cli *c, int argc, char **argv);
+int cmd_pending(cli *c, int argc, char **argv);
+int cmd_dlq(cli *c, int argc, char **argv);
+int cmd_state(cli *c, int argc, char **argv);
+int cmd_reset(cli *c, int argc, char **argv);
+int cmd_trim(cli *c, int argc, char **argv);
+int cmd_health(cli *c, int argc, char **argv);
+
+/* ------------------------------------------------------------------ */
+/* plain hiredis, for what streamtx.h has no call for (pending, health) */
+
+struct redisContext;
+struct redisReply;
+
+/* Connect to c->url with AUTH and SELECT as the library does.  0 or an
+ * exit code (message printed); *out is freed with cli_redis_close(). */
+int cli_redis_open(const cli *c, void **out);
+void cli_redis_close(void *conn);
+/* Run a command; on 0 *reply is a reply that is not an error reply (free
+ * it with freeReplyObject()).  Otherwise an STX_* code, the reason in
+ * *errmsg (valid until the next call on conn). */
+int cli_redis_cmd(void *conn, struct redisReply **reply, const char **errmsg, int argc,
+                  const char **argv);
+/* Host and port of the connection, for messages. */
+const char *cli_redis_where(void *conn);
+/* Load every script of the library with SCRIPT LOAD.  *n gets the number
+ * loaded, names a comma-separated list.  0 or an STX_* code. */
+int cli_redis_load_scripts(void *conn, int *n, jbuf *names, const char **errmsg);
+
+#endif

@@ -1,0 +1,278 @@
+/* stx tail STREAM, stx replay STREAM --from X --to Y */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define PAGE 1000    /* entries per read (the library's largest default) */
+#define TAIL_PAGE 100
+#define TAIL_WAIT_MS 2000 /* one wait of a tail that waits forever */
+#define ID_CAP 48
+
+static const char replay_help[] =
+    "usage: stx replay STREAM [--from X] [--to Y] [--limit N] [--json]\n"
+    "\n"
+    "Print the entries of STREAM from X to Y, both included, oldest first.\n"
+    "X and Y are entry ids (MS-SEQ, or MS for a whole millisecond) or ISO-8601\n"
+    "UTC times (2026-11-22T10:00:00Z, 2026-11-22T10:00:00.250Z; a time stands for\n"
+    "the ids of its millisecond).  --from defaults to - (the first entry), --to\n"
+    "to + (the last).\n"
+    "\n"
+    "  --limit N   print at most N entries\n"
+    "\n"
+    "Output: one line per entry, \"ID FIELD=VALUE ...\"; a value holding spaces,\n"
+    "'=' or '\"' is quoted, control bytes and invalid UTF-8 appear as \\xNN.\n"
+    "--json: one array [{\"id\":\"...\",\"fields\":{\"FIELD\":\"VALUE\",...}},...].\n"
+    "\n"
+    "Exit codes: 2 for a bad id or time, 3 when the stream does not exist,\n"
+    "6 when entries of the range were trimmed away (window expired).\n";
+
+static const char tail_help[] =
+    "usage: stx tail STREAM [--from X] [--count N] [--block-ms N] [--json]\n"
+    "\n"
+    "Print the entries of STREAM as they are added, until --count entries were\n"
+    "printed, --block-ms passed without a new entry, or SIGINT/SIGTERM (exit 0).\n"
+    "A lost connection is re-established and the tail goes on after the last\n"
+    "entry printed, so no entry is skipped or printed twice.\n"
+    "\n"
+    "  --from X      start with entry X (included): an id, an ISO-8601 UTC time,\n"
+    "                - or 0 for the whole stream, $ (default) for new entries only\n"
+    "  --count N     stop after N entries\n"
+    "  --block-ms N  stop when no entry came for N milliseconds (default: wait\n"
+    "                for ever)\n"
+    "\n"
+    "Output: one line per entry, \"ID FIELD=VALUE ...\" (as stx replay).\n"
+    "--json prints NDJSON: one JSON object per line and entry,\n"
+    "{\"id\":\"...\",\"fields\":{\"FIELD\":\"VALUE\",...}}, not one array.\n"
+    "\n"
+    "Exit codes: 2 for a bad id or time, 4 when STREAM is not a stream, 6 when\n"
+    "entries after the starting point were trimmed away.\n";
+
+/* Did the stream exist after all (for "unknown stream" after an empty
+ * result)?  STX_OK, STX_ENOTFOUND or another error. */
+static int stream_exists(cli *c, const char *stream)
+{
+    stx_stream_info *info = NULL;
+    int rc = stx_stream_info_get(c->client, stream, &info);
+    stx_stream_info_free(info);
+    return rc;
+}
+
+static int read_failed(cli *c, int rc, const char *stream, const char *cursor)
+{
+    if (rc == STX_EWRONGTYPE)
+        return cli_fail(c, CLI_EXIT_WRONGTYPE, "key '%s' is not a stream", stream);
+    if (rc == STX_EWINDOW_EXPIRED)
+        return cli_fail_stx(c, rc, "window expired");
+    if (rc == STX_EINVALID_CURSOR)
+        return cli_fail_stx(c, rc, cursor);
+    return cli_fail_stx(c, rc, stream);
+}
+
+int cmd_replay(cli *c, int argc, char **argv)
+{
+    cli_opt opts[] = {{"--from", 1, NULL}, {"--to", 1, NULL}, {"--limit", 1, NULL}};
+    int npos, rc;
+    if ((rc = cli_parse(c, argc, argv, opts, 3, 1, 1, &npos, replay_help)) != 0)
+        return rc;
+    const char *stream = argv[0];
+    char after[ID_CAP], to[ID_CAP];
+    long long limit = 0;
+    if ((rc = cli_point(c, "--from", opts[0].value ? opts[0].value : "-", 0, after,
+                        sizeof after)) != 0 ||
+        (rc = cli_point(c, "--to", opts[1].value ? opts[1].value : "+", 1, to, sizeof to)) != 0)
+        return rc;
+    if (opts[2].value && (rc = cli_opt_ll(c, &opts[2], 1, &limit)) != 0)
+        return rc;
+    if ((rc = cli_connect(c)) != 0)
+        return rc;
+    if (!opts[0].value || strcmp(opts[0].value, "-") == 0) {
+        /* "-" is the oldest entry the stream still holds: inspecting
+         * history is not a cursor that could have missed trimmed entries.
+         * A missing stream or wrong type is reported by the read below. */
+        stx_stream_info *info = NULL;
+        if (stx_stream_info_get(c->client, stream, &info) == STX_OK && info->first_id[0] &&
+            (rc = cli_point(c, "--from", info->first_id, 0, after, sizeof after)) != 0) {
+            stx_stream_info_free(info);
+            return rc;
+        }
+        stx_stream_info_free(info);
+    }
+
+    jw w;
+    jw_init(&w);
+    if (c->json)
+        jw_arr(&w);
+    long long got = 0;
+    for (;;) {
+        size_t page = PAGE;
+        if (limit > 0 && (unsigned long long)(limit - got) < page)
+            page = (size_t)(limit - got);
+        stx_entries *e = NULL;
+        rc = stx_read_range(c->client, stream, after, strcmp(to, "+") ? to : NULL, page, &e);
+        if (rc != STX_OK) {
+            stx_entries_free(e);
+            jw_free(&w);
+            return read_failed(c, rc, stream, after);
+        }
+        size_t n = stx_entries_count(e);
+        if (n == 0 && got == 0 && (rc = stream_exists(c, stream)) != STX_OK) {
+            stx_entries_free(e);
+            jw_free(&w);
+            if (rc == STX_ENOTFOUND)
+                return cli_fail(c, CLI_EXIT_NOTFOUND, "stream '%s' does not exist", stream);
+            return read_failed(c, rc, stream, after);
+        }
+        for (size_t i = 0; i < n; i++) {
+            const stx_msg *m = stx_entries_at(e, i);
+            if (c->json) {
+                out_entry_json(&w, m);
+            } else {
+                out_entry_line(&w.b, m);
+                jb_putc(&w.b, '\n');
+            }
+        }
+        got += (long long)n;
+        if (n > 0)
+            snprintf(after, sizeof after, "%s", stx_entries_last_id(e));
+        stx_entries_free(e);
+        jw_flush(&w, stdout);
+        if (n < page || (limit > 0 && got >= limit))
+            break;
+    }
+    if (c->json) {
+        jw_arr_end(&w);
+        jw_print(&w, stdout);
+    }
+    jw_free(&w);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* tail                                                                 */
+
+static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t waiting; /* nothing is half-printed: a signal may end us */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+    if (waiting)
+        _exit(0);
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL); /* a signal cuts it short, which is what we want */
+}
+
+/* After a lost connection: wait (100 ms doubling to 5 s) and let the next
+ * call reconnect; the cursor is kept, so the tail goes on where it was. */
+static void backoff_wait(long *backoff)
+{
+    waiting = 1;
+    if (stop_requested)
+        _exit(0);
+    sleep_ms(*backoff);
+    waiting = 0;
+    if (*backoff < 5000)
+        *backoff *= 2;
+}
+
+int cmd_tail(cli *c, int argc, char **argv)
+{
+    cli_opt opts[] = {{"--from", 1, NULL}, {"--count", 1, NULL}, {"--block-ms", 1, NULL}};
+    int npos, rc;
+    if ((rc = cli_parse(c, argc, argv, opts, 3, 1, 1, &npos, tail_help)) != 0)
+        return rc;
+    const char *stream = argv[0];
+    const char *from = opts[0].value ? opts[0].value : "$";
+    long long count = 0, block = 0;
+    char cursor[ID_CAP];
+    if (opts[1].value && (rc = cli_opt_ll(c, &opts[1], 1, &count)) != 0)
+        return rc;
+    if (opts[2].value && (rc = cli_opt_ll(c, &opts[2], 1, &block)) != 0)
+        return rc;
+    if (block > 24LL * 3600 * 1000)
+        return cli_fail(c, CLI_EXIT_USAGE, "--block-ms %lld is more than a day", block);
+    if (strcmp(from, "0") == 0)
+        from = "-";
+    if (strcmp(from, "$") != 0 &&
+        (rc = cli_point(c, "--from", from, 0, cursor, sizeof cursor)) != 0)
+        return rc;
+    long wait = block > 0 ? (long)block : TAIL_WAIT_MS;
+    if (strcmp(from, "$") == 0)
+        snprintf(cursor, sizeof cursor, "$"); /* made concrete by the first read */
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    if ((rc = cli_connect(c)) != 0)
+        return rc;
+
+    jw w;
+    jw_init(&w);
+    long long printed = 0;
+    long backoff = 0; /* > 0 while the connection is down */
+    while (!stop_requested) {
+        size_t page = TAIL_PAGE;
+        if (count > 0 && (unsigned long long)(count - printed) < page)
+            page = (size_t)(count - printed);
+        stx_entries *e = NULL;
+        waiting = 1;
+        if (stop_requested)
+            break;
+        rc = stx_tail(c->client, stream, cursor, wait, page, &e);
+        waiting = 0;
+        if (rc == STX_ECONN || rc == STX_ETIMEOUT) {
+            stx_entries_free(e);
+            if (!backoff) {
+                cli_warn(c, "%s; reconnecting", stx_client_errmsg(c->client));
+                backoff = 100;
+            }
+            backoff_wait(&backoff);
+            continue;
+        }
+        if (backoff) {
+            cli_warn(c, "reconnected; going on after %s", cursor);
+            backoff = 0;
+        }
+        if (rc != STX_OK) {
+            stx_entries_free(e);
+            jw_free(&w);
+            return read_failed(c, rc, stream, cursor);
+        }
+        size_t n = stx_entries_count(e);
+        for (size_t i = 0; i < n; i++) {
+            const stx_msg *m = stx_entries_at(e, i);
+            if (c->json) {
+                out_entry_json(&w, m);
+                jw_print(&w, stdout);
+            } else {
+                out_entry_line(&w.b, m);
+                jb_putc(&w.b, '\n');
+                jw_flush(&w, stdout);
+            }
+        }
+        snprintf(cursor, sizeof cursor, "%s", stx_entries_last_id(e));
+        stx_entries_free(e);
+        printed += (long long)n;
+        if (fflush(stdout) != 0) {
+            jw_free(&w);
+            return cli_fail(c, CLI_EXIT_RUNTIME, "cannot write the output: %s", strerror(errno));
+        }
+        if ((count > 0 && printed >= count) || (n == 0 && block > 0))
+            break;
+    }
+    jw_free(&w);
+    return 0;
+}

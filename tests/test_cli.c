@@ -1,0 +1,1271 @@
+/* The stx command-line tool, run as a real program against a real
+ * redis-server: outputs on known data, JSON validity, exit codes and
+ * one-line error messages. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "streamtx.h"
+
+#ifndef STX_CLI_PATH
+#define STX_CLI_PATH STX_EXAMPLES_DIR "/stx"
+#endif
+
+#define RUN_DEADLINE_MS 60000
+#define MAX_ARGS 64
+
+static test_redis R;
+
+static void setup(void) { test_redis_start(&R, 0, NULL); }
+static void teardown(void) { test_redis_stop(&R); }
+
+TestSuite(cli, .init = setup, .fini = teardown, .timeout = 120);
+
+/* ------------------------------------------------------------------ */
+/* running the tool                                                     */
+
+typedef struct run {
+    int code;           /* exit code; 128 + signal when killed */
+    char *out, *err;    /* everything written to stdout and stderr */
+} run;
+
+static void run_free(run *r)
+{
+    free(r->out);
+    free(r->err);
+    memset(r, 0, sizeof *r);
+}
+
+static char *slurp(int fd)
+{
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    cr_assert(buf);
+    lseek(fd, 0, SEEK_SET);
+    for (;;) {
+        if (len + 1 == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            cr_assert(buf);
+        }
+        ssize_t n = read(fd, buf + len, cap - len - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        cr_assert(n >= 0, "read: %s", strerror(errno));
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+static int temp_fd(void)
+{
+    char path[] = "/tmp/stx-cli-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0, "mkstemp: %s", strerror(errno));
+    unlink(path);
+    return fd;
+}
+
+/* Run stx --url R.url ARGS... with stdin from input (NULL: /dev/null). */
+static void run_argv(run *r, const char *input, const char *const *args)
+{
+    const char *argv[MAX_ARGS + 4];
+    size_t n = 0;
+    argv[n++] = STX_CLI_PATH;
+    argv[n++] = "--url";
+    argv[n++] = R.url;
+    for (size_t i = 0; args[i]; i++) {
+        cr_assert(n < MAX_ARGS, "too many arguments");
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+
+    int in = temp_fd(), out = temp_fd(), err = temp_fd();
+    if (input)
+        cr_assert_eq(write(in, input, strlen(input)), (ssize_t)strlen(input));
+    lseek(in, 0, SEEK_SET);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        dup2(in, 0);
+        dup2(out, 1);
+        dup2(err, 2);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int status = 0;
+    int64_t deadline = test_now_ms() + RUN_DEADLINE_MS;
+    for (;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid)
+            break;
+        cr_assert(w == 0 || errno == EINTR, "waitpid: %s", strerror(errno));
+        if (test_now_ms() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            cr_assert_fail("stx %s did not finish in time", args[0] ? args[0] : "");
+        }
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    r->code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r->out = slurp(out);
+    r->err = slurp(err);
+    close(in);
+    close(out);
+    close(err);
+    cr_assert(r->code != 127, "cannot run %s", STX_CLI_PATH);
+    /* A sanitizer report in the tool fails the test that ran it. */
+    cr_assert(!strstr(r->err, "Sanitizer") && !strstr(r->err, "runtime error"),
+              "sanitizer report from stx %s:\n%s", args[0] ? args[0] : "", r->err);
+}
+
+/* Run with the arguments given as a NULL-terminated list. */
+static void stx(run *r, const char *first, ...)
+{
+    const char *args[MAX_ARGS + 1];
+    size_t n = 0;
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a; a = va_arg(ap, const char *)) {
+        cr_assert(n < MAX_ARGS);
+        args[n++] = a;
+    }
+    va_end(ap);
+    args[n] = NULL;
+    run_argv(r, NULL, args);
+}
+
+static int starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static void expect_ok(const run *r)
+{
+    cr_assert_eq(r->code, 0, "exit code %d, stderr: %s", r->code, r->err);
+    cr_assert_str_empty(r->err, "unexpected stderr: %s", r->err);
+}
+
+static void expect_out(const run *r, const char *expected)
+{
+    expect_ok(r);
+    cr_assert_str_eq(r->out, expected, "stdout:\n%s\nexpected:\n%s", r->out, expected);
+}
+
+/* Exit code `code`, nothing on stdout, and exactly one line on stderr:
+ * "stx: SUB: ..." holding `needle`. */
+static void expect_fail(const run *r, int code, const char *sub, const char *needle)
+{
+    cr_assert_eq(r->code, code, "exit code %d, expected %d; stderr: %s", r->code, code, r->err);
+    cr_assert_str_empty(r->out, "unexpected stdout: %s", r->out);
+    size_t n = strlen(r->err);
+    cr_assert(n > 0 && r->err[n - 1] == '\n' && strchr(r->err, '\n') == r->err + n - 1,
+              "stderr is not exactly one line: [%s]", r->err);
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "stx: %s%s", sub ? sub : "", sub ? ": " : "");
+    cr_assert(strncmp(r->err, prefix, strlen(prefix)) == 0, "stderr [%s] does not start with [%s]",
+              r->err, prefix);
+    cr_assert(strstr(r->err, needle), "stderr [%s] does not mention [%s]", r->err, needle);
+}
+
+/* ------------------------------------------------------------------ */
+/* a small JSON validator (RFC 8259)                                    */
+
+typedef struct jp {
+    const char *s;
+    size_t i, n;
+    int depth;
+} jp;
+
+static void jp_ws(jp *p)
+{
+    while (p->i < p->n && strchr(" \t\r\n", p->s[p->i]))
+        p->i++;
+}
+
+static int jp_lit(jp *p, const char *lit)
+{
+    size_t k = strlen(lit);
+    if (p->n - p->i < k || strncmp(p->s + p->i, lit, k) != 0)
+        return -1;
+    p->i += k;
+    return 0;
+}
+
+static int jp_digits(jp *p)
+{
+    size_t start = p->i;
+    while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9')
+        p->i++;
+    return p->i > start ? 0 : -1;
+}
+
+static int jp_number(jp *p)
+{
+    if (p->s[p->i] == '-')
+        p->i++;
+    if (p->i < p->n && p->s[p->i] == '0')
+        p->i++;
+    else if (jp_digits(p))
+        return -1;
+    if (p->i < p->n && p->s[p->i] == '.') {
+        p->i++;
+        if (jp_digits(p))
+            return -1;
+    }
+    if (p->i < p->n && (p->s[p->i] == 'e' || p->s[p->i] == 'E')) {
+        p->i++;
+        if (p->i < p->n && (p->s[p->i] == '+' || p->s[p->i] == '-'))
+            p->i++;
+        if (jp_digits(p))
+            return -1;
+    }
+    return 0;
+}
+
+static int jp_string(jp *p)
+{
+    if (p->s[p->i] != '"')
+        return -1;
+    p->i++;
+    while (p->i < p->n) {
+        unsigned char c = (unsigned char)p->s[p->i];
+        if (c == '"') {
+            p->i++;
+            return 0;
+        }
+        if (c < 0x20)
+            return -1;
+        if (c == '\\') {
+            p->i++;
+            if (p->i >= p->n)
+                return -1;
+            char e = p->s[p->i];
+            if (e == 'u') {
+                for (int k = 1; k <= 4; k++)
+                    if (p->i + (size_t)k >= p->n || !strchr("0123456789abcdefABCDEF", p->s[p->i + k]))
+                        return -1;
+                p->i += 5;
+                continue;
+            }
+            if (!strchr("\"\\/bfnrt", e))
+                return -1;
+            p->i++;
+            continue;
+        }
+        if (c >= 0x80) { /* one valid UTF-8 sequence */
+            int len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+            if (!len || c > 0xf4 || p->n - p->i < (size_t)len)
+                return -1;
+            for (int k = 1; k < len; k++)
+                if (((unsigned char)p->s[p->i + k] & 0xc0) != 0x80)
+                    return -1;
+            p->i += (size_t)len;
+            continue;
+        }
+        p->i++;
+    }
+    return -1;
+}
+
+static int jp_value(jp *p);
+
+static int jp_container(jp *p, char close, int object)
+{
+    p->i++;
+    if (++p->depth > 256)
+        return -1;
+    jp_ws(p);
+    if (p->i < p->n && p->s[p->i] == close) {
+        p->i++;
+        p->depth--;
+        return 0;
+    }
+    for (;;) {
+        jp_ws(p);
+        if (object) {
+            if (p->i >= p->n || jp_string(p))
+                return -1;
+            jp_ws(p);
+            if (p->i >= p->n || p->s[p->i] != ':')
+                return -1;
+            p->i++;
+            jp_ws(p);
+        }
+        if (jp_value(p))
+            return -1;
+        jp_ws(p);
+        if (p->i >= p->n)
+            return -1;
+        if (p->s[p->i] == ',') {
+            p->i++;
+            continue;
+        }
+        if (p->s[p->i] != close)
+            return -1;
+        p->i++;
+        p->depth--;
+        return 0;
+    }
+}
+
+static int jp_value(jp *p)
+{
+    if (p->i >= p->n)
+        return -1;
+    switch (p->s[p->i]) {
+    case '{': return jp_container(p, '}', 1);
+    case '[': return jp_container(p, ']', 0);
+    case '"': return jp_string(p);
+    case 't': return jp_lit(p, "true");
+    case 'f': return jp_lit(p, "false");
+    case 'n': return jp_lit(p, "null");
+    default: return jp_number(p);
+    }
+}
+
+/* Is s[0..n) exactly one JSON document (surrounding white space allowed)
+ * whose top level is an object or an array? */
+static int json_valid_n(const char *s, size_t n)
+{
+    jp p = {s, 0, n, 0};
+    jp_ws(&p);
+    if (p.i >= n || (s[p.i] != '{' && s[p.i] != '['))
+        return 0;
+    if (jp_value(&p))
+        return 0;
+    jp_ws(&p);
+    return p.i == n;
+}
+
+static int json_valid(const char *s)
+{
+    return json_valid_n(s, strlen(s));
+}
+
+static void expect_json(const run *r)
+{
+    expect_ok(r);
+    cr_assert(json_valid(r->out), "not one valid JSON document: %s", r->out);
+}
+
+/* ------------------------------------------------------------------ */
+/* data                                                                 */
+
+/* Handler of the "stock" group: counts entries per field "k" and keeps a
+ * structured value under "last". */
+static int count_handler(const stx_msg *msg, stx_txn *txn, void *ud)
+{
+    (void)ud;
+    size_t klen;
+    const char *k = stx_msg_get(msg, "k", &klen);
+    if (!k)
+        return stx_txn_fail(txn, "no k");
+    int rc = stx_txn_incr(txn, k, klen, 1, NULL);
+    if (rc != STX_OK)
+        return rc;
+    /* {"id": "<entry id>", "ok": true, "n": [1, -2, 1.5]} */
+    unsigned char buf[128];
+    size_t n = 0;
+    const char *id = stx_msg_id(msg);
+    size_t idlen = strlen(id);
+    buf[n++] = 0x83;
+    buf[n++] = 0xa2;
+    memcpy(buf + n, "id", 2);
+    n += 2;
+    buf[n++] = (unsigned char)(0xa0 | idlen);
+    memcpy(buf + n, id, idlen);
+    n += idlen;
+    buf[n++] = 0xa2;
+    memcpy(buf + n, "ok", 2);
+    n += 2;
+    buf[n++] = 0xc3;
+    buf[n++] = 0xa1;
+    buf[n++] = 'n';
+    buf[n++] = 0x93;
+    buf[n++] = 0x01;
+    buf[n++] = 0xfe;
+    static const unsigned char f15[] = {0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0};
+    memcpy(buf + n, f15, sizeof f15);
+    n += sizeof f15;
+    return stx_txn_put(txn, "last", 4, buf, n);
+}
+
+/* Fails (for good: the entry is dead-lettered) on entries with k = "b". */
+static int fail_b_handler(const stx_msg *msg, stx_txn *txn, void *ud)
+{
+    size_t klen;
+    const char *k = stx_msg_get(msg, "k", &klen);
+    if (k && strcmp(k, "b") == 0)
+        return stx_txn_fail(txn, "refusing %s", stx_msg_id(msg));
+    return count_handler(msg, txn, ud);
+}
+
+static void process_with(const char *stream, const char *group, stx_handler_fn handler)
+{
+    stx_config *c = stx_config_new();
+    char err[256];
+    cr_assert_eq(stx_config_set(c, "url", R.url, err, sizeof err), STX_OK, "%s", err);
+    cr_assert_eq(stx_config_set(c, "stream", stream, err, sizeof err), STX_OK);
+    cr_assert_eq(stx_config_set(c, "group", group, err, sizeof err), STX_OK);
+    cr_assert_eq(stx_config_set(c, "consumer", "c1", err, sizeof err), STX_OK);
+    cr_assert_eq(stx_config_set(c, "block_ms", "50", err, sizeof err), STX_OK);
+    cr_assert_eq(stx_config_set(c, "log_level", "error", err, sizeof err), STX_OK);
+    stx_config_set_handler(c, handler, NULL);
+    stx_processor *p;
+    cr_assert_eq(stx_processor_new(&p, c), STX_OK);
+    stx_config_free(c);
+    for (int polls = 0;; polls++) {
+        cr_assert(polls < 100, "the processor does not finish");
+        int n = stx_processor_poll(p);
+        if (n == STX_EHANDLER) /* dead-lettered; the rest follows */
+            continue;
+        cr_assert(n >= 0, "poll: %s: %s", stx_strerror(n), stx_processor_errmsg(p));
+        if (n == 0)
+            break;
+    }
+    stx_processor_free(p);
+}
+
+static void process_all(const char *stream, const char *group)
+{
+    process_with(stream, group, count_handler);
+}
+
+/* Stream "orders": entries 1-0 .. 5-0 with k = a b a c a; group "stock"
+ * processed all of them with streamtx; plain group "audit" has had 1-0 and
+ * 2-0 delivered to consumer c1 and not acknowledged. */
+static void orders(redisContext *c)
+{
+    static const char *const ks[] = {"a", "b", "a", "c", "a"};
+    for (int i = 0; i < 5; i++)
+        freeReplyObject(test_cmd(c, "XADD orders %d-0 k %s sku apple", i + 1, ks[i]));
+    process_all("orders", "stock");
+    freeReplyObject(test_cmd(c, "XGROUP CREATE orders audit 0"));
+    freeReplyObject(test_cmd(c, "XREADGROUP GROUP audit c1 COUNT 2 STREAMS orders >"));
+}
+
+/* Set a raw state value of (stream, group). */
+static void put_raw_state(redisContext *c, const char *stream, const char *group, const char *key,
+                          const void *value, size_t len)
+{
+    char name[256];
+    cr_assert(stx_key_name(name, sizeof name, stream, group, "state") > 0);
+    freeReplyObject(test_cmd(c, "HSET %s %s %b", name, key, value, len));
+}
+
+/* ------------------------------------------------------------------ */
+/* help, usage errors                                                   */
+
+Test(cli, help_and_usage_errors)
+{
+    run r;
+    stx(&r, "--help", NULL);
+    expect_ok(&r);
+    cr_assert(strstr(r.out, "Exit codes:") && strstr(r.out, "6  window expired"), "%s", r.out);
+    run_free(&r);
+
+    static const char *const subs[] = {"info", "produce", "tail", "replay", "pending", "dlq",
+                                       "state", "reset", "trim", "health"};
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+        stx(&r, subs[i], "--help", NULL);
+        expect_ok(&r);
+        cr_assert(starts_with(r.out, "usage: stx "), "%s --help: %s", subs[i], r.out);
+        run_free(&r);
+    }
+
+    stx(&r, "frobnicate", NULL);
+    expect_fail(&r, 2, "frobnicate", "unknown command");
+    run_free(&r);
+    run_argv(&r, NULL, (const char *const[]){NULL});
+    expect_fail(&r, 2, NULL, "missing command");
+    run_free(&r);
+    stx(&r, "info", NULL);
+    expect_fail(&r, 2, "info", "missing arguments");
+    run_free(&r);
+    stx(&r, "state", "get", "orders", "stock", NULL);
+    expect_fail(&r, 2, "state get", "missing arguments");
+    run_free(&r);
+    stx(&r, "state", NULL);
+    expect_fail(&r, 2, "state", "missing subcommand");
+    run_free(&r);
+    stx(&r, "dlq", "purge", "s", "g", NULL);
+    expect_fail(&r, 2, "dlq", "unknown subcommand");
+    run_free(&r);
+    stx(&r, "pending", "orders", NULL);
+    expect_fail(&r, 2, "pending", "missing arguments");
+    run_free(&r);
+    stx(&r, "info", "a", "b", NULL);
+    expect_fail(&r, 2, "info", "unexpected argument 'b'");
+    run_free(&r);
+    stx(&r, "info", "orders", "--bogus", NULL);
+    expect_fail(&r, 2, "info", "unknown option '--bogus'");
+    run_free(&r);
+    stx(&r, "tail", "orders", "--count", NULL);
+    expect_fail(&r, 2, "tail", "--count needs a value");
+    run_free(&r);
+    stx(&r, "tail", "orders", "--count", "-3", NULL);
+    expect_fail(&r, 2, "tail", "bad value '-3'");
+    run_free(&r);
+    stx(&r, "produce", "orders", NULL);
+    expect_fail(&r, 2, "produce", "missing arguments");
+    run_free(&r);
+    stx(&r, "produce", "orders", "novalue", NULL);
+    expect_fail(&r, 2, "produce", "expected FIELD=VALUE");
+    run_free(&r);
+    stx(&r, "trim", "orders", "--safe", "--max-age", "7x", NULL);
+    expect_fail(&r, 2, "trim", "bad duration '7x'");
+    run_free(&r);
+}
+
+Test(cli, bad_url_and_unreachable_server)
+{
+    run r;
+    const char *bad[] = {"--url", "http://x", "info", "orders", NULL};
+    /* The later --url wins over the one run_argv() puts first. */
+    run_argv(&r, NULL, bad);
+    expect_fail(&r, 2, "info", "bad --url");
+    run_free(&r);
+    const char *down[] = {"--url", "redis://127.0.0.1:1", "info", "orders", NULL};
+    run_argv(&r, NULL, down);
+    expect_fail(&r, 1, "info", "cannot connect");
+    run_free(&r);
+    const char *down_health[] = {"--url", "redis://127.0.0.1:1", "health", NULL};
+    run_argv(&r, NULL, down_health);
+    expect_fail(&r, 1, "health", "cannot connect");
+    run_free(&r);
+}
+
+/* ------------------------------------------------------------------ */
+/* info                                                                 */
+
+Test(cli, info_table_and_json)
+{
+    redisContext *c = test_redis_connect(&R);
+    orders(c);
+    run r;
+    stx(&r, "info", "orders", NULL);
+    expect_out(&r,
+               "stream          orders\n"
+               "length          5\n"
+               "first-id        1-0\n"
+               "last-id         5-0\n"
+               "max-deleted-id  0-0\n"
+               "entries-added   5\n"
+               "groups          2\n"
+               "\n"
+               "GROUP  OFFSET  LAST-DELIVERED  LAG  PENDING  EPOCH  STATE-KEYS  DLQ\n"
+               "audit  -       2-0             3    2        0      0           0\n"
+               "stock  5-0     5-0             0    0        1      4           0\n");
+    run_free(&r);
+
+    stx(&r, "--json", "info", "orders", NULL);
+    expect_json(&r);
+    cr_assert_str_eq(r.out,
+                     "{\"stream\":\"orders\",\"length\":5,\"first_id\":\"1-0\",\"last_id\":\"5-0\","
+                     "\"max_deleted_id\":\"0-0\",\"entries_added\":5,\"groups\":["
+                     "{\"name\":\"audit\",\"streamtx\":false,\"offset\":null,\"last_delivered\":\"2-0\","
+                     "\"lag\":3,\"pending\":2,\"epoch\":0,\"state_keys\":0,\"dlq_length\":0},"
+                     "{\"name\":\"stock\",\"streamtx\":true,\"offset\":\"5-0\",\"last_delivered\":\"5-0\","
+                     "\"lag\":0,\"pending\":0,\"epoch\":1,\"state_keys\":4,\"dlq_length\":0}]}\n");
+    run_free(&r);
+    redisFree(c);
+}
+
+Test(cli, info_errors)
+{
+    redisContext *c = test_redis_connect(&R);
+    freeReplyObject(test_cmd(c, "SET plain-string x"));
+    run r;
+    stx(&r, "info", "nosuch", NULL);
+    expect_fail(&r, 3, "info", "stream 'nosuch' does not exist");
+    run_free(&r);
+    stx(&r, "info", "plain-string", "--json", NULL);
+    expect_fail(&r, 4, "info", "not a stream");
+    run_free(&r);
+    redisFree(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* produce                                                              */
+
+Test(cli, produce_ids_duplicates_and_conflicts)
+{
+    redisContext *c = test_redis_connect(&R);
+    run r;
+    stx(&r, "produce", "ev", "type=order.created", "note=a b=c", "empty=", NULL);
+    expect_ok(&r);
+    char id[64];
+    cr_assert_eq(sscanf(r.out, "%63[0-9-]\n", id), 1, "%s", r.out);
+    char line[160];
+    snprintf(line, sizeof line, "%s\n", id);
+    cr_assert_str_eq(r.out, line);
+    run_free(&r);
+    redisReply *x = test_cmd(c, "XRANGE ev - +");
+    cr_assert_eq(x->elements, 1);
+    cr_assert_str_eq(x->element[0]->element[0]->str, id);
+    redisReply *f = x->element[0]->element[1];
+    cr_assert_eq(f->elements, 6);
+    cr_assert_str_eq(f->element[2]->str, "note");
+    cr_assert_str_eq(f->element[3]->str, "a b=c");
+    cr_assert_str_eq(f->element[5]->str, "");
+    freeReplyObject(x);
+
+    stx(&r, "produce", "ev", "a=1", "--idempotency-key", "k1", NULL);
+    expect_ok(&r);
+    char first[64];
+    cr_assert_eq(sscanf(r.out, "%63[0-9-]", first), 1);
+    run_free(&r);
+    stx(&r, "produce", "ev", "a=1", "--idempotency-key", "k1", NULL);
+    snprintf(line, sizeof line, "%s duplicate\n", first);
+    expect_out(&r, line);
+    run_free(&r);
+    stx(&r, "produce", "ev", "a=1", "--idempotency-key=k1", "--json", NULL);
+    expect_json(&r);
+    snprintf(line, sizeof line, "{\"id\":\"%s\",\"duplicate\":true}\n", first);
+    cr_assert_str_eq(r.out, line);
+    run_free(&r);
+    cr_assert_eq(test_cmd_int(c, "XLEN ev"), 2);
+
+    stx(&r, "produce", "ev", "a=2", "--idempotency-key", "k1", NULL);
+    expect_fail(&r, 5, "produce", "idempotency key 'k1'");
+    run_free(&r);
+    cr_assert_eq(test_cmd_int(c, "XLEN ev"), 2);
+
+    stx(&r, "--json", "produce", "ev", "a=3", "--maxlen", "1", NULL);
+    expect_json(&r);
+    cr_assert(strstr(r.out, "\"duplicate\":false"), "%s", r.out);
+    run_free(&r);
+
+    freeReplyObject(test_cmd(c, "SET notastream x"));
+    stx(&r, "produce", "notastream", "a=1", NULL);
+    expect_fail(&r, 4, "produce", "not a stream");
+    run_free(&r);
+    redisFree(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* replay and tail                                                      */
+
+/* 2026-11-22T10:00:00Z in milliseconds. */
+#define T0 1795341600000LL
+
+static void timed_stream(redisContext *c)
+{
+    for (int i = 0; i < 4; i++)
+        freeReplyObject(test_cmd(c, "XADD timed %lld-%d n %d", T0 + 1000LL * (i / 2), i % 2, i));
+    /* 1795341600000-0 n 0, 1795341600000-1 n 1, 1795341601000-0 n 2,
+     * 1795341601000-1 n 3 */
+}
+
+Test(cli, replay_by_id_and_time)
+{
+    redisContext *c = test_redis_connect(&R);
+    orders(c);
+    timed_stream(c);
+    run r;
+    stx(&r, "replay", "orders", "--from", "2-0", "--to", "4-0", NULL);
+    expect_out(&r, "2-0 k=b sku=apple\n3-0 k=a sku=apple\n4-0 k=c sku=apple\n");
+    run_free(&r);
+    stx(&r, "replay", "orders", "--from", "4", NULL);
+    expect_out(&r, "4-0 k=c sku=apple\n5-0 k=a sku=apple\n");
+    run_free(&r);
+    stx(&r, "replay", "orders", "--limit", "2", NULL);
+    expect_out(&r, "1-0 k=a sku=apple\n2-0 k=b sku=apple\n");
+    run_free(&r);
+    stx(&r, "replay", "orders", "--from", "3-0", "--to", "3-0", "--json", NULL);
+    expect_json(&r);
+    cr_assert_str_eq(r.out, "[{\"id\":\"3-0\",\"fields\":{\"k\":\"a\",\"sku\":\"apple\"}}]\n");
+    run_free(&r);
+    stx(&r, "replay", "orders", "--from", "9-0", "--json", NULL);
+    expect_json(&r);
+    cr_assert_str_eq(r.out, "[]\n");
+    run_free(&r);
+    /* Trimmed history: the default "-" is the oldest entry still there, while
+     * an explicit cursor before it reports the gap. */
+    freeReplyObject(test_cmd(c, "XDEL orders 1-0 2-0"));
+    stx(&r, "replay", "orders", NULL);
+    expect_out(&r, "3-0 k=a sku=apple\n4-0 k=c sku=apple\n5-0 k=a sku=apple\n");
+    run_free(&r);
+    stx(&r, "replay", "orders", "--from", "1-0", NULL);
+    expect_fail(&r, 6, "replay", "trimmed");
+    run_free(&r);
+
+    stx(&r, "replay", "timed", "--from", "2026-11-22T10:00:00Z", "--to", "2026-11-22T10:00:00.999Z",
+        NULL);
+    expect_out(&r, "1795341600000-0 n=0\n1795341600000-1 n=1\n");
+    run_free(&r);
+    stx(&r, "replay", "timed", "--from", "2026-11-22T10:00:00.001Z", NULL);
+    expect_out(&r, "1795341601000-0 n=2\n1795341601000-1 n=3\n");
+    run_free(&r);
+    stx(&r, "replay", "timed", "--from", "1795341600000-1", "--to", "2026-11-22T10:00:01Z",
+        "--json", NULL);
+    expect_json(&r);
+    cr_assert_str_eq(r.out, "[{\"id\":\"1795341600000-1\",\"fields\":{\"n\":\"1\"}},"
+                            "{\"id\":\"1795341601000-0\",\"fields\":{\"n\":\"2\"}},"
+                            "{\"id\":\"1795341601000-1\",\"fields\":{\"n\":\"3\"}}]\n");
+    run_free(&r);
+    redisFree(c);
+}
+
+Test(cli, replay_errors)
+{
+    redisContext *c = test_redis_connect(&R);
+    orders(c);
+    freeReplyObject(test_cmd(c, "SET plain-string x"));
+    run r;
+    stx(&r, "replay", "orders", "--from", "12-x", NULL);
+    expect_fail(&r, 2, "replay", "bad id '12-x'");
+    run_free(&r);
+    stx(&r, "replay", "orders", "--to", "abc", NULL);
+    expect_fail(&r, 2, "replay", "bad id 'abc'");
+    run_free(&r);
+    stx(&r, "replay", "orders", "--from", "2026-02-30T00:00:00Z", NULL);
+    expect_fail(&r, 2, "replay", "bad time '2026-02-30T00:00:00Z'");
+    run_free(&r);
+    stx(&r, "replay", "orders", "--from", "2026-11-22T10:00:00", NULL);
+    expect_fail(&r, 2, "replay", "bad time");
+    run_free(&r);
+    stx(&r, "replay", "orders", "--from", "2026-11-22T10:00:00.1234Z", NULL);
+    expect_fail(&r, 2, "replay", "bad time");
+    run_free(&r);
+    stx(&r, "replay", "nosuch", NULL);
+    expect_fail(&r, 3, "replay", "stream 'nosuch' does not exist");
+    run_free(&r);
+    stx(&r, "replay", "plain-string", NULL);
+    expect_fail(&r, 4, "replay", "not a stream");
+    run_free(&r);
+
+    /* Entries after the cursor are gone: the window expired. */
+    freeReplyObject(test_cmd(c, "XDEL orders 1-0 2-0"));
+    stx(&r, "replay", "orders", "--from", "1-0", NULL);
+    expect_fail(&r, 6, "replay", "2-0");
+    run_free(&r);
+    stx(&r, "tail", "orders", "--from", "1-0", "--count", "1", NULL);
+    expect_fail(&r, 6, "tail", "2-0");
+    run_free(&r);
+    /* After the deleted ones all is well. */
+    stx(&r, "replay", "orders", "--from", "2-1", "--to", "3-0", NULL);
+    expect_out(&r, "3-0 k=a sku=apple\n");
+    run_free(&r);
+    redisFree(c);
+}
+
+Test(cli, tail_prints_and_stops)
+{
+    redisContext *c = test_redis_connect(&R);
+    orders(c);
+    run r;
+    stx(&r, "tail", "orders", "--from", "0", "--count", "2", NULL);
+    expect_out(&r, "1-0 k=a sku=apple\n2-0 k=b sku=apple\n");
+    run_free(&r);
+    stx(&r, "tail", "orders", "--from", "4-0", "--block-ms", "100", "--json", NULL);
+    expect_out(&r, "{\"id\":\"4-0\",\"fields\":{\"k\":\"c\",\"sku\":\"apple\"}}\n"
+                   "{\"id\":\"5-0\",\"fields\":{\"k\":\"a\",\"sku\":\"apple\"}}\n");
+    /* NDJSON: every line on its own is a JSON document. */
+    for (char *line = r.out, *nl; (nl = strchr(line, '\n')); line = nl + 1)
+        cr_assert(json_valid_n(line, (size_t)(nl - line)), "bad NDJSON line in %s", r.out);
+    run_free(&r);
+    /* Only new entries by default: nothing comes, the wait ends it. */
+    stx(&r, "tail", "orders", "--block-ms", "100", NULL);
+    expect_out(&r, "");
+    run_free(&r);
+    redisFree(c);
+}
+
+/* A tail started before the entries arrive prints them, and survives its
+ * connection being killed in between without a gap or a repeat. */
+Test(cli, tail_follows_and_reconnects)
+{
+    redisContext *c = test_redis_connect(&R);
+    freeReplyObject(test_cmd(c, "XADD live 1-0 n 1"));
+    int out[2];
+    cr_assert_eq(pipe(out), 0);
+    char count[] = "3";
+    const char *argv[] = {STX_CLI_PATH, "--url", R.url, "tail", "live", "--count", count, NULL};
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        dup2(out[1], 1);
+        close(out[0]);
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 2);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(out[1]);
+    FILE *f = fdopen(out[0], "r");
+    cr_assert(f);
+    char line[256];
+    /* Give the tail time to start reading, then add and kill. */
+    struct timespec ts = {0, 300000000};
+    nanosleep(&ts, NULL);
+    freeReplyObject(test_cmd(c, "XADD live 2-0 n 2"));
+    cr_assert(fgets(line, sizeof line, f));
+    cr_assert_str_eq(line, "2-0 n=2\n");
+    freeReplyObject(test_cmd(c, "CLIENT KILL TYPE normal SKIPME yes"));
+    freeReplyObject(test_cmd(c, "XADD live 3-0 n 3"));
+    freeReplyObject(test_cmd(c, "XADD live 4-0 n 4"));
+    cr_assert(fgets(line, sizeof line, f));
+    cr_assert_str_eq(line, "3-0 n=3\n");
+    cr_assert(fgets(line, sizeof line, f));
+    cr_assert_str_eq(line, "4-0 n=4\n");
+    cr_assert_null(fgets(line, sizeof line, f));
+    fclose(f);
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    redisFree(c);
+}
+
+Test(cli, tail_stops_on_sigint)
+{
+    const char *argv[] = {STX_CLI_PATH, "--url", R.url, "tail", "quiet", NULL};
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    struct timespec ts = {0, 300000000};
+    nanosleep(&ts, NULL);
+    kill(pid, SIGINT);
+    int status;
+    int64_t deadline = test_now_ms() + 5000;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        cr_assert(test_now_ms() < deadline, "tail did not stop on SIGINT");
+        ts.tv_nsec = 10000000;
+        nanosleep(&ts, NULL);
+    }
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+}
+
+/* ------------------------------------------------------------------ */
+/* pending                                                              */
+
+Test(cli, pending_summary_and_entries)
+{
+    redisContext *c = test_redis_connect(&R);
+    orders(c);
+    run r;
+    stx(&r, "pending", "orders", "audit", NULL);
+    expect_ok(&r);
+    const char *head = "pending  2\n"
+                       "min-id   1-0\n"
+                       "max-id   2-0\n"
+                       "\n"
+                       "CONSUMER  PENDING\n"
+                       "c1        2\n"
+                       "\n";
+    cr_assert(starts_with(r.out, head), "%s", r.out);
+    const char *rest = r.out + strlen(head);
+    char hdr[128], id1[16], id2[16], c1[8], c2[8];
+    long idle1, idle2, d1, d2;
+    cr_assert_eq(sscanf(rest, "%127[^\n]\n%15s %7s %ld %ld\n%15s %7s %ld %ld\n", hdr, id1, c1,
+                        &idle1, &d1, id2, c2, &idle2, &d2),
+                 9, "%s", rest);
+    cr_assert(starts_with(hdr, "ID   CONSUMER  IDLE-MS"), "%s", hdr);
+    cr_assert_str_eq(id1, "1-0");
+    cr_assert_str_eq(id2, "2-0");
+    cr_assert_str_eq(c1, "c1");
+    cr_assert(idle1 >= 0 && idle1 < 60000 && d1 == 1 && d2 == 1);
+    run_free(&r);
+
+    stx(&r, "pending", "orders", "audit", "--json", "--limit", "1", NULL);
+    expect_json(&r);
+    const char *prefix = "{\"stream\":\"orders\",\"group\":\"audit\",\"count\":2,\"min_id\":\"1-0\","
+                         "\"max_id\":\"2-0\",\"consumers\":[{\"name\":\"c1\",\"pending\":2}],"
+                         "\"entries\":[{\"id\":\"1-0\",\"consumer\":\"c1\",\"idle_ms\":";
+    cr_assert(starts_with(r.out, prefix), "%s", r.out);
+    cr_assert(strstr(r.out, ",\"deliveries\":1}]}\n"), "%s", r.out);
+    run_free(&r);
+
+    /* The streamtx group acknowledged everything. */
+    stx(&r, "pending", "orders", "stock", NULL);
+    expect_out(&r, "pending  0\nmin-id   -\nmax-id   -\n");
+    run_free(&r);
+    stx(&r, "pending", "orders", "stock", "--json", NULL);
+    expect_json(&r);
+    cr_assert_str_eq(r.out, "{\"stream\":\"orders\",\"group\":\"stock\",\"count\":0,\"min_id\":null,"
+                            "\"max_id\":null,\"consumers\":[],\"entries\":[]}\n");
+    run_free(&r);
+
+    stx(&r, "pending", "orders", "nogroup", NULL);
+    expect_fail(&r, 3, "pending", "does not exist");
+    run_free(&r);
+    stx(&r, "pending", "nosuch", "audit", NULL);
+    expect_fail(&r, 3, "pending", "does not exist");
+    run_free(&r);
+    freeReplyObject(test_cmd(c, "SET plain-string x"));
+    stx(&r, "pending", "plain-string", "audit", NULL);
+    expect_fail(&r, 4, "pending", "not a stream");
+    run_free(&r);
+    redisFree(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* state                                                                */
+
+Test(cli, state_get_and_dump)
+{
+    redisContext *c = test_redis_connect(&R);
+    orders(c);
+    run r;
+    stx(&r, "state", "get", "orders", "stock", "a", NULL);
+    expect_out(&r, "a\t3\n");
+    run_free(&r);
+    stx(&r, "state", "get", "orders", "stock", "last", "--json", NULL);
+    expect_json(&r);
+    cr_assert_str_eq(r.out,
+                     "{\"key\":\"last\",\"value\":{\"id\":\"5-0\",\"ok\":true,\"n\":[1,-2,1.5]}}\n");
+    run_free(&r);
+    stx(&r, "state", "dump", "orders", "stock", NULL);
+    expect_out(&r, "a\t3\n"
+                   "b\t1\n"
+                   "c\t1\n"
+                   "last\t{\"id\":\"5-0\",\"ok\":true,\"n\":[1,-2,1.5]}\n");
+    run_free(&r);
+    stx(&r, "--json", "state", "dump", "orders", "stock", NULL);
+    expect_json(&r);
+    cr_assert_str_eq(r.out, "{\"a\":3,\"b\":1,\"c\":1,"
+                            "\"last\":{\"id\":\"5-0\",\"ok\":true,\"n\":[1,-2,1.5]}}\n");
+    run_free(&r);
+    redisFree(c);
+}
+
+/* Values written by someone else: every msgpack type, odd keys and bytes
+ * that are not msgpack at all. */
+Test(cli, state_msgpack_to_json)
+{
+    redisContext *c = test_redis_connect(&R);
+    freeReplyObject(test_cmd(c, "XADD s 1-0 a 1"));
+    freeReplyObject(test_cmd(c, "XGROUP CREATE s g 0"));
+    static const struct {
+        const char *key;
+        const char *bytes;
+        size_t len;
+        const char *json;
+    } cases[] = {
+        {"bin", "\xc4\x03" "abc", 5, "{\"$bin\":\"YWJj\"}"},
+        {"bool", "\xc2", 1, "false"},
+        {"ext", "\xd6\xff\x00\x00\x00\x01", 6, "{\"$ext\":-1,\"$bin\":\"AAAAAQ==\"}"},
+        {"f32", "\xca\x3f\xc0\x00\x00", 5, "1.5"},
+        {"forged", "\xdd\x7f\xff\xff\xff", 5, "{\"$invalid\":\"3X////8=\"}"},
+        {"i64min", "\xd3\x80\x00\x00\x00\x00\x00\x00\x00", 9, "-9223372036854775808"},
+        {"inf", "\xcb\x7f\xf0\x00\x00\x00\x00\x00\x00", 9, "null"},
+        {"keys", "\x84\x01\xa1x\x92\x01\x02\xc0\xc3\xa1y\xa2\"k\x01", 15,
+         "{\"1\":\"x\",\"[1,2]\":null,\"true\":\"y\",\"\\\"k\":1}"},
+        {"latin1", "\xa3\xff" "A\n", 4, "\"\\u00ffA\\n\""},
+        {"nan", "\xcb\x7f\xf8\x00\x00\x00\x00\x00\x01", 9, "null"},
+        {"neg", "\xe0", 1, "-32"},
+        {"nil", "\xc0", 1, "null"},
+        {"pi", "\xcb\x40\x09\x21\xfb\x54\x44\x2d\x18", 9, "3.1415926535897931"},
+        {"reserved", "\xc1", 1, "{\"$invalid\":\"wQ==\"}"},
+        {"trailing", "\x01\x02", 2, "{\"$invalid\":\"AQI=\"}"},
+        {"u64max", "\xcf\xff\xff\xff\xff\xff\xff\xff\xff", 9, "18446744073709551615"},
+        {"utf8", "\xa6\xc3\xa9t\xc3\xa9!", 7, "\"\xc3\xa9t\xc3\xa9!\""},
+    };
+    size_t n = sizeof cases / sizeof cases[0];
+    char expected[4096] = "", json_expected[4096] = "{";
+    for (size_t i = 0; i < n; i++) {
+        put_raw_state(c, "s", "g", cases[i].key, cases[i].bytes, cases[i].len);
+        size_t e = strlen(expected), j = strlen(json_expected);
+        snprintf(expected + e, sizeof expected - e, "%s\t%s\n", cases[i].key, cases[i].json);
+        snprintf(json_expected + j, sizeof json_expected - j, "%s\"%s\":%s", i ? "," : "",
+                 cases[i].key, cases[i].json);
+    }
+    strcat(json_expected, "}\n");
+    run r;
+    stx(&r, "state", "dump", "s", "g", NULL);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert_str_eq(r.out, expected);
+    /* One warning per undecodable value, and no crash. */
+    int warnings = 0;
+    for (const char *p = r.err; (p = strstr(p, "stx: state dump: warning: ")); p++)
+        warnings++;
+    cr_assert_eq(warnings, 3, "%s", r.err);
+    run_free(&r);
+    stx(&r, "state", "dump", "s", "g", "--json", NULL);
+    cr_assert_eq(r.code, 0);
+    cr_assert(json_valid(r.out), "%s", r.out);
+    cr_assert_str_eq(r.out, json_expected);
+    run_free(&r);
+
+    stx(&r, "state", "get", "s", "g", "reserved", NULL);
+    cr_assert_eq(r.code, 0);
+    cr_assert_str_eq(r.out, "reserved\t{\"$invalid\":\"wQ==\"}\n");
+    cr_assert(strstr(r.err, "warning") && strstr(r.err, "'reserved'"), "%s", r.err);
+    run_free(&r);
+
+    /* Deeper than the converter goes: $invalid, not a crash. */
+    char deep[200];
+    memset(deep, 0x91, sizeof deep - 1);
+    deep[sizeof deep - 1] = (char)0xc0;
+    put_raw_state(c, "s", "g", "deep", deep, sizeof deep);
+    stx(&r, "state", "get", "s", "g", "deep", "--json", NULL);
+    cr_assert_eq(r.code, 0);
+    cr_assert(json_valid(r.out), "%s", r.out);
+    cr_assert(starts_with(r.out, "{\"key\":\"deep\",\"value\":{\"$invalid\":\""), "%s", r.out);
+    run_free(&r);
+
+    /* A key with a tab and a newline stays on its line. */
+    put_raw_state(c, "s", "g", "t\tn\nx", "\x07", 1);
+    stx(&r, "state", "get", "s", "g", "t\tn\nx", NULL);
+    expect_out(&r, "t\\tn\\nx\t7\n");
+    run_free(&r);
+    redisFree(c);
+}
+
+Test(cli, state_errors)
+{
+    redisContext *c = test_redis_connect(&R);
+    orders(c);
+    run r;
+    stx(&r, "state", "get", "orders", "stock", "nokey", NULL);
+    expect_fail(&r, 3, "state get", "no state key 'nokey'");
+    run_free(&r);
+    stx(&r, "state", "dump", "orders", "nogroup", NULL);
+    expect_fail(&r, 3, "state dump", "no group 'nogroup'");
+    run_free(&r);
+    stx(&r, "state", "dump", "nosuch", "g", "--json", NULL);
+    expect_fail(&r, 3, "state dump", "stream 'nosuch' does not exist");
+    run_free(&r);
+    char name[256];
+    cr_assert(stx_key_name(name, sizeof name, "orders", "bad", "state") > 0);
+    freeReplyObject(test_cmd(c, "SET %s x", name));
+    stx(&r, "state", "get", "orders", "bad", "k", NULL);
+    expect_fail(&r, 4, "state get", "not a hash");
+    run_free(&r);
+    stx(&r, "state", "dump", "orders", "bad", NULL);
+    expect_fail(&r, 4, "state dump", "not a hash");
+    run_free(&r);
+    redisFree(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* reset and trim                                                       */
+
+Test(cli, reset_needs_yes_and_moves_the_group)
+{
+    redisContext *c = test_redis_connect(&R);
+    orders(c);
+    run r;
+    /* No terminal, no --yes: refused, nothing changed. */
+    stx(&r, "reset", "orders", "stock", "--to", "beginning", NULL);
+    expect_fail(&r, 2, "reset", "--yes");
+    run_free(&r);
+    stx(&r, "reset", "orders", "stock", NULL);
+    expect_fail(&r, 2, "reset", "missing --to");
+    run_free(&r);
+    stx(&r, "reset", "orders", "stock", "--to", "yesterday", "--yes", NULL);
+    expect_fail(&r, 2, "reset", "bad position 'yesterday'");
+    run_free(&r);
+    stx(&r, "reset", "orders", "stock", "--to", "2026-11-22T25:00:00Z", "--yes", NULL);
+    expect_fail(&r, 2, "reset", "bad time");
+    run_free(&r);
+    stx(&r, "reset", "orders", "nogroup", "--to", "end", "--yes", NULL);
+    expect_fail(&r, 3, "reset", "nogroup");
+    run_free(&r);
+    stx(&r, "reset", "nosuch", "stock", "--to", "end", "--yes", NULL);
+    expect_fail(&r, 3, "reset", "nosuch");
+    run_free(&r);
+
+    stx(&r, "reset", "orders", "stock", "--to", "2-0", "--yes", NULL);
+    expect_out(&r, "group 'stock' of stream 'orders' reset to 2-0\n");
+    run_free(&r);
+    stx(&r, "info", "orders", "--json", NULL);
+    expect_json(&r);
+    cr_assert(strstr(r.out, "{\"name\":\"stock\",\"streamtx\":true,\"offset\":\"2-0\","
+                            "\"last_delivered\":\"2-0\",\"lag\":null,\"pending\":0,\"epoch\":2,"
+                            "\"state_keys\":4,"),
+              "%s", r.out);
+    run_free(&r);
+
+    stx(&r, "reset", "orders", "stock", "--to", "beginning", "--clear-state", "--yes", "--json",
+        NULL);
+    expect_json(&r);
+    cr_assert_str_eq(r.out, "{\"stream\":\"orders\",\"group\":\"stock\",\"to\":\"beginning\","
+                            "\"state_cleared\":true}\n");
+    run_free(&r);
+    stx(&r, "info", "orders", "--json", NULL);
+    cr_assert(strstr(r.out, "\"offset\":\"0-0\",\"last_delivered\":\"0-0\",\"lag\":5,\"pending\":0,"
+                            "\"epoch\":3,\"state_keys\":0,"),
+              "%s", r.out);
+    run_free(&r);
+
+    /* A time: resume with the entries of that millisecond. */
+    stx(&r, "reset", "orders", "stock", "--to", "1970-01-01T00:00:00.004Z", "--yes", NULL);
+    expect_out(&r, "group 'stock' of stream 'orders' reset to 1970-01-01T00:00:00.004Z\n");
+    run_free(&r);
+    stx(&r, "info", "orders", "--json", NULL);
+    cr_assert(strstr(r.out, "\"last_delivered\":\"3-18446744073709551615\""), "%s", r.out);
+    run_free(&r);
+    redisFree(c);
+}
+
+Test(cli, trim_safe_only)
+{
+    redisContext *c = test_redis_connect(&R);
+    orders(c);
+    run r;
+    stx(&r, "trim", "orders", NULL);
+    expect_fail(&r, 2, "trim", "--safe");
+    run_free(&r);
+    stx(&r, "trim", "orders", "--maxlen", "1", NULL);
+    expect_fail(&r, 2, "trim", "--safe");
+    run_free(&r);
+    cr_assert_eq(test_cmd_int(c, "XLEN orders"), 5);
+
+    /* "audit" has not acknowledged 1-0: nothing can go. */
+    stx(&r, "trim", "orders", "--safe", NULL);
+    expect_out(&r, "deleted 0\n");
+    run_free(&r);
+    /* Now it has processed 1-0 and 2-0; "stock" all five. */
+    cr_assert_eq(test_cmd_int(c, "XACK orders audit 1-0 2-0"), 2);
+    stx(&r, "trim", "orders", "--safe", "--maxlen", "4", NULL);
+    expect_out(&r, "deleted 1\n");
+    run_free(&r);
+    stx(&r, "trim", "orders", "--safe", "--max-age", "1d12h", "--json", NULL);
+    expect_json(&r);
+    cr_assert_str_eq(r.out, "{\"deleted\":1}\n");
+    run_free(&r);
+    stx(&r, "trim", "orders", "--safe", NULL);
+    expect_out(&r, "deleted 0\n");
+    run_free(&r);
+    cr_assert_eq(test_cmd_int(c, "XLEN orders"), 3);
+    freeReplyObject(test_cmd(c, "XGROUP DESTROY orders audit"));
+    stx(&r, "trim", "orders", "--safe", NULL);
+    expect_out(&r, "deleted 3\n");
+    run_free(&r);
+    cr_assert_eq(test_cmd_int(c, "XLEN orders"), 0);
+
+    stx(&r, "trim", "nosuch", "--safe", NULL);
+    expect_fail(&r, 3, "trim", "does not exist");
+    run_free(&r);
+    freeReplyObject(test_cmd(c, "SET plain-string x"));
+    stx(&r, "trim", "plain-string", "--safe", NULL);
+    expect_fail(&r, 4, "trim", "not a stream");
+    run_free(&r);
+    redisFree(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* health                                                               */
+
+Test(cli, health_reports)
+{
+    run r;
+    stx(&r, "health", NULL);
+    expect_ok(&r);
+    cr_assert(starts_with(r.out, "CHECK        STATUS  DETAIL\nversion      ok      7."), "%s",
+              r.out);
+    cr_assert(strstr(r.out, "\nscripts      ok      "), "%s", r.out);
+    /* The test server runs without AOF: a warning, not a failure. */
+    cr_assert(strstr(r.out, "\nappendonly   warn    no: "), "%s", r.out);
+    run_free(&r);
+    stx(&r, "health", "--json", NULL);
+    expect_json(&r);
+    cr_assert(starts_with(r.out, "{\"healthy\":true,\"checks\":[{\"check\":\"version\","
+                                 "\"status\":\"ok\""),
+              "%s", r.out);
+    run_free(&r);
+}
+
+Test(cli, health_with_aof_has_no_persistence_warning)
+{
+    test_redis aof;
+    test_redis_start(&aof, 1, NULL);
+    const char *args[] = {"--url", aof.url, "health", NULL};
+    run r;
+    run_argv(&r, NULL, args);
+    expect_ok(&r);
+    cr_assert(strstr(r.out, "\nappendonly   ok      yes\n"), "%s", r.out);
+    cr_assert(strstr(r.out, "\nappendfsync  ok      always\n"), "%s", r.out);
+    run_free(&r);
+    test_redis_stop(&aof);
+}
+
+/* ------------------------------------------------------------------ */
+/* dead letters                                                         */
+
+Test(cli, dlq_list_and_redrive)
+{
+    redisContext *c = test_redis_connect(&R);
+    for (int i = 1; i <= 3; i++)
+        freeReplyObject(test_cmd(c, "XADD orders %d-0 k %s sku apple", i, i == 2 ? "b" : "a"));
+    process_with("orders", "stock", fail_b_handler);
+    run r;
+    stx(&r, "dlq", "list", "orders", "stock", NULL);
+    expect_ok(&r);
+    char hdr[256], dlq_id[64], rest[512];
+    cr_assert_eq(sscanf(r.out, "%255[^\n]\n%63s %511[^\n]", hdr, dlq_id, rest), 3, "%s", r.out);
+    cr_assert(starts_with(hdr, "ID"), "%s", hdr);
+    cr_assert(strstr(hdr, "SOURCE-ID") && strstr(hdr, "REASON") && strstr(hdr, "FIELDS"), "%s", hdr);
+    cr_assert(starts_with(rest, "2-0 "), "%s", rest);
+    cr_assert(strstr(rest, "handler_failed") && strstr(rest, "refusing 2-0"), "%s", rest);
+    size_t len = strlen(rest), tail = strlen("  k=b sku=apple");
+    cr_assert(len > tail && strcmp(rest + len - tail, "  k=b sku=apple") == 0, "%s", rest);
+    run_free(&r);
+
+    stx(&r, "dlq", "list", "orders", "stock", "--json", NULL);
+    expect_json(&r);
+    char expected[512];
+    snprintf(expected, sizeof expected,
+             "[{\"id\":\"%s\",\"source_stream\":\"orders\",\"group\":\"stock\","
+             "\"source_id\":\"2-0\",\"reason\":\"handler_failed\",\"error\":\"refusing 2-0\","
+             "\"attempts\":1,\"failed_at\":",
+             dlq_id);
+    cr_assert(starts_with(r.out, expected), "%s\nexpected:\n%s", r.out, expected);
+    cr_assert(strstr(r.out, ",\"fields\":{\"k\":\"b\",\"sku\":\"apple\"}}]\n"), "%s", r.out);
+    run_free(&r);
+
+    stx(&r, "info", "orders", NULL);
+    expect_ok(&r);
+    cr_assert(strstr(r.out, "\nstock  3-0     3-0             0    0        1      2           1\n"),
+              "%s", r.out);
+    run_free(&r);
+
+    stx(&r, "dlq", "redrive", "orders", "stock", "12-x", NULL);
+    expect_fail(&r, 2, "dlq redrive", "bad id '12-x'");
+    run_free(&r);
+    stx(&r, "dlq", "redrive", "orders", "stock", "--json", NULL);
+    expect_json(&r);
+    cr_assert_str_eq(r.out, "{\"moved\":1}\n");
+    run_free(&r);
+    cr_assert_eq(test_cmd_int(c, "XLEN orders"), 4);
+    stx(&r, "replay", "orders", "--from", "3-1", NULL);
+    expect_ok(&r);
+    cr_assert(strstr(r.out, " k=b sku=apple\n"), "%s", r.out);
+    run_free(&r);
+
+    stx(&r, "dlq", "list", "orders", "stock", NULL);
+    expect_out(&r, "");
+    run_free(&r);
+    stx(&r, "dlq", "list", "orders", "stock", "--json", NULL);
+    expect_json(&r);
+    cr_assert_str_eq(r.out, "[]\n");
+    run_free(&r);
+    stx(&r, "dlq", "redrive", "orders", "stock", NULL);
+    expect_out(&r, "moved 0\n");
+    run_free(&r);
+    redisFree(c);
+}
