@@ -475,6 +475,29 @@ void stx_set_offset(stx_processor *p, stx_id id)
 
 static int merge_message(stx_processor *p);
 static void apply_batch(stx_processor *p);
+
+/* Append the batch's state changes to p->argv as the scripts take them:
+ * n_puts, (key, value)..., n_dels, key... */
+static void add_changes(stx_processor *p, size_t *puts_out, size_t *dels_out)
+{
+    size_t nputs = 0, ndels = 0, pos = 0;
+    stx_sm_entry *e;
+    while ((e = stx_sm_next(&p->batch, &pos))) {
+        if (e->flags & STX_SM_DELETED) ndels++;
+        else nputs++;
+    }
+    stx_argv_add_u64(&p->argv, nputs);
+    for (pos = 0; (e = stx_sm_next(&p->batch, &pos));)
+        if (!(e->flags & STX_SM_DELETED)) {
+            stx_argv_add_ref(&p->argv, stx_sm_key(e), e->key_len);
+            stx_argv_add_ref(&p->argv, stx_sm_value(e), e->value_len);
+        }
+    stx_argv_add_u64(&p->argv, ndels);
+    for (pos = 0; (e = stx_sm_next(&p->batch, &pos));)
+        if (e->flags & STX_SM_DELETED) stx_argv_add_ref(&p->argv, stx_sm_key(e), e->key_len);
+    if (puts_out) *puts_out = nputs;
+    if (dels_out) *dels_out = ndels;
+}
 static void discard_batch(stx_processor *p);
 
 /* Convert the stored state from schema version `from` to the configured
@@ -508,20 +531,8 @@ static int migrate(stx_processor *p, uint64_t from)
     stx_argv_add_u64(&p->argv, p->epoch);
     stx_argv_add_u64(&p->argv, from);
     stx_argv_add_u64(&p->argv, to);
-    size_t nputs = 0, ndels = 0;
-    for (pos = 0; (e = stx_sm_next(&p->batch, &pos));) {
-        if (e->flags & STX_SM_DELETED) ndels++;
-        else nputs++;
-    }
-    stx_argv_add_u64(&p->argv, nputs);
-    for (pos = 0; (e = stx_sm_next(&p->batch, &pos));)
-        if (!(e->flags & STX_SM_DELETED)) {
-            stx_argv_add_ref(&p->argv, stx_sm_key(e), e->key_len);
-            stx_argv_add_ref(&p->argv, stx_sm_value(e), e->value_len);
-        }
-    stx_argv_add_u64(&p->argv, ndels);
-    for (pos = 0; (e = stx_sm_next(&p->batch, &pos));)
-        if (e->flags & STX_SM_DELETED) stx_argv_add_ref(&p->argv, stx_sm_key(e), e->key_len);
+    size_t nputs, ndels;
+    add_changes(p, &nputs, &ndels);
     redisReply *r;
     int rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_MIGRATE, &p->argv, 2, &r);
     if (rc != STX_OK) {
@@ -810,21 +821,7 @@ static int commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int p
     stx_argv_add_u64(&p->argv, p->epoch);
     stx_argv_add_u64(&p->argv, n);
     for (size_t i = 0; i < n; i++) stx_eval_str(p, msgs[i]->id);
-    size_t nputs = 0, ndels = 0, pos = 0;
-    stx_sm_entry *e;
-    while ((e = stx_sm_next(&p->batch, &pos))) {
-        if (e->flags & STX_SM_DELETED) ndels++;
-        else nputs++;
-    }
-    stx_argv_add_u64(&p->argv, nputs);
-    for (pos = 0; (e = stx_sm_next(&p->batch, &pos));)
-        if (!(e->flags & STX_SM_DELETED)) {
-            stx_argv_add_ref(&p->argv, stx_sm_key(e), e->key_len);
-            stx_argv_add_ref(&p->argv, stx_sm_value(e), e->value_len);
-        }
-    stx_argv_add_u64(&p->argv, ndels);
-    for (pos = 0; (e = stx_sm_next(&p->batch, &pos));)
-        if (e->flags & STX_SM_DELETED) stx_argv_add_ref(&p->argv, stx_sm_key(e), e->key_len);
+    add_changes(p, NULL, NULL);
     stx_argv_add_u64(&p->argv, p->pubs.n);
     for (size_t i = 0; i < p->pubs.n; i++) {
         const stx_pub *pub = &p->pubs.v[i];
