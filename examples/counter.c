@@ -10,9 +10,9 @@
  * acknowledgement and the stream offset, so after any crash or restart each
  * entry has been counted exactly once: not zero times, not twice.
  *
- * "report" reads the committed counts straight from Redis with hiredis: the
- * state lives in an ordinary hash, so other programs can read it without the
- * library.
+ * "report" reads the committed counts from Redis with a plain client
+ * (stx_client_new(), stx_state_scan()); no processor is involved.  The state
+ * is an ordinary Redis hash, so other programs can read it too.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -22,9 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/time.h>
-
-#include <hiredis/hiredis.h>
 
 #include "streamtx.h"
 
@@ -56,8 +53,9 @@ static void usage(FILE *out)
         "  --help             show this text\n"
         "\n"
         "report: print \"KEY COUNT\" lines, sorted by key, from the committed state.\n"
-        "It understands URLs of the form redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]\n"
-        "(no percent-decoding, no TLS, no unix sockets).\n"
+        "\n"
+        "URL is redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]; HOST may be an [IPv6]\n"
+        "address, and %%XX escapes work in USER and PASSWORD.\n"
         "\n"
         "Exit status: 0 stopped or idle, 1 error, 2 usage error, 3 fenced (a newer\n"
         "instance for the same stream and group took over).\n",
@@ -77,63 +75,55 @@ typedef struct options {
     int exit_when_idle;
 } options;
 
-/* Match argv[*i] against "--name VALUE" or "--name=VALUE".
- * Returns 1 and sets *val on a match, 0 when it is another option, -1 when
- * the value is missing. */
-static int take_opt(int argc, char **argv, int *i, const char *name, const char **val)
-{
-    const char *arg = argv[*i];
-    size_t n = strlen(name);
-
-    if (strncmp(arg, name, n) != 0)
-        return 0;
-    if (arg[n] == '=') {
-        *val = arg + n + 1;
-        return 1;
-    }
-    if (arg[n] != '\0')
-        return 0;
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "%s: %s needs a value\n", prog, name);
-        return -1;
-    }
-    *i += 1;
-    *val = argv[*i];
-    return 1;
-}
-
 /* Returns 0 to go on, 2 on a usage error, or -1 after --help. */
-static int parse_args(int argc, char **argv, int first, int is_run, options *o)
+static int parse_args(int argc, char **argv, int is_run, options *o)
 {
-    for (int i = first; i < argc; i++) {
+    /* The options that take a value, as "--name VALUE" or "--name=VALUE". */
+    const struct {
+        const char *name;
+        const char **value;
+        int run_only;
+    } opts[] = {
+        {"--url", &o->url, 0},
+        {"--stream", &o->stream, 0},
+        {"--group", &o->group, 0},
+        {"--consumer", &o->consumer, 1},
+        {"--field", &o->field, 1},
+        {"--snapshot", &o->snapshot, 1},
+    };
+    const size_t nopts = sizeof opts / sizeof opts[0];
+
+    /* argv[1] is the command. */
+    for (int i = 2; i < argc; i++) {
         const char *arg = argv[i];
-        int r = 0;
+        size_t name_len = strcspn(arg, "=");
+        size_t k;
 
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
             usage(stdout);
             return -1;
         }
-        if (strcmp(arg, "--exit-when-idle") == 0 && is_run) {
+        if (is_run && strcmp(arg, "--exit-when-idle") == 0) {
             o->exit_when_idle = 1;
             continue;
         }
-        if ((r = take_opt(argc, argv, &i, "--url", &o->url)) != 0 ||
-            (r = take_opt(argc, argv, &i, "--stream", &o->stream)) != 0 ||
-            (r = take_opt(argc, argv, &i, "--group", &o->group)) != 0) {
-            if (r < 0)
-                return 2;
-            continue;
+        for (k = 0; k < nopts; k++) {
+            if ((is_run || !opts[k].run_only) && strlen(opts[k].name) == name_len &&
+                strncmp(arg, opts[k].name, name_len) == 0)
+                break;
         }
-        if (is_run &&
-            ((r = take_opt(argc, argv, &i, "--consumer", &o->consumer)) != 0 ||
-             (r = take_opt(argc, argv, &i, "--field", &o->field)) != 0 ||
-             (r = take_opt(argc, argv, &i, "--snapshot", &o->snapshot)) != 0)) {
-            if (r < 0)
-                return 2;
-            continue;
+        if (k == nopts) {
+            fprintf(stderr, "%s: unknown argument: %s (try --help)\n", prog, arg);
+            return 2;
         }
-        fprintf(stderr, "%s: unknown argument: %s (try --help)\n", prog, arg);
-        return 2;
+        if (arg[name_len] == '=') {
+            *opts[k].value = arg + name_len + 1;
+        } else if (i + 1 < argc) {
+            *opts[k].value = argv[++i];
+        } else {
+            fprintf(stderr, "%s: %s needs a value\n", prog, arg);
+            return 2;
+        }
     }
 
     if (o->stream == NULL || o->stream[0] == '\0' || o->group == NULL || o->group[0] == '\0') {
@@ -224,8 +214,8 @@ static int set_conf(stx_config *conf, const char *key, const char *value)
     int rc = stx_config_set(conf, key, value, err, sizeof err);
 
     if (rc != STX_OK) {
-        /* Not the value: a URL may carry a password. */
-        fprintf(stderr, "%s: %s: %s\n", prog, key, err);
+        /* err names the key; it never quotes a URL, which may carry a password. */
+        fprintf(stderr, "%s: %s\n", prog, err);
         return rc == STX_EINVAL ? 2 : 1;
     }
     return 0;
@@ -319,155 +309,58 @@ static int cmd_run(const options *o)
 /* ------------------------------------------------------------------------ */
 /* report                                                                   */
 
-typedef struct redis_addr {
-    char host[256];
-    int port;
-    char user[128];
-    char password[256];
-    int has_password;
-    long db;
-} redis_addr;
-
-static int copy_part(char *dst, size_t cap, const char *src, size_t len)
-{
-    if (len >= cap)
-        return -1;
-    memcpy(dst, src, len);
-    dst[len] = '\0';
-    return 0;
-}
-
-/* redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], HOST may be [IPv6].
- * Deliberately small: no percent-decoding, no query options. */
-static int parse_url(const char *url, redis_addr *a)
-{
-    const char *s, *at, *end, *host_end, *port = NULL;
-
-    memset(a, 0, sizeof *a);
-    a->port = 6379;
-    if (strncmp(url, "redis://", 8) != 0)
-        return -1;
-    s = url + 8;
-
-    end = s + strcspn(s, "/");
-    at = memchr(s, '@', (size_t)(end - s));
-    if (at != NULL) {
-        const char *colon = memchr(s, ':', (size_t)(at - s));
-
-        if (colon != NULL) {
-            if (copy_part(a->user, sizeof a->user, s, (size_t)(colon - s)) != 0)
-                return -1;
-            s = colon + 1;
-        }
-        if (copy_part(a->password, sizeof a->password, s, (size_t)(at - s)) != 0)
-            return -1;
-        a->has_password = 1;
-        s = at + 1;
-    }
-
-    if (*s == '[') {
-        const char *close = memchr(s, ']', (size_t)(end - s));
-
-        if (close == NULL || copy_part(a->host, sizeof a->host, s + 1, (size_t)(close - s - 1)) != 0)
-            return -1;
-        host_end = close + 1;
-        if (host_end < end && *host_end != ':')
-            return -1;
-    } else {
-        host_end = memchr(s, ':', (size_t)(end - s));
-        if (host_end == NULL)
-            host_end = end;
-        if (copy_part(a->host, sizeof a->host, s, (size_t)(host_end - s)) != 0)
-            return -1;
-    }
-    if (a->host[0] == '\0')
-        return -1;
-    if (host_end < end)
-        port = host_end + 1;
-
-    if (port != NULL) {
-        long v = 0;
-
-        if (port == end)
-            return -1;
-        for (const char *c = port; c < end; c++) {
-            if (*c < '0' || *c > '9' || (v = v * 10 + (*c - '0')) > 65535)
-                return -1;
-        }
-        if (v == 0)
-            return -1;
-        a->port = (int)v;
-    }
-
-    if (*end == '/' && end[1] != '\0') {
-        long v = 0;
-
-        for (const char *c = end + 1; *c != '\0'; c++) {
-            if (*c < '0' || *c > '9' || (v = v * 10 + (*c - '0')) > 1000000)
-                return -1;
-        }
-        a->db = v;
-    }
-    return 0;
-}
-
-/* Connect, authenticate and select the database; NULL after printing why. */
-static redisContext *report_connect(const char *url)
-{
-    redis_addr a;
-    struct timeval tv = {5, 0};
-    redisContext *c;
-    redisReply *r;
-
-    if (parse_url(url, &a) != 0) {
-        /* Not the URL itself: it may carry a password. */
-        fprintf(stderr, "%s: cannot parse the URL (want redis://[[USER]:PASSWORD@]HOST[:PORT][/DB])\n",
-                prog);
-        return NULL;
-    }
-    c = redisConnectWithTimeout(a.host, a.port, tv);
-    if (c == NULL || c->err) {
-        fprintf(stderr, "%s: cannot connect to %s:%d: %s\n", prog, a.host, a.port,
-                c != NULL ? c->errstr : "out of memory");
-        redisFree(c);
-        return NULL;
-    }
-    /* A reply that never comes should end the report, not hang it. */
-    tv.tv_sec = 10;
-    redisSetTimeout(c, tv);
-
-    if (a.has_password) {
-        if (a.user[0] != '\0')
-            r = redisCommand(c, "AUTH %s %s", a.user, a.password);
-        else
-            r = redisCommand(c, "AUTH %s", a.password);
-        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            fprintf(stderr, "%s: AUTH refused: %s\n", prog, r != NULL ? r->str : c->errstr);
-            freeReplyObject(r);
-            redisFree(c);
-            return NULL;
-        }
-        freeReplyObject(r);
-    }
-    if (a.db != 0) {
-        r = redisCommand(c, "SELECT %ld", a.db);
-        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            fprintf(stderr, "%s: SELECT %ld refused: %s\n", prog, a.db,
-                    r != NULL ? r->str : c->errstr);
-            freeReplyObject(r);
-            redisFree(c);
-            return NULL;
-        }
-        freeReplyObject(r);
-    }
-    return c;
-}
-
 typedef struct entry {
-    char *key;
+    char *key; /* the key's bytes (binary-safe), copied */
     size_t len;
     int64_t value;
 } entry;
+
+typedef struct entries {
+    entry *v;
+    size_t n, cap;
+    int failed; /* collect() stopped the walk and has said why */
+} entries;
+
+/* Called by stx_state_scan() once per state key, with the encoded msgpack
+ * value.  key and value are only valid during the call.  A non-zero return
+ * stops the walk and is what stx_state_scan() returns. */
+static int collect(void *user_data, const void *key, size_t key_len, const void *value,
+                   size_t value_len)
+{
+    entries *e = user_data;
+    int64_t count;
+    int rc = stx_mp_read_i64(value, value_len, &count);
+
+    if (rc != STX_OK) {
+        fprintf(stderr, "%s: value of \"%.*s\": %s\n", prog, SHOWN(key_len),
+                (const char *)key, stx_strerror(rc));
+        e->failed = 1;
+        return rc;
+    }
+    if (e->n == e->cap) {
+        size_t cap = e->cap ? 2 * e->cap : 1024;
+        entry *v = realloc(e->v, cap * sizeof *v);
+
+        if (v == NULL)
+            goto out_of_memory;
+        e->v = v;
+        e->cap = cap;
+    }
+    e->v[e->n].key = malloc(key_len + 1);
+    if (e->v[e->n].key == NULL)
+        goto out_of_memory;
+    memcpy(e->v[e->n].key, key, key_len);
+    e->v[e->n].key[key_len] = '\0';
+    e->v[e->n].len = key_len;
+    e->v[e->n].value = count;
+    e->n++;
+    return 0;
+
+out_of_memory:
+    fprintf(stderr, "%s: out of memory\n", prog);
+    e->failed = 1;
+    return STX_ENOMEM;
+}
 
 /* Bytewise, like memcmp, with a shorter key first when it is a prefix. */
 static int entry_cmp(const void *a, const void *b)
@@ -481,132 +374,54 @@ static int entry_cmp(const void *a, const void *b)
     return (x->len > y->len) - (x->len < y->len);
 }
 
-static void free_entries(entry *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(v[i].key);
-    free(v);
-}
-
 /*
- * HSCAN in pages rather than HGETALL: a state of millions of keys would
- * otherwise come back as one huge reply and block Redis while it is built.
- * A scan is not a snapshot: while a processor runs, pages may come from
- * different commits, and a key can be returned twice (duplicates are
- * dropped after sorting).
+ * stx_state_scan() walks the state in HSCAN pages rather than one HGETALL,
+ * so a state of millions of keys does not come back as one huge reply that
+ * blocks Redis while it is built.  Each key is passed once, but a scan is
+ * not a snapshot: while a processor runs, pages may come from different
+ * commits.
  */
 static int cmd_report(const options *o)
 {
-    char *key = NULL;
-    size_t key_cap = 2 * strlen(o->stream) + strlen(o->group) + 64;
-    int key_len;
-    redisContext *c = NULL;
-    entry *v = NULL;
-    size_t n = 0, cap = 0;
-    char cursor[32] = "0";
-    int status = 1;
+    stx_config *conf = stx_config_new();
+    stx_client *c = NULL;
+    entries e = {NULL, 0, 0, 0};
+    int rc, status = 1;
 
-    key = malloc(key_cap);
-    if (key == NULL) {
+    if (conf == NULL) {
         fprintf(stderr, "%s: out of memory\n", prog);
         return 1;
     }
-    key_len = stx_key_name(key, key_cap, o->stream, o->group, "state");
-    if (key_len < 0) {
-        fprintf(stderr, "%s: state key name: %s\n", prog, stx_strerror(key_len));
-        goto out;
+    if (set_conf(conf, "url", o->url) != 0) {
+        stx_config_free(conf);
+        return 1;
     }
-    c = report_connect(o->url);
-    if (c == NULL)
-        goto out;
+    rc = stx_client_new(&c, conf);
+    stx_config_free(conf); /* the client keeps what it needs */
+    if (rc == STX_OK)
+        rc = stx_state_scan(c, o->stream, o->group, collect, &e);
 
-    do {
-        redisReply *r = redisCommand(c, "HSCAN %b %s COUNT 1000", key, (size_t)key_len, cursor);
-        redisReply *items;
-
-        if (r == NULL) {
-            fprintf(stderr, "%s: HSCAN %s: %s\n", prog, key, c->errstr);
-            goto out;
+    if (rc != STX_OK) {
+        if (!e.failed)
+            fprintf(stderr, "%s: %s: %s\n", prog, stx_strerror(rc),
+                    c != NULL ? stx_client_errmsg(c) : "");
+    } else {
+        if (e.n > 0)
+            qsort(e.v, e.n, sizeof *e.v, entry_cmp);
+        for (size_t i = 0; i < e.n; i++) {
+            fwrite(e.v[i].key, 1, e.v[i].len, stdout);
+            printf(" %" PRId64 "\n", e.v[i].value);
         }
-        if (r->type == REDIS_REPLY_ERROR) {
-            fprintf(stderr, "%s: HSCAN %s: %s\n", prog, key, r->str);
-            freeReplyObject(r);
-            goto out;
-        }
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-            r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof cursor ||
-            r->element[1]->type != REDIS_REPLY_ARRAY || r->element[1]->elements % 2 != 0) {
-            fprintf(stderr, "%s: HSCAN %s: unexpected reply\n", prog, key);
-            freeReplyObject(r);
-            goto out;
-        }
-        memcpy(cursor, r->element[0]->str, r->element[0]->len);
-        cursor[r->element[0]->len] = '\0';
-
-        items = r->element[1];
-        for (size_t i = 0; i < items->elements; i += 2) {
-            const redisReply *name = items->element[i], *val = items->element[i + 1];
-            int64_t count;
-            int rc;
-
-            if (name->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING) {
-                fprintf(stderr, "%s: HSCAN %s: unexpected reply\n", prog, key);
-                freeReplyObject(r);
-                goto out;
-            }
-            rc = stx_mp_read_i64(val->str, val->len, &count);
-            if (rc != STX_OK) {
-                fprintf(stderr, "%s: value of \"%.*s\" in %s: %s\n", prog,
-                        SHOWN(name->len), name->str, key, stx_strerror(rc));
-                freeReplyObject(r);
-                goto out;
-            }
-            if (n == cap) {
-                size_t ncap = cap ? 2 * cap : 1024;
-                entry *nv = realloc(v, ncap * sizeof *nv);
-
-                if (nv == NULL) {
-                    fprintf(stderr, "%s: out of memory\n", prog);
-                    freeReplyObject(r);
-                    goto out;
-                }
-                v = nv;
-                cap = ncap;
-            }
-            /* The reply is freed after each page, so keep a copy. */
-            v[n].key = malloc(name->len + 1);
-            if (v[n].key == NULL) {
-                fprintf(stderr, "%s: out of memory\n", prog);
-                freeReplyObject(r);
-                goto out;
-            }
-            memcpy(v[n].key, name->str, name->len);
-            v[n].key[name->len] = '\0';
-            v[n].len = name->len;
-            v[n].value = count;
-            n++;
-        }
-        freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0);
-
-    if (n > 0)
-        qsort(v, n, sizeof *v, entry_cmp);
-    for (size_t i = 0; i < n; i++) {
-        if (i > 0 && entry_cmp(&v[i - 1], &v[i]) == 0)
-            continue;
-        fwrite(v[i].key, 1, v[i].len, stdout);
-        printf(" %" PRId64 "\n", v[i].value);
+        if (fflush(stdout) != 0)
+            fprintf(stderr, "%s: write error: %s\n", prog, strerror(errno));
+        else
+            status = 0;
     }
-    if (fflush(stdout) != 0) {
-        fprintf(stderr, "%s: write error: %s\n", prog, strerror(errno));
-        goto out;
-    }
-    status = 0;
 
-out:
-    free_entries(v, n);
-    redisFree(c);
-    free(key);
+    for (size_t i = 0; i < e.n; i++)
+        free(e.v[i].key);
+    free(e.v);
+    stx_client_free(c);
     return status;
 }
 
@@ -638,7 +453,7 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    status = parse_args(argc, argv, 2, is_run, &o);
+    status = parse_args(argc, argv, is_run, &o);
     if (status < 0)
         return 0;
     if (status != 0)

@@ -78,34 +78,22 @@ typedef struct options {
     int exit_when_idle;
 } options;
 
-/* Match argv[*i] against "--name VALUE" or "--name=VALUE".
- * Returns 1 and sets *val on a match, 0 when it is another option, -1 when
- * the value is missing. */
-static int take_opt(int argc, char **argv, int *i, const char *name, const char **val)
-{
-    const char *arg = argv[*i];
-    size_t n = strlen(name);
-
-    if (strncmp(arg, name, n) != 0)
-        return 0;
-    if (arg[n] == '=') {
-        *val = arg + n + 1;
-        return 1;
-    }
-    if (arg[n] != '\0')
-        return 0;
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "%s: %s needs a value\n", prog, name);
-        return -1;
-    }
-    *i += 1;
-    *val = argv[*i];
-    return 1;
-}
-
 /* Returns 0 to go on, 2 on a usage error, or -1 after --help. */
 static int parse_args(int argc, char **argv, options *o)
 {
+    /* The options that take a value, as "--name VALUE" or "--name=VALUE". */
+    const struct {
+        const char *name;
+        const char **value;
+    } opts[] = {
+        {"--url", &o->url},
+        {"--stream", &o->stream},
+        {"--group", &o->group},
+        {"--consumer", &o->consumer},
+        {"--prefix", &o->prefix},
+        {"--snapshot", &o->snapshot},
+    };
+    const size_t nopts = sizeof opts / sizeof opts[0];
     int first = 1;
 
     /* "router run ..." reads like the other examples; "run" is optional. */
@@ -114,7 +102,8 @@ static int parse_args(int argc, char **argv, options *o)
 
     for (int i = first; i < argc; i++) {
         const char *arg = argv[i];
-        int r = 0;
+        size_t name_len = strcspn(arg, "=");
+        size_t k;
 
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
             usage(stdout);
@@ -124,18 +113,22 @@ static int parse_args(int argc, char **argv, options *o)
             o->exit_when_idle = 1;
             continue;
         }
-        if ((r = take_opt(argc, argv, &i, "--url", &o->url)) != 0 ||
-            (r = take_opt(argc, argv, &i, "--stream", &o->stream)) != 0 ||
-            (r = take_opt(argc, argv, &i, "--group", &o->group)) != 0 ||
-            (r = take_opt(argc, argv, &i, "--consumer", &o->consumer)) != 0 ||
-            (r = take_opt(argc, argv, &i, "--prefix", &o->prefix)) != 0 ||
-            (r = take_opt(argc, argv, &i, "--snapshot", &o->snapshot)) != 0) {
-            if (r < 0)
-                return 2;
-            continue;
+        for (k = 0; k < nopts; k++) {
+            if (strlen(opts[k].name) == name_len && strncmp(arg, opts[k].name, name_len) == 0)
+                break;
         }
-        fprintf(stderr, "%s: unknown argument: %s (try --help)\n", prog, arg);
-        return 2;
+        if (k == nopts) {
+            fprintf(stderr, "%s: unknown argument: %s (try --help)\n", prog, arg);
+            return 2;
+        }
+        if (arg[name_len] == '=') {
+            *opts[k].value = arg + name_len + 1;
+        } else if (i + 1 < argc) {
+            *opts[k].value = argv[++i];
+        } else {
+            fprintf(stderr, "%s: %s needs a value\n", prog, arg);
+            return 2;
+        }
     }
 
     if (o->stream == NULL || o->stream[0] == '\0' || o->group == NULL || o->group[0] == '\0') {
@@ -316,8 +309,8 @@ static int set_conf(stx_config *conf, const char *key, const char *value)
     int rc = stx_config_set(conf, key, value, err, sizeof err);
 
     if (rc != STX_OK) {
-        /* Not the value: a URL may carry a password. */
-        fprintf(stderr, "%s: %s: %s\n", prog, key, err);
+        /* err names the key; it never quotes a URL, which may carry a password. */
+        fprintf(stderr, "%s: %s\n", prog, err);
         return rc == STX_EINVAL ? 2 : 1;
     }
     return 0;
