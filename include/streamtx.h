@@ -188,6 +188,13 @@ int stx_txn_publish(stx_txn *txn, const char *stream, size_t nfields,
 /** Convenience for text: publish NUL-terminated pairs given as
  * name0, value0, name1, value1, ..., NULL. */
 int stx_txn_publishv(stx_txn *txn, const char *stream, ...);
+/** Choose the delay before the retry when the handler then returns
+ * STX_HANDLER_RETRY, overriding the processor's retry_backoff policy for
+ * this entry (e.g. each handler of a router with its own policy, or a
+ * Retry-After from a remote service).  ms is capped at retry_max_ms.
+ * @return STX_OK or STX_EINVAL (negative ms). */
+int stx_txn_retry_after(stx_txn *txn, long ms);
+
 /** Set the message returned by stx_processor_errmsg() when the handler
  * fails (printf-style).  Returns STX_EHANDLER so a handler can write
  * `return stx_txn_fail(txn, "bad sku %s", sku);`. */

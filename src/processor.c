@@ -959,6 +959,7 @@ struct verdict {
     const char *reason;
     char error[600];
     uint64_t attempts;
+    long retry_ms;              /* the handler's own delay, or -1 */
 };
 
 /* Run the handler on m; returns 1 when its changes joined the batch, 0 when
@@ -967,6 +968,7 @@ static int handle_one(stx_processor *p, struct stx_msg *m, struct verdict *v)
 {
     v->msg = m;
     v->attempts = m->delivery_count;
+    v->retry_ms = -1;
     if (m->delivery_count > (uint64_t)p->conf.max_deliveries) {
         /* Delivered that often without a commit: the handler failed or the
          * process died while handling it (a poison entry). */
@@ -1001,6 +1003,7 @@ static int handle_one(stx_processor *p, struct stx_msg *m, struct verdict *v)
         return 0;
     }
     p->stats.handler_failures++;
+    v->retry_ms = p->txn.retry_ms;
     v->dead = verdict != STX_HANDLER_RETRY || m->delivery_count >= (uint64_t)p->conf.max_deliveries;
     v->reason = verdict != STX_HANDLER_RETRY ? "handler_failed" : "retries_exhausted";
     if (p->txn.failmsg[0]) snprintf(v->error, sizeof v->error, "%s", p->txn.failmsg);
@@ -1020,7 +1023,8 @@ static int act_on(stx_processor *p, struct verdict *v)
     }
     if (strcmp(v->reason, "out of memory") == 0)
         return stx_fail(p, STX_ENOMEM, "entry %s: %s", m->id, v->error);
-    uint64_t delay = retry_delay_ms(p, m->delivery_count);
+    uint64_t delay = v->retry_ms >= 0 ? (uint64_t)v->retry_ms : retry_delay_ms(p, m->delivery_count);
+    if (delay > (uint64_t)p->conf.retry_max_ms) delay = (uint64_t)p->conf.retry_max_ms;
     p->retry_at_us = monotonic_us() + delay * 1000u;
     p->stats.retries++;
     return stx_fail(p, STX_EHANDLER, "handler failed on entry %s of stream '%s' (attempt %" PRIu64

@@ -59,6 +59,7 @@ struct stx_txn {
     stx_pubs *pubs;             /* the batch's publishes; this message's start at pubs_mark */
     size_t pubs_mark;
     char failmsg[512];
+    long retry_ms;              /* stx_txn_retry_after(), -1: the policy's delay */
     unsigned char scratch[16];
 };
 

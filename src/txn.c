@@ -33,6 +33,14 @@ void stx_txn_reset(struct stx_txn *t, const struct stx_msg *msg)
     t->msg = msg;
     t->pubs_mark = t->pubs->n;
     t->failmsg[0] = '\0';
+    t->retry_ms = -1;
+}
+
+int stx_txn_retry_after(stx_txn *t, long ms)
+{
+    if (!t || ms < 0) return STX_EINVAL;
+    t->retry_ms = ms;
+    return STX_OK;
 }
 
 void stx_txn_release(struct stx_txn *t)

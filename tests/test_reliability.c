@@ -19,6 +19,7 @@ TestSuite(reliability, .init = setup, .fini = teardown, .timeout = 120);
 
 struct script {
     int retries_left;           /* return STX_HANDLER_RETRY this many times */
+    long retry_after;           /* > 0: stx_txn_retry_after() with it */
     int always;                 /* return this verdict always (0: none) */
     uint64_t deliveries[16];    /* delivery count seen per call */
     int64_t at_ms[16];
@@ -52,6 +53,7 @@ static int scripted(const stx_msg *msg, stx_txn *txn, void *ud)
     }
     if (s->retries_left > 0) {
         s->retries_left--;
+        if (s->retry_after > 0) cr_assert_eq(stx_txn_retry_after(txn, s->retry_after), STX_OK);
         stx_txn_fail(txn, "not yet");
         return STX_HANDLER_RETRY;
     }
@@ -465,6 +467,53 @@ Test(reliability, dead_letters_are_listed_and_redriven_once)
     cr_assert_eq(stx_entries_count(e), 0);
     stx_entries_free(e);
     stx_client_free(cl);
+    stx_processor_free(p);
+    redisFree(c);
+}
+
+Test(reliability, handler_chooses_its_own_retry_delay)
+{
+    redisContext *c = test_redis_connect(&R);
+    freeReplyObject(test_cmd(c, "XADD ra * k v"));
+    struct script s = {.retries_left = 1, .retry_after = 70};
+    static const char *const kv[] = {"retry_backoff", "constant", "retry_base_ms", "5000", NULL};
+    stx_processor *p = make("ra", &s, kv);
+    cr_assert_eq(stx_processor_poll(p), STX_EHANDLER);
+    cr_assert(strstr(stx_processor_errmsg(p), "retry in 70 ms"), "%s", stx_processor_errmsg(p));
+    cr_assert_eq(stx_processor_poll(p), 1, "%s", stx_processor_errmsg(p));
+    cr_assert_geq(s.at_ms[1] - s.at_ms[0], 70);
+    cr_assert_eq(stx_txn_retry_after(NULL, 5), STX_EINVAL);
+    stx_processor_free(p);
+    redisFree(c);
+}
+
+Test(reliability, values_of_many_megabytes)
+{
+    redisContext *c = test_redis_connect(&R);
+    size_t big = 4u << 20, huge = 20u << 20; /* under and over the default 16 MiB */
+    char *blob = malloc(huge);
+    cr_assert(blob);
+    for (size_t i = 0; i < huge; i++) blob[i] = (char)(i * 131u >> 3);
+    freeReplyObject(test_cmd(c, "XADD mb * blob %b", blob, big));
+    freeReplyObject(test_cmd(c, "XADD mb * blob %b", blob, huge));
+    freeReplyObject(test_cmd(c, "XADD mb * k small"));
+    struct script s = {0};
+    static const char *const kv[] = {"batch_size", "1", NULL};
+    stx_processor *p = make("mb", &s, kv);
+    cr_assert_eq(stx_processor_poll(p), 1, "%s", stx_processor_errmsg(p));
+    cr_assert_eq(stx_processor_poll(p), STX_EHANDLER);
+    cr_assert(strstr(stx_processor_errmsg(p), "max_value_bytes"), "%s", stx_processor_errmsg(p));
+    cr_assert_eq(stx_processor_poll(p), 1, "%s", stx_processor_errmsg(p));
+    cr_assert_eq(s.calls, 2);
+    cr_assert_eq(counter(c, "mb"), 2);
+    /* The oversized entry is kept whole in the dead-letter stream. */
+    redisReply *d = dead_letters(c, "mb");
+    cr_assert_eq(d->elements, 1);
+    const redisReply *f = d->element[0]->element[1];
+    cr_assert_eq(f->element[3]->len, huge);
+    cr_assert_eq(memcmp(f->element[3]->str, blob, huge), 0);
+    freeReplyObject(d);
+    free(blob);
     stx_processor_free(p);
     redisFree(c);
 }
