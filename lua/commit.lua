@@ -14,25 +14,13 @@
 --         {"DUP", id...} when some ids were committed before (id <= stored
 --           offset, or no longer pending): nothing is written except the
 --           acknowledgement of those ids that are still pending;
+--         {"BEHIND", id, consumer} when an entry at or below the last id is
+--           pending outside the batch: nothing is written;
 --         {"FENCED", current epoch}; {"NOGROUP", message};
 --         {"WRONGTYPE", key, type}; {"BADARGS", message}.
 
 -- #include ids.lua
 
--- Lua's unpack() is limited by the C stack (about 8000 values), and an
--- error after the first write would leave a partial commit: large argument
--- lists go out in bounded chunks.
-local CHUNK = 1000
-local function call_chunked(prefix, list, width)
-  local i = 1
-  while i <= #list do
-    local args = {unpack(prefix)}
-    local last = math.min(#list, i + CHUNK * width - 1)
-    for j = i, last do args[#args + 1] = list[j] end
-    redis.call(unpack(args))
-    i = last + 1
-  end
-end
 local stream, meta, state = KEYS[1], KEYS[2], KEYS[3]
 local group, epoch = ARGV[1], ARGV[2]
 
@@ -57,9 +45,8 @@ end
 -- Decode the arguments fully before touching anything.
 local pos = 3
 local n_ids = tonumber(ARGV[pos]); pos = pos + 1
-if not n_ids or n_ids < 1 then return {'BADARGS', 'no ids'} end
-local ids = {}
-for i = 1, n_ids do ids[i] = ARGV[pos]; pos = pos + 1 end
+if not n_ids or n_ids < 1 or n_ids > 1000 then return {'BADARGS', '1 to 1000 ids'} end
+pos = pos + n_ids
 local n_puts = tonumber(ARGV[pos]); pos = pos + 1
 local puts_at = pos
 pos = pos + 2 * n_puts
@@ -82,70 +69,68 @@ for i = 1, n_pubs do
 end
 if pos - 1 ~= #ARGV then return {'BADARGS', 'argument count'} end
 
--- Exactly-once: an id at or below the stored offset, or one the group no
--- longer holds as pending, was committed before.
+-- Nothing may stay pending at or below the end of the batch outside it: the
+-- offset moves past it, and it would later look committed.  Such an entry
+-- belongs to another consumer (a paused processor that read after the
+-- takeover, or a dead one not yet claimed): the caller claims it and
+-- handles it first.  Asking for one more than the batch can hold shows any
+-- such entry, and otherwise gives the whole pending range.
 local offset = redis.call('HGET', meta, 'offset') or '0-0'
 if not id_parse(offset) then return {'BADARGS', 'stored offset is not an id'} end
-for i = 1, n_ids do
-  if not id_parse(ids[i]) then return {'BADARGS', 'bad id ' .. ids[i]} end
-  if i > 1 and id_cmp(ids[i], ids[i - 1]) <= 0 then
-    return {'BADARGS', 'ids not ascending'}
-  end
-end
-
-local pending = redis.pcall('XPENDING', stream, group, ids[1], ids[n_ids], n_ids)
+local last = ARGV[3 + n_ids]
+local pending = redis.pcall('XPENDING', stream, group, '-', last, n_ids + 1)
 if type(pending) == 'table' and pending.err then
   if string.sub(pending.err, 1, 7) == 'NOGROUP' then return {'NOGROUP', pending.err} end
   return redis.error_reply(pending.err)
 end
+local in_batch = {}
+for i = 4, 3 + n_ids do in_batch[ARGV[i]] = true end
 local is_pending = {}
-for _, p in ipairs(pending) do is_pending[p[1]] = true end
-if #pending >= n_ids then
-  -- The count may have cut the reply short (the range can hold entries of
-  -- other consumers), so an id missing from it is asked for on its own.
-  for i = 1, n_ids do
-    if not is_pending[ids[i]] then
-      local one = redis.call('XPENDING', stream, group, ids[i], ids[i], 1)
-      if one[1] then is_pending[ids[i]] = true end
-    end
-  end
+for _, p in ipairs(pending) do
+  if not in_batch[p[1]] then return {'BEHIND', p[1], p[2]} end
+  is_pending[p[1]] = true
 end
 
+-- Exactly-once: an id at or below the stored offset, or one the group no
+-- longer holds as pending, was committed before.  Ids ascend, so only a
+-- first id at or below the offset needs a look at the others.
 local dups, stale_pending = {}, {}
-for i = 1, n_ids do
-  local at_or_below = id_cmp(ids[i], offset) <= 0
-  if at_or_below or not is_pending[ids[i]] then
-    dups[#dups + 1] = ids[i]
-    if at_or_below and is_pending[ids[i]] then stale_pending[#stale_pending + 1] = ids[i] end
+local below = id_cmp(ARGV[4], offset) <= 0
+for i = 4, 3 + n_ids do
+  local id = ARGV[i]
+  local at_or_below = below and id_cmp(id, offset) <= 0
+  if at_or_below or not is_pending[id] then
+    dups[#dups + 1] = id
+    if at_or_below and is_pending[id] then stale_pending[#stale_pending + 1] = id end
   end
 end
 if #dups > 0 then
   if #stale_pending > 0 then
-    call_chunked({'XACK', stream, group}, stale_pending, 1)
+    redis.call('XACK', stream, group, unpack(stale_pending))
   end
   local reply = {'DUP'}
   for i = 1, #dups do reply[i + 1] = dups[i] end
   return reply
 end
 
--- Writes.
-call_chunked({'XACK', stream, group}, ids, 1)
-redis.call('HSET', meta, 'offset', ids[n_ids])
+-- Writes.  The first one, XACK, also refuses malformed ids before anything
+-- is written.  unpack() takes ranges of ARGV, in bounded chunks.
+local function call_ranges(cmd, key, first, count, width)
+  local i = 0
+  while i < count do
+    local n = math.min(count - i, 1000)
+    local a = first + i * width
+    redis.call(cmd, key, unpack(ARGV, a, a + n * width - 1))
+    i = i + n
+  end
+end
+redis.call('XACK', stream, group, unpack(ARGV, 4, 3 + n_ids))
+redis.call('HSET', meta, 'offset', last)
 local new_seq = redis.call('HINCRBY', meta, 'seq', 1)
-if n_puts > 0 then
-  local args = {}
-  for i = 0, 2 * n_puts - 1 do args[i + 1] = ARGV[puts_at + i] end
-  call_chunked({'HSET', state}, args, 2)
-end
-if n_dels > 0 then
-  local args = {}
-  for i = 0, n_dels - 1 do args[i + 1] = ARGV[dels_at + i] end
-  call_chunked({'HDEL', state}, args, 1)
-end
+if n_puts > 0 then call_ranges('HSET', state, puts_at, n_puts, 2) end
+if n_dels > 0 then call_ranges('HDEL', state, dels_at, n_dels, 1) end
 for i = 1, n_pubs do
   local p = pubs[i]
-  local args = {KEYS[p[1]], '*'}
-  for j = 0, 2 * p[3] - 1 do args[j + 3] = ARGV[p[2] + j] end
-  redis.call('XADD', unpack(args))
+  redis.call('XADD', KEYS[p[1]], '*', unpack(ARGV, p[2], p[2] + 2 * p[3] - 1))
 end
 return {'OK', new_seq}

@@ -9,8 +9,9 @@
 -- stx.source_stream, stx.group, stx.source_id, stx.reason, stx.error,
 -- stx.attempts, stx.failed_at.  N comes first so a redrive restores exactly
 -- the original pairs, whatever their names.
--- Returns {"OK", seq}, {"DUP", id}, {"FENCED", epoch}, {"NOGROUP", msg},
--- {"WRONGTYPE", key, type}.
+-- Returns {"OK", seq}, {"DUP", id}, {"BEHIND", id, consumer} (an entry
+-- below it is pending under another consumer: nothing written),
+-- {"FENCED", epoch}, {"NOGROUP", msg}, {"WRONGTYPE", key, type}.
 local stream, meta, dlq = KEYS[1], KEYS[2], KEYS[3]
 local group, epoch, id = ARGV[1], ARGV[2], ARGV[3]
 
@@ -29,11 +30,13 @@ local offset = redis.call('HGET', meta, 'offset') or '0-0'
 if not id_parse(offset) then return {'BADARGS', 'stored offset is not an id'} end
 local c = id_cmp(id, offset)
 
-local pending = redis.pcall('XPENDING', stream, group, id, id, 1)
+-- As for a commit: nothing may stay pending below the entry outside it.
+local pending = redis.pcall('XPENDING', stream, group, '-', id, 2)
 if type(pending) == 'table' and pending.err then
   if string.sub(pending.err, 1, 7) == 'NOGROUP' then return {'NOGROUP', pending.err} end
   return redis.error_reply(pending.err)
 end
+if pending[1] and pending[1][1] ~= id then return {'BEHIND', pending[1][1], pending[1][2]} end
 if c <= 0 or not pending[1] then
   if pending[1] then redis.call('XACK', stream, group, id) end
   return {'DUP', id}

@@ -33,6 +33,11 @@ int stx_dead_letter(stx_processor *p, const char *id, const char *reason, const 
         if (rc == STX_ECONN || rc == STX_ETIMEOUT) p->started = 0; /* resync reads the offset */
         return stx_fail(p, rc, "dead-lettering entry %s: %s", id, p->conn.err);
     }
+    if (stx_reply_is(r, "BEHIND")) {
+        freeReplyObject(r);
+        rc = stx_claim_behind(p);
+        return rc != STX_OK ? rc : 1;
+    }
     if (stx_reply_is(r, "DUP")) {
         freeReplyObject(r);
         p->stats.duplicates++;

@@ -467,6 +467,21 @@ static int claim_pending(stx_processor *p)
     }
 }
 
+static void rewind_to_offset(stx_processor *p);
+
+/* A commit found an entry pending under another consumer below its batch
+ * (a paused processor read it after this one took over, or a dead one left
+ * it): take it over and read again from the offset, so it comes first. */
+int stx_claim_behind(stx_processor *p)
+{
+    stx_log(p, STX_LOG_WARN, "entries below the batch are pending under another consumer; "
+            "claiming them before going on");
+    int rc = claim_pending(p);
+    if (rc != STX_OK) return rc;
+    rewind_to_offset(p);
+    return STX_OK;
+}
+
 void stx_set_offset(stx_processor *p, stx_id id)
 {
     p->offset = id;
@@ -627,26 +642,8 @@ int stx_processor_start(stx_processor *p)
 
 static void sleep_ms(stx_processor *p, long ms);
 
-/* Wait (without taking anything) until the stream has an entry after last. */
-static int wait_for_entries(stx_processor *p, const char *last)
-{
-    char block[24];
-    snprintf(block, sizeof block, "%ld", p->conf.block_ms);
-    const char *argv[] = {"XREAD", "COUNT", "1", "BLOCK", block, "STREAMS", p->conf.stream, last};
-    redisReply *r;
-    stx_conn_set_timeout(&p->conn, p->conf.block_ms + p->conf.command_timeout_ms);
-    int rc = stx_conn_command(&p->conn, &r, 8, argv, NULL);
-    stx_conn_set_timeout(&p->conn, p->conf.command_timeout_ms);
-    if (rc != STX_OK) return conn_fail(p, rc, "waiting for entries (XREAD BLOCK)");
-    int got = r->type == REDIS_REPLY_ARRAY;
-    freeReplyObject(r);
-    return got;
-}
-
-/* Read the next batch: the own pending entries after the cursor first, new
- * entries after that.  *out is the script's reply (NULL when nothing came). */
-/* The read script's arguments, in p->read_argv (kept apart from p->argv so
- * a read can be pipelined behind a commit). */
+/* read.lua's arguments for the own pending list after the cursor, in
+ * p->read_argv (kept apart from p->argv, which may hold a commit). */
 static void build_read(stx_processor *p)
 {
     stx_argv *a = &p->read_argv;
@@ -658,70 +655,121 @@ static void build_read(stx_processor *p)
     stx_argv_add_ref(a, p->conf.group, strlen(p->conf.group));
     stx_argv_add_ref(a, p->consumer, strlen(p->consumer));
     stx_argv_add_u64(a, p->epoch);
-    /* Pending entries are re-read one at a time: each re-read raises an
-     * entry's delivery count, which decides when it is dead-lettered, so
-     * only the entry that is really retried should pay for it (an entry
-     * that crashes the process is then always alone). */
-    stx_argv_add_u64(a, p->reading_pending ? 1ull : (unsigned long long)p->conf.batch_size);
-    if (p->reading_pending) stx_argv_add_ref(a, p->read_cursor, strlen(p->read_cursor));
-    else stx_argv_add_ref(a, ">", 1);
+    /* One at a time: each re-read raises an entry's delivery count, which
+     * decides when it is dead-lettered, so only the entry really retried
+     * should pay for it (an entry that crashes the process is then alone). */
+    stx_argv_add_u64(a, 1);
+    stx_argv_add_ref(a, p->read_cursor, strlen(p->read_cursor));
 }
 
-static int read_batch(stx_processor *p, redisReply **out)
+/* XREADGROUP of new entries, with BLOCK when block_ms > 0, into p->read_argv. */
+static void build_new_read(stx_processor *p, long block_ms)
 {
-    *out = NULL;
+    stx_argv *a = &p->read_argv;
+    stx_argv_reset(a);
+    static const char *const head[] = {"XREADGROUP", "GROUP"};
+    for (int i = 0; i < 2; i++) stx_argv_add_ref(a, head[i], strlen(head[i]));
+    stx_argv_add_ref(a, p->conf.group, strlen(p->conf.group));
+    stx_argv_add_ref(a, p->consumer, strlen(p->consumer));
+    stx_argv_add_ref(a, "COUNT", 5);
+    stx_argv_add_u64(a, (unsigned long long)p->conf.batch_size);
+    if (block_ms > 0) {
+        stx_argv_add_ref(a, "BLOCK", 5);
+        stx_argv_add_u64(a, (unsigned long long)block_ms);
+    }
+    stx_argv_add_ref(a, "STREAMS", 7);
+    stx_argv_add_ref(a, p->conf.stream, strlen(p->conf.stream));
+    stx_argv_add_ref(a, ">", 1);
+}
+
+/* The entries of a plain XREADGROUP reply ([[stream, entries]] or nil). */
+static const redisReply *new_entries(const redisReply *r)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1) return NULL;
+    const redisReply *s = r->element[0];
+    if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 || s->element[1]->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    return s->element[1]->elements ? s->element[1] : NULL;
+}
+
+/* Read the next batch: the own pending entries after the cursor first,
+ * through read.lua (one at a time, with their delivery counts), then new
+ * entries with a plain XREADGROUP that waits up to block_ms.  New entries
+ * are read without fencing: what matters is that no commit moves the offset
+ * past an entry pending elsewhere, and commit.lua refuses exactly that.
+ * *owner is the reply to free (NULL when nothing came); *counts may be NULL
+ * (new entries: delivered once). */
+static int read_batch(stx_processor *p, redisReply **owner, const redisReply **entries,
+                      const redisReply **counts)
+{
+    *owner = NULL;
+    *entries = *counts = NULL;
     uint64_t now = monotonic_us();
-    if (!p->reading_pending && p->next_read_us > now) {
+    if (!p->reading_pending && p->next_read_us > now && !p->prefetched) {
         /* The last batch was partial: let entries gather (batch_delay_ms). */
         sleep_ms(p, (long)((p->next_read_us - now + 999) / 1000));
     }
     p->next_read_us = 0;
-    for (int waited = 0;;) {
+    for (;;) {
         redisReply *r;
         int rc;
-        if (p->prefetched) {
-            r = p->prefetched; /* read together with the last commit */
-            p->prefetched = NULL;
-        } else {
+        if (p->reading_pending) {
             build_read(p);
             rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_READ, &p->read_argv, 2, &r);
             if (rc != STX_OK) return conn_fail(p, rc, "read");
-        }
-        if (stx_reply_is(r, "OK") && r->elements == 3 && r->element[1]->type == REDIS_REPLY_ARRAY) {
-            size_t got = r->element[1]->elements;
-            if (got > 0) {
-                if (!p->reading_pending && p->conf.batch_delay_ms > 0 &&
-                    got < (size_t)p->conf.batch_size)
-                    p->next_read_us = monotonic_us() + (uint64_t)p->conf.batch_delay_ms * 1000u;
-                *out = r;
-                return STX_OK;
+            if (stx_reply_is(r, "OK") && r->elements == 3 && r->element[1]->type == REDIS_REPLY_ARRAY) {
+                if (r->element[1]->elements > 0) {
+                    *owner = r;
+                    *entries = r->element[1];
+                    *counts = r->element[2];
+                    return STX_OK;
+                }
+                freeReplyObject(r);
+                p->reading_pending = 0; /* own pending list done: go on with new entries */
+                continue;
             }
+            rc = stx_script_status(p, r, "read");
             freeReplyObject(r);
-            if (!p->reading_pending) return STX_OK;
-            p->reading_pending = 0; /* own pending list done: go on with new entries */
+            return rc;
+        }
+        int from_prefetch = p->prefetched != NULL;
+        if (from_prefetch) {
+            r = p->prefetched; /* read together with the last commit */
+            p->prefetched = NULL;
+        } else {
+            if (atomic_load(&p->stop)) return STX_OK;
+            build_new_read(p, p->conf.block_ms);
+            stx_conn_set_timeout(&p->conn, p->conf.block_ms + p->conf.command_timeout_ms);
+            rc = stx_conn_command(&p->conn, &r, (int)p->read_argv.n, p->read_argv.v,
+                                  p->read_argv.len);
+            stx_conn_set_timeout(&p->conn, p->conf.command_timeout_ms);
+            if (rc == STX_ENOGROUP || rc == STX_EWRONGTYPE)
+                return stx_fail(p, rc, "read: stream '%s' group '%s': %s%s", p->conf.stream,
+                                p->conf.group, p->conn.err,
+                                rc == STX_ENOGROUP ? "; restart the processor to create it again" : "");
+            if (rc != STX_OK) return conn_fail(p, rc, "read");
+        }
+        const redisReply *e = new_entries(r);
+        if (!e && from_prefetch) {
+            freeReplyObject(r); /* empty when sent: wait for entries now */
             continue;
         }
-        if (stx_reply_is(r, "EMPTY")) {
-            char last[STX_ID_MAX] = "0-0";
-            const char *l = elem_str(r, 1);
-            if (l && strlen(l) < sizeof last) strcpy(last, l);
+        if (!e) {
             freeReplyObject(r);
-            if (waited || atomic_load(&p->stop)) return STX_OK;
-            rc = wait_for_entries(p, last);
-            if (rc <= 0) return rc;
-            waited = 1;
-            continue;
+            return STX_OK; /* nothing within block_ms */
         }
-        rc = stx_script_status(p, r, "read");
-        freeReplyObject(r);
-        return rc;
+        if (p->conf.batch_delay_ms > 0 && e->elements < (size_t)p->conf.batch_size)
+            p->next_read_us = monotonic_us() + (uint64_t)p->conf.batch_delay_ms * 1000u;
+        *owner = r;
+        *entries = e;
+        return STX_OK;
     }
 }
 
 /* ---- commit ------------------------------------------------------------ */
 
 /* Outcome of a commit: landed, already committed (dups), or an error. */
-enum { COMMIT_OK = 0, COMMIT_DUP = 1 };
+enum { COMMIT_OK = 0, COMMIT_DUP = 1, COMMIT_BEHIND = 2 };
 
 static void apply_batch(stx_processor *p)
 {
@@ -768,8 +816,8 @@ static int send_commit(stx_processor *p, size_t numkeys, int prefetch, redisRepl
         return stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_COMMIT, &p->argv, numkeys, r);
     int rc = stx_script_append(&p->scripts, &p->conn, STX_SCRIPT_COMMIT, &p->argv, numkeys);
     if (rc == STX_OK) {
-        build_read(p);
-        rc = stx_script_append(&p->scripts, &p->conn, STX_SCRIPT_READ, &p->read_argv, 2);
+        build_new_read(p, 0);
+        rc = stx_conn_append(&p->conn, (int)p->read_argv.n, p->read_argv.v, p->read_argv.len);
     }
     if (rc != STX_OK) return rc;
     /* Both replies are read before anything else is sent: after a lost
@@ -778,7 +826,7 @@ static int send_commit(stx_processor *p, size_t numkeys, int prefetch, redisRepl
     redisReply *next = NULL;
     rc = stx_conn_read(&p->conn, r);
     int rrc = rc == STX_ECONN || rc == STX_ETIMEOUT ? rc : stx_conn_read(&p->conn, &next);
-    if (rrc == STX_OK) p->prefetched = next; /* a NOSCRIPT read did not run: nothing taken */
+    if (rrc == STX_OK) p->prefetched = next;
     else if (rc == STX_OK && (rrc == STX_ECONN || rrc == STX_ETIMEOUT)) p->started = 0;
     if (rc == STX_ENOTFOUND) {
         /* The commit did not run: load the scripts and send it again. */
@@ -786,7 +834,6 @@ static int send_commit(stx_processor *p, size_t numkeys, int prefetch, redisRepl
         p->scripts.s[STX_SCRIPT_COMMIT].sha[0] = '\0';
         rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_COMMIT, &p->argv, numkeys, r);
     }
-    if (rrc == STX_ENOTFOUND) p->scripts.s[STX_SCRIPT_READ].sha[0] = '\0';
     return rc;
 }
 
@@ -867,6 +914,12 @@ static int commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int p
         p->stats.commits++;
         p->stats.committed += n;
         return COMMIT_OK;
+    }
+    if (stx_reply_is(r, "BEHIND")) {
+        freeReplyObject(r);
+        discard_batch(p);
+        int c = stx_claim_behind(p);
+        return c != STX_OK ? c : COMMIT_BEHIND;
     }
     if (stx_reply_is(r, "DUP")) {
         for (size_t i = 1; i < r->elements; i++) {
@@ -1046,6 +1099,7 @@ static int process(stx_processor *p, struct stx_msg *const *msgs, size_t n, int 
     if (first) {
         int c = commit(p, msgs, first, 0);
         if (c < 0) return c;
+        if (c == COMMIT_BEHIND) return PROCESS_AGAIN;
         if (c == COMMIT_OK) return stx_fail(p, STX_EREDIS, "commit accepted entries at or below the offset");
     }
 
@@ -1069,6 +1123,7 @@ static int process(stx_processor *p, struct stx_msg *const *msgs, size_t n, int 
     if (ntodo) {
         int c = commit(p, todo, ntodo, !v.msg && first + ntodo == n);
         if (c < 0) return c;
+        if (c == COMMIT_BEHIND) return PROCESS_AGAIN;
         if (c == COMMIT_DUP) {
             /* Some were committed behind our back: what the handlers saw may
              * be stale, so read the rest again against the fresh offset. */
@@ -1150,10 +1205,10 @@ static int resync(stx_processor *p)
 static int poll_once(stx_processor *p)
 {
     redisReply *r;
-    int rc = read_batch(p, &r);
+    const redisReply *entries, *counts;
+    int rc = read_batch(p, &r, &entries, &counts);
     if (rc != STX_OK) return rc;
     if (!r) return 0;
-    const redisReply *entries = r->element[1], *counts = r->element[2];
     size_t n = entries->elements;
     struct stx_msg *msgs = calloc(n, sizeof *msgs);
     struct stx_msg **ptrs = calloc(n, sizeof *ptrs);
@@ -1169,7 +1224,7 @@ static int poll_once(stx_processor *p)
     for (size_t i = 0; i < n; i++) {
         int d = stx_msg_decode(&msgs[i], entries->element[i], p->conf.stream, p->conf.max_fields,
                                p->conf.max_value_bytes, &why);
-        if (counts->type == REDIS_REPLY_ARRAY && i < counts->elements &&
+        if (counts && counts->type == REDIS_REPLY_ARRAY && i < counts->elements &&
             counts->element[i]->type == REDIS_REPLY_INTEGER && counts->element[i]->integer > 0)
             msgs[i].delivery_count = (uint64_t)counts->element[i]->integer;
         if (d != STX_OK) {
@@ -1190,7 +1245,10 @@ static int poll_once(stx_processor *p)
                           p->conf.stream, why);
         } else {
             rc = stx_dead_letter(p, m->id, "undecodable", why, m->delivery_count);
-            if (rc == STX_OK)
+            if (rc == PROCESS_AGAIN) {
+                rc = STX_OK;
+                prc = PROCESS_AGAIN;
+            } else if (rc == STX_OK)
                 rc = stx_fail(p, STX_EHANDLER, "entry %s of stream '%s' moved to the dead-letter "
                               "stream: %s", m->id, p->conf.stream, why);
         }

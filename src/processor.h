@@ -127,7 +127,10 @@ int stx_script_status(stx_processor *p, const redisReply *r, const char *what);
 void stx_set_offset(stx_processor *p, stx_id id);
 /* Record the current seq and offset in the LMDB snapshot (no state change). */
 void stx_snapshot_meta(stx_processor *p);
-/* Move entry id to the dead-letter stream (dlq.c). */
+/* Claim entries pending under other consumers and rewind (a BEHIND answer). */
+int stx_claim_behind(stx_processor *p);
+/* Move entry id to the dead-letter stream (dlq.c).  STX_OK, 1 when it must
+ * wait (entries below it were claimed; read again), or an error. */
 int stx_dead_letter(stx_processor *p, const char *id, const char *reason, const char *error,
                     uint64_t attempts);
 

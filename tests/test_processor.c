@@ -414,3 +414,48 @@ Test(processor, batch_delay_lets_a_partial_batch_gather)
     stx_processor_free(p);
     redisFree(c);
 }
+
+static stx_processor *named(const char *stream, const char *consumer, struct counter_ctx *ctx)
+{
+    stx_config *c = stx_config_new();
+    stx_config_set(c, "url", R.url, NULL, 0);
+    stx_config_set(c, "stream", stream, NULL, 0);
+    stx_config_set(c, "group", "g", NULL, 0);
+    stx_config_set(c, "consumer", consumer, NULL, 0);
+    stx_config_set(c, "block_ms", "50", NULL, 0);
+    stx_config_set(c, "log_level", "error", NULL, 0);
+    stx_config_set_handler(c, count_handler, ctx);
+    stx_processor *p;
+    cr_assert_eq(stx_processor_new(&p, c), STX_OK);
+    stx_config_free(c);
+    return p;
+}
+
+Test(processor, entries_a_fenced_processor_took_are_claimed_before_the_offset_passes_them)
+{
+    redisContext *c = test_redis_connect(&R);
+    struct counter_ctx ca = {NULL, -1, 0}, cb = {NULL, -1, 0};
+    produce(c, "zr", 10, 1);
+    stx_processor *a = named("zr", "A", &ca);
+    cr_assert_eq(drain(a), 10);
+    /* B takes over; A, not knowing, reads five new entries into its own
+     * pending list, handles them, and is refused at its commit. */
+    stx_processor *b = named("zr", "B", &cb);
+    cr_assert_eq(stx_processor_start(b), STX_OK);
+    produce(c, "zr", 5, 1);
+    cr_assert_eq(stx_processor_poll(a), STX_EFENCED);
+    cr_assert(strstr(stx_processor_errmsg(a), "commit refused"), "%s", stx_processor_errmsg(a));
+    cr_assert_eq(pending_count(c, "zr", "g"), 5);
+    /* B reads the next five; committing them would carry the offset past
+     * A's five, so B claims those first and applies all ten once. */
+    produce(c, "zr", 5, 1);
+    cr_assert_eq(drain(b), 10);
+    cr_assert_eq(redis_state_i64(c, "zr", "g", "total"), 20);
+    cr_assert_eq(pending_count(c, "zr", "g"), 0);
+    char last[64];
+    last_id(c, "zr", last, sizeof last);
+    cr_assert_str_eq(stx_processor_offset(b), last);
+    stx_processor_free(a);
+    stx_processor_free(b);
+    redisFree(c);
+}
