@@ -311,6 +311,14 @@ static int state_add(void *ud, const void *key, size_t key_len, const void *valu
     return stx_sm_put(&p->state, key, key_len, value, value_len, flags) ? STX_OK : STX_ENOMEM;
 }
 
+/* A record the snapshot already validated (checksum and msgpack). */
+static int state_add_checked(void *ud, const void *key, size_t key_len, const void *value,
+                             size_t value_len)
+{
+    stx_processor *p = ud;
+    return stx_sm_put(&p->state, key, key_len, value, value_len, 0) ? STX_OK : STX_ENOMEM;
+}
+
 /* Read the whole state hash in HSCAN pages, so no reply holds all of it. */
 static int load_from_redis(stx_processor *p)
 {
@@ -414,7 +422,9 @@ static int try_snapshot(stx_processor *p)
         return 0;
     }
     stx_sm_clear(&p->state);
-    rc = stx_snapshot_load(p->snap, state_add, p);
+    size_t count;
+    if (stx_snapshot_count(p->snap, &count) == STX_OK) stx_sm_reserve(&p->state, count);
+    rc = stx_snapshot_load(p->snap, state_add_checked, p);
     if (rc != STX_OK) {
         stx_log(p, STX_LOG_WARN, "LMDB snapshot damaged (%s); rebuilding from Redis",
                 stx_snapshot_errmsg(p->snap));

@@ -769,6 +769,29 @@ int stx_snapshot_load(stx_snapshot *s, stx_snapshot_record_fn cb, void *ud)
     return rc;
 }
 
+int stx_snapshot_count(stx_snapshot *s, size_t *count)
+{
+    *count = 0;
+    if (s == NULL)
+        return STX_EINVAL;
+    int rc = read_ready(s);
+    if (rc != STX_OK)
+        return rc;
+    MDB_txn *txn = NULL;
+    MDB_stat st;
+    int m = txn_begin(s, MDB_RDONLY, &txn);
+    if (m == 0)
+        m = mdb_stat(txn, s->dbi_state, &st);
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    if (m != 0) {
+        set_err(s, "snapshot count in '%s' failed: %s", s->dir, mdb_strerror(m));
+        return STX_ESNAPSHOT;
+    }
+    *count = st.ms_entries;
+    return STX_OK;
+}
+
 /* Grow the map ahead of a write when the file uses more than half of it.
  * Failure is not an error here: the write may still fit. */
 static void grow_ahead(stx_snapshot *s)

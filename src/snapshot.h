@@ -39,6 +39,9 @@ typedef int (*stx_snapshot_record_fn)(void *ud, const void *key, size_t key_len,
                                       const void *value, size_t value_len);
 int stx_snapshot_load(stx_snapshot *s, stx_snapshot_record_fn cb, void *ud);
 
+/* Number of state records (to size the table they are loaded into). */
+int stx_snapshot_count(stx_snapshot *s, size_t *count);
+
 /* Write transaction: begin (clear = drop every record and the meta first),
  * put/del records, then commit with the new meta, or abort. */
 int stx_snapshot_begin(stx_snapshot *s, int clear);

@@ -73,6 +73,13 @@ static int resize(stx_statemap *m, size_t cap)
     return 0;
 }
 
+int stx_sm_reserve(stx_statemap *m, size_t n)
+{
+    size_t cap = m->cap ? m->cap : 16;
+    while (n * 4 > cap * 3) cap *= 2;
+    return cap > m->cap ? resize(m, cap) : 0;
+}
+
 stx_sm_entry *stx_sm_put(stx_statemap *m, const void *key, size_t key_len, const void *value,
                          size_t value_len, uint32_t flags)
 {

@@ -30,6 +30,9 @@ void stx_sm_init(stx_statemap *m);
 void stx_sm_free(stx_statemap *m);
 void stx_sm_clear(stx_statemap *m);   /* free the entries, keep the table */
 
+/* Make room for n entries without growing (e.g. before a bulk load). */
+int stx_sm_reserve(stx_statemap *m, size_t n);
+
 stx_sm_entry *stx_sm_find(const stx_statemap *m, const void *key, size_t key_len);
 /* Insert or replace (copies both).  Returns the entry or NULL on ENOMEM. */
 stx_sm_entry *stx_sm_put(stx_statemap *m, const void *key, size_t key_len, const void *value,
