@@ -1,0 +1,140 @@
+/* Mode "compare": the library against the limit at batch 1, 16 and 128, and
+ * against the naive baseline, on the same workload (1000 SKUs, one seed).
+ *
+ * The machine is shared and its speed drifts, so the contenders of a ratio
+ * run in alternating rounds (library then limit, then limit then library,
+ * ...; the naive baseline alternates with the library at batch 128), each
+ * round on a freshly emptied Redis with its entries preloaded.  A figure
+ * is all its messages over all its seconds; the rounds show the spread. */
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+
+#define NSKUS 1000
+#define SEED 0x5eedbe4c4ull
+
+static const char *const stream = "bench:inv";
+static const char *const group = "inv";
+static const char *const alerts = "bench:inv:alerts";
+
+/* Empty Redis and preload n entries; the model learns what they must do. */
+static void prepare(redisContext *c, long n, wl_model *m)
+{
+    wl_gen g;
+
+    bench_flushall(c);
+    wl_gen_init(&g, NSKUS, SEED);
+    wl_model_init(m, NSKUS);
+    wl_preload_stream(c, stream, &g, n, m);
+}
+
+static void check(redisContext *c, const char *state_key, const wl_model *m, tally *t,
+                  const char *what)
+{
+    char why[256] = "";
+
+    if (wl_verify(c, state_key, alerts, m, 1, why, sizeof why) != 0) {
+        t->mismatches++;
+        bench_note("  %s: result differs from the model: %s", what, why);
+    }
+}
+
+enum { LIB, LIMIT, NAIVE };
+
+static void run_one(const bench_env *env, redisContext *c, int who, long batch, long n,
+                    tally *t)
+{
+    char state_key[256];
+    run_result res;
+    wl_model m;
+
+    prepare(c, n, &m);
+    if (who == LIB) {
+        lib_run r = {stream, group, alerts, batch, NULL};
+
+        bench_key(state_key, sizeof state_key, stream, group, "state");
+        lib_process(env, c, &r, n, &res);
+        tally_add(t, &res, c);
+        check(c, state_key, &m, t, "library");
+    } else if (who == LIMIT) {
+        bench_key(state_key, sizeof state_key, stream, group, "state");
+        freeReplyObject(bench_command(c, "XGROUP CREATE %s %s 0", stream, group));
+        bench_resetstat(c);
+        limit_process(c, stream, group, alerts, batch, n, &res);
+        tally_add(t, &res, c);
+        check(c, state_key, &m, t, "limit");
+    } else {
+        bench_key(state_key, sizeof state_key, stream, "naive", "state");
+        bench_resetstat(c);
+        naive_process(c, stream, state_key, "bench:inv:naive:offset", alerts, n, &res);
+        tally_add(t, &res, c);
+        check(c, state_key, &m, t, "naive");
+    }
+    wl_model_free(&m);
+}
+
+int mode_compare(const bench_env *env, const bench_opts *o)
+{
+    static const long batches[] = {1, 16, 128};
+    redisContext *c = bench_connect(env);
+    long per_round = (o->messages + o->rounds - 1) / o->rounds;
+    long naive_per_round = (o->naive_messages + o->rounds - 1) / o->rounds;
+    static tally lib[3], limit[3], naive;
+    double med, lo, hi;
+
+    bench_note("%ld rounds per batch size; per round %ld messages each for the library and the "
+               "limit, %ld for the naive baseline (with batch 128)", o->rounds, per_round,
+               naive_per_round);
+    for (int b = 0; b < 3; b++) {
+        char suffix[16], key[64];
+
+        snprintf(suffix, sizeof suffix, "_b%ld", batches[b]);
+        for (int i = 0; i < o->rounds; i++) {
+            if (i % 2 == 0) {
+                run_one(env, c, LIB, batches[b], per_round, &lib[b]);
+                run_one(env, c, LIMIT, batches[b], per_round, &limit[b]);
+            } else {
+                run_one(env, c, LIMIT, batches[b], per_round, &limit[b]);
+                run_one(env, c, LIB, batches[b], per_round, &lib[b]);
+            }
+            if (batches[b] == 128)
+                run_one(env, c, NAIVE, 0, naive_per_round, &naive);
+        }
+        bench_note("batch %ld", batches[b]);
+        tally_print(&lib[b], "lib", suffix, "xread");
+        tally_print(&limit[b], "limit", suffix, "xreadgroup");
+        ratio_spread(lib[b].mps, limit[b].mps, lib[b].rounds, &med, &lo, &hi);
+        bench_note("  library / limit: %.3f (rounds: median %.3f, %.3f to %.3f)",
+                   tally_mps(&lib[b]) / tally_mps(&limit[b]), med, lo, hi);
+        snprintf(key, sizeof key, "ratio_to_limit%s", suffix);
+        bench_kv(key, "%.3f", tally_mps(&lib[b]) / tally_mps(&limit[b]));
+        snprintf(key, sizeof key, "ratio_to_limit%s_round_median", suffix);
+        bench_kv(key, "%.3f", med);
+        snprintf(key, sizeof key, "ratio_to_limit%s_round_min", suffix);
+        bench_kv(key, "%.3f", lo);
+        snprintf(key, sizeof key, "ratio_to_limit%s_round_max", suffix);
+        bench_kv(key, "%.3f", hi);
+        /* Redis CPU per message is little affected by the machine's load:
+         * when one Redis serves many processors, this is the ratio of
+         * what it can carry. */
+        snprintf(key, sizeof key, "redis_cpu_ratio%s", suffix);
+        bench_kv(key, "%.3f", (limit[b].redis_cpu_s / (double)limit[b].messages) /
+                                  (lib[b].redis_cpu_s / (double)lib[b].messages));
+    }
+
+    bench_note("naive baseline (XREAD COUNT 1; MULTI/HSET/SET/[XADD]/EXEC, one round trip each)");
+    tally_print(&naive, "naive", "", NULL);
+    ratio_spread(lib[2].mps, naive.mps, naive.rounds, &med, &lo, &hi);
+    bench_note("  library batch 128 / naive: %.1fx (rounds: median %.1fx, %.1fx to %.1fx)",
+               tally_mps(&lib[2]) / tally_mps(&naive), med, lo, hi);
+    bench_kv("speedup_over_naive", "%.1f", tally_mps(&lib[2]) / tally_mps(&naive));
+    bench_kv("speedup_over_naive_round_median", "%.1f", med);
+    /* What the same Redis work without any checks reaches: an upper bound of
+     * any library's speedup on this machine. */
+    bench_kv("limit_speedup_over_naive", "%.1f", tally_mps(&limit[2]) / tally_mps(&naive));
+
+    bench_flushall(c);
+    redisFree(c);
+    return 0;
+}

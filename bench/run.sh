@@ -1,0 +1,286 @@
+#!/usr/bin/env bash
+# Benchmarks of streamtx (see bench/README.md).  From any directory:
+#
+#   bench/run.sh
+#
+# Builds Release into build-bench/, starts a private redis-server on a free
+# loopback port in a temporary directory (no persistence: --save "" and
+# --appendonly no, so the figures are of the library and Redis, not of a
+# disk), runs the bench modes, prints a summary table and key=value lines,
+# stops Redis and removes the directory.
+#
+# Environment (defaults in brackets):
+#   BENCH_MESSAGES [200000]         messages per throughput figure (summed over rounds)
+#   BENCH_ROUNDS [10]               interleaved rounds per throughput figure
+#   BENCH_NAIVE_MESSAGES [20000]    messages of the naive baseline
+#   BENCH_STATE_KEYS [1000000]      keys of the large state
+#   BENCH_LATENCY_RATE [5000]       messages/s in the latency run
+#   BENCH_LATENCY_SECONDS [10]      length of the latency run
+#   BENCH_CALLGRIND_MESSAGES [20000] messages of the callgrind run (0 skips it)
+#   BENCH_ONLY                      comma-separated subset of
+#                                   compare,state,latency,callgrind
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$(pwd)
+
+messages=${BENCH_MESSAGES:-200000}
+rounds=${BENCH_ROUNDS:-10}
+naive_messages=${BENCH_NAIVE_MESSAGES:-20000}
+state_keys=${BENCH_STATE_KEYS:-1000000}
+latency_rate=${BENCH_LATENCY_RATE:-5000}
+latency_seconds=${BENCH_LATENCY_SECONDS:-10}
+cg_messages=${BENCH_CALLGRIND_MESSAGES:-20000}
+only=${BENCH_ONLY:-compare,state,latency,callgrind}
+
+die() {
+  echo "bench/run.sh: $*" >&2
+  exit 1
+}
+wanted() { [[ ",$only," == *",$1,"* ]]; }
+
+for tool in cmake redis-server redis-cli; do
+  command -v "$tool" >/dev/null || die "$tool not found (scripts/deps.sh build; apt-get install redis-server)"
+done
+
+# --- build -----------------------------------------------------------------
+echo "=== build (Release, build-bench/)"
+cmake -S "$root" -B "$root/build-bench" -DCMAKE_BUILD_TYPE=Release -DSTX_BUILD_TESTS=OFF \
+  -DSTX_BUILD_EXAMPLES=OFF -DSTX_BUILD_BENCH=ON >/dev/null
+cmake --build "$root/build-bench" -j"$(nproc 2>/dev/null || echo 2)" --target stx_bench >/dev/null
+bin=$root/build-bench/bench/stx_bench
+[ -x "$bin" ] || die "$bin was not built"
+
+# --- private redis-server --------------------------------------------------
+tmp=$(mktemp -d /tmp/stx-bench-XXXXXX)
+redis_pid=
+results=$tmp/results
+
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+  if [ -n "$redis_pid" ]; then
+    kill "$redis_pid" 2>/dev/null || true
+    wait "$redis_pid" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_busy() {
+  command -v ss >/dev/null 2>&1 && ss -Hltn "sport = :$1" 2>/dev/null | grep -q .
+}
+
+start_redis() {
+  local try port deadline pid_seen
+  for try in $(seq 1 20); do
+    port=$((20000 + RANDOM % 30000))
+    if port_busy "$port"; then continue; fi
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$tmp" --save "" --appendonly no \
+      --latency-monitor-threshold 10 --daemonize no --logfile "$tmp/redis.log" \
+      --protected-mode no </dev/null >/dev/null 2>&1 &
+    redis_pid=$!
+    deadline=$(($(date +%s) + 10))
+    while [ "$(date +%s)" -le "$deadline" ]; do
+      if ! kill -0 "$redis_pid" 2>/dev/null; then
+        wait "$redis_pid" 2>/dev/null || true
+        redis_pid=
+        if grep -q "Address already in use" "$tmp/redis.log" 2>/dev/null; then
+          rm -f "$tmp/redis.log"
+          continue 2
+        fi
+        tail -n 20 "$tmp/redis.log" >&2 2>/dev/null || true
+        die "redis-server failed to start (try $try, port $port)"
+      fi
+      pid_seen=$(redis-cli -h 127.0.0.1 -p "$port" INFO server 2>/dev/null |
+        tr -d '\r' | sed -n 's/^process_id://p' || true)
+      if [ "$pid_seen" = "$redis_pid" ]; then
+        PORT=$port
+        return 0
+      fi
+      sleep 0.05
+    done
+    die "redis-server on port $port did not answer within 10 s"
+  done
+  die "no free port found in 20 tries"
+}
+
+start_redis
+redis_version=$(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')
+echo "=== redis-server $redis_version on 127.0.0.1:$PORT, dir $tmp"
+echo "    persistence off (--save \"\" --appendonly no): the bench measures the library"
+echo "    against Redis, not against a disk"
+echo "    machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
+{
+  echo "redis_version=$redis_version"
+  echo "cores=$(nproc)"
+  echo "loadavg_start=$(cut -d' ' -f1 /proc/loadavg)"
+} >"$results"
+
+rcli() { redis-cli -h 127.0.0.1 -p "$PORT" "$@"; }
+
+# CPU steal (time the hypervisor gave to others) between two /proc/stat
+# "cpu" lines, in percent of all CPU time.
+steal_pct() {
+  printf '%s\n%s\n' "$1" "$2" | awk '
+    { for (i = 2; i <= 9; i++) if (NR == 1) x[i] = $i; else d[i] = $i - x[i] }
+    END { t = 0; for (i = 2; i <= 9; i++) t += d[i]; printf "%.0f", t ? 100 * d[9] / t : 0 }'
+}
+# The slowest "fast-command" (O(1) command) Redis saw since LATENCY RESET, in
+# ms (0: none over the 10 ms threshold).  A slow O(1) command means the
+# machine stalled Redis, not that the work was slow.
+fast_command_max_ms() {
+  rcli LATENCY LATEST | awk '{ l[NR] = $0 } END { m = 0; for (i = 1; i <= NR; i++) if (l[i] == "fast-command") m = l[i + 3]; print m + 0 }'
+}
+
+# phase NAME TITLE COMMAND...: one phase; key=value lines go to $results.
+phase() {
+  local name=$1 title=$2 t0 c0 c1 st fm
+  shift 2
+  echo
+  echo "=== $title"
+  t0=$(date +%s)
+  c0=$(head -1 /proc/stat)
+  rcli LATENCY RESET >/dev/null
+  "$@"
+  c1=$(head -1 /proc/stat)
+  st=$(steal_pct "$c0" "$c1")
+  fm=$(fast_command_max_ms)
+  echo "    ($(($(date +%s) - t0)) s; CPU steal ${st}%; slowest O(1) Redis command ${fm} ms)"
+  echo "steal_pct_$name=$st" >>"$results"
+  echo "redis_fast_command_max_ms_$name=$fm" >>"$results"
+}
+mode() { "$bin" "$@" --port "$PORT" --tmpdir "$tmp" | tee -a "$results" | sed -n 's/^# /  /p'; }
+
+if wanted compare; then
+  phase compare "throughput: library vs limit (batch 1, 16, 128) vs naive, $rounds interleaved rounds" \
+    mode compare --messages "$messages" --naive-messages "$naive_messages" --rounds "$rounds"
+fi
+if wanted state; then
+  phase state "state size, restart and memory ($state_keys keys)" \
+    mode state --messages "$messages" --state-keys "$state_keys" --rounds "$rounds"
+fi
+if wanted latency; then
+  phase latency "commit latency at $latency_rate msgs/s for $latency_seconds s" \
+    mode latency --rate "$latency_rate" --seconds "$latency_seconds"
+fi
+
+# Two runs of the same prepared stream: the whole program, then only what
+# happens inside stx_processor_poll().  Instruction counts do not depend on
+# the load of the machine.
+callgrind_phase() {
+  "$bin" callgrind-prepare --port "$PORT" --messages "$cg_messages"
+  valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.whole" \
+    "$bin" callgrind --port "$PORT" --messages "$cg_messages" --batch 128 \
+    >"$tmp/cg.whole.log" 2>&1 || { cat "$tmp/cg.whole.log" >&2; die "callgrind run failed"; }
+  "$bin" callgrind-prepare --port "$PORT" --messages "$cg_messages"
+  valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.poll" \
+    --toggle-collect=stx_processor_poll \
+    "$bin" callgrind --port "$PORT" --messages "$cg_messages" --batch 128 \
+    >"$tmp/cg.poll.log" 2>&1 || { cat "$tmp/cg.poll.log" >&2; die "callgrind run failed"; }
+  "$root/bench/callgrind_report.sh" "$tmp/cg.whole" "$tmp/cg.poll" "$cg_messages" |
+    tee -a "$results" | sed -n 's/^# /  /p'
+}
+if wanted callgrind && [ "$cg_messages" -gt 0 ]; then
+  if ! command -v valgrind >/dev/null || ! command -v callgrind_annotate >/dev/null; then
+    echo
+    echo "=== callgrind: skipped, valgrind is not installed (apt-get install valgrind)"
+    echo "callgrind_skipped=valgrind_not_installed" >>"$results"
+  else
+    phase callgrind "callgrind: instructions per message, $cg_messages messages, batch 128" \
+      callgrind_phase
+  fi
+fi
+
+echo "loadavg_end=$(cut -d' ' -f1 /proc/loadavg)" >>"$results"
+
+# --- summary ---------------------------------------------------------------
+echo
+echo "=== summary"
+echo "    Ratios compare contenders run in alternating rounds on the same Redis;"
+echo "    absolute numbers move by 30% or more between runs on a shared machine."
+awk -F= '
+  /^[a-z_0-9]+=/ { v[$1] = substr($0, length($1) + 2) }
+  function has(k) { return k in v }
+  function row(label, val, tgt) { printf "  %-46s %18s   %s\n", label, val, tgt }
+  function num(k, fmt) { return has(k) ? sprintf(fmt, v[k]) : "-" }
+  function spread(k) {
+    return has(k "_round_min") ? sprintf("%.2f-%.2f", v[k "_round_min"], v[k "_round_max"]) : "-"
+  }
+  # target(k, op, bound, text): "met" / "NOT met" / "not measured"
+  function target(k, op, bound, text,   x, ok) {
+    if (!has(k)) return text ": not measured"
+    x = v[k] + 0
+    ok = (op == ">=") ? (x >= bound) : (x < bound)
+    return text ": " (ok ? "met" : "NOT met")
+  }
+  END {
+    row("figure", "value", "target")
+    for (b = 1; b <= 128; b *= (b == 1 ? 16 : 8)) {
+      row("library msgs/s, batch " b, num("lib_msgs_per_s_b" b, "%d"), "")
+      row("limit msgs/s, batch " b, num("limit_msgs_per_s_b" b, "%d"), "")
+      row("library / limit, batch " b, num("ratio_to_limit_b" b, "%.2f"),
+          b == 128 ? target("ratio_to_limit_b128", ">=", 0.6, ">= 0.6") : "")
+      row("  per round: median (min-max)", num("ratio_to_limit_b" b "_round_median", "%.2f") \
+          " (" spread("ratio_to_limit_b" b) ")", "")
+      row("  Redis CPU per message, limit / library", num("redis_cpu_ratio_b" b, "%.2f"), "")
+    }
+    row("naive msgs/s", num("naive_msgs_per_s", "%d"), "")
+    row("speedup over naive (library b128 / naive)", num("speedup_over_naive", "%.1fx"),
+        target("speedup_over_naive", ">=", 25, ">= 25x"))
+    row("  per round: median", num("speedup_over_naive_round_median", "%.1fx"), "")
+    row("  reference: limit b128 / naive", num("limit_speedup_over_naive", "%.1fx"), "")
+    row("msgs/s, 10 state keys, batch 128", num("state_10_msgs_per_s", "%d"), "")
+    row("msgs/s, " num("state_big_keys", "%d") " state keys, batch 128",
+        num("state_big_msgs_per_s", "%d"), "")
+    row("state size ratio (big / 10 keys)", num("state_size_ratio", "%.2f"),
+        target("state_size_ratio", ">=", 0.8, ">= 0.8"))
+    row("  per round: median", num("state_size_ratio_round_median", "%.2f"), "")
+    row("  control: big state, entries on 10 keys", num("state_big_hot10_msgs_per_s", "%d"), "")
+    row("restart, state from Redis (s, median of 3)", num("restart_redis_s", "%.3f"), "")
+    row("restart, state from LMDB snapshot (s, median)", num("restart_lmdb_s", "%.3f"), "")
+    row("LMDB restart speedup", num("lmdb_restart_speedup", "%.1fx"),
+        target("lmdb_restart_speedup", ">=", 5, ">= 5x"))
+    row("resident memory per state key (bytes)", num("rss_bytes_per_key", "%.0f"), "")
+    row("commit latency p50 at " num("latency_rate_msgs_per_s", "%d") " msgs/s (us)",
+        num("latency_p50_us", "%d"), "")
+    row("commit latency p99 (us)", num("latency_p99_us", "%d"),
+        target("latency_p99_us", "<", 2000, "< 2000 us"))
+    row("end-to-end latency p50 / p99 (us)",
+        num("e2e_latency_p50_us", "%d") " / " num("e2e_latency_p99_us", "%d"), "")
+    row("  machine: 1 ms sleep overshoot p99 / max (us)",
+        num("latency_hiccup_p99_us", "%d") " / " num("latency_hiccup_max_us", "%d"), "")
+    row("instructions/msg in poll minus redisGetReply", num("callgrind_ir_per_msg", "%d"), "")
+    row("instructions/msg, whole program", num("callgrind_total_ir_per_msg", "%d"), "")
+    row("instructions/msg, library code only", num("callgrind_lib_only_ir_per_msg", "%d"), "")
+    split("compare state latency callgrind", ph, " ")
+    for (i = 1; i <= 4; i++)
+      if (has("steal_pct_" ph[i]))
+        row("host: CPU steal / slowest O(1) cmd, " ph[i],
+            v["steal_pct_" ph[i]] "% / " v["redis_fast_command_max_ms_" ph[i]] " ms", "")
+    bad = ""
+    for (k in v) if (k ~ /verified/ && v[k] != "yes") bad = bad " " k
+    if (has("restart_lmdb_used_snapshot") && v["restart_lmdb_used_snapshot"] != "yes")
+      bad = bad " restart_lmdb_used_snapshot"
+    if (bad != "") printf "\n  WARNING: results differ from the model in:%s\n", bad
+    else printf "\n  every run left exactly the state and alerts that the model predicts\n"
+  }' "$results"
+
+# machine-readable: the key=value lines, then one line per target
+echo
+echo "=== key=value"
+grep -E '^[a-z_0-9]+=' "$results"
+awk -F= '
+  /^[a-z_0-9]+=/ { v[$1] = $2 }
+  function t(name, k, op, bound,   ok) {
+    if (!(k in v)) { print "target_" name "=not_measured"; return }
+    ok = (op == ">=") ? (v[k] + 0 >= bound) : (v[k] + 0 < bound)
+    print "target_" name "=" (ok ? "met" : "not_met")
+  }
+  END {
+    t("ratio_to_limit_b128", "ratio_to_limit_b128", ">=", 0.6)
+    t("speedup_over_naive", "speedup_over_naive", ">=", 25)
+    t("state_size_ratio", "state_size_ratio", ">=", 0.8)
+    t("lmdb_restart_speedup", "lmdb_restart_speedup", ">=", 5)
+    t("latency_p99_under_2ms", "latency_p99_us", "<", 2000)
+  }' "$results"
