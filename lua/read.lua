@@ -1,15 +1,14 @@
 #!lua
--- Deliver entries to the consumer, but only while the caller holds the
--- current epoch: a fenced processor must not take new entries into its
--- pending list, where the current holder would find them only after it had
--- committed past them.
+-- Re-read the consumer's own pending entries after a cursor, with their
+-- delivery counts, while the caller holds the current epoch.  New entries
+-- are read with a plain XREADGROUP; this script serves recovery, where the
+-- delivery count decides when an entry is dead-lettered.
 -- KEYS[1] stream, KEYS[2] meta hash
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] epoch, ARGV[4] count,
--- ARGV[5] '>' for new entries, or an id to re-read the consumer's own
--- pending entries after it.
+-- ARGV[5] the id after which to read the pending list
 -- Returns {"OK", entries, counts} where counts[i] is the delivery count of
--- entries[i]; {"EMPTY", last id of the stream} when '>' found nothing;
--- {"FENCED", current epoch}; {"NOGROUP", message}; {"WRONGTYPE", key, type}.
+-- entries[i]; {"FENCED", current epoch}; {"NOGROUP", message};
+-- {"WRONGTYPE", key, type}.
 local current = redis.call('HGET', KEYS[2], 'epoch')
 if current ~= ARGV[3] then
   return {'FENCED', current or '0'}
@@ -30,22 +29,9 @@ if type(r) == 'table' and r.err then
   return redis.error_reply(r.err)
 end
 
-local entries = {}
-if r and r[1] then
-  entries = r[1][2]
-end
-if #entries == 0 then
-  if ARGV[5] == '>' then
-    local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-    return {'EMPTY', last[1] and last[1][1] or '0-0'}
-  end
-  return {'OK', entries, {}}
-end
-
+local entries = r and r[1] and r[1][2] or {}
 local counts = {}
-if ARGV[5] == '>' then
-  for i = 1, #entries do counts[i] = 1 end
-else
+if #entries > 0 then
   local first, last = entries[1][1], entries[#entries][1]
   local pending = redis.call('XPENDING', KEYS[1], ARGV[1], first, last, #entries, ARGV[2])
   local by_id = {}
