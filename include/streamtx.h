@@ -211,8 +211,11 @@ typedef struct stx_processor stx_processor;
 
 /** Handler verdicts.  Any other non-zero value counts as STX_HANDLER_FAIL. */
 #define STX_HANDLER_OK 0
-#define STX_HANDLER_RETRY 1 /**< transient failure: nothing is written, try again later */
-#define STX_HANDLER_FAIL 2  /**< permanent failure: nothing is written */
+#define STX_HANDLER_RETRY 1 /**< transient failure: nothing is written; the entry is
+                                 handed to the handler again after the retry delay, and
+                                 dead-lettered after max_deliveries deliveries */
+#define STX_HANDLER_FAIL 2  /**< permanent failure: nothing of the handler's is written;
+                                 the entry moves to the dead-letter stream at once */
 
 /** The user's handler.  Reads msg, reads and writes state through txn,
  * stages publishes through txn, and returns a verdict.  The handler may run
@@ -276,11 +279,15 @@ int stx_processor_start(stx_processor *p);
  * entries), handle and commit it.
  *
  * When the handler fails on a message of the batch, the messages before it
- * are committed, nothing of the failing one is written, and poll() returns
- * STX_EHANDLER (the message says which entry and why; stx_processor_stats()
- * counts what was committed).  The failed entry stays pending and is the
- * first one the next poll() hands to the handler again; entries after it
- * wait, because the offset only moves forward.
+ * are committed, nothing of the handler's for the failing one is written,
+ * and poll() returns STX_EHANDLER (the message says which entry, why, and
+ * what happens next; stx_processor_stats() counts what was committed).  A
+ * retriable failure leaves the entry pending: the next poll() waits for its
+ * retry delay and hands it to the handler again, and the entries after it
+ * wait, because the offset only moves forward.  A permanent failure, a
+ * retriable one at its max_deliveries-th delivery, or an entry that breaks a
+ * limit or does not decode is moved to the dead-letter stream (atomically
+ * with the offset), and processing goes on.
  * @return the number of messages committed (0 if none came), or a negative
  * error: STX_EFENCED (this processor was replaced; it stops for good),
  * STX_EHANDLER, STX_ESTOPPED, STX_ECONN / STX_ETIMEOUT (the next poll
@@ -288,11 +295,12 @@ int stx_processor_start(stx_processor *p);
  * STX_EWRONGTYPE, STX_ENOGROUP, ... */
 int stx_processor_poll(stx_processor *p);
 
-/** Call poll() until stx_processor_stop() or an error that is not
- * retriable.  Retriable errors (connection lost, timeout, a write refused
- * by Redis) are retried with a backoff from 100 ms to 5 s, except when the
- * very first connection fails.  Returns STX_OK after a stop, else the error
- * (e.g. STX_EHANDLER: call run() again to retry the failed entry). */
+/** Call poll() until stx_processor_stop() or a fatal error.  Handler
+ * failures are retried or dead-lettered as poll() describes, and logged.
+ * Retriable errors (connection lost, timeout, a write refused by Redis) are
+ * retried at once, then with a backoff from 100 ms to 5 s, except when
+ * Redis was never reached.  Returns STX_OK after a stop, else the error
+ * (e.g. STX_EFENCED, STX_ENOGROUP, STX_EWRONGTYPE). */
 int stx_processor_run(stx_processor *p);
 
 /** Ask run()/poll() to return at the next message boundary (at the latest
@@ -319,7 +327,7 @@ typedef struct stx_stats {
     uint64_t commits;        /**< commit scripts that landed (one per batch) */
     uint64_t duplicates;     /**< messages skipped as already committed */
     uint64_t handler_failures; /**< handler calls that did not return OK */
-    uint64_t fenced;         /**< commits or reads refused by fencing */
+    uint64_t fenced;         /**< commits or dead-letterings refused by fencing */
     uint64_t reconnects;     /**< connections re-established */
     uint64_t script_reloads; /**< NOSCRIPT answers that caused a SCRIPT LOAD */
     uint64_t snapshot_loads; /**< starts that loaded state from LMDB */
