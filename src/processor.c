@@ -905,7 +905,11 @@ static int commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int p
             p->in_doubt_count = n;
             return conn_fail(p, rc, "commit (outcome unknown; resolved on reconnect)");
         }
+        /* Refused (e.g. OOM): nothing was written, the batch is still
+         * pending, and the next poll must read it again, not new entries. */
         discard_batch(p);
+        rewind_to_offset(p);
+        if (rc == STX_ENOMEM) return stx_fail(p, rc, "commit: out of memory building the command");
         return conn_fail(p, rc, "commit");
     }
     if (stx_reply_is(r, "OK")) {
@@ -944,6 +948,7 @@ static int commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int p
     rc = stx_script_status(p, r, "commit");
     freeReplyObject(r);
     discard_batch(p);
+    rewind_to_offset(p);
     return rc;
 }
 

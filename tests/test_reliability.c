@@ -517,3 +517,51 @@ Test(reliability, values_of_many_megabytes)
     stx_processor_free(p);
     redisFree(c);
 }
+
+/* Makes Redis refuse writes while the batch is being handled, so the read
+ * went through and the commit is what Redis refuses. */
+static int refuse_during_handler(const stx_msg *msg, stx_txn *txn, void *ud)
+{
+    (void)msg;
+    int *armed = ud;
+    if (*armed) {
+        redisContext *side = test_redis_connect(&R);
+        freeReplyObject(test_cmd(side, "CONFIG SET maxmemory 1"));
+        redisFree(side);
+        *armed = 0;
+    }
+    return stx_txn_incr(txn, "n", 1, 1, NULL);
+}
+
+Test(reliability, refused_commit_is_retried_without_new_traffic)
+{
+    redisContext *c = test_redis_connect(&R);
+    for (int i = 0; i < 3; i++) freeReplyObject(test_cmd(c, "XADD rc * k v"));
+    int armed = 1;
+    stx_config *conf = stx_config_new();
+    stx_config_set(conf, "url", R.url, NULL, 0);
+    stx_config_set(conf, "stream", "rc", NULL, 0);
+    stx_config_set(conf, "group", "g", NULL, 0);
+    stx_config_set(conf, "block_ms", "50", NULL, 0);
+    stx_config_set(conf, "log_level", "error", NULL, 0);
+    stx_config_set_handler(conf, refuse_during_handler, &armed);
+    stx_processor *p;
+    cr_assert_eq(stx_processor_new(&p, conf), STX_OK);
+    stx_config_free(conf);
+    int rc = stx_processor_poll(p);
+    cr_assert_eq(rc, STX_EREDIS_REFUSED, "%d %s", rc, stx_processor_errmsg(p));
+    cr_assert_eq(counter(c, "rc"), 0);
+    freeReplyObject(test_cmd(c, "CONFIG SET maxmemory 0"));
+    /* No new entry arrives: the refused batch must come again by itself
+     * (re-read from the pending list, one entry per poll). */
+    int total = 0, n;
+    while ((n = stx_processor_poll(p)) > 0) total += n;
+    cr_assert_eq(n, 0, "%s", stx_processor_errmsg(p));
+    cr_assert_eq(total, 3);
+    cr_assert_eq(counter(c, "rc"), 3);
+    redisReply *r = test_cmd(c, "XPENDING rc g");
+    cr_assert_eq(r->element[0]->integer, 0);
+    freeReplyObject(r);
+    stx_processor_free(p);
+    redisFree(c);
+}
