@@ -169,12 +169,3 @@ int stx_script_append(stx_scripts *sc, stx_conn *c, int which, stx_argv *a, size
     if ((rc = fill_head(sc, which, a, numkeys)) != STX_OK) return rc;
     return stx_conn_append(c, (int)a->n, a->v, a->len);
 }
-
-int stx_script_read(stx_scripts *sc, stx_conn *c, int which, stx_argv *a, redisReply **reply)
-{
-    int rc = stx_conn_read(c, reply);
-    if (rc != STX_ENOTFOUND) return rc;
-    sc->reloads++;
-    if ((rc = load_one(sc, c, which)) != STX_OK) return rc;
-    return stx_conn_command(c, reply, (int)a->n, a->v, a->len);
-}

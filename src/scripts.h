@@ -59,11 +59,9 @@ void stx_argv_add_u64(stx_argv *a, unsigned long long v);
  * numkeys keys, then the arguments.  Loads the script on NOSCRIPT. */
 int stx_script_run(stx_scripts *sc, stx_conn *c, int which, stx_argv *a, size_t numkeys,
                    redisReply **reply);
-/* Append the EVALSHA to the pipeline (the script must be loaded already). */
+/* Append the EVALSHA to the pipeline (loading the script first if needed);
+ * the caller reads the reply and handles NOSCRIPT. */
 int stx_script_append(stx_scripts *sc, stx_conn *c, int which, stx_argv *a, size_t numkeys);
-/* Read the reply appended by stx_script_append; on NOSCRIPT, loads the
- * script and runs it again synchronously. */
-int stx_script_read(stx_scripts *sc, stx_conn *c, int which, stx_argv *a, redisReply **reply);
 /* SCRIPT LOAD every script. */
 int stx_scripts_load(stx_scripts *sc, stx_conn *c);
 
