@@ -32,14 +32,14 @@ struct stx_msg {
 int stx_msg_decode(struct stx_msg *m, const redisReply *entry, const char *stream,
                    long max_fields, long long max_bytes, const char **why);
 
-/* One staged XADD: pairs[2i] is a field name, pairs[2i+1] its value, all
- * stored in one block. */
+/* One staged XADD: ptrs[2i] is a field name, ptrs[2i+1] its value; the
+ * arrays, the stream name and the bytes all live in mem (one allocation). */
 typedef struct stx_pub {
     char *stream;
     size_t npairs;
     size_t *lens;               /* 2 * npairs lengths */
-    char **ptrs;                /* 2 * npairs pointers into block */
-    char *block;
+    char **ptrs;                /* 2 * npairs pointers into mem */
+    char *mem;
 } stx_pub;
 
 typedef struct stx_pubs {

@@ -12,11 +12,7 @@
 void stx_pubs_truncate(stx_pubs *p, size_t n)
 {
     while (p->n > n) {
-        stx_pub *x = &p->v[--p->n];
-        free(x->stream);
-        free(x->lens);
-        free(x->ptrs);
-        free(x->block);
+        free(p->v[--p->n].mem);
     }
 }
 
@@ -197,16 +193,17 @@ int stx_txn_publish(stx_txn *t, const char *stream, size_t nfields, const char *
         ps->v = v;
         ps->cap = cap;
     }
-    stx_pub pub = {strdup(stream), npairs, malloc(2 * npairs * sizeof(size_t)),
-                   malloc(2 * npairs * sizeof(char *)), malloc(total ? total : 1)};
-    if (!pub.stream || !pub.lens || !pub.ptrs || !pub.block) {
-        free(pub.stream);
-        free(pub.lens);
-        free(pub.ptrs);
-        free(pub.block);
-        return STX_ENOMEM;
-    }
-    char *w = pub.block;
+    /* One allocation per publish: the pointer and length arrays, then the
+     * stream name and the bytes of every pair. */
+    size_t slen = strlen(stream);
+    char *mem = malloc(2 * npairs * (sizeof(char *) + sizeof(size_t)) + slen + 1 + total);
+    if (!mem) return STX_ENOMEM;
+    stx_pub pub = {NULL, npairs, NULL, NULL, mem};
+    pub.ptrs = (char **)(void *)mem;
+    pub.lens = (size_t *)(void *)(mem + 2 * npairs * sizeof(char *));
+    pub.stream = mem + 2 * npairs * (sizeof(char *) + sizeof(size_t));
+    memcpy(pub.stream, stream, slen + 1);
+    char *w = pub.stream + slen + 1;
     for (size_t i = 0; i < npairs; i++) {
         const char *n = i < nfields ? names[i] : extra_names[i - nfields];
         size_t nl = i < nfields ? name_lens[i] : strlen(n);
