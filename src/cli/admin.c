@@ -157,12 +157,8 @@ int cmd_trim(cli *c, int argc, char **argv)
         rc = stx_stream_info_get(c->client, stream, &info);
         stx_stream_info_free(info);
     }
-    if (rc == STX_ENOTFOUND)
-        return cli_fail(c, CLI_EXIT_NOTFOUND, "stream '%s' does not exist", stream);
-    if (rc == STX_EWRONGTYPE)
-        return cli_fail(c, CLI_EXIT_WRONGTYPE, "key '%s' is not a stream", stream);
     if (rc != STX_OK)
-        return cli_fail_stx(c, rc, NULL);
+        return cli_fail_stream(c, rc, stream);
     if (c->json) {
         jw w;
         jw_init(&w);

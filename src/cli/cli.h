@@ -50,6 +50,9 @@ int cli_exit_code(int rc);
  * the client's message or, without one, stx_strerror(rc).  Returns the
  * exit code. */
 int cli_fail_stx(const cli *c, int rc, const char *what);
+/* A stream-level failure: not found (exit 3), wrong type (exit 4), else as
+ * cli_fail_stx(). */
+int cli_fail_stream(const cli *c, int rc, const char *stream);
 
 /* Connect c->client to c->url.  0 or an exit code (message printed). */
 int cli_connect(cli *c);

@@ -44,12 +44,8 @@ int cmd_info(cli *c, int argc, char **argv)
         return rc;
     stx_stream_info *info = NULL;
     rc = stx_stream_info_get(c->client, stream, &info);
-    if (rc == STX_ENOTFOUND)
-        return cli_fail(c, CLI_EXIT_NOTFOUND, "stream '%s' does not exist", stream);
-    if (rc == STX_EWRONGTYPE)
-        return cli_fail(c, CLI_EXIT_WRONGTYPE, "key '%s' is not a stream", stream);
     if (rc != STX_OK)
-        return cli_fail_stx(c, rc, stream);
+        return cli_fail_stream(c, rc, stream);
 
     if (c->json) {
         jw w;

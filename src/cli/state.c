@@ -146,12 +146,8 @@ static int check_exists(cli *c, const char *stream, const char *group)
 {
     stx_stream_info *info = NULL;
     int rc = stx_stream_info_get(c->client, stream, &info);
-    if (rc == STX_ENOTFOUND)
-        return cli_fail(c, CLI_EXIT_NOTFOUND, "stream '%s' does not exist", stream);
-    if (rc == STX_EWRONGTYPE)
-        return cli_fail(c, CLI_EXIT_WRONGTYPE, "key '%s' is not a stream", stream);
     if (rc != STX_OK)
-        return cli_fail_stx(c, rc, NULL);
+        return cli_fail_stream(c, rc, stream);
     int found = 0;
     for (size_t i = 0; i < info->ngroups; i++)
         found |= strcmp(info->groups[i].name, group) == 0;

@@ -63,6 +63,15 @@ int cli_exit_code(int rc)
     }
 }
 
+int cli_fail_stream(const cli *c, int rc, const char *stream)
+{
+    if (rc == STX_ENOTFOUND)
+        return cli_fail(c, CLI_EXIT_NOTFOUND, "stream '%s' does not exist", stream);
+    if (rc == STX_EWRONGTYPE)
+        return cli_fail(c, CLI_EXIT_WRONGTYPE, "key '%s' is not a stream", stream);
+    return cli_fail_stx(c, rc, stream);
+}
+
 int cli_fail_stx(const cli *c, int rc, const char *what)
 {
     const char *msg = c->client ? stx_client_errmsg(c->client) : "";
