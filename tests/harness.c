@@ -11,6 +11,7 @@
 #define _XOPEN_SOURCE 700 /* nftw */
 
 #include "harness.h"
+#include "streamtx.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -526,4 +527,16 @@ long long test_cmd_int(redisContext *c, const char *fmt, ...)
     long long v = rep->integer;
     freeReplyObject(rep);
     return v;
+}
+
+stx_client *test_client(const test_redis *r)
+{
+    stx_config *conf = stx_config_new();
+    char err[256];
+    cr_assert_eq(stx_config_set(conf, "url", r->url, err, sizeof err), STX_OK, "%s", err);
+    stx_client *c;
+    int rc = stx_client_new(&c, conf);
+    stx_config_free(conf);
+    cr_assert_eq(rc, STX_OK, "stx_client_new: %s", c ? stx_client_errmsg(c) : "");
+    return c;
 }

@@ -37,6 +37,9 @@ redisReply *test_cmd(redisContext *c, const char *fmt, ...);
 /* Integer reply of a command (asserts type). */
 long long test_cmd_int(redisContext *c, const char *fmt, ...);
 
+/* A new streamtx client connected to r (asserts); free with stx_client_free(). */
+struct stx_client *test_client(const test_redis *r);
+
 /* A new temporary directory (mkdtemp under /tmp), path into buf. */
 void test_tmpdir(char *buf, size_t cap);
 /* rm -rf path. */

@@ -15,18 +15,6 @@ static void teardown(void) { test_redis_stop(&R); }
 
 TestSuite(admin, .init = setup, .fini = teardown, .timeout = 120);
 
-static stx_client *client_for(const test_redis *r)
-{
-    stx_config *conf = stx_config_new();
-    char err[256];
-    cr_assert_eq(stx_config_set(conf, "url", r->url, err, sizeof err), STX_OK, "%s", err);
-    stx_client *c;
-    int rc = stx_client_new(&c, conf);
-    stx_config_free(conf);
-    cr_assert_eq(rc, STX_OK, "stx_client_new: %s", c ? stx_client_errmsg(c) : "");
-    return c;
-}
-
 /* Counts entries per field "k" and in "total". */
 static int count_handler(const stx_msg *msg, stx_txn *txn, void *ud)
 {
@@ -130,7 +118,7 @@ static void first_id(redisContext *rc, const char *stream, char *out, size_t cap
 
 Test(admin, reset_fences_a_running_processor)
 {
-    stx_client *c = client_for(&R);
+    stx_client *c = test_client(&R);
     redisContext *rc = test_redis_connect(&R);
     add_range(rc, "f", 1, 10, 3);
     stx_processor *p = make("f", "g", NULL);
@@ -168,7 +156,7 @@ Test(admin, reset_fences_a_running_processor)
 
 Test(admin, reset_drops_pending_entries)
 {
-    stx_client *c = client_for(&R);
+    stx_client *c = test_client(&R);
     redisContext *rc = test_redis_connect(&R);
     add_range(rc, "pd", 1, 8, 2);
     cr_assert_eq(drain_fresh("pd", "g"), 8);
@@ -197,7 +185,7 @@ Test(admin, reset_drops_pending_entries)
 
 Test(admin, reset_with_clear_state_rebuilds_the_same_state)
 {
-    stx_client *c = client_for(&R);
+    stx_client *c = test_client(&R);
     redisContext *rc = test_redis_connect(&R);
     char dir[256];
     test_tmpdir(dir, sizeof dir);
@@ -248,7 +236,7 @@ Test(admin, reset_with_clear_state_rebuilds_the_same_state)
 
 Test(admin, reset_targets)
 {
-    stx_client *c = client_for(&R);
+    stx_client *c = test_client(&R);
     redisContext *rc = test_redis_connect(&R);
     static const char *const ids[] = {"1000-0", "2000-0", "2000-1", "3000-0"};
     for (int i = 0; i < 4; i++) freeReplyObject(test_cmd(rc, "XADD t %s k %d", ids[i], i));
@@ -301,7 +289,7 @@ Test(admin, reset_targets)
 
 Test(admin, safe_trim_never_removes_unprocessed_entries)
 {
-    stx_client *c = client_for(&R);
+    stx_client *c = test_client(&R);
     redisContext *rc = test_redis_connect(&R);
     /* Group a (streamtx) has committed 1..15; 16..20 come later. */
     add_range(rc, "s", 1, 15, 3);
@@ -363,7 +351,7 @@ Test(admin, safe_trim_never_removes_unprocessed_entries)
 
 Test(admin, safe_trim_limits)
 {
-    stx_client *c = client_for(&R);
+    stx_client *c = test_client(&R);
     redisContext *rc = test_redis_connect(&R);
     long long deleted = -1;
     /* No group: nothing counts as processed. */
@@ -429,7 +417,7 @@ static int scan_fn(void *ud, const void *key, size_t key_len, const void *value,
 
 Test(admin, state_read_and_scan)
 {
-    stx_client *c = client_for(&R);
+    stx_client *c = test_client(&R);
     redisContext *rc = test_redis_connect(&R);
     add_range(rc, "st", 1, 9, 3);
     cr_assert_eq(drain_fresh("st", "g"), 9);
@@ -490,7 +478,7 @@ static const stx_group_info *group_named(const stx_stream_info *info, const char
 
 Test(admin, stream_info_numbers_are_exact)
 {
-    stx_client *c = client_for(&R);
+    stx_client *c = test_client(&R);
     redisContext *rc = test_redis_connect(&R);
     add_range(rc, "i", 1, 10, 3);
     cr_assert_eq(drain_fresh("i", "tx"), 10);

@@ -21,18 +21,6 @@ static void teardown(void) { test_redis_stop(&R); }
 
 TestSuite(reader, .init = setup, .fini = teardown, .timeout = 120);
 
-static stx_client *client_for(const test_redis *r)
-{
-    stx_config *conf = stx_config_new();
-    char err[256];
-    cr_assert_eq(stx_config_set(conf, "url", r->url, err, sizeof err), STX_OK, "%s", err);
-    stx_client *c;
-    int rc = stx_client_new(&c, conf);
-    stx_config_free(conf);
-    cr_assert_eq(rc, STX_OK, "stx_client_new: %s", c ? stx_client_errmsg(c) : "");
-    return c;
-}
-
 /* XADD stream ID n <i> for each id of a NULL-terminated list. */
 static void add_ids(redisContext *rc, const char *stream, const char *const *ids)
 {
@@ -60,7 +48,7 @@ static void sleep_ms(long ms)
 
 Test(reader, range_pages_with_exclusive_cursors)
 {
-    stx_client *c = client_for(&R);
+    stx_client *c = test_client(&R);
     redisContext *rc = test_redis_connect(&R);
     static const char *const ids[] = {"1-1", "2-1", "3-1", "4-1", "5-1", NULL};
     add_ids(rc, "r", ids);
@@ -113,7 +101,7 @@ Test(reader, range_pages_with_exclusive_cursors)
 
 Test(reader, malformed_cursors_are_refused)
 {
-    stx_client *c = client_for(&R);
+    stx_client *c = test_client(&R);
     redisContext *rc = test_redis_connect(&R);
     static const char *const ids[] = {"1-1", NULL};
     add_ids(rc, "m", ids);
@@ -148,7 +136,7 @@ Test(reader, malformed_cursors_are_refused)
 
 Test(reader, cursor_before_trimmed_entries_has_expired)
 {
-    stx_client *c = client_for(&R);
+    stx_client *c = test_client(&R);
     redisContext *rc = test_redis_connect(&R);
     static const char *const ids[] = {"1-0", "2-0", "3-0", "4-0", "5-0", "6-0", "7-0",
                                       "8-0", "9-0", "10-0", NULL};
@@ -214,7 +202,7 @@ Test(reader, cursor_before_trimmed_entries_has_expired)
 
 Test(reader, producer_trim_is_seen_by_readers)
 {
-    stx_client *c = client_for(&R);
+    stx_client *c = test_client(&R);
     redisContext *rc = test_redis_connect(&R);
     freeReplyObject(test_cmd(rc, "CONFIG SET stream-node-max-entries 1")); /* exact "~" */
     static const char *const ids[] = {"1-0", "2-0", "3-0", NULL};
@@ -243,7 +231,7 @@ Test(reader, producer_trim_is_seen_by_readers)
 
 Test(reader, time_range_by_id_milliseconds)
 {
-    stx_client *c = client_for(&R);
+    stx_client *c = test_client(&R);
     redisContext *rc = test_redis_connect(&R);
     static const char *const ids[] = {"1000-0", "1000-1", "1500-0", "2000-0", "2500-0", NULL};
     add_ids(rc, "tm", ids);
@@ -302,7 +290,7 @@ static pid_t add_later(int port, const char *stream, long delay_ms)
 
 Test(reader, tail_waits_for_new_entries)
 {
-    stx_client *c = client_for(&R);
+    stx_client *c = test_client(&R);
     redisContext *rc = test_redis_connect(&R);
     static const char *const ids[] = {"1-0", "2-0", NULL};
     add_ids(rc, "live", ids);
@@ -353,7 +341,7 @@ Test(reader, tail_resumes_after_reconnect)
 {
     test_redis aof;
     test_redis_start(&aof, 1, NULL);
-    stx_client *c = client_for(&aof);
+    stx_client *c = test_client(&aof);
     redisContext *rc = test_redis_connect(&aof);
     static const char *const ids[] = {"1-0", "2-0", "3-0", NULL};
     add_ids(rc, "t", ids);

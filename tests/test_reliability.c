@@ -422,11 +422,7 @@ Test(reliability, dead_letters_are_listed_and_redriven_once)
     cr_assert_eq(stx_processor_poll(p), STX_EHANDLER);
     cr_assert_eq(stx_processor_poll(p), 0);
 
-    stx_config *conf = stx_config_new();
-    stx_config_set(conf, "url", R.url, NULL, 0);
-    stx_client *cl;
-    cr_assert_eq(stx_client_new(&cl, conf), STX_OK, "%s", stx_client_errmsg(cl));
-    stx_config_free(conf);
+    stx_client *cl = test_client(&R);
     stx_entries *e;
     cr_assert_eq(stx_dlq_list(cl, "rd", "g", NULL, 0, &e), STX_OK, "%s", stx_client_errmsg(cl));
     cr_assert_eq(stx_entries_count(e), 2);

@@ -15,17 +15,6 @@ static void teardown(void) { test_redis_stop(&R); }
 
 TestSuite(router, .init = setup, .fini = teardown, .timeout = 120);
 
-static stx_client *client_for(const test_redis *r)
-{
-    stx_config *conf = stx_config_new();
-    cr_assert_eq(stx_config_set(conf, "url", r->url, NULL, 0), STX_OK);
-    stx_client *c;
-    int rc = stx_client_new(&c, conf);
-    stx_config_free(conf);
-    cr_assert_eq(rc, STX_OK, "stx_client_new: %s", c ? stx_client_errmsg(c) : "");
-    return c;
-}
-
 static int flag_handler(const stx_msg *msg, stx_txn *txn, void *ud)
 {
     (void)msg;
@@ -80,7 +69,7 @@ Test(router, glob_patterns)
         freeReplyObject(x);
     }
     freeReplyObject(test_cmd(rc, "XADD types * other 1"));
-    stx_client *c = client_for(&R);
+    stx_client *c = test_client(&R);
     stx_entries *e;
     cr_assert_eq(stx_read_range(c, "types", "0", NULL, 0, &e), STX_OK);
     cr_assert_eq(stx_entries_count(e), NTYPES + 1);
