@@ -89,6 +89,13 @@ stx_sm_entry *stx_sm_put(stx_statemap *m, const void *key, size_t key_len, const
         return NULL;
     uint32_t h = hash_bytes(key, key_len);
     stx_sm_entry *e = &m->slots[probe(m, key, key_len, h)];
+    if (e->data && e->value_len == value_len) {
+        /* Same key, same size (a counter, a stock level): no new block.
+         * memmove, since value may point into this very entry. */
+        if (value_len) memmove(e->data + key_len, value, value_len);
+        e->flags = flags;
+        return e;
+    }
     char *data = malloc(key_len + value_len ? key_len + value_len : 1);
     if (!data) return NULL;
     memcpy(data, key, key_len);
