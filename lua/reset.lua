@@ -41,6 +41,11 @@ if target == '$' then
   end
 end
 if not string.match(target, '^%d+%-%d+$') then return {'BADARGS', 'bad target id'} end
+-- Let Redis itself parse the id before the group is destroyed: the pattern
+-- above lets through digits that do not fit 64 bits, and a CREATE failing
+-- after the DESTROY would leave no group at all.
+local parsed = redis.pcall('XRANGE', stream, target, target, 'COUNT', 1)
+if parsed.err then return {'BADARGS', 'bad target id'} end
 if string.len(lineage) == 0 then return {'BADARGS', 'empty lineage'} end
 
 -- Writes.

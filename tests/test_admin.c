@@ -551,3 +551,31 @@ Test(admin, stream_info_numbers_are_exact)
     redisFree(rc);
     stx_client_free(c);
 }
+
+/* The reset script on its own, with an id the C side would never send (too
+ * large for 64 bits): it must refuse before destroying the group. */
+Test(admin, reset_script_refuses_a_bad_id_before_any_write)
+{
+    redisContext *rc = test_redis_connect(&R);
+    add_range(rc, "rs", 1, 3, 1);
+    freeReplyObject(test_cmd(rc, "XGROUP CREATE rs g 0"));
+    FILE *f = fopen(STX_SOURCE_DIR "/lua/reset.lua", "rb");
+    cr_assert(f);
+    static char script[16384];
+    size_t n = fread(script, 1, sizeof script - 1, f);
+    fclose(f);
+    script[n] = '\0';
+    char meta[256], state[256];
+    stx_key_name(meta, sizeof meta, "rs", "g", "meta");
+    stx_key_name(state, sizeof state, "rs", "g", "state");
+    redisReply *r = redisCommand(rc, "EVAL %s 3 rs %s %s g 99999999999999999999999-0 abc 0", script,
+                                 meta, state);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements >= 1);
+    cr_assert_str_eq(r->element[0]->str, "BADARGS");
+    freeReplyObject(r);
+    r = test_cmd(rc, "XINFO GROUPS rs");
+    cr_assert_eq(r->elements, 1, "the group was destroyed");
+    freeReplyObject(r);
+    cr_assert_eq(test_cmd_int(rc, "EXISTS %s", meta), 0);
+    redisFree(rc);
+}
