@@ -23,6 +23,7 @@ struct stx_msg {
     const char *stream;
     const redisReply *fields;   /* array of 2n strings; NULL: entry was deleted */
     uint64_t delivery_count;
+    int active;                 /* inside its handler call; getters refuse otherwise */
 };
 
 /* Decode one entry of an XREADGROUP reply ([id, [field, value, ...]] or
@@ -60,6 +61,7 @@ struct stx_txn {
     size_t pubs_mark;
     char failmsg[512];
     long retry_ms;              /* stx_txn_retry_after(), -1: the policy's delay */
+    int active;                 /* inside a handler or migration call; calls refuse otherwise */
     unsigned char scratch[16];
 };
 
