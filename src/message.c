@@ -42,6 +42,7 @@ int stx_msg_decode(struct stx_msg *m, const redisReply *entry, const char *strea
         }
         bytes += (long long)s->len;
     }
+    m->bytes = (size_t)bytes;
     if (bytes > max_bytes) {
         *why = "entry is larger than max_value_bytes";
         return STX_ELIMIT;

@@ -198,7 +198,7 @@ int stx_txn_publish(stx_txn *t, const char *stream, size_t nfields, const char *
     size_t slen = strlen(stream);
     char *mem = malloc(2 * npairs * (sizeof(char *) + sizeof(size_t)) + slen + 1 + total);
     if (!mem) return STX_ENOMEM;
-    stx_pub pub = {NULL, npairs, NULL, NULL, mem};
+    stx_pub pub = {NULL, npairs, NULL, NULL, mem, 0};
     pub.ptrs = (char **)(void *)mem;
     pub.lens = (size_t *)(void *)(mem + 2 * npairs * sizeof(char *));
     pub.stream = mem + 2 * npairs * (sizeof(char *) + sizeof(size_t));
