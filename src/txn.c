@@ -88,6 +88,7 @@ int stx_txn_get(stx_txn *t, const void *key, size_t key_len, const void **value,
 {
     TXN_CHECK(t);
     if ((!key && key_len) || !value || !value_len) return STX_EINVAL;
+    if (!key) key = ""; /* the empty key: no NULL reaches memcpy() */
     const stx_sm_entry *e = lookup(t, key, key_len);
     if (!e) return STX_ENOTFOUND;
     if (e->flags & STX_SM_CORRUPT) {
@@ -107,6 +108,7 @@ int stx_txn_put(stx_txn *t, const void *key, size_t key_len, const void *value,
 {
     TXN_CHECK(t);
     if ((!key && key_len) || (!value && value_len)) return STX_EINVAL;
+    if (!key) key = ""; /* the empty key: no NULL reaches memcpy() */
     if ((long)key_len > t->p->conf.max_key_bytes || (long)value_len > t->p->conf.max_value_bytes)
         return STX_ELIMIT;
     if (stx_mp_validate(value, value_len, STX_MP_MAX_DEPTH) != STX_OK) return STX_EDECODE;
@@ -117,6 +119,7 @@ int stx_txn_del(stx_txn *t, const void *key, size_t key_len)
 {
     TXN_CHECK(t);
     if (!key && key_len) return STX_EINVAL;
+    if (!key) key = ""; /* the empty key: no NULL reaches memcpy() */
     return stx_sm_put(&t->overlay, key, key_len, NULL, 0, STX_SM_DELETED) ? STX_OK : STX_ENOMEM;
 }
 
