@@ -33,6 +33,9 @@ struct stx_msg {
  * the reason in why), STX_ELIMIT (too many fields or bytes). */
 int stx_msg_decode(struct stx_msg *m, const redisReply *entry, const char *stream,
                    long max_fields, long long max_bytes, const char **why);
+/* stx_msg_get() without the checks, for the library's own use of a message
+ * it knows to be valid (the envelope of a publish).  name must not be NULL. */
+const char *stx_msg_find(const struct stx_msg *msg, const char *name, size_t *len);
 
 /* One staged XADD: ptrs[2i] is a field name, ptrs[2i+1] its value; the
  * arrays, the stream name and the bytes all live in mem (one allocation). */
