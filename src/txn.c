@@ -42,12 +42,6 @@ void stx_txn_reset(struct stx_txn *t, const struct stx_msg *msg)
     t->pubs_mark = t->pubs->n;
     t->failmsg[0] = '\0';
     t->retry_ms = -1;
-    /* A reset comes right before each handler or migration call.  Until the
-     * processor sets the active flags around those calls itself (and clears
-     * them after), the reset opens the transaction and its message, so that
-     * handlers work; a call after the handler is then not yet detected. */
-    t->active = 1;
-    if (msg) ((struct stx_msg *)msg)->active = 1;
 }
 
 int stx_txn_retry_after(stx_txn *t, long ms)
