@@ -395,7 +395,8 @@ static int try_snapshot(stx_processor *p)
 {
     char err[512];
     if (!p->snap &&
-        stx_snapshot_open(&p->snap, p->conf.snapshot_dir, (unsigned)p->conf.snapshot_map_size_mb,
+        stx_snapshot_open(&p->snap, p->conf.snapshot_dir, p->conf.stream, p->conf.group,
+                          (unsigned)p->conf.snapshot_map_size_mb,
                           p->conf.snapshot_sync == 1 ? 1 : p->conf.snapshot_sync == 2 ? 2 : 0,
                           err, sizeof err) != STX_OK) {
         stx_log(p, STX_LOG_WARN, "LMDB snapshot unavailable: %s", err);
