@@ -6,14 +6,18 @@
 -- entry read here is counted as a handler attempt in the attempts hash, so
 -- an entry that crashes the process whenever it is handled is found and
 -- dead-lettered, while healthy entries are not blamed:
---   * a new run of a processor (another run id) reading an entry counts one
---     attempt, unless the last run marked it handled (its commit was refused
---     for a reason that is not the entry's: "h");
---   * the same run counts one more only when it says its handler failed on
---     the entry (ARGV[6]).
+--   * an entry this run has not seen before counts one attempt when the
+--     group delivered it before this run took its epoch (ARGV[7]): a run
+--     that died may have been handling it;
+--   * an entry another run read here alone counts one more: that run died
+--     while handling it, unless it marked it "h" (its commit was refused for
+--     a reason that is not the entry's, or it stopped before handling it);
+--   * the same run counts one more only when its handler failed on the
+--     entry (ARGV[6]).
 -- KEYS[1] stream, KEYS[2] meta hash, KEYS[3] attempts hash
 -- ARGV[1] group, ARGV[2] epoch, ARGV[3] token, ARGV[4] cursor,
--- ARGV[5] run id, ARGV[6] id whose handler failed in this run, or ""
+-- ARGV[5] run id, ARGV[6] id whose handler failed in this run, or "",
+-- ARGV[7] the group's last delivered id when this run took its epoch
 -- Returns {"OK", entries, counts} (at most one entry; counts[1] is its
 -- number of attempts so far, this one included), {"OK", {}, {}} when the
 -- group delivered nothing after the cursor, or a refusal: FENCED, NOGROUP,
@@ -36,12 +40,14 @@ local entries = redis.call('XRANGE', stream, '(' .. ARGV[4], last, 'COUNT', 1)
 if #entries == 0 then return {'OK', {}, {}} end
 
 local id = entries[1][1]
-local run, n, mark = nil, 0, ''
+local n = 0
 local rec = redis.call('HGET', attempts, id)
-if rec then
-  local r, c, k = string.match(rec, '^([^:]*):(%d+):?(%a?)$')
-  if r then run, n, mark = r, tonumber(c), k end
+local run, c, mark = string.match(rec or '', '^([^:]*):(%d+):?(%a?)$')
+if run then
+  n = tonumber(c)
+  if id == ARGV[6] or (run ~= ARGV[5] and mark ~= 'h') then n = n + 1 end
+elseif id == ARGV[6] or (id_parse(ARGV[7]) and id_cmp(id, ARGV[7]) <= 0) then
+  n = 1
 end
-if id == ARGV[6] or (run ~= ARGV[5] and mark ~= 'h') then n = n + 1 end
 redis.call('HSET', attempts, id, ARGV[5] .. ':' .. n)
 return {'OK', entries, {n}}

@@ -189,6 +189,13 @@ static int process(stx_processor *p, struct stx_msg *const *msgs, size_t n)
         }
         if (!full) break;
     }
+    if (i < n && !v.msg && !recovery) {
+        /* Stopped: entries read but never handled are not attempts. */
+        const char *ids[1000];
+        size_t k = 0;
+        for (size_t j = i; j < n && k < sizeof ids / sizeof ids[0]; j++) ids[k++] = msgs[j]->id;
+        stx_abandon(p, ids, k);
+    }
     if (i < n || first) stx_rewind(p); /* stopped or failed early: the rest comes again */
     if (v.msg) return act_on(p, &v);
     return committed;

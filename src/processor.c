@@ -278,7 +278,10 @@ int stx_processor_poll(stx_processor *p)
     if (!p) return STX_EINVAL;
     if (!p->key_attempts) return STX_EINVAL; /* creation failed: errmsg says why */
     for (;;) {
-        if (atomic_load(&p->stop)) return stx_fail(p, STX_ESTOPPED, "stopped");
+        if (atomic_load(&p->stop)) {
+            stx_abandon_prefetched(p); /* read with the last commit, never handled */
+            return stx_fail(p, STX_ESTOPPED, "stopped");
+        }
         uint64_t now = stx_monotonic_us();
         if (p->retry_at_us > now) {
             /* A failed entry waits for its retry delay, stop-aware. */

@@ -406,3 +406,148 @@ Test(exactly_once, redis_restart_without_persistence_starts_over)
     redisFree(c);
     test_redis_stop(&r);
 }
+
+/* ---- attempts count handler failures and crashes only (hole 11) --------- */
+
+/* A supervisor restarts the processor after every fatal exit while a publish
+ * target holds the wrong type: the entry whose commit is refused is healthy
+ * and must never reach the dead-letter stream, however many restarts. */
+Test(exactly_once, supervisor_restarts_while_a_commit_is_refused_dead_letter_nothing)
+{
+    test_redis r;
+    test_redis_start(&r, 0, NULL);
+    redisContext *c = test_redis_connect(&r);
+    workload w;
+    wl_init(&w, &r, "sv");
+    w.max_deliveries = 3;
+    wl_produce(&w, c, 2000, 0);
+    freeReplyObject(test_cmd(c, "SET %s not-a-stream", w.alerts));
+    int failed = 0;
+    for (int run = 0; run < 25; run++) {
+        pid_t pid = wl_spawn(&w, 1);
+        int status;
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status), "status %d", status);
+        if (WEXITSTATUS(status) != 0) failed++;
+    }
+    cr_assert_eq(failed, 25, "the refused commit did not stop the processor");
+    freeReplyObject(test_cmd(c, "DEL %s", w.alerts));
+    pid_t pid = wl_spawn(&w, 1);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    wl_check(&w, c, 0); /* exact stock and alerts, no dead letter */
+    redisFree(c);
+    test_redis_stop(&r);
+}
+
+/* Processors stopped a few entries into a batch, thousands of times: an
+ * entry read but not handled before a stop is never counted as a failed
+ * delivery. */
+Test(exactly_once, thousands_of_graceful_stops_dead_letter_nothing)
+{
+    test_redis r;
+    test_redis_start(&r, 0, NULL);
+    redisContext *c = test_redis_connect(&r);
+    long cycles = getenv("STX_STOP_CYCLES") ? atol(getenv("STX_STOP_CYCLES")) : 2000;
+    produce(c, "gs", cycles * 2);
+    uint64_t seed = 0x2545f4914f6cdd1dull ^ (uint64_t)getpid();
+    static const char *const kv[] = {"max_deliveries", "1", "batch_size", "8", NULL};
+    for (long i = 0; i < cycles; i++) {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        struct counter k = {NULL, NULL, (long)(seed % 4), 0};
+        stx_processor *p = counter_new(&r, "gs", &k, kv);
+        int rc;
+        while ((rc = stx_processor_poll(p)) > 0) {}
+        cr_assert(rc == STX_ESTOPPED || rc == 0, "%d: %s", rc, stx_processor_errmsg(p));
+        stx_processor_free(p);
+    }
+    struct counter k = {NULL, NULL, -1, 0};
+    stx_processor *p = counter_new(&r, "gs", &k, kv);
+    drain(p);
+    stx_processor_free(p);
+    check_exact(c, "gs", cycles * 2);
+    char dlq[256];
+    cr_assert(stx_key_name(dlq, sizeof dlq, "gs", "g", "dlq") > 0);
+    cr_assert_eq(test_cmd_int(c, "XLEN %s", dlq), 0, "healthy entries were dead-lettered");
+    redisFree(c);
+    test_redis_stop(&r);
+}
+
+/* ---- memory per batch (hole 14) ------------------------------------------ */
+
+static int echo_handler(const stx_msg *msg, stx_txn *txn, void *ud)
+{
+    long *calls = ud;
+    (*calls)++;
+    size_t n;
+    const char *v = stx_msg_get(msg, "v", &n);
+    const char *names[] = {"v"};
+    size_t nlens[] = {1};
+    const char *values[] = {v};
+    return stx_txn_publish(txn, "big-out", 1, names, nlens, values, &n);
+}
+
+/* Entries of 1 MiB that each publish their value, with batch_size 1000:
+ * the batch stays within max_batch_bytes.  The child's peak RSS is the
+ * measure (not a timing); under AddressSanitizer, whose quarantine holds
+ * freed memory, only the commit count is. */
+Test(exactly_once, large_entries_stay_within_max_batch_bytes)
+{
+    test_redis r;
+    test_redis_start(&r, 0, NULL);
+    redisContext *c = test_redis_connect(&r);
+    enum { N = 160, SIZE = 1 << 20 };
+    char *blob = malloc(SIZE);
+    memset(blob, 'b', SIZE);
+    for (int i = 0; i < N; i++) freeReplyObject(test_cmd(c, "XADD big * v %b", blob, (size_t)SIZE));
+    free(blob);
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        long calls = 0;
+        stx_config *conf = stx_config_new();
+        stx_config_set(conf, "url", r.url, NULL, 0);
+        stx_config_set(conf, "stream", "big", NULL, 0);
+        stx_config_set(conf, "group", "g", NULL, 0);
+        stx_config_set(conf, "block_ms", "20", NULL, 0);
+        stx_config_set(conf, "batch_size", "1000", NULL, 0);
+        stx_config_set(conf, "max_batch_bytes", "8388608", NULL, 0);
+        stx_config_set(conf, "command_timeout_ms", "30000", NULL, 0);
+        stx_config_set_handler(conf, echo_handler, &calls);
+        stx_config_set_log(conf, quiet, NULL);
+        stx_processor *p;
+        if (stx_processor_new(&p, conf) != STX_OK) _exit(1);
+        stx_config_free(conf);
+        int rc;
+        while ((rc = stx_processor_poll(p)) > 0) {}
+        stx_stats st;
+        stx_processor_stats(p, &st);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        long out[3] = {rc, (long)st.commits, ru.ru_maxrss};
+        if (write(fds[1], out, sizeof out) != (ssize_t)sizeof out) _exit(2);
+        stx_processor_free(p);
+        _exit(0);
+    }
+    close(fds[1]);
+    long res[3] = {0};
+    cr_assert_eq(read(fds[0], res, sizeof res), (ssize_t)sizeof res);
+    close(fds[0]);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert_eq(res[0], 0, "poll: %ld", res[0]);
+    cr_assert_eq(test_cmd_int(c, "XLEN big-out"), N);
+    /* 8 MiB of entries and 8 MiB of publishes at most per commit. */
+    cr_assert_geq(res[1], N / 8, "%ld commits for %d MiB", res[1], N);
+#if !defined(__SANITIZE_ADDRESS__)
+    cr_assert_lt(res[2], 120 * 1024, "peak RSS %ld KiB", res[2]);
+#endif
+    fprintf(stderr, "large entries: %ld commits, peak RSS %ld KiB\n", res[1], res[2]);
+    redisFree(c);
+    test_redis_stop(&r);
+}
