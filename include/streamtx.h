@@ -526,7 +526,9 @@ int stx_dlq_list(stx_client *c, const char *stream, const char *group, const cha
 /** Move dead-letter entries back to the source stream for another try: all
  * of them when n == 0, else those with the given DLQ entry ids.  Each entry
  * is re-added with its original fields and removed from the DLQ in one
- * script, so it moves exactly once.  *moved (if not NULL) gets the count. */
+ * script, so it moves exactly once; an id given more than once (also as
+ * another spelling of the same id, "01-1" for "1-1") is moved once, in the
+ * order first given.  *moved (if not NULL) gets the count. */
 int stx_dlq_redrive(stx_client *c, const char *stream, const char *group,
                     const char *const *ids, size_t n, size_t *moved);
 

@@ -1269,3 +1269,24 @@ Test(cli, dlq_list_and_redrive)
     run_free(&r);
     redisFree(c);
 }
+
+Test(cli, dlq_redrive_of_an_id_given_twice_moves_it_once)
+{
+    redisContext *c = test_redis_connect(&R);
+    for (int i = 1; i <= 3; i++)
+        freeReplyObject(test_cmd(c, "XADD orders %d-0 k %s sku apple", i, i == 2 ? "b" : "a"));
+    process_with("orders", "stock", fail_b_handler);
+    char dlq[256];
+    stx_key_name(dlq, sizeof dlq, "orders", "stock", "dlq");
+    redisReply *x = test_cmd(c, "XRANGE %s - +", dlq);
+    cr_assert_eq(x->elements, 1);
+    char id[64];
+    snprintf(id, sizeof id, "%s", x->element[0]->element[0]->str);
+    freeReplyObject(x);
+    run r;
+    stx(&r, "dlq", "redrive", "orders", "stock", id, id, NULL);
+    expect_out(&r, "moved 1\n");
+    run_free(&r);
+    cr_assert_eq(test_cmd_int(c, "XLEN orders"), 4, "the entry was redriven twice");
+    redisFree(c);
+}
