@@ -487,14 +487,44 @@ int stx_read_time(stx_client *c, const char *stream, int64_t from_ms, int64_t to
 int stx_tail(stx_client *c, const char *stream, const char *after, long block_ms, size_t limit,
              stx_entries **out);
 
+/** Flags of stx_group_reset(). @{ */
+#define STX_RESET_CLEAR_STATE 1 /**< delete the state: rebuild it by replaying history */
+#define STX_RESET_REEMIT 2      /**< replayed entries publish again (see below) */
+#define STX_RESET_FORCE 4       /**< clear the state even though entries after `to` are gone */
+/** @} */
+
 /** Move (stream, group) to `to` — "beginning", "end", an id, or "@MS" for a
  * time in milliseconds — so that processing resumes with the first entry
- * after it; clear_state also deletes the state (a rebuild by replaying
- * history).  Takes a new epoch, so a running processor is fenced rather
- * than corrupted, and a new lineage, so LMDB snapshots are rebuilt.  Entries
- * pending in the group are dropped from its pending list. */
+ * after it.  Takes a new epoch (and drops the epoch holder's token), so a
+ * running processor is fenced rather than corrupted, and a new lineage, so
+ * LMDB snapshots are rebuilt.  Entries pending in the group are dropped from
+ * its pending list, and the handler-attempt counters are deleted.
+ *
+ * flags is 0 or a combination of STX_RESET_*:
+ * - STX_RESET_CLEAR_STATE also deletes the state: a rebuild by replaying
+ *   history.  It is refused with STX_EWINDOW_EXPIRED, before any change,
+ *   when entries after `to` were trimmed or deleted (stx_trim_safe(), XDEL;
+ *   seen as stx_read_range() sees them): the replay of what is left would
+ *   silently build a different state.  STX_RESET_FORCE resets anyway.
+ * - Without STX_RESET_CLEAR_STATE the state is kept, and a reset to an
+ *   earlier point **applies the effects of the replayed entries to the
+ *   state again** (a counter counts them twice).  Use it to skip ahead, or
+ *   when re-applying is what you want.
+ * - Publishes: an entry the group had already committed sent its publishes
+ *   then.  By default they are not sent again: the reset records, atomically
+ *   with itself, the highest offset the group ever reached before a reset
+ *   (meta field replay_until), and commits of entries at or below it write
+ *   their state but drop their publishes.  STX_RESET_REEMIT deletes that
+ *   bound, so the replay publishes everything again (new entries downstream,
+ *   with the same causation_id as the first time).
+ *
+ * The 0/1 clear_state argument of earlier versions is the same as 0 and
+ * STX_RESET_CLEAR_STATE.
+ * @return STX_OK; STX_EINVALID_CURSOR for a bad `to`; STX_ENOGROUP when the
+ * stream or the group does not exist; STX_EWRONGTYPE; STX_EWINDOW_EXPIRED
+ * (above); STX_EINVAL for unknown flags or empty names. */
 int stx_group_reset(stx_client *c, const char *stream, const char *group, const char *to,
-                    int clear_state);
+                    int flags);
 
 /** Trim stream, never past an entry some consumer group has not processed:
  * the bound is the lowest of, over all groups, the last delivered id and

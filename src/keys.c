@@ -30,7 +30,7 @@ static void hash_tag(const char *s, const char **tag, size_t *len)
 static int kind_ok(const char *kind)
 {
     return kind && (strcmp(kind, "meta") == 0 || strcmp(kind, "state") == 0 ||
-                    strcmp(kind, "dlq") == 0);
+                    strcmp(kind, "dlq") == 0 || strcmp(kind, "attempts") == 0);
 }
 
 int stx_key_name(char *buf, size_t cap, const char *stream, const char *group,
