@@ -53,7 +53,9 @@ extern "C" {
 #define STX_ELIMIT -14         /**< a configured size or count limit was exceeded */
 #define STX_ESTOPPED -15       /**< stx_processor_stop() was called */
 #define STX_ESTATE -16         /**< call not valid in the object's current state */
-#define STX_EREDIS_REFUSED -17 /**< Redis refused a write (OOM, MISCONF, READONLY) */
+#define STX_EREDIS_REFUSED -17 /**< Redis did not run the command for now: OOM, MISCONF,
+                                    READONLY, NOREPLICAS, LOADING, BUSY, MASTERDOWN, or a
+                                    blocking read cancelled (UNBLOCKED); retriable */
 #define STX_ENOGROUP -18       /**< the consumer group or the stream vanished */
 #define STX_ECONFLICT -19      /**< idempotency key reused with different content */
 #define STX_EINVALID_CURSOR -20 /**< a cursor that is not a stream id */

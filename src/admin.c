@@ -427,6 +427,9 @@ static int read_stream_and_groups(stx_client *c, const char *stream, redisReply 
             if (strstr(e->str, "no such key"))
                 rc = stx_client_fail(c, STX_ENOTFOUND, "stream_info: stream '%.200s' does not exist",
                                      stream);
+            else if (stx_conn_reply_code(e->str) == STX_EWRONGTYPE)
+                rc = stx_client_fail(c, STX_EWRONGTYPE, "stream_info: key '%.200s' is not a stream",
+                                     stream);
             else
                 rc = stx_client_fail(c, stx_conn_reply_code(e->str), "stream_info: stream '%.200s': %s",
                                      stream, e->str);
@@ -462,9 +465,12 @@ static int read_streamtx_parts(stx_client *c, const char *stream, stx_stream_inf
         if (rc != STX_OK) stx_client_fail(c, rc, "stream_info: %s", c->conn.err);
     }
     if (rc == STX_OK && n && (rc = stx_client_read_all(c, 3 * n, r)) != STX_OK) {
+        /* Name the key whose reply failed (NULL in r), and what it is. */
+        static const char *const what[] = {"meta hash", "state hash", "dead-letter stream"};
         size_t bad = 0;
         while (bad + 1 < 3 * n && r[bad]) bad++;
-        stx_client_fail(c, rc, "stream_info: key '%.300s': %s", keys[bad], c->conn.err);
+        stx_client_fail(c, rc, "stream_info: key '%.300s' (the %s of group '%.200s'): %s",
+                        keys[bad], what[bad % 3], info->groups[bad / 3].name, c->conn.err);
     }
     for (size_t i = 0; rc == STX_OK && i < n; i++) {
         stx_group_info *g = &info->groups[i];

@@ -617,8 +617,28 @@ Test(cli, info_errors)
     expect_fail(&r, 3, "info", "stream 'nosuch' does not exist");
     run_free(&r);
     stx(&r, "info", "plain-string", "--json", NULL);
-    expect_fail(&r, 4, "info", "not a stream");
+    expect_fail(&r, 4, "info", "key 'plain-string' is not a stream");
     run_free(&r);
+
+    /* A key of a group of the wrong type: that key is named, not the
+     * stream. */
+    freeReplyObject(test_cmd(c, "XADD wt 1-0 a 1"));
+    freeReplyObject(test_cmd(c, "XGROUP CREATE wt g 0"));
+    freeReplyObject(test_cmd(c, "XGROUP CREATE wt h 0"));
+    static const char *const kinds[] = {"meta", "state", "dlq"};
+    static const char *const names[] = {"meta hash", "state hash", "dead-letter stream"};
+    for (int k = 0; k < 3; k++) {
+        char key[256], needle[512];
+        stx_key_name(key, sizeof key, "wt", "h", kinds[k]);
+        freeReplyObject(test_cmd(c, "SET %s x", key));
+        stx(&r, "info", "wt", NULL);
+        snprintf(needle, sizeof needle, "stx: info: key '%s' (the %s of group 'h'): WRONGTYPE", key,
+                 names[k]);
+        expect_fail(&r, 4, "info", needle);
+        cr_assert(!strstr(r.err, "not a stream"), "%s", r.err);
+        run_free(&r);
+        freeReplyObject(test_cmd(c, "DEL %s", key));
+    }
     redisFree(c);
 }
 
@@ -1387,4 +1407,38 @@ Test(cli, dlq_redrive_of_an_id_given_twice_moves_it_once)
     run_free(&r);
     cr_assert_eq(test_cmd_int(c, "XLEN orders"), 4, "the entry was redriven twice");
     redisFree(c);
+}
+
+/* A tail that meets LOADING (Redis reloading its dataset) waits and goes
+ * on, as after a lost connection, instead of failing. */
+Test(cli, tail_waits_while_redis_loads)
+{
+    test_redis L;
+    static const char *const slow[] = {"--enable-debug-command", "yes", "--key-load-delay", "1000",
+                                       "--loading-process-events-interval-bytes", "1024", NULL};
+    test_redis_start(&L, 0, slow);
+    redisContext *c = test_redis_connect(&L);
+    freeReplyObject(test_cmd(c, "XADD ld 1-0 n 1"));
+    freeReplyObject(test_cmd(c, "DEBUG POPULATE 1500"));
+    /* DEBUG RELOAD answers when loaded (1.5 s): sent, not waited for. */
+    redisAppendCommand(c, "DEBUG RELOAD");
+    for (int done = 0; !done;)
+        cr_assert_eq(redisBufferWrite(c, &done), REDIS_OK);
+    struct timespec ts = {0, 100000000};
+    nanosleep(&ts, NULL);
+    const char *args[] = {"--url", L.url, "tail", "ld", "--from", "0", "--count", "1", NULL};
+    run r;
+    run_argv(&r, NULL, args);
+    cr_assert_eq(r.code, 0, "exit %d: %s", r.code, r.err);
+    cr_assert_str_eq(r.out, "1-0 n=1\n");
+    cr_assert(starts_with(r.err, "stx: tail: warning: ") &&
+                  strstr(r.err, "Redis is loading its dataset") && strstr(r.err, "; retrying\n") &&
+                  strstr(r.err, "stx: tail: warning: Redis answers again; going on after 0-0\n"),
+              "%s", r.err);
+    run_free(&r);
+    redisReply *ok;
+    cr_assert_eq(redisGetReply(c, (void **)&ok), REDIS_OK);
+    freeReplyObject(ok);
+    redisFree(c);
+    test_redis_stop(&L);
 }
