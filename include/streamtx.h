@@ -16,7 +16,16 @@
  *    runs in the caller's thread; stx_processor_stop() is the one call that is
  *    safe from another thread or from a signal handler.
  *  - Pointers handed to a handler (message fields, state values) are valid
- *    until the handler returns, unless a function says otherwise.
+ *    until the handler returns, unless a function says otherwise.  The
+ *    message and the transaction themselves are valid only during the
+ *    handler call: kept and used later, they are refused (NULL, 0 or
+ *    STX_ESTATE), never undefined behaviour.
+ *  - Every function checks its pointer arguments.  A NULL where an object
+ *    is required gives STX_EINVAL, or for a function that returns no code
+ *    the result documented next to it (NULL, 0, "" or a no-op); nothing is
+ *    written through the other arguments then.  Output pointers marked
+ *    "(if not NULL)" or "may be NULL" are optional.  A key or byte string
+ *    given as (NULL, 0) is the empty one.
  */
 #ifndef STREAMTX_H
 #define STREAMTX_H
@@ -71,7 +80,7 @@ typedef enum stx_error_class {
     STX_CLASS_FATAL         /**< the handle cannot go on (fenced, bad config, auth) */
 } stx_error_class;
 
-/** Static English name of a code; never NULL, never to be freed. */
+/** Static English name of a code (any int); never NULL, never to be freed. */
 const char *stx_strerror(int code);
 
 /** Class of a code: what to do next. */
@@ -96,37 +105,48 @@ void stx_config_free(stx_config *conf);
 
 /** Set key to value.  On error writes a message of at most errlen-1 bytes
  * into errbuf (which may be NULL) and leaves the configuration unchanged.
- * @return STX_OK, STX_EINVAL (unknown key or bad value), STX_ENOMEM. */
+ * @return STX_OK, STX_EINVAL (unknown key, bad value, or conf, key or value
+ * NULL), STX_ENOMEM. */
 int stx_config_set(stx_config *conf, const char *key, const char *value,
                    char *errbuf, size_t errlen);
 
 /** Current value of key as a string in buf (truncated to buflen-1 bytes,
  * always terminated).  Secrets (password) read back as "***".
- * @return STX_OK or STX_EINVAL for an unknown key. */
+ * @return STX_OK or STX_EINVAL for an unknown key (or conf, key or buf
+ * NULL, or buflen 0). */
 int stx_config_get(const stx_config *conf, const char *key, char *buf, size_t buflen);
 /** @} */
 
 /** @defgroup message Messages
- * A read-only view of one stream entry, valid during the handler call.
+ * A read-only view of one stream entry, valid during the handler call (a
+ * view from stx_entries_at(): until stx_entries_free()).  A handler's
+ * message used after the handler returned (a kept pointer, until the
+ * processor is freed) reads as absent: the getters answer NULL, 0 or
+ * STX_ESTATE, as they do for a NULL msg (STX_EINVAL there).
  * @{ */
 typedef struct stx_msg stx_msg;
 
-/** Entry id, "MS-SEQ" (NUL-terminated). */
+/** Entry id, "MS-SEQ" (NUL-terminated); NULL for a NULL msg or outside its
+ * handler call. */
 const char *stx_msg_id(const stx_msg *msg);
-/** Name of the stream the entry was read from (NUL-terminated). */
+/** Name of the stream the entry was read from (NUL-terminated); NULL as
+ * stx_msg_id(). */
 const char *stx_msg_stream(const stx_msg *msg);
-/** Number of field/value pairs. */
+/** Number of field/value pairs; 0 as stx_msg_id() gives NULL. */
 size_t stx_msg_field_count(const stx_msg *msg);
 /** Field i (0-based).  Names and values are binary-safe byte strings; a NUL
- * is stored after each so text can be used as a C string.
- * @return STX_OK or STX_ENOTFOUND when i is out of range. */
+ * is stored after each so text can be used as a C string.  Each output
+ * pointer may be NULL.
+ * @return STX_OK, STX_ENOTFOUND when i is out of range, STX_EINVAL (msg
+ * NULL), STX_ESTATE (outside its handler call). */
 int stx_msg_field(const stx_msg *msg, size_t i, const char **name, size_t *name_len,
                   const char **value, size_t *value_len);
 /** Value of the first field named name (NUL-terminated name), or NULL when
- * absent.  *len (if not NULL) receives the value's length. */
+ * absent (or msg or name NULL, or outside the handler call).  *len (if not
+ * NULL) receives the value's length. */
 const char *stx_msg_get(const stx_msg *msg, const char *name, size_t *len);
 /** How many times the consumer group has delivered this entry (1 the first
- * time; higher after a crash or retry). */
+ * time; higher after a crash or retry); 0 as stx_msg_id() gives NULL. */
 uint64_t stx_msg_delivery_count(const stx_msg *msg);
 /** @} */
 
@@ -141,13 +161,21 @@ uint64_t stx_msg_delivery_count(const stx_msg *msg);
  * validated, so it can be handed to msgpack_unpack() safely.  Keys are
  * binary-safe byte strings (the empty key included) of at most
  * max_key_bytes.
+ *
+ * Every function below returns STX_EINVAL when txn is NULL (or a key is
+ * NULL with a non-zero length, or a required output pointer is NULL), and
+ * STX_ESTATE when txn is used outside its handler or migration call (a
+ * pointer kept after the handler returned, until the processor is freed):
+ * such a call reads nothing and stages nothing; it is not silently dropped.
  * @{ */
 typedef struct stx_txn stx_txn;
 
 /** Encoded msgpack value of key.  *value stays valid until the handler
- * returns or the key is written again, whichever is first.
+ * returns or the key is written again, whichever is first.  value and
+ * value_len are required.
  * @return STX_OK, STX_ENOTFOUND (no such key), STX_EDECODE (the stored
- * value is not valid msgpack; the message names the key). */
+ * value is not valid msgpack; the message names the key), STX_EINVAL,
+ * STX_ESTATE. */
 int stx_txn_get(stx_txn *txn, const void *key, size_t key_len,
                 const void **value, size_t *value_len);
 /** Stage key = value, where value is exactly one encoded msgpack object.
@@ -158,8 +186,9 @@ int stx_txn_put(stx_txn *txn, const void *key, size_t key_len,
 /** Stage the deletion of key (no error if it does not exist). */
 int stx_txn_del(stx_txn *txn, const void *key, size_t key_len);
 
-/** Integer value of key.  @return STX_OK, STX_ENOTFOUND, STX_EDECODE, or
- * STX_ETYPE when the value is not an integer that fits int64_t. */
+/** Integer value of key (out required).  @return STX_OK, STX_ENOTFOUND,
+ * STX_EDECODE, or STX_ETYPE when the value is not an integer that fits
+ * int64_t. */
 int stx_txn_get_i64(stx_txn *txn, const void *key, size_t key_len, int64_t *out);
 /** Stage key = v (msgpack integer). */
 int stx_txn_put_i64(stx_txn *txn, const void *key, size_t key_len, int64_t v);
@@ -169,10 +198,11 @@ int stx_txn_put_i64(stx_txn *txn, const void *key, size_t key_len, int64_t v);
 int stx_txn_incr(stx_txn *txn, const void *key, size_t key_len, int64_t delta,
                  int64_t *result);
 /** String (msgpack str or bin) value of key; *s is not NUL-terminated and is
- * valid as for stx_txn_get(). @return as stx_txn_get_i64(). */
+ * valid as for stx_txn_get() (s and len required). @return as
+ * stx_txn_get_i64(). */
 int stx_txn_get_str(stx_txn *txn, const void *key, size_t key_len,
                     const char **s, size_t *len);
-/** Stage key = the msgpack str s. */
+/** Stage key = the msgpack str s ((NULL, 0): the empty string). */
 int stx_txn_put_str(stx_txn *txn, const void *key, size_t key_len,
                     const char *s, size_t len);
 
@@ -183,23 +213,37 @@ int stx_txn_put_str(stx_txn *txn, const void *key, size_t key_len,
  * On Redis Cluster the target stream must hash to the input stream's slot
  * (give it the same hash tag, e.g. "{orders}:alerts"): one script cannot
  * write to two slots.
- * @return STX_OK, STX_EINVAL (no fields, empty stream name), STX_ENOMEM. */
+ *
+ * One publish holds at most 3000 field/value pairs, the envelope fields
+ * the library adds included (so 2998 pairs of the handler's own are always
+ * safe): the commit script hands them to XADD through Lua's unpack(),
+ * which the C stack bounds.  It also holds at most max_fields pairs and
+ * max_value_bytes bytes.  A publish over a limit is refused here, with
+ * STX_ELIMIT and a message that stx_processor_errmsg() and the dead letter
+ * show when the handler then fails (returning the code fails the entry
+ * permanently: it is dead-lettered and processing goes on).
+ * @return STX_OK, STX_EINVAL (no fields, empty stream name, NULL arrays or
+ * a NULL name or value with a non-zero length, or in a migration, which
+ * has no message to publish from), STX_ELIMIT, STX_ENOMEM, STX_ESTATE. */
 int stx_txn_publish(stx_txn *txn, const char *stream, size_t nfields,
                     const char *const *names, const size_t *name_lens,
                     const char *const *values, const size_t *value_lens);
 /** Convenience for text: publish NUL-terminated pairs given as
- * name0, value0, name1, value1, ..., NULL. */
+ * name0, value0, name1, value1, ..., NULL.  Limits and results as
+ * stx_txn_publish(); STX_EINVAL for no pairs or a name without a value. */
 int stx_txn_publishv(stx_txn *txn, const char *stream, ...);
 /** Choose the delay before the retry when the handler then returns
  * STX_HANDLER_RETRY, overriding the processor's retry_backoff policy for
  * this entry (e.g. each handler of a router with its own policy, or a
  * Retry-After from a remote service).  ms is capped at retry_max_ms.
- * @return STX_OK or STX_EINVAL (negative ms). */
+ * @return STX_OK, STX_EINVAL (negative ms), STX_ESTATE. */
 int stx_txn_retry_after(stx_txn *txn, long ms);
 
 /** Set the message returned by stx_processor_errmsg() when the handler
  * fails (printf-style).  Returns STX_EHANDLER so a handler can write
- * `return stx_txn_fail(txn, "bad sku %s", sku);`. */
+ * `return stx_txn_fail(txn, "bad sku %s", sku);` (STX_EINVAL for a NULL txn
+ * or fmt, STX_ESTATE outside the handler call: no message is set, and any
+ * of these returned by a handler still fails the entry). */
 int stx_txn_fail(stx_txn *txn, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
@@ -223,7 +267,8 @@ typedef struct stx_processor stx_processor;
  * stages publishes through txn, and returns a verdict.  The handler may run
  * more than once for one message (after a crash, a retry or a failed
  * commit); only the effects made through txn are exactly-once.  It must not
- * call back into the processor. */
+ * call back into the processor.  msg and txn are valid during this call
+ * only: kept and used later they are refused (STX_ESTATE, NULL or 0). */
 typedef int (*stx_handler_fn)(const stx_msg *msg, stx_txn *txn, void *user_data);
 
 /** Log levels for stx_log_fn. */
@@ -251,7 +296,8 @@ typedef int (*stx_migrate_fn)(uint32_t from_version, uint32_t to_version, const 
                               size_t key_len, const void *value, size_t value_len,
                               stx_txn *txn, void *user_data);
 
-/** Set the migration callback (NULL: none). */
+/** Set the migration callback (NULL: none).  For this and the two setters
+ * below, a NULL conf is a no-op. */
 void stx_config_set_migrate(stx_config *conf, stx_migrate_fn migrate, void *user_data);
 
 /** Set the handler (required before stx_processor_new()). */
@@ -261,9 +307,10 @@ void stx_config_set_log(stx_config *conf, stx_log_fn log, void *user_data);
 
 /** Create a processor from conf (copied: conf may be freed afterwards).
  * No I/O happens here.  As in SQLite, *out is set even on failure (unless
- * memory ran out) so that stx_processor_errmsg() can tell why; the caller
- * frees it with stx_processor_free().
- * @return STX_OK, STX_EINVAL (e.g. no stream, group or handler), STX_ENOMEM. */
+ * memory ran out, or out is NULL) so that stx_processor_errmsg() can tell
+ * why; the caller frees it with stx_processor_free().
+ * @return STX_OK, STX_EINVAL (out or conf NULL, no stream, group or
+ * handler), STX_ENOMEM. */
 int stx_processor_new(stx_processor **out, const stx_config *conf);
 
 /** Free a processor and close its connection.  NULL is a no-op.  Must not
@@ -274,7 +321,8 @@ void stx_processor_free(stx_processor *p);
  * processor), create the group if missing, load the state (from the LMDB
  * snapshot when it matches, else from Redis) and claim entries left pending
  * by other consumers of the group.  Called by run()/poll() when needed.
- * @return STX_OK or an error (see stx_processor_errmsg()). */
+ * @return STX_OK or an error (see stx_processor_errmsg()); STX_EINVAL for
+ * a NULL p, as poll() and run(). */
 int stx_processor_start(stx_processor *p);
 
 /** Read at most one batch (waiting up to the configured block_ms for new
@@ -308,18 +356,18 @@ int stx_processor_run(stx_processor *p);
 /** Ask run()/poll() to return at the next message boundary (at the latest
  * after block_ms); the messages handled so far in the batch are committed
  * first.  A start() in progress finishes.  Async-signal-safe and
- * thread-safe. */
+ * thread-safe.  NULL is a no-op. */
 void stx_processor_stop(stx_processor *p);
 
-/** Message of the last error on p (never NULL; "" when there was none).
- * Valid until the next call on p. */
+/** Message of the last error on p (never NULL; "" when there was none, a
+ * static text for a NULL p).  Valid until the next call on p. */
 const char *stx_processor_errmsg(const stx_processor *p);
 
-/** Epoch this processor holds (0 before start). */
+/** Epoch this processor holds (0 before start, or for a NULL p). */
 uint64_t stx_processor_epoch(const stx_processor *p);
 
 /** Id of the last committed message of (stream, group) as this processor
- * knows it ("0-0" before anything was committed). */
+ * knows it ("0-0" before anything was committed; "" for a NULL p). */
 const char *stx_processor_offset(const stx_processor *p);
 
 /** Counters since stx_processor_new(). */
@@ -342,12 +390,13 @@ typedef struct stx_stats {
     uint64_t commit_us_p50, commit_us_p99, commit_us_max;
 } stx_stats;
 
-/** Copy the counters into *out. */
+/** Copy the counters into *out (all zero for a NULL p; no-op for a NULL out). */
 void stx_processor_stats(const stx_processor *p, stx_stats *out);
 
 /** Committed state value of key as the processor holds it (outside a
  * handler, e.g. for reporting).  *value is valid until the next call on p.
- * @return STX_OK, STX_ENOTFOUND, STX_ESTATE (not started). */
+ * @return STX_OK, STX_ENOTFOUND, STX_ESTATE (not started), STX_EINVAL (p,
+ * value or value_len NULL, or key NULL with a non-zero key_len). */
 int stx_processor_state_get(stx_processor *p, const void *key, size_t key_len,
                             const void **value, size_t *value_len);
 /** @} */
@@ -364,8 +413,8 @@ int stx_processor_state_get(stx_processor *p, const void *key, size_t key_len,
 /** Write the name of the KIND key ("meta" or "state") of (stream, group)
  * into buf (cap bytes, NUL-terminated).  2 * strlen(stream) +
  * strlen(group) + 40 bytes always suffice.
- * @return the length of the name, or STX_EINVAL (bad kind, empty names),
- * or STX_ELIMIT when cap is too small. */
+ * @return the length of the name, or STX_EINVAL (bad kind, empty names, any
+ * pointer NULL), or STX_ELIMIT when cap is too small. */
 int stx_key_name(char *buf, size_t cap, const char *stream, const char *group,
                  const char *kind);
 /** @} */
@@ -376,14 +425,16 @@ int stx_key_name(char *buf, size_t cap, const char *stream, const char *group,
 /** Check that buf holds exactly one well-formed msgpack object of at most
  * max_depth nesting levels, never reading past len and never trusting a
  * declared length or count that the remaining bytes cannot hold.
- * @return STX_OK or STX_EDECODE. */
+ * @return STX_OK or STX_EDECODE (also for a NULL buf: no object). */
 int stx_mp_validate(const void *buf, size_t len, unsigned max_depth);
 
 /** Decode a msgpack integer that fits int64_t.
- * @return STX_OK, STX_EDECODE (not msgpack), STX_ETYPE (not such an int). */
+ * @return STX_OK, STX_EDECODE (not msgpack), STX_ETYPE (not such an int),
+ * STX_EINVAL (out NULL). */
 int stx_mp_read_i64(const void *buf, size_t len, int64_t *out);
 
-/** Encode v as msgpack into out (at least 9 bytes); returns the length. */
+/** Encode v as msgpack into out (at least 9 bytes); returns the length
+ * (0 for a NULL out). */
 size_t stx_mp_write_i64(unsigned char out[9], int64_t v);
 /** @} */
 
@@ -398,11 +449,12 @@ typedef struct stx_client stx_client;
 /** Connect.  As stx_processor_new(), *out is set even on failure (unless
  * out of memory) so stx_client_errmsg() can tell why; free it with
  * stx_client_free().  conf may be NULL for redis://127.0.0.1:6379.
- * @return STX_OK, STX_ECONN, STX_EAUTH, STX_ETIMEOUT, STX_ENOMEM. */
+ * @return STX_OK, STX_ECONN, STX_EAUTH, STX_ETIMEOUT, STX_ENOMEM,
+ * STX_EINVAL (out NULL). */
 int stx_client_new(stx_client **out, const stx_config *conf);
 /** Close and free.  NULL is a no-op. */
 void stx_client_free(stx_client *c);
-/** Message of the last error on c ("" when none). */
+/** Message of the last error on c ("" when none; a static text for NULL). */
 const char *stx_client_errmsg(const stx_client *c);
 
 /** One field/value pair, binary-safe. */
@@ -444,6 +496,8 @@ typedef struct stx_produce_result {
  * with the same key and fields adds nothing and returns the first id with
  * duplicate = 1; the same key with other fields gives STX_ECONFLICT.  One
  * script, so concurrent producers and retries after a timeout are safe.
+ * opts may be NULL; c, stream, fields and result are required.  A message
+ * holds 1 to 3000 fields (the script builds its XADD with Lua's unpack()).
  * @return STX_OK, STX_ECONFLICT, STX_EINVAL, STX_EWRONGTYPE, connection errors. */
 int stx_produce(stx_client *c, const char *stream, const stx_field *fields, size_t nfields,
                 const stx_produce_opts *opts, stx_produce_result *result);
@@ -464,17 +518,20 @@ int stx_produce_batch(stx_client *c, const char *stream, const stx_produce_msg *
 
 /** Entries read from a stream, owned by the caller (stx_entries_free()). */
 typedef struct stx_entries stx_entries;
-size_t stx_entries_count(const stx_entries *e);
-/** Entry i as a message view, valid until stx_entries_free(). */
+size_t stx_entries_count(const stx_entries *e); /* 0 for NULL */
+/** Entry i as a message view, valid until stx_entries_free() (NULL when i
+ * is out of range or e is NULL). */
 const stx_msg *stx_entries_at(const stx_entries *e, size_t i);
 /** Id of the last entry, or the cursor given when there was none: the
- * cursor to resume from. */
+ * cursor to resume from ("" for NULL). */
 const char *stx_entries_last_id(const stx_entries *e);
 void stx_entries_free(stx_entries *e); /* NULL-safe */
 
 /** Entries with ids after `after` (exclusive; "0" or "0-0" from the start)
  * up to `to` (inclusive; NULL or "+" for the end), at most limit (0: 1000).
- * @return STX_OK; STX_EINVALID_CURSOR when after or to is not an id;
+ * c, stream and out are required (STX_EINVAL).
+ * @return STX_OK; STX_EINVALID_CURSOR when after (NULL included) or to is
+ * not an id;
  * STX_EWINDOW_EXPIRED when entries after `after` were trimmed or deleted
  * (the caller missed data: the message says from where it can resume). */
 int stx_read_range(stx_client *c, const char *stream, const char *after, const char *to,
@@ -524,7 +581,8 @@ int stx_tail(stx_client *c, const char *stream, const char *after, long block_ms
  * STX_RESET_CLEAR_STATE.
  * @return STX_OK; STX_EINVALID_CURSOR for a bad `to`; STX_ENOGROUP when the
  * stream or the group does not exist; STX_EWRONGTYPE; STX_EWINDOW_EXPIRED
- * (above); STX_EINVAL for unknown flags or empty names. */
+ * (above); STX_EINVAL for a NULL c, stream or group, unknown flags or
+ * empty names; STX_EINVALID_CURSOR also for a NULL `to`. */
 int stx_group_reset(stx_client *c, const char *stream, const char *group, const char *to,
                     int flags);
 
@@ -540,17 +598,18 @@ int stx_trim_safe(stx_client *c, const char *stream, long long maxlen, long long
                   long long *deleted);
 
 /** The committed state value of key for (stream, group), read from Redis;
- * *value is malloc'd (free() it).  STX_ENOTFOUND when absent. */
+ * *value is malloc'd (free() it).  STX_ENOTFOUND when absent; value and
+ * value_len are required. */
 int stx_state_read(stx_client *c, const char *stream, const char *group, const void *key,
                    size_t key_len, void **value, size_t *value_len);
-/** Call fn for every state key of (stream, group) (HSCAN pages); a non-zero
- * return of fn stops the walk and is returned. */
+/** Call fn (required) for every state key of (stream, group) (HSCAN
+ * pages); a non-zero return of fn stops the walk and is returned. */
 int stx_state_scan(stx_client *c, const char *stream, const char *group,
                    int (*fn)(void *ud, const void *key, size_t key_len, const void *value,
                              size_t value_len),
                    void *ud);
 /** Dead-letter entries of (stream, group) (the "dlq" key), oldest first,
- * after cursor `after` ("0" from the start), at most limit (0: 1000).  Each
+ * after cursor `after` ("0" or NULL from the start), at most limit (0: 1000).  Each
  * holds the original fields plus stx.source_stream, stx.group, stx.source_id,
  * stx.reason, stx.error, stx.attempts and stx.failed_at (see README). */
 int stx_dlq_list(stx_client *c, const char *stream, const char *group, const char *after,
@@ -560,7 +619,8 @@ int stx_dlq_list(stx_client *c, const char *stream, const char *group, const cha
  * is re-added with its original fields and removed from the DLQ in one
  * script, so it moves exactly once; an id given more than once (also as
  * another spelling of the same id, "01-1" for "1-1") is moved once, in the
- * order first given.  *moved (if not NULL) gets the count. */
+ * order first given.  *moved (if not NULL) gets the count.
+ * ids may be NULL only when n == 0; a NULL id is STX_EINVALID_CURSOR. */
 int stx_dlq_redrive(stx_client *c, const char *stream, const char *group,
                     const char *const *ids, size_t n, size_t *moved);
 
@@ -586,8 +646,8 @@ typedef struct stx_stream_info {
 } stx_stream_info;
 
 /** Describe stream and its groups.  STX_ENOTFOUND when the key does not
- * exist, STX_EWRONGTYPE when it is not a stream.  Free with
- * stx_stream_info_free(). */
+ * exist, STX_EWRONGTYPE when it is not a stream, STX_EINVAL for a NULL c,
+ * stream or out.  Free with stx_stream_info_free(). */
 int stx_stream_info_get(stx_client *c, const char *stream, stx_stream_info **out);
 void stx_stream_info_free(stx_stream_info *info); /* NULL-safe */
 /** @} */
@@ -603,11 +663,15 @@ void stx_stream_info_free(stx_stream_info *info); /* NULL-safe */
 typedef struct stx_router stx_router;
 stx_router *stx_router_new(void);            /* NULL only when out of memory */
 void stx_router_free(stx_router *r);         /* NULL-safe */
-/** Register handler for pattern (copied).  STX_OK, STX_EINVAL, STX_ENOMEM. */
+/** Register handler for pattern (copied).  STX_OK, STX_EINVAL (r, pattern or
+ * handler NULL), STX_ENOMEM. */
 int stx_router_add(stx_router *r, const char *pattern, stx_handler_fn handler, void *user_data);
-/** Unmatched events fail (STX_HANDLER_FAIL) instead of being acknowledged. */
+/** Unmatched events fail (STX_HANDLER_FAIL) instead of being acknowledged.
+ * NULL r is a no-op. */
 void stx_router_set_unmatched_fail(stx_router *r, int fail);
-/** The dispatching handler: stx_config_set_handler(conf, stx_router_handle, router). */
+/** The dispatching handler: stx_config_set_handler(conf, stx_router_handle, router).
+ * A NULL router or msg, or a msg outside its handler call, gives
+ * STX_HANDLER_FAIL; txn is handed to the handlers as it is. */
 int stx_router_handle(const stx_msg *msg, stx_txn *txn, void *router);
 /** @} */
 

@@ -1,120 +1,129 @@
 #!lua
--- Commit a batch of handled messages atomically: acknowledge them, advance
--- the stored offset, write the changed state keys and add the staged
--- publishes.  Every check comes before the first write, because Redis does
--- not roll back a script that fails half-way.
+-- Commit a batch of handled entries atomically: acknowledge them, advance
+-- the stored offset and commit sequence, write the changed state keys and
+-- add the staged publishes.  Every check comes before the first write,
+-- because Redis does not roll back a script that fails half-way; an error
+-- after the checks can only be Redis itself failing, and the caller then
+-- treats the commit as in doubt (settled from the stored seq and offset).
 --
--- KEYS[1] stream, KEYS[2] meta hash, KEYS[3] state hash,
--- KEYS[4..] streams the batch publishes to (each once).
--- ARGV: group, epoch, n_ids, ids (ascending)...,
+-- KEYS[1] stream, KEYS[2] meta hash, KEYS[3] state hash, KEYS[4] attempts
+-- hash, KEYS[5..] streams the batch publishes to (each once).
+-- ARGV: group, epoch, token, expected seq, run id, n_ids, ids (ascending)...,
 --       n_puts, (key, value)..., n_dels, key...,
---       n_pubs, then per publish: index into KEYS, n_pairs, (field, value)...
+--       n_pubs, then per publish: index into KEYS, index of its source id
+--       among the ids (1-based), n_pairs, (field, value)...
 --
--- Returns {"OK", seq} after writing;
---         {"DUP", id...} when some ids were committed before (id <= stored
---           offset, or no longer pending): nothing is written except the
---           acknowledgement of those ids that are still pending;
---         {"BEHIND", id, consumer} when an entry at or below the last id is
---           pending outside the batch: nothing is written;
---         {"FENCED", current epoch}; {"NOGROUP", message};
---         {"WRONGTYPE", key, type}; {"BADARGS", message}.
+-- Returns {"OK", seq, publishes dropped} after writing (publishes of
+--   entries at or below the meta's replay_until are dropped: a rebuild
+--   replays them into state without sending their effects again);
+-- refusals, with nothing written:
+--   the guard's FENCED and SEQ;
+--   {"DUP", offset} when the first id is at or below the stored offset;
+--   {"GAP", id} when the stream holds an entry between the offset and the
+--     last id that is not in the batch (it was skipped: XGROUP SETID, a
+--     foreign XACK, DELCONSUMER, a paused processor's read): the caller
+--     reads from the offset again;
+--   {"NOGROUP", message}; {"BADARGS", message};
+-- refusals that mark the batch's entries as handled in the attempts hash
+-- (their own fault is not the reason, so the next run does not count an
+-- attempt against them):
+--   {"WRONGTYPE", key, type}; {"FULL", key} (a publish target whose last id
+--   is the highest possible id).
 
 -- #include ids.lua
+-- #include guard.lua
 
-local stream, meta, state = KEYS[1], KEYS[2], KEYS[3]
-local group, epoch = ARGV[1], ARGV[2]
+local MAX_PAIRS = 3000  -- unpack() of one XADD is bounded by Lua's C stack
 
-local current = redis.call('HGET', meta, 'epoch')
-if current ~= epoch then
-  return {'FENCED', current or '0'}
-end
+local stream, meta, state, attempts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local group, epoch, token, run = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
 
-local t = redis.call('TYPE', stream).ok
-if t == 'none' then
-  return {'NOGROUP', 'stream ' .. stream .. ' does not exist'}
-elseif t ~= 'stream' then
-  return {'WRONGTYPE', stream, t}
-end
-t = redis.call('TYPE', state).ok
-if t ~= 'none' and t ~= 'hash' then return {'WRONGTYPE', state, t} end
-for i = 4, #KEYS do
-  t = redis.call('TYPE', KEYS[i]).ok
-  if t ~= 'none' and t ~= 'stream' then return {'WRONGTYPE', KEYS[i], t} end
-end
+local m, refused = guard(meta, epoch, token, ARGV[4])
+if not m then return refused end
+local offset, replay_until = m[4], m[6]
 
 -- Decode the arguments fully before touching anything.
-local pos = 3
+local pos = 6
 local n_ids = tonumber(ARGV[pos]); pos = pos + 1
 if not n_ids or n_ids < 1 or n_ids > 1000 then return {'BADARGS', '1 to 1000 ids'} end
+local ids_at = pos
 pos = pos + n_ids
 local n_puts = tonumber(ARGV[pos]); pos = pos + 1
+if not n_puts then return {'BADARGS', 'n_puts'} end
 local puts_at = pos
 pos = pos + 2 * n_puts
 local n_dels = tonumber(ARGV[pos]); pos = pos + 1
+if not n_dels then return {'BADARGS', 'n_dels'} end
 local dels_at = pos
 pos = pos + n_dels
 local n_pubs = tonumber(ARGV[pos]); pos = pos + 1
+if not n_pubs then return {'BADARGS', 'n_pubs'} end
 local pubs = {}
 for i = 1, n_pubs do
-  local k = tonumber(ARGV[pos])
-  local n_pairs = tonumber(ARGV[pos + 1])
-  if not k or k < 4 or k > #KEYS or not n_pairs or n_pairs < 1 then
+  local k, src, n_pairs = tonumber(ARGV[pos]), tonumber(ARGV[pos + 1]), tonumber(ARGV[pos + 2])
+  if not k or k < 5 or k > #KEYS or not src or src < 1 or src > n_ids or not n_pairs or
+     n_pairs < 1 then
     return {'BADARGS', 'bad publish ' .. i}
   end
-  if n_pairs > 3000 then
-    return {'BADARGS', 'publish ' .. i .. ' has more than 3000 fields'}
+  if n_pairs > MAX_PAIRS then
+    return {'BADARGS', 'publish ' .. i .. ' has more than ' .. MAX_PAIRS .. ' fields'}
   end
-  pubs[i] = {k, pos + 2, n_pairs}
-  pos = pos + 2 + 2 * n_pairs
+  pubs[i] = {k, pos + 3, n_pairs, ARGV[ids_at + src - 1]}
+  pos = pos + 3 + 2 * n_pairs
 end
 if pos - 1 ~= #ARGV then return {'BADARGS', 'argument count'} end
 
--- Nothing may stay pending at or below the end of the batch outside it: the
--- offset moves past it, and it would later look committed.  Such an entry
--- belongs to another consumer (a paused processor that read after the
--- takeover, or a dead one not yet claimed): the caller claims it and
--- handles it first.  Asking for one more than the batch can hold shows any
--- such entry, and otherwise gives the whole pending range.
-local offset = redis.call('HGET', meta, 'offset') or '0-0'
-if not id_parse(offset) then return {'BADARGS', 'stored offset is not an id'} end
-local last = ARGV[3 + n_ids]
-local pending = redis.pcall('XPENDING', stream, group, '-', last, n_ids + 1)
-if type(pending) == 'table' and pending.err then
-  if string.sub(pending.err, 1, 7) == 'NOGROUP' then return {'NOGROUP', pending.err} end
-  return redis.error_reply(pending.err)
-end
-local in_batch = {}
-for i = 4, 3 + n_ids do in_batch[ARGV[i]] = true end
-local is_pending = {}
-for _, p in ipairs(pending) do
-  if not in_batch[p[1]] then return {'BEHIND', p[1], p[2]} end
-  is_pending[p[1]] = true
-end
-
--- Exactly-once: an id at or below the stored offset, or one the group no
--- longer holds as pending, was committed before.  Ids ascend, so only a
--- first id at or below the offset needs a look at the others.
-local dups, stale_pending = {}, {}
-local below = id_cmp(ARGV[4], offset) <= 0
-for i = 4, 3 + n_ids do
+local in_batch, prev = {}, offset
+for i = ids_at, ids_at + n_ids - 1 do
   local id = ARGV[i]
-  local at_or_below = below and id_cmp(id, offset) <= 0
-  if at_or_below or not is_pending[id] then
-    dups[#dups + 1] = id
-    if at_or_below and is_pending[id] then stale_pending[#stale_pending + 1] = id end
+  if not id_parse(id) then return {'BADARGS', 'bad id ' .. id} end
+  if id_cmp(id, prev) <= 0 then
+    if i == ids_at then return {'DUP', offset} end
+    return {'BADARGS', 'ids are not ascending'}
   end
+  in_batch[id] = true
+  prev = id
 end
-if #dups > 0 then
-  if #stale_pending > 0 then
-    redis.call('XACK', stream, group, unpack(stale_pending))
+local last = ARGV[ids_at + n_ids - 1]
+
+-- Marks the batch handled: a refusal below is not the entries' fault.
+local function refuse_handled(reply)
+  for i = ids_at, ids_at + n_ids - 1 do
+    local rec = redis.call('HGET', attempts, ARGV[i])
+    local n = rec and string.match(rec, '^[^:]*:(%d+)') or '0'
+    redis.call('HSET', attempts, ARGV[i], run .. ':' .. n .. ':h')
   end
-  local reply = {'DUP'}
-  for i = 1, #dups do reply[i + 1] = dups[i] end
   return reply
 end
 
--- Writes.  The first one, XACK, also refuses malformed ids before anything
--- is written.  unpack() takes ranges of ARGV, in bounded chunks.
+-- (the attempts hash is checked before refuse_handled() may write it)
+refused = wrong_type(stream, 'stream', true) or wrong_type(state, 'hash') or
+          wrong_type(attempts, 'hash')
+if refused then return refused end
+for i = 5, #KEYS do
+  refused = wrong_type(KEYS[i], 'stream')
+  if refused then return refuse_handled(refused) end
+  if stream_full(KEYS[i]) then return refuse_handled({'FULL', KEYS[i]}) end
+end
+
+-- The offset never passes an entry that was not applied: every entry the
+-- stream holds between the offset and the last id must be in the batch
+-- (entries deleted from the stream are not there to apply).
+local held = redis.call('XRANGE', stream, '(' .. offset, last, 'COUNT', n_ids + 1)
+for _, e in ipairs(held) do
+  if not in_batch[e[1]] then return {'GAP', e[1]} end
+end
+
+-- Writes.  XACK first: when the group is gone it fails before anything
+-- was written.
+local acked = redis.pcall('XACK', stream, group, unpack(ARGV, ids_at, ids_at + n_ids - 1))
+if type(acked) == 'table' and acked.err then
+  if string.sub(acked.err, 1, 7) == 'NOGROUP' then return {'NOGROUP', acked.err} end
+  return redis.error_reply(acked.err)
+end
+redis.call('HSET', meta, 'offset', last, 'writer', token)
+local new_seq = redis.call('HINCRBY', meta, 'seq', 1)
+
 local function call_ranges(cmd, key, first, count, width)
   local i = 0
   while i < count do
@@ -124,13 +133,16 @@ local function call_ranges(cmd, key, first, count, width)
     i = i + n
   end
 end
-redis.call('XACK', stream, group, unpack(ARGV, 4, 3 + n_ids))
-redis.call('HSET', meta, 'offset', last)
-local new_seq = redis.call('HINCRBY', meta, 'seq', 1)
 if n_puts > 0 then call_ranges('HSET', state, puts_at, n_puts, 2) end
 if n_dels > 0 then call_ranges('HDEL', state, dels_at, n_dels, 1) end
+if redis.call('EXISTS', attempts) == 1 then call_ranges('HDEL', attempts, ids_at, n_ids, 1) end
+local dropped = 0
 for i = 1, n_pubs do
   local p = pubs[i]
-  redis.call('XADD', KEYS[p[1]], '*', unpack(ARGV, p[2], p[2] + 2 * p[3] - 1))
+  if replay_until and id_cmp(p[4], replay_until) <= 0 then
+    dropped = dropped + 1
+  else
+    redis.call('XADD', KEYS[p[1]], '*', unpack(ARGV, p[2], p[2] + 2 * p[3] - 1))
+  end
 end
-return {'OK', new_seq}
+return {'OK', new_seq, dropped}

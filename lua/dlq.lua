@@ -2,62 +2,60 @@
 -- Move one entry to the dead-letter stream: add it there with its original
 -- fields and why it failed, acknowledge it and advance the offset, all at
 -- once and under the same fencing and exactly-once rules as a commit.
--- KEYS[1] stream, KEYS[2] meta hash, KEYS[3] dead-letter stream
--- ARGV[1] group, ARGV[2] epoch, ARGV[3] entry id, ARGV[4] reason,
--- ARGV[5] error text, ARGV[6] attempts, ARGV[7] failed-at (ms)
+-- KEYS[1] stream, KEYS[2] meta hash, KEYS[3] dead-letter stream,
+-- KEYS[4] attempts hash
+-- ARGV[1] group, ARGV[2] epoch, ARGV[3] token, ARGV[4] expected seq,
+-- ARGV[5] entry id, ARGV[6] reason, ARGV[7] error text, ARGV[8] attempts,
+-- ARGV[9] failed-at (ms)
 -- The dead-letter entry is: stx.fields N, the N original pairs, then
 -- stx.source_stream, stx.group, stx.source_id, stx.reason, stx.error,
 -- stx.attempts, stx.failed_at.  N comes first so a redrive restores exactly
 -- the original pairs, whatever their names.
--- Returns {"OK", seq}, {"DUP", id}, {"BEHIND", id, consumer} (an entry
--- below it is pending under another consumer: nothing written),
--- {"FENCED", epoch}, {"NOGROUP", msg}, {"WRONGTYPE", key, type}.
-local stream, meta, dlq = KEYS[1], KEYS[2], KEYS[3]
-local group, epoch, id = ARGV[1], ARGV[2], ARGV[3]
+-- Returns {"OK", seq}; refusals with nothing written: the guard's FENCED
+-- and SEQ, {"DUP", offset}, {"GAP", id}, {"NOGROUP", msg},
+-- {"WRONGTYPE", key, type}, {"FULL", key}, {"BADARGS", msg}.
 
 -- #include ids.lua
+-- #include guard.lua
 
-local current = redis.call('HGET', meta, 'epoch')
-if current ~= epoch then return {'FENCED', current or '0'} end
-local t = redis.call('TYPE', stream).ok
-if t == 'none' then return {'NOGROUP', 'stream ' .. stream .. ' does not exist'} end
-if t ~= 'stream' then return {'WRONGTYPE', stream, t} end
-t = redis.call('TYPE', dlq).ok
-if t ~= 'none' and t ~= 'stream' then return {'WRONGTYPE', dlq, t} end
+local stream, meta, dlq, attempts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local group, token, id = ARGV[1], ARGV[3], ARGV[5]
 
+local m, refused = guard(meta, ARGV[2], token, ARGV[4])
+if not m then return refused end
+refused = wrong_type(stream, 'stream', true) or wrong_type(dlq, 'stream') or
+          wrong_type(attempts, 'hash')
+if refused then return refused end
+if stream_full(dlq) then return {'FULL', dlq} end
 if not id_parse(id) then return {'BADARGS', 'bad id ' .. id} end
-local offset = redis.call('HGET', meta, 'offset') or '0-0'
-if not id_parse(offset) then return {'BADARGS', 'stored offset is not an id'} end
-local c = id_cmp(id, offset)
-
--- As for a commit: nothing may stay pending below the entry outside it.
-local pending = redis.pcall('XPENDING', stream, group, '-', id, 2)
-if type(pending) == 'table' and pending.err then
-  if string.sub(pending.err, 1, 7) == 'NOGROUP' then return {'NOGROUP', pending.err} end
-  return redis.error_reply(pending.err)
-end
-if pending[1] and pending[1][1] ~= id then return {'BEHIND', pending[1][1], pending[1][2]} end
-if c <= 0 or not pending[1] then
-  if pending[1] then redis.call('XACK', stream, group, id) end
-  return {'DUP', id}
+local offset = m[4]
+if id_cmp(id, offset) <= 0 then return {'DUP', offset} end
+local held = redis.call('XRANGE', stream, '(' .. offset, id, 'COUNT', 2)
+for _, e in ipairs(held) do
+  if e[1] ~= id then return {'GAP', e[1]} end
 end
 
-local entry = redis.call('XRANGE', stream, id, id)
-local fields = entry[1] and entry[1][2] or {}
+local fields = held[1] and held[1][2] or {}
 local args = {dlq, '*', 'stx.fields', tostring(#fields / 2)}
 for i = 1, #fields do args[#args + 1] = fields[i] end
 local tail = {'stx.source_stream', stream, 'stx.group', group, 'stx.source_id', id,
-              'stx.reason', ARGV[4], 'stx.error', ARGV[5], 'stx.attempts', ARGV[6],
-              'stx.failed_at', ARGV[7]}
+              'stx.reason', ARGV[6], 'stx.error', ARGV[7], 'stx.attempts', ARGV[8],
+              'stx.failed_at', ARGV[9]}
 for i = 1, #tail do args[#args + 1] = tail[i] end
 if #args > 7000 then
   -- Too many fields for one XADD call: keep the metadata, say so.
   args = {dlq, '*', 'stx.fields', '0'}
-  tail[10] = ARGV[5] .. ' (original fields omitted: too many)'
+  tail[10] = ARGV[7] .. ' (original fields omitted: too many)'
   for i = 1, #tail do args[#args + 1] = tail[i] end
 end
 
+local acked = redis.pcall('XACK', stream, group, id)
+if type(acked) == 'table' and acked.err then
+  if string.sub(acked.err, 1, 7) == 'NOGROUP' then return {'NOGROUP', acked.err} end
+  return redis.error_reply(acked.err)
+end
+redis.call('HSET', meta, 'offset', id, 'writer', token)
+local seq = redis.call('HINCRBY', meta, 'seq', 1)
+redis.call('HDEL', attempts, id)
 redis.call('XADD', unpack(args))
-redis.call('XACK', stream, group, id)
-redis.call('HSET', meta, 'offset', id)
-return {'OK', redis.call('HINCRBY', meta, 'seq', 1)}
+return {'OK', seq}

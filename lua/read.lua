@@ -1,41 +1,47 @@
 #!lua
--- Re-read the consumer's own pending entries after a cursor, with their
--- delivery counts, while the caller holds the current epoch.  New entries
--- are read with a plain XREADGROUP; this script serves recovery, where the
--- delivery count decides when an entry is dead-lettered.
--- KEYS[1] stream, KEYS[2] meta hash
--- ARGV[1] group, ARGV[2] consumer, ARGV[3] epoch, ARGV[4] count,
--- ARGV[5] the id after which to read the pending list
--- Returns {"OK", entries, counts} where counts[i] is the delivery count of
--- entries[i]; {"FENCED", current epoch}; {"NOGROUP", message};
--- {"WRONGTYPE", key, type}.
-local current = redis.call('HGET', KEYS[2], 'epoch')
-if current ~= ARGV[3] then
-  return {'FENCED', current or '0'}
-end
-local t = redis.call('TYPE', KEYS[1]).ok
-if t == 'none' then
-  return {'NOGROUP', 'stream ' .. KEYS[1] .. ' does not exist'}
-elseif t ~= 'stream' then
-  return {'WRONGTYPE', KEYS[1], t}
-end
+-- Recovery read: the next entry of the stream after a cursor that the group
+-- has already delivered (to any consumer, or skipped: XGROUP SETID, a
+-- foreign XACK and XGROUP DELCONSUMER do not matter here — the stored
+-- offset is the truth, and everything after it is handled in order).  Each
+-- entry read here is counted as a handler attempt in the attempts hash, so
+-- an entry that crashes the process whenever it is handled is found and
+-- dead-lettered, while healthy entries are not blamed:
+--   * a new run of a processor (another run id) reading an entry counts one
+--     attempt, unless the last run marked it handled (its commit was refused
+--     for a reason that is not the entry's: "h");
+--   * the same run counts one more only when it says its handler failed on
+--     the entry (ARGV[6]).
+-- KEYS[1] stream, KEYS[2] meta hash, KEYS[3] attempts hash
+-- ARGV[1] group, ARGV[2] epoch, ARGV[3] token, ARGV[4] cursor,
+-- ARGV[5] run id, ARGV[6] id whose handler failed in this run, or ""
+-- Returns {"OK", entries, counts} (at most one entry; counts[1] is its
+-- number of attempts so far, this one included), {"OK", {}, {}} when the
+-- group delivered nothing after the cursor, or a refusal: FENCED, NOGROUP,
+-- WRONGTYPE.
 
-local r = redis.pcall('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[4],
-                      'STREAMS', KEYS[1], ARGV[5])
-if type(r) == 'table' and r.err then
-  if string.sub(r.err, 1, 7) == 'NOGROUP' then
-    return {'NOGROUP', r.err}
-  end
-  return redis.error_reply(r.err)
-end
+-- #include ids.lua
+-- #include guard.lua
 
-local entries = r and r[1] and r[1][2] or {}
-local counts = {}
-if #entries > 0 then
-  local first, last = entries[1][1], entries[#entries][1]
-  local pending = redis.call('XPENDING', KEYS[1], ARGV[1], first, last, #entries, ARGV[2])
-  local by_id = {}
-  for _, p in ipairs(pending) do by_id[p[1]] = p[4] end
-  for i = 1, #entries do counts[i] = by_id[entries[i][1]] or 1 end
+local stream, meta, attempts = KEYS[1], KEYS[2], KEYS[3]
+local m, refused = guard(meta, ARGV[2], ARGV[3], nil)
+if not m then return refused end
+refused = wrong_type(stream, 'stream', true) or wrong_type(attempts, 'hash')
+if refused then return refused end
+if not id_parse(ARGV[4]) then return {'BADARGS', 'cursor is not an id'} end
+
+local last = group_last_delivered(stream, ARGV[1])
+if not last then return {'NOGROUP', 'group ' .. ARGV[1] .. ' of stream ' .. stream .. ' does not exist'} end
+if id_cmp(ARGV[4], last) >= 0 then return {'OK', {}, {}} end
+local entries = redis.call('XRANGE', stream, '(' .. ARGV[4], last, 'COUNT', 1)
+if #entries == 0 then return {'OK', {}, {}} end
+
+local id = entries[1][1]
+local run, n, mark = nil, 0, ''
+local rec = redis.call('HGET', attempts, id)
+if rec then
+  local r, c, k = string.match(rec, '^([^:]*):(%d+):?(%a?)$')
+  if r then run, n, mark = r, tonumber(c), k end
 end
-return {'OK', entries, counts}
+if id == ARGV[6] or (run ~= ARGV[5] and mark ~= 'h') then n = n + 1 end
+redis.call('HSET', attempts, id, ARGV[5] .. ':' .. n)
+return {'OK', entries, {n}}

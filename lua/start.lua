@@ -3,9 +3,10 @@
 -- KEYS[1] stream, KEYS[2] meta hash, KEYS[3] state hash
 -- ARGV[1] group, ARGV[2] id the group starts from when created, ARGV[3] lineage
 -- to record when the meta hash is new, ARGV[4] the state schema version the
--- processor expects (0: unversioned), recorded when there is no state yet.
--- Returns {"OK", epoch, offset, seq, lineage, stored schema version} or
--- {"WRONGTYPE", key, type}.
+-- processor expects (0: unversioned), recorded when there is no state yet,
+-- ARGV[5] the new epoch holder's token (random, checked by every write).
+-- Returns {"OK", epoch, offset, seq, lineage, stored schema version, writer}
+-- or {"WRONGTYPE", key, type}.
 -- Every check comes before the first write: Redis does not roll scripts back.
 local function type_of(key)
   return redis.call('TYPE', key).ok
@@ -26,9 +27,10 @@ if type(created) == 'table' and created.err and
 end
 
 local epoch = redis.call('HINCRBY', KEYS[2], 'epoch', 1)
+redis.call('HSET', KEYS[2], 'token', ARGV[5])
 redis.call('HSETNX', KEYS[2], 'lineage', ARGV[3])
 if ARGV[4] ~= '0' and redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('HSETNX', KEYS[2], 'schema', ARGV[4])
 end
-local meta = redis.call('HMGET', KEYS[2], 'offset', 'seq', 'lineage', 'schema')
-return {'OK', epoch, meta[1] or '0-0', meta[2] or '0', meta[3], meta[4] or '0'}
+local meta = redis.call('HMGET', KEYS[2], 'offset', 'seq', 'lineage', 'schema', 'writer')
+return {'OK', epoch, meta[1] or '0-0', meta[2] or '0', meta[3], meta[4] or '0', meta[5] or ''}

@@ -213,10 +213,10 @@ static int64_t mp_sign_extend(uint64_t u, unsigned n)
 int stx_mp_read_i64(const void *buf, size_t len, int64_t *out)
 {
     const unsigned char *b = buf;
-    if (stx_mp_validate(buf, len, STX_MP_MAX_DEPTH) != STX_OK)
-        return STX_EDECODE;
     if (out == NULL)
         return STX_EINVAL;
+    if (stx_mp_validate(buf, len, STX_MP_MAX_DEPTH) != STX_OK)
+        return STX_EDECODE;
     unsigned t = b[0];
     if (t <= 0x7f) {
         *out = (int64_t)t;
@@ -242,6 +242,8 @@ size_t stx_mp_write_i64(unsigned char out[9], int64_t v)
 {
     unsigned char t;
     unsigned n;
+    if (out == NULL)
+        return 0;
     if (v >= 0) {
         uint64_t u = (uint64_t)v;
         if (u < 0x80) {

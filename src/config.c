@@ -48,7 +48,11 @@ static const struct key_def keys[] = {
     {"pipeline", INT(pipeline, 0, 1)},
     {"max_key_bytes", INT(max_key_bytes, 1, 512L * 1024 * 1024)},
     {"max_value_bytes", INT(max_value_bytes, 1, 512L * 1024 * 1024)},
+    /* Pairs of an entry the handler is given (entries are written by
+     * anyone, so this may go far).  A publish is also capped at
+     * STX_MAX_PUBLISH_PAIRS (script_limits.h) whatever this says. */
     {"max_fields", INT(max_fields, 1, 1000000)},
+    {"max_batch_bytes", INT(max_batch_bytes, 1024, 1L << 40)},
     {"log_level", K_ENUM, offsetof(struct stx_config, log_level), 0, 0, level_choices},
     {"max_deliveries", INT(max_deliveries, 1, 1000000)},
     {"retry_backoff", K_ENUM, offsetof(struct stx_config, retry_backoff), 0, 0, backoff_choices},
@@ -73,6 +77,7 @@ static void set_defaults(struct stx_config *c)
     c->max_key_bytes = 64 * 1024;
     c->max_value_bytes = 16L * 1024 * 1024;
     c->max_fields = 1000;
+    c->max_batch_bytes = 64L * 1024 * 1024;
     c->log_level = STX_LOG_WARN;
     c->max_deliveries = 5;
     c->retry_base_ms = 100;

@@ -25,6 +25,7 @@ struct stx_config {
     long max_key_bytes;
     long max_value_bytes;
     long max_fields;
+    long max_batch_bytes;       /* entries read and changes staged by one batch */
     int log_level;              /* lowest level the default logger prints */
     long max_deliveries;        /* deliveries before an entry is dead-lettered */
     int retry_backoff;          /* 0 exponential (with jitter), 1 linear, 2 constant */

@@ -151,22 +151,9 @@ void stx_conn_set_timeout(stx_conn *c, long timeout_ms)
 
 char *stx_conn_client_name(const char *name)
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t n = strlen(name);
-    char *out = malloc(3 * n + 1);
-    if (!out) return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char b = (unsigned char)name[i];
-        if (b > 0x20 && b < 0x7f && b != '%') {
-            out[o++] = (char)b;
-        } else {
-            out[o++] = '%';
-            out[o++] = hex[b >> 4];
-            out[o++] = hex[b & 15];
-        }
-    }
-    out[o] = '\0';
+    char *out = strdup(name);
+    for (char *c = out; c && *c; c++)
+        if ((unsigned char)*c < 0x21 || (unsigned char)*c > 0x7e) *c = '_';
     return out;
 }
 

@@ -43,8 +43,8 @@ int stx_conn_reply_code(const char *text);
 
 /* The name CLIENT SETNAME is given for name (malloc'd; NULL when out of
  * memory): Redis refuses spaces and bytes outside '!'..'~' in a client
- * name, so those, and '%', are written %XX (hex).  Consumer names may hold
- * any bytes, and two of them never share a client name. */
+ * name, so those become '_' (consumer names may hold any bytes; the client
+ * name is only for operators' eyes, as the processor's own derivation). */
 char *stx_conn_client_name(const char *name);
 
 /* Use timeout_ms for the socket until the next call (blocking reads). */

@@ -1,6 +1,6 @@
 /* Dead letters, the client's part: listing them and moving them back to
  * their source stream.  Needs only the client connection, not the
- * processor (dlq.c holds the processor's part, stx_dead_letter()). */
+ * processor (dead-lettering itself, stx_dead_letter(), is in commit.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

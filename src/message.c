@@ -42,6 +42,7 @@ int stx_msg_decode(struct stx_msg *m, const redisReply *entry, const char *strea
         }
         bytes += (long long)s->len;
     }
+    m->bytes = (size_t)bytes;
     if (bytes > max_bytes) {
         *why = "entry is larger than max_value_bytes";
         return STX_ELIMIT;
@@ -49,25 +50,40 @@ int stx_msg_decode(struct stx_msg *m, const redisReply *entry, const char *strea
     return STX_OK;
 }
 
+/* A view the caller may read: not NULL and inside its handler call (or
+ * owned by an stx_entries).  The processor keeps its messages in memory it
+ * owns until it is freed, so reading the flag of a late call is safe. */
+static int readable(const stx_msg *msg)
+{
+    return msg && msg->active;
+}
+
 const char *stx_msg_id(const stx_msg *msg)
 {
-    return msg->id;
+    return readable(msg) ? msg->id : NULL;
 }
 
 const char *stx_msg_stream(const stx_msg *msg)
 {
-    return msg->stream;
+    return readable(msg) ? msg->stream : NULL;
+}
+
+static size_t field_count(const struct stx_msg *msg)
+{
+    return msg->fields ? msg->fields->elements / 2 : 0;
 }
 
 size_t stx_msg_field_count(const stx_msg *msg)
 {
-    return msg->fields ? msg->fields->elements / 2 : 0;
+    return readable(msg) ? field_count(msg) : 0;
 }
 
 int stx_msg_field(const stx_msg *msg, size_t i, const char **name, size_t *name_len,
                   const char **value, size_t *value_len)
 {
-    if (i >= stx_msg_field_count(msg)) return STX_ENOTFOUND;
+    if (!msg) return STX_EINVAL;
+    if (!msg->active) return STX_ESTATE;
+    if (i >= field_count(msg)) return STX_ENOTFOUND;
     const redisReply *n = msg->fields->element[2 * i], *v = msg->fields->element[2 * i + 1];
     if (name) *name = n->str;
     if (name_len) *name_len = n->len;
@@ -76,10 +92,10 @@ int stx_msg_field(const stx_msg *msg, size_t i, const char **name, size_t *name_
     return STX_OK;
 }
 
-const char *stx_msg_get(const stx_msg *msg, const char *name, size_t *len)
+const char *stx_msg_find(const struct stx_msg *msg, const char *name, size_t *len)
 {
     size_t want = strlen(name);
-    for (size_t i = 0; i < stx_msg_field_count(msg); i++) {
+    for (size_t i = 0; i < field_count(msg); i++) {
         const redisReply *n = msg->fields->element[2 * i];
         if (n->len == want && memcmp(n->str, name, want) == 0) {
             const redisReply *v = msg->fields->element[2 * i + 1];
@@ -90,7 +106,12 @@ const char *stx_msg_get(const stx_msg *msg, const char *name, size_t *len)
     return NULL;
 }
 
+const char *stx_msg_get(const stx_msg *msg, const char *name, size_t *len)
+{
+    return readable(msg) && name ? stx_msg_find(msg, name, len) : NULL;
+}
+
 uint64_t stx_msg_delivery_count(const stx_msg *msg)
 {
-    return msg->delivery_count;
+    return readable(msg) ? msg->delivery_count : 0;
 }

@@ -23,6 +23,7 @@ struct stx_msg {
     const char *stream;
     const redisReply *fields;   /* array of 2n strings; NULL: entry was deleted */
     uint64_t delivery_count;
+    size_t bytes;               /* of its fields */
     int active;                 /* inside its handler call; getters refuse otherwise */
 };
 
@@ -32,6 +33,9 @@ struct stx_msg {
  * the reason in why), STX_ELIMIT (too many fields or bytes). */
 int stx_msg_decode(struct stx_msg *m, const redisReply *entry, const char *stream,
                    long max_fields, long long max_bytes, const char **why);
+/* stx_msg_get() without the checks, for the library's own use of a message
+ * it knows to be valid (the envelope of a publish).  name must not be NULL. */
+const char *stx_msg_find(const struct stx_msg *msg, const char *name, size_t *len);
 
 /* One staged XADD: ptrs[2i] is a field name, ptrs[2i+1] its value; the
  * arrays, the stream name and the bytes all live in mem (one allocation). */
@@ -41,6 +45,7 @@ typedef struct stx_pub {
     size_t *lens;               /* 2 * npairs lengths */
     char **ptrs;                /* 2 * npairs pointers into mem */
     char *mem;
+    size_t source;              /* index in the batch of the entry that staged it */
 } stx_pub;
 
 typedef struct stx_pubs {
@@ -70,36 +75,79 @@ void stx_txn_release(struct stx_txn *t);
 
 #define STX_LATENCY_BUCKETS 128
 
+/* Where the processor stands.  stx_recover() brings it to RUNNING from any
+ * phase but FENCED; every failure moves it back to the phase whose work
+ * must be done again, so a step cut in the middle is redone, never skipped.
+ *
+ *   NEW ──take epoch──▶ EPOCH_TAKEN ──load state──▶ LOADED ──claim──▶ RUNNING
+ *                            ▲                                       │
+ *                            └── state not Redis' (reload) ──────────┤
+ *   IN_DOUBT ◀── a write whose outcome is unknown ───────────────────┘
+ *      └── reconnect, retake the epoch, settle by seq/offset/writer ──▶ LOADED
+ *   FENCED: another processor or an operator took (stream, group); final.
+ *   Redis lost the meta hash or went back in time: back to NEW. */
+typedef enum stx_phase {
+    STX_PHASE_NEW,
+    STX_PHASE_EPOCH_TAKEN,      /* epoch held; the state cache is not Redis' state */
+    STX_PHASE_LOADED,           /* the cache is Redis' state at seq */
+    STX_PHASE_RUNNING,
+    STX_PHASE_IN_DOUBT,         /* a write was sent; whether it ran is unknown */
+    STX_PHASE_FENCED
+} stx_phase;
+
+/* What a write in doubt would have done, to settle it after the epoch is
+ * retaken (nothing sent on the old connection can run after that). */
+enum { STX_DOUBT_COMMIT, STX_DOUBT_DEAD_LETTER, STX_DOUBT_MIGRATE };
+struct stx_doubt {
+    int kind;
+    stx_id offset;              /* the offset it moves to */
+    size_t count;               /* entries it commits */
+    int reload;                 /* Redis failed inside the script: reload whatever happened */
+    char token[33];             /* the token it was sent with */
+};
+
+/* Script replies, parsed once. */
+typedef enum stx_status {
+    STX_ST_OK, STX_ST_FENCED, STX_ST_SEQ, STX_ST_DUP, STX_ST_GAP, STX_ST_NOGROUP,
+    STX_ST_WRONGTYPE, STX_ST_FULL, STX_ST_BADARGS, STX_ST_SCHEMA, STX_ST_MALFORMED
+} stx_status;
+
 struct stx_processor {
     struct stx_config conf;
     stx_conn conn;
     stx_scripts scripts;
-    char *key_meta, *key_state, *key_dlq;
+    char *key_meta, *key_state, *key_dlq, *key_attempts;
     char *consumer;
-    char *identity;             /* meta key and lineage: whose snapshot this is */
+    stx_phase phase;
+    char run_id[33];            /* this handle: attempts are counted across runs */
+    char token[33];             /* proves the epoch is ours to every writing script */
+    char writer[33];            /* token of the write the state cache reflects */
     char lineage[33];
-    uint64_t epoch, seq;
+    uint64_t epoch, seq, schema;
     stx_id offset;
     char offset_str[STX_ID_MAX];
-    int started, fenced;
     int connected_once;         /* Redis was reached at least once */
-    int in_doubt;               /* a commit was sent but its reply lost */
-    stx_id in_doubt_id;         /* its last id */
-    size_t in_doubt_count;
-    int need_reload;            /* the in-memory state cannot be trusted */
+    int need_retake;            /* a new connection: retake the epoch before anything else */
+    struct stx_doubt doubt;
     uint64_t retry_at_us;
     uint64_t next_read_us;      /* batch_delay_ms: no new read before this */
-    uint64_t rng;               /* jitter of retry delays */
-    char conn_name[160];       /* monotonic time before which a failed entry is not retried */
-    int reading_pending;        /* re-reading the own pending list after cursor */
+    uint64_t rng;               /* jitter of retry delays, tokens */
+    char conn_name[160];
+    int reading_pending;        /* recovery: reading the stream after the cursor */
     stx_id cursor;
+    char failed_id[STX_ID_MAX]; /* entry whose handler failed in this run ("" none) */
+    long read_count;            /* COUNT of the next read, within max_batch_bytes */
     stx_statemap state;
     stx_statemap batch;
     stx_pubs pubs;
+    size_t batch_bytes;         /* staged by the batch so far (state and publishes) */
     struct stx_txn txn;
+    struct stx_msg *msgs;       /* owned for p's lifetime: a late stx_msg_* call reads valid memory */
+    struct stx_msg **msg_ptrs;
+    size_t msgs_cap;
     stx_snapshot *snap;
     stx_argv argv;
-    stx_argv read_argv;         /* the read script's, apart so it can be pipelined */
+    stx_argv read_argv;         /* the read's, apart so it can be pipelined */
     char read_cursor[STX_ID_MAX];
     redisReply *prefetched;     /* a read sent with the last commit, not used yet */
     atomic_int stop;
@@ -111,35 +159,70 @@ struct stx_processor {
     char logbuf[1200];
 };
 
-/* Set p->errmsg (printf-style) and return code. */
+/* Returned inside the library when the poll loop must go round again
+ * (read again, or recover first). */
+#define STX_AGAIN (-1000)
+
+/* processor.c */
 int stx_fail(stx_processor *p, int code, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
-/* EVALSHA argument building on p->argv: begin reserves the three head
- * slots, str adds a string that outlives the call. */
-void stx_eval_begin(stx_processor *p);
-void stx_eval_str(stx_processor *p, const char *s);
-/* Script replies: {"STATUS", ...} arrays. */
-int stx_reply_is(const redisReply *r, const char *status);
-int stx_reply_u64(const redisReply *r, size_t i, uint64_t *out);
-/* The statuses every script shares (FENCED, NOGROUP, WRONGTYPE, BADARGS). */
-int stx_script_status(stx_processor *p, const redisReply *r, const char *what);
-void stx_set_offset(stx_processor *p, stx_id id);
-/* Record the current seq and offset in the LMDB snapshot (no state change). */
-void stx_snapshot_meta(stx_processor *p);
-/* Claim entries pending under other consumers and rewind (a BEHIND answer). */
-int stx_claim_behind(stx_processor *p);
-/* Move entry id to the dead-letter stream (dlq.c).  STX_OK, 1 when it must
- * wait (entries below it were claimed; read again), or an error. */
-int stx_dead_letter(stx_processor *p, const char *id, const char *reason, const char *error,
-                    uint64_t attempts);
-
 void stx_log(stx_processor *p, stx_log_level level, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+uint64_t stx_monotonic_us(void);
+void stx_sleep_ms(stx_processor *p, long ms);
+void stx_random_hex(char *out, size_t nbytes);
+void stx_set_offset(stx_processor *p, stx_id id);
+void stx_record_latency(stx_processor *p, uint64_t us);
+
+/* recover.c: the phases. */
+int stx_recover(stx_processor *p);
+/* A write was sent and its reply lost (or Redis failed inside the script):
+ * close the connection and settle it on recovery.  Returns code. */
+int stx_enter_doubt(stx_processor *p, int kind, stx_id offset, size_t count, int reload,
+                    int code, const char *what);
+/* Whether a failed EVALSHA of a writing script may have run (wholly or in
+ * part): the connection broke, the reply timed out, or Redis failed inside it. */
+int stx_write_outcome_unknown(const stx_processor *p, int rc);
+/* The refusals writing scripts share (FENCED, SEQ, NOGROUP, WRONGTYPE,
+ * FULL, BADARGS): sets the phase and returns an error or STX_AGAIN. */
+int stx_refusal(stx_processor *p, const redisReply *r, const char *what);
+stx_status stx_reply_status(const redisReply *r);
+const char *stx_reply_str(const redisReply *r, size_t i);
+int stx_reply_u64(const redisReply *r, size_t i, uint64_t *out);
+
+/* cache.c: the in-memory state, loaded from the LMDB snapshot or Redis. */
+int stx_cache_load(stx_processor *p);
+void stx_cache_apply(stx_processor *p);     /* the landed batch into the state */
+void stx_cache_discard(stx_processor *p);   /* drop the batch */
+void stx_snapshot_meta(stx_processor *p);   /* seq, offset and writer into the snapshot */
+int stx_merge_message(stx_processor *p);    /* the handler's changes into the batch */
+void stx_add_changes(stx_processor *p, size_t *puts, size_t *dels);
+
+/* fetch.c: reading. */
+int stx_read_batch(stx_processor *p, redisReply **owner, const redisReply **entries,
+                   const redisReply **counts);
+void stx_build_new_read(stx_processor *p, long block_ms);
+void stx_rewind(stx_processor *p);          /* read again from the offset */
+void stx_drop_prefetched(stx_processor *p);
+int stx_claim_pending(stx_processor *p);
+
+/* commit.c: the writing scripts. */
+int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int prefetch);
+int stx_dead_letter(stx_processor *p, const struct stx_msg *m, const char *reason,
+                    const char *error, uint64_t attempts);
+int stx_migrate(stx_processor *p, uint64_t from);
+/* EVALSHA argument building on p->argv: begin reserves the three head
+ * slots, str adds a string that outlives the call. */
+void stx_eval_begin(stx_processor *p);
+void stx_eval_str(stx_processor *p, const char *s);
+
+/* handle.c: handling a batch. */
+int stx_poll_once(stx_processor *p);
 
 #endif

@@ -5,11 +5,11 @@
 
 #include "client.h"
 #include "keys.h"
+#include "script_limits.h"
 
 #define DEFAULT_DEDUP_TTL_MS (24LL * 3600 * 1000)
-/* The script builds each XADD with unpack(), which Lua bounds at about 8000
- * values: 2 per field plus the command and its options. */
-#define MAX_FIELDS 3000
+/* produce.lua builds each XADD with unpack() (see script_limits.h). */
+#define MAX_FIELDS STX_MAX_PUBLISH_PAIRS
 
 /* A MINID argument: "MS" or "MS-SEQ", as XADD accepts it. */
 static int minid_ok(const char *s)

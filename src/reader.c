@@ -83,6 +83,9 @@ static int entries_make(stx_client *c, const char *what, const char *stream, red
             return stx_client_fail(c, STX_EDECODE, "%s: entry %zu of stream '%.200s': %s", what, i,
                                    stream, why);
         }
+        /* These views live until stx_entries_free(), not for one handler
+         * call: they stay readable. */
+        e->msgs[i].active = 1;
         e->n++;
     }
     if (n) stx_id_format(e->msgs[n - 1].idv, e->last_id);

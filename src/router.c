@@ -85,7 +85,10 @@ static int glob_match(const char *pattern, const char *text, size_t len)
 int stx_router_handle(const stx_msg *msg, stx_txn *txn, void *router)
 {
     stx_router *r = router;
-    if (!r) return STX_HANDLER_FAIL;
+    /* No router, no message, or a message outside its handler call (its id
+     * reads as NULL): nothing to dispatch on.  txn is passed on as it is. */
+    const char *id = stx_msg_id(msg);
+    if (!r || !id) return STX_HANDLER_FAIL;
     size_t len = 0;
     const char *type = stx_msg_get(msg, STX_FIELD_TYPE, &len);
     if (!type) type = "";
@@ -101,6 +104,6 @@ int stx_router_handle(const stx_msg *msg, stx_txn *txn, void *router)
     if (matched || !r->unmatched_fail) return STX_HANDLER_OK;
     char shown[256];
     stx_client_printable(type, len, shown, sizeof shown);
-    stx_txn_fail(txn, "no route for type '%s' of entry %s", shown, stx_msg_id(msg));
+    stx_txn_fail(txn, "no route for type '%s' of entry %s", shown, id);
     return STX_HANDLER_FAIL;
 }

@@ -8,6 +8,7 @@
 #include "streamtx.h"
 
 extern const char stx_lua_start[];
+extern const char stx_lua_retake[];
 extern const char stx_lua_read[];
 extern const char stx_lua_commit[];
 extern const char stx_lua_dlq[];
@@ -21,6 +22,7 @@ void stx_scripts_init(stx_scripts *sc)
 {
     memset(sc, 0, sizeof *sc);
     sc->s[STX_SCRIPT_START] = (stx_script){"start", stx_lua_start, ""};
+    sc->s[STX_SCRIPT_RETAKE] = (stx_script){"retake", stx_lua_retake, ""};
     sc->s[STX_SCRIPT_READ] = (stx_script){"read", stx_lua_read, ""};
     sc->s[STX_SCRIPT_COMMIT] = (stx_script){"commit", stx_lua_commit, ""};
     sc->s[STX_SCRIPT_DLQ] = (stx_script){"dlq", stx_lua_dlq, ""};

@@ -16,6 +16,7 @@ typedef struct stx_script {
 
 enum {
     STX_SCRIPT_START,
+    STX_SCRIPT_RETAKE,
     STX_SCRIPT_READ,
     STX_SCRIPT_COMMIT,
     STX_SCRIPT_DLQ,

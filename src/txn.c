@@ -8,6 +8,18 @@
 
 #include "codec.h"
 #include "processor.h"
+#include "script_limits.h"
+
+/* Every call first checks that t is a transaction inside its handler (or
+ * migration) call.  The processor owns t for its whole lifetime and clears
+ * t->active when the call returns, so a pointer kept by the handler still
+ * points to valid memory and a late call is refused instead of touching
+ * state that was committed, dropped or reused. */
+#define TXN_CHECK(t)                                                                               \
+    do {                                                                                           \
+        if (!(t)) return STX_EINVAL;                                                               \
+        if (!(t)->active) return STX_ESTATE;                                                       \
+    } while (0)
 
 void stx_pubs_truncate(stx_pubs *p, size_t n)
 {
@@ -34,7 +46,8 @@ void stx_txn_reset(struct stx_txn *t, const struct stx_msg *msg)
 
 int stx_txn_retry_after(stx_txn *t, long ms)
 {
-    if (!t || ms < 0) return STX_EINVAL;
+    TXN_CHECK(t);
+    if (ms < 0) return STX_EINVAL;
     t->retry_ms = ms;
     return STX_OK;
 }
@@ -67,7 +80,9 @@ static void printable(const void *key, size_t len, char *out, size_t cap)
 int stx_txn_get(stx_txn *t, const void *key, size_t key_len, const void **value,
                 size_t *value_len)
 {
-    if (!t || (!key && key_len)) return STX_EINVAL;
+    TXN_CHECK(t);
+    if ((!key && key_len) || !value || !value_len) return STX_EINVAL;
+    if (!key) key = ""; /* the empty key: no NULL reaches memcpy() */
     const stx_sm_entry *e = lookup(t, key, key_len);
     if (!e) return STX_ENOTFOUND;
     if (e->flags & STX_SM_CORRUPT) {
@@ -85,7 +100,9 @@ int stx_txn_get(stx_txn *t, const void *key, size_t key_len, const void **value,
 int stx_txn_put(stx_txn *t, const void *key, size_t key_len, const void *value,
                 size_t value_len)
 {
-    if (!t || (!key && key_len) || (!value && value_len)) return STX_EINVAL;
+    TXN_CHECK(t);
+    if ((!key && key_len) || (!value && value_len)) return STX_EINVAL;
+    if (!key) key = ""; /* the empty key: no NULL reaches memcpy() */
     if ((long)key_len > t->p->conf.max_key_bytes || (long)value_len > t->p->conf.max_value_bytes)
         return STX_ELIMIT;
     if (stx_mp_validate(value, value_len, STX_MP_MAX_DEPTH) != STX_OK) return STX_EDECODE;
@@ -94,12 +111,16 @@ int stx_txn_put(stx_txn *t, const void *key, size_t key_len, const void *value,
 
 int stx_txn_del(stx_txn *t, const void *key, size_t key_len)
 {
-    if (!t || (!key && key_len)) return STX_EINVAL;
+    TXN_CHECK(t);
+    if (!key && key_len) return STX_EINVAL;
+    if (!key) key = ""; /* the empty key: no NULL reaches memcpy() */
     return stx_sm_put(&t->overlay, key, key_len, NULL, 0, STX_SM_DELETED) ? STX_OK : STX_ENOMEM;
 }
 
 int stx_txn_get_i64(stx_txn *t, const void *key, size_t key_len, int64_t *out)
 {
+    TXN_CHECK(t);
+    if (!out) return STX_EINVAL;
     const void *v;
     size_t n;
     int rc = stx_txn_get(t, key, key_len, &v, &n);
@@ -108,12 +129,14 @@ int stx_txn_get_i64(stx_txn *t, const void *key, size_t key_len, int64_t *out)
 
 int stx_txn_put_i64(stx_txn *t, const void *key, size_t key_len, int64_t v)
 {
+    TXN_CHECK(t);
     size_t n = stx_mp_write_i64(t->scratch, v);
     return stx_txn_put(t, key, key_len, t->scratch, n);
 }
 
 int stx_txn_incr(stx_txn *t, const void *key, size_t key_len, int64_t delta, int64_t *result)
 {
+    TXN_CHECK(t);
     int64_t v = 0;
     int rc = stx_txn_get_i64(t, key, key_len, &v);
     if (rc != STX_OK && rc != STX_ENOTFOUND) return rc;
@@ -126,6 +149,8 @@ int stx_txn_incr(stx_txn *t, const void *key, size_t key_len, int64_t delta, int
 
 int stx_txn_get_str(stx_txn *t, const void *key, size_t key_len, const char **s, size_t *len)
 {
+    TXN_CHECK(t);
+    if (!s || !len) return STX_EINVAL;
     const void *v;
     size_t n;
     int rc = stx_txn_get(t, key, key_len, &v, &n);
@@ -134,6 +159,8 @@ int stx_txn_get_str(stx_txn *t, const void *key, size_t key_len, const char **s,
 
 int stx_txn_put_str(stx_txn *t, const void *key, size_t key_len, const char *s, size_t len)
 {
+    TXN_CHECK(t);
+    if ((!key && key_len) || (!s && len)) return STX_EINVAL;
     unsigned char *buf;
     size_t n;
     int rc = stx_mp_write_str(s, len, &buf, &n);
@@ -152,13 +179,42 @@ static int has_name(size_t nfields, const char *const *names, const size_t *lens
     return 0;
 }
 
+/* Refuse a call with code, and say why in failmsg, which the processor
+ * reports (and stores with a dead letter) when the handler then fails. */
+static int refuse(stx_txn *t, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static int refuse(stx_txn *t, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->failmsg, sizeof t->failmsg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static int too_many_pairs(stx_txn *t, const char *stream, size_t npairs, const char *what)
+{
+    char shown[128];
+    printable(stream, strlen(stream), shown, sizeof shown);
+    return refuse(t, STX_ELIMIT,
+                  "publish to '%s': %zu field pairs%s, at most %d per publish (%s)", shown, npairs,
+                  what, STX_MAX_PUBLISH_PAIRS,
+                  "the commit script passes them to XADD through Lua's unpack()");
+}
+
 int stx_txn_publish(stx_txn *t, const char *stream, size_t nfields, const char *const *names,
                     const size_t *name_lens, const char *const *values,
                     const size_t *value_lens)
 {
-    if (!t || !t->msg || !stream || !*stream || nfields == 0 || !names || !name_lens ||
-        !values || !value_lens)
-        return STX_EINVAL; /* no message: a migration cannot publish */
+    TXN_CHECK(t);
+    if (!stream || !*stream || nfields == 0 || !names || !name_lens || !values || !value_lens)
+        return STX_EINVAL;
+    if (!t->msg) /* a migration has no message to publish from */
+        return refuse(t, STX_EINVAL, "publish: not allowed in a state migration");
+    if (nfields > STX_MAX_PUBLISH_PAIRS) return too_many_pairs(t, stream, nfields, "");
     /* Envelope: the publish names its cause and carries the correlation on,
      * unless the handler set them itself. */
     const char *extra_names[2], *extra_values[2];
@@ -169,21 +225,27 @@ int stx_txn_publish(stx_txn *t, const char *stream, size_t nfields, const char *
         extra_vlens[nextra++] = strlen(t->msg->id);
     }
     size_t corr_len;
-    const char *corr = stx_msg_get(t->msg, "correlation_id", &corr_len);
+    const char *corr = stx_msg_find(t->msg, "correlation_id", &corr_len);
     if (corr && !has_name(nfields, names, name_lens, "correlation_id")) {
         extra_names[nextra] = "correlation_id";
         extra_values[nextra] = corr;
         extra_vlens[nextra++] = corr_len;
     }
     size_t npairs = nfields + nextra;
-    if ((long)npairs > t->p->conf.max_fields) return STX_ELIMIT;
+    if (npairs > STX_MAX_PUBLISH_PAIRS)
+        return too_many_pairs(t, stream, npairs, " with the envelope fields");
+    if ((long)npairs > t->p->conf.max_fields)
+        return refuse(t, STX_ELIMIT, "publish: %zu field pairs, more than max_fields (%ld)",
+                      npairs, t->p->conf.max_fields);
     size_t total = 0;
     for (size_t i = 0; i < nfields; i++) {
         if ((!names[i] && name_lens[i]) || (!values[i] && value_lens[i])) return STX_EINVAL;
         total += name_lens[i] + value_lens[i];
     }
     for (size_t i = 0; i < nextra; i++) total += strlen(extra_names[i]) + extra_vlens[i];
-    if (total > (size_t)t->p->conf.max_value_bytes) return STX_ELIMIT;
+    if (total > (size_t)t->p->conf.max_value_bytes)
+        return refuse(t, STX_ELIMIT, "publish: %zu bytes of fields, more than max_value_bytes (%ld)",
+                      total, t->p->conf.max_value_bytes);
 
     stx_pubs *ps = t->pubs;
     if (ps->n == ps->cap) {
@@ -198,7 +260,7 @@ int stx_txn_publish(stx_txn *t, const char *stream, size_t nfields, const char *
     size_t slen = strlen(stream);
     char *mem = malloc(2 * npairs * (sizeof(char *) + sizeof(size_t)) + slen + 1 + total);
     if (!mem) return STX_ENOMEM;
-    stx_pub pub = {NULL, npairs, NULL, NULL, mem};
+    stx_pub pub = {NULL, npairs, NULL, NULL, mem, 0};
     pub.ptrs = (char **)(void *)mem;
     pub.lens = (size_t *)(void *)(mem + 2 * npairs * sizeof(char *));
     pub.stream = mem + 2 * npairs * (sizeof(char *) + sizeof(size_t));
@@ -224,31 +286,50 @@ int stx_txn_publish(stx_txn *t, const char *stream, size_t nfields, const char *
 
 int stx_txn_publishv(stx_txn *t, const char *stream, ...)
 {
-    enum { MAX = 256 };
-    const char *names[MAX], *values[MAX];
-    size_t nl[MAX], vl[MAX], n = 0;
+    TXN_CHECK(t);
+    if (!stream) return STX_EINVAL;
+    /* Count the pairs first, so that any number up to the limit fits. */
+    size_t n = 0;
+    int odd = 0;
     va_list ap;
     va_start(ap, stream);
     for (;;) {
         const char *name = va_arg(ap, const char *);
         if (!name) break;
-        const char *value = va_arg(ap, const char *);
-        if (!value || n == MAX) {
-            va_end(ap);
-            return STX_EINVAL;
+        if (!va_arg(ap, const char *)) {
+            odd = 1;
+            break;
         }
-        names[n] = name;
-        nl[n] = strlen(name);
-        values[n] = value;
-        vl[n++] = strlen(value);
+        n++;
     }
     va_end(ap);
-    return stx_txn_publish(t, stream, n, names, nl, values, vl);
+    if (odd || n == 0 || !*stream) return STX_EINVAL;
+    if (n > STX_MAX_PUBLISH_PAIRS) return too_many_pairs(t, stream, n, "");
+    const char **strs = malloc(2 * n * sizeof *strs);
+    size_t *lens = malloc(2 * n * sizeof *lens);
+    if (!strs || !lens) {
+        free(strs);
+        free(lens);
+        return STX_ENOMEM;
+    }
+    va_start(ap, stream);
+    for (size_t i = 0; i < n; i++) {
+        strs[i] = va_arg(ap, const char *);      /* names in the first half */
+        strs[n + i] = va_arg(ap, const char *);  /* values in the second */
+        lens[i] = strlen(strs[i]);
+        lens[n + i] = strlen(strs[n + i]);
+    }
+    va_end(ap);
+    int rc = stx_txn_publish(t, stream, n, strs, lens, strs + n, lens + n);
+    free(strs);
+    free(lens);
+    return rc;
 }
 
 int stx_txn_fail(stx_txn *t, const char *fmt, ...)
 {
-    if (!t) return STX_EHANDLER;
+    TXN_CHECK(t);
+    if (!fmt) return STX_EINVAL;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(t->failmsg, sizeof t->failmsg, fmt, ap);

@@ -265,7 +265,9 @@ static int acking_handler(const stx_msg *msg, stx_txn *txn, void *ud)
     return stx_txn_incr(txn, "total", 5, 1, NULL);
 }
 
-Test(processor, entry_acknowledged_behind_its_back_is_not_applied)
+/* The stored offset is the truth, not the pending list: an entry another
+ * client acknowledged before it was committed is still applied, once. */
+Test(processor, entry_acknowledged_behind_its_back_is_applied_once)
 {
     redisContext *c = test_redis_connect(&R);
     produce(c, "a", 3, 3);
@@ -283,13 +285,13 @@ Test(processor, entry_acknowledged_behind_its_back_is_not_applied)
     stx_config_set_handler(conf, acking_handler, &a);
     cr_assert_eq(stx_processor_new(&p, conf), STX_OK);
     stx_config_free(conf);
-    cr_assert_eq(drain(p), 2);
+    cr_assert_eq(drain(p), 3);
     cr_assert_eq(a.calls, 3);
-    cr_assert_eq(redis_state_i64(c, "a", "g", "total"), 2);
+    cr_assert_eq(redis_state_i64(c, "a", "g", "total"), 3);
     stx_stats st;
     stx_processor_stats(p, &st);
-    cr_assert_eq(st.duplicates, 1);
-    cr_assert_eq(st.committed, 2);
+    cr_assert_eq(st.duplicates, 0);
+    cr_assert_eq(st.committed, 3);
     cr_assert_eq(pending_count(c, "a", "g"), 0);
     stx_processor_free(p);
     redisFree(a.side);
@@ -323,7 +325,9 @@ Test(processor, batches_commit_once_each)
     cr_assert_eq(drain(p), 200);
     stx_stats st;
     stx_processor_stats(p, &st);
-    cr_assert_eq(st.commits, 4); /* 64 + 64 + 64 + 8 */
+    /* Reads start small and double up to batch_size while the entries fit
+     * max_batch_bytes: 16 + 32 + 64 + 64 + 24. */
+    cr_assert_eq(st.commits, 5);
     cr_assert_eq(redis_state_i64(c, "b", "g", "total"), 200);
     cr_assert_eq(test_cmd_int(c, "XLEN b-out"), 20);
     stx_processor_free(p);
@@ -465,7 +469,7 @@ Test(processor, entries_a_fenced_processor_took_are_claimed_before_the_offset_pa
 
 /* A consumer name Redis refuses as a client name ("a b": CLIENT SETNAME
  * takes no spaces) still starts; the connection's name is derived from it
- * (%XX for the bytes Redis refuses), so it can still be found. */
+ * ('_' for the bytes Redis refuses), so it can still be found. */
 Test(processor, consumer_name_with_a_space_starts)
 {
     redisContext *rc = test_redis_connect(&R);
@@ -491,7 +495,7 @@ Test(processor, consumer_name_with_a_space_starts)
     cr_assert_str_eq(r->element[0]->element[1]->str, "a b");
     freeReplyObject(r);
     r = test_cmd(rc, "CLIENT LIST");
-    cr_assert(strstr(r->str, " name=stx:a%20b "), "%s", r->str);
+    cr_assert(strstr(r->str, " name=stx:a_b "), "%s", r->str);
     freeReplyObject(r);
     stx_processor_free(p);
     redisFree(rc);

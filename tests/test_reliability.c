@@ -216,9 +216,9 @@ Test(reliability, limits_send_oversized_entries_to_the_dead_letter_stream)
     cr_assert_eq(s.calls, 1, "the handler saw an oversized entry");
     redisReply *d = dead_letters(c, "lm");
     cr_assert_eq(d->elements, 2);
-    cr_assert_str_eq(field(d->element[0], "stx.reason"), "undecodable");
+    cr_assert_str_eq(field(d->element[0], "stx.reason"), "limit");
     cr_assert_str_eq(field(d->element[0], "stx.fields"), "5");
-    cr_assert_str_eq(field(d->element[1], "stx.reason"), "undecodable");
+    cr_assert_str_eq(field(d->element[1], "stx.reason"), "limit");
     freeReplyObject(d);
     stx_processor_free(p);
     redisFree(c);

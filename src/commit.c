@@ -1,0 +1,296 @@
+/* The scripts that write a group's meta: the commit of a batch, the move of
+ * an entry to the dead-letter stream and the schema migration.  Each sends
+ * the epoch, the token and the commit sequence it expects, so a write from
+ * a processor that lost its epoch, or that no longer knows where Redis
+ * stands, is refused before anything is written.  A write whose outcome is
+ * unknown enters IN_DOUBT (recover.c). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "publish_limits.h"
+#include "processor.h"
+
+void stx_eval_begin(stx_processor *p)
+{
+    stx_argv_reset(&p->argv);
+    for (int i = 0; i < 3; i++) stx_argv_add_ref(&p->argv, "", 0); /* EVALSHA sha numkeys */
+}
+
+void stx_eval_str(stx_processor *p, const char *s)
+{
+    stx_argv_add_ref(&p->argv, s, strlen(s));
+}
+
+/* The guard's arguments: epoch, token, expected seq. */
+static void add_guard(stx_processor *p)
+{
+    stx_argv_add_u64(&p->argv, p->epoch);
+    stx_eval_str(p, p->token);
+    stx_argv_add_u64(&p->argv, p->seq);
+}
+
+/* Index (0-based) of stream among the publish targets, adding it if new. */
+static size_t target_index(const char **targets, size_t *n, const char *stream)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp(targets[i], stream) == 0) return i;
+    targets[*n] = stream;
+    return (*n)++;
+}
+
+/* Send the commit in p->argv and, when allowed, the next read behind it
+ * in the same round trip; read the commit's reply into *r.  The read runs
+ * after the commit in Redis, so it sees the committed offset and takes only
+ * entries after this batch; if the commit failed, the rewind that follows
+ * every failure reads its entries again. */
+static int send_commit(stx_processor *p, size_t numkeys, int prefetch, redisReply **r)
+{
+    prefetch = prefetch && p->conf.pipeline && !p->reading_pending && p->next_read_us == 0 &&
+               !atomic_load(&p->stop) && !p->prefetched;
+    if (!prefetch)
+        return stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_COMMIT, &p->argv, numkeys, r);
+    int rc = stx_script_append(&p->scripts, &p->conn, STX_SCRIPT_COMMIT, &p->argv, numkeys);
+    if (rc == STX_OK) {
+        stx_build_new_read(p, 0);
+        rc = stx_conn_append(&p->conn, (int)p->read_argv.n, p->read_argv.v, p->read_argv.len);
+    }
+    if (rc != STX_OK) return rc;
+    /* Both replies are read before anything else is sent: after a lost
+     * script cache both say NOSCRIPT, and a SCRIPT LOAD sent between them
+     * would read the wrong reply. */
+    redisReply *next = NULL;
+    rc = stx_conn_read(&p->conn, r);
+    if (rc == STX_ECONN || rc == STX_ETIMEOUT) return rc;
+    int rrc = stx_conn_read(&p->conn, &next);
+    if (rrc == STX_OK) p->prefetched = next;
+    else if (rc == STX_OK && (rrc == STX_ECONN || rrc == STX_ETIMEOUT))
+        stx_conn_close(&p->conn); /* the commit's reply came; recovery reconnects */
+    if (rc == STX_ENOTFOUND) {
+        /* NOSCRIPT: the commit did not run; load the script and send it again. */
+        p->scripts.reloads++;
+        p->scripts.s[STX_SCRIPT_COMMIT].sha[0] = '\0';
+        rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_COMMIT, &p->argv, numkeys, r);
+    }
+    return rc;
+}
+
+int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int prefetch)
+{
+    size_t cap = p->pubs.n ? p->pubs.n : 1;
+    const char **targets = malloc(cap * sizeof *targets);
+    size_t *target_of = malloc(cap * sizeof *target_of);
+    size_t *source_of = malloc(cap * sizeof *source_of);
+    if (!targets || !target_of || !source_of) {
+        free(targets);
+        free(target_of);
+        free(source_of);
+        stx_cache_discard(p);
+        stx_rewind(p);
+        return stx_fail(p, STX_ENOMEM, "commit: out of memory");
+    }
+    size_t ntargets = 0;
+    for (size_t i = 0; i < p->pubs.n; i++)
+        target_of[i] = target_index(targets, &ntargets, p->pubs.v[i].stream);
+    /* The entry that staged each publish decides whether a replay below
+     * replay_until drops it. */
+    for (size_t i = 0; i < p->pubs.n; i++)
+        source_of[i] = p->pubs.v[i].source < n ? p->pubs.v[i].source : n - 1;
+
+    stx_eval_begin(p);
+    stx_eval_str(p, p->conf.stream);
+    stx_eval_str(p, p->key_meta);
+    stx_eval_str(p, p->key_state);
+    stx_eval_str(p, p->key_attempts);
+    for (size_t i = 0; i < ntargets; i++) stx_eval_str(p, targets[i]);
+    stx_eval_str(p, p->conf.group);
+    add_guard(p);
+    stx_eval_str(p, p->run_id);
+    stx_argv_add_u64(&p->argv, n);
+    for (size_t i = 0; i < n; i++) stx_eval_str(p, msgs[i]->id);
+    stx_add_changes(p, NULL, NULL);
+    stx_argv_add_u64(&p->argv, p->pubs.n);
+    for (size_t i = 0; i < p->pubs.n; i++) {
+        const stx_pub *pub = &p->pubs.v[i];
+        stx_argv_add_u64(&p->argv, 5 + target_of[i]);
+        stx_argv_add_u64(&p->argv, 1 + source_of[i]);
+        stx_argv_add_u64(&p->argv, pub->npairs);
+        for (size_t j = 0; j < 2 * pub->npairs; j++)
+            stx_argv_add_ref(&p->argv, pub->ptrs[j], pub->lens[j]);
+    }
+    free(targets);
+    free(target_of);
+    free(source_of);
+
+    redisReply *r;
+    uint64_t t0 = stx_monotonic_us();
+    int rc = send_commit(p, 4 + ntargets, prefetch, &r);
+    stx_record_latency(p, stx_monotonic_us() - t0);
+    stx_status st = rc == STX_OK ? stx_reply_status(r) : STX_ST_MALFORMED;
+    if (rc != STX_OK || st != STX_ST_OK) stx_drop_prefetched(p);
+    if (rc != STX_OK) {
+        if (stx_write_outcome_unknown(p, rc))
+            return stx_enter_doubt(p, STX_DOUBT_COMMIT, msgs[n - 1]->idv, n, rc == STX_EREDIS,
+                                   rc, "commit");
+        /* Refused before it ran (OOM, READONLY, ...): nothing was written;
+         * read the batch again. */
+        stx_cache_discard(p);
+        stx_rewind(p);
+        return stx_fail(p, rc, "commit: %s", rc == STX_ENOMEM ? "out of memory" : p->conn.err);
+    }
+    uint64_t seq;
+    if (st == STX_ST_OK) {
+        if (stx_reply_u64(r, 1, &seq) != 0) {
+            freeReplyObject(r);
+            return stx_enter_doubt(p, STX_DOUBT_COMMIT, msgs[n - 1]->idv, n, 1, STX_EREDIS,
+                                   "commit (malformed reply)");
+        }
+        uint64_t dropped = 0;
+        stx_reply_u64(r, 2, &dropped);
+        freeReplyObject(r);
+        p->seq = seq;
+        stx_set_offset(p, msgs[n - 1]->idv);
+        memcpy(p->writer, p->token, sizeof p->writer);
+        stx_cache_apply(p);
+        stx_cache_discard(p);
+        p->stats.commits++;
+        p->stats.committed += n;
+        if (dropped)
+            stx_log(p, STX_LOG_INFO, "%" PRIu64 " publishes of replayed entries not sent again "
+                    "(the group is rebuilding state below its earlier offset)", dropped);
+        return STX_OK;
+    }
+    stx_cache_discard(p);
+    stx_rewind(p);
+    if (st == STX_ST_GAP) {
+        const char *id = stx_reply_str(r, 1);
+        stx_log(p, STX_LOG_WARN, "entry %s of stream '%s' was never handled but the group had "
+                "moved past it (XGROUP SETID, XACK or XGROUP DELCONSUMER by another client, or "
+                "a paused processor's read); reading the stream again from offset %s",
+                id ? id : "?", p->conf.stream, p->offset_str);
+        freeReplyObject(r);
+        return STX_AGAIN;
+    }
+    rc = stx_refusal(p, r, "commit");
+    freeReplyObject(r);
+    return rc;
+}
+
+int stx_dead_letter(stx_processor *p, const struct stx_msg *m, const char *reason,
+                    const char *error, uint64_t attempts)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    stx_eval_begin(p);
+    stx_eval_str(p, p->conf.stream);
+    stx_eval_str(p, p->key_meta);
+    stx_eval_str(p, p->key_dlq);
+    stx_eval_str(p, p->key_attempts);
+    stx_eval_str(p, p->conf.group);
+    add_guard(p);
+    stx_eval_str(p, m->id);
+    stx_eval_str(p, reason);
+    stx_eval_str(p, error);
+    stx_argv_add_u64(&p->argv, attempts);
+    stx_argv_add_u64(&p->argv, (unsigned long long)now.tv_sec * 1000u +
+                                   (unsigned long long)now.tv_nsec / 1000000u);
+    redisReply *r;
+    int rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_DLQ, &p->argv, 4, &r);
+    stx_rewind(p);
+    if (rc != STX_OK) {
+        if (stx_write_outcome_unknown(p, rc))
+            return stx_enter_doubt(p, STX_DOUBT_DEAD_LETTER, m->idv, 0, rc == STX_EREDIS, rc,
+                                   "dead-lettering");
+        return stx_fail(p, rc, "dead-lettering entry %s: %s", m->id, p->conn.err);
+    }
+    stx_status st = stx_reply_status(r);
+    uint64_t seq;
+    if (st == STX_ST_OK && stx_reply_u64(r, 1, &seq) == 0) {
+        freeReplyObject(r);
+        p->seq = seq;
+        stx_set_offset(p, m->idv);
+        memcpy(p->writer, p->token, sizeof p->writer);
+        stx_snapshot_meta(p);
+        p->stats.dead_lettered++;
+        return STX_OK;
+    }
+    if (st == STX_ST_GAP) {
+        freeReplyObject(r);
+        return STX_AGAIN; /* entries before it come first */
+    }
+    rc = stx_refusal(p, r, "dead-letter");
+    freeReplyObject(r);
+    return rc;
+}
+
+/* Convert the stored state from schema version `from` to the configured
+ * one through the user's callback, and write it all in one script. */
+int stx_migrate(stx_processor *p, uint64_t from)
+{
+    uint64_t to = (uint64_t)p->conf.state_schema_version;
+    if (!p->conf.migrate)
+        return stx_fail(p, STX_ESCHEMA,
+                        "state of stream '%s' group '%s' has schema version %" PRIu64
+                        ", this processor expects %" PRIu64 "; set a migration callback "
+                        "(stx_config_set_migrate) or reset the group with its state",
+                        p->conf.stream, p->conf.group, from, to);
+    stx_cache_discard(p);
+    stx_txn_reset(&p->txn, NULL);
+    p->txn.active = 1;
+    size_t pos = 0;
+    stx_sm_entry *e;
+    while ((e = stx_sm_next(&p->state, &pos))) {
+        int rc = p->conf.migrate((uint32_t)from, (uint32_t)to, stx_sm_key(e), e->key_len,
+                                 stx_sm_value(e), e->value_len, &p->txn, p->conf.migrate_data);
+        if (rc != STX_OK) {
+            p->txn.active = 0;
+            stx_sm_clear(&p->txn.overlay);
+            return stx_fail(p, rc < 0 ? rc : STX_ESCHEMA, "migration from schema %" PRIu64
+                            " to %" PRIu64 " failed (%d)%s%s; nothing was written", from, to, rc,
+                            p->txn.failmsg[0] ? ": " : "", p->txn.failmsg);
+        }
+    }
+    p->txn.active = 0;
+    stx_pubs_truncate(&p->pubs, 0); /* a migration publishes nothing */
+    if (stx_merge_message(p) != STX_OK) {
+        stx_cache_discard(p);
+        return stx_fail(p, STX_ENOMEM, "out of memory");
+    }
+    stx_eval_begin(p);
+    stx_eval_str(p, p->key_meta);
+    stx_eval_str(p, p->key_state);
+    add_guard(p);
+    stx_argv_add_u64(&p->argv, from);
+    stx_argv_add_u64(&p->argv, to);
+    size_t nputs, ndels;
+    stx_add_changes(p, &nputs, &ndels);
+    redisReply *r;
+    int rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_MIGRATE, &p->argv, 2, &r);
+    if (rc != STX_OK) {
+        if (stx_write_outcome_unknown(p, rc))
+            return stx_enter_doubt(p, STX_DOUBT_MIGRATE, p->offset, 0, 1, rc, "migrating state");
+        stx_cache_discard(p);
+        return stx_fail(p, rc, "migrating state: %s", p->conn.err);
+    }
+    uint64_t seq;
+    stx_status st = stx_reply_status(r);
+    if (st != STX_ST_OK || stx_reply_u64(r, 1, &seq) != 0) {
+        const char *stored = st == STX_ST_SCHEMA ? stx_reply_str(r, 1) : NULL;
+        rc = stored ? stx_fail(p, STX_ESCHEMA, "schema changed to %s during the migration", stored)
+                    : stx_refusal(p, r, "migrate");
+        freeReplyObject(r);
+        stx_cache_discard(p);
+        return rc;
+    }
+    freeReplyObject(r);
+    p->seq = seq;
+    p->schema = to;
+    memcpy(p->writer, p->token, sizeof p->writer);
+    stx_cache_apply(p);
+    stx_cache_discard(p);
+    stx_log(p, STX_LOG_WARN, "state migrated from schema %" PRIu64 " to %" PRIu64 ": %zu keys written, "
+            "%zu deleted", from, to, nputs, ndels);
+    return STX_OK;
+}

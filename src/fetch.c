@@ -1,0 +1,216 @@
+/* Reading entries: new ones with a plain XREADGROUP (pipelined behind each
+ * commit), and in recovery the stream itself after the stored offset, one
+ * entry at a time, through read.lua, which counts handler attempts. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "processor.h"
+
+void stx_drop_prefetched(stx_processor *p)
+{
+    if (p->prefetched) freeReplyObject(p->prefetched);
+    p->prefetched = NULL;
+}
+
+void stx_rewind(stx_processor *p)
+{
+    stx_drop_prefetched(p);
+    p->reading_pending = 1;
+    p->cursor = p->offset;
+}
+
+/* Move every entry pending under another consumer name of the group into
+ * ours, and acknowledge those the offset has passed (committed: a paused
+ * processor read them again) and those deleted while pending, which
+ * XAUTOCLAIM drops from the pending list and names.  Reading itself goes
+ * by the offset, not by the pending list; this keeps the list truthful. */
+int stx_claim_pending(stx_processor *p)
+{
+    char cursor[STX_ID_MAX] = "0-0";
+    for (;;) {
+        const char *argv[] = {"XAUTOCLAIM", p->conf.stream, p->conf.group, p->consumer, "0",
+                              cursor, "COUNT", "1000", "JUSTID"};
+        redisReply *r;
+        int rc = stx_conn_command(&p->conn, &r, 9, argv, NULL);
+        if (rc != STX_OK)
+            return stx_fail(p, rc, "claiming pending entries (XAUTOCLAIM): %s", p->conn.err);
+        const char *next = stx_reply_str(r, 0);
+        if (!next || strlen(next) >= sizeof cursor || r->elements < 2 ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(r);
+            return stx_fail(p, STX_EREDIS, "claiming pending entries: malformed XAUTOCLAIM reply");
+        }
+        const redisReply *ids = r->element[1];
+        stx_argv_reset(&p->argv);
+        static const char *const head[] = {"XACK"};
+        stx_argv_add_ref(&p->argv, head[0], 4);
+        stx_argv_add_ref(&p->argv, p->conf.stream, strlen(p->conf.stream));
+        stx_argv_add_ref(&p->argv, p->conf.group, strlen(p->conf.group));
+        for (size_t i = 0; i < ids->elements; i++) {
+            stx_id id;
+            const redisReply *e = ids->element[i];
+            if (e->type == REDIS_REPLY_STRING && stx_id_parse(e->str, e->len, &id) == 0 &&
+                stx_id_cmp(id, p->offset) <= 0)
+                stx_argv_add_ref(&p->argv, e->str, e->len);
+        }
+        if (r->elements >= 3 && r->element[2]->type == REDIS_REPLY_ARRAY)
+            for (size_t i = 0; i < r->element[2]->elements; i++) {
+                const redisReply *e = r->element[2]->element[i];
+                if (e->type == REDIS_REPLY_STRING)
+                    stx_log(p, STX_LOG_WARN, "entry %s of stream '%s' was deleted before it was "
+                            "handled; it is not applied", e->str, p->conf.stream);
+            }
+        if (p->argv.n > 3) {
+            redisReply *ack;
+            rc = stx_conn_command(&p->conn, &ack, (int)p->argv.n, p->argv.v, p->argv.len);
+            if (rc == STX_OK) freeReplyObject(ack);
+            else if (rc == STX_ECONN || rc == STX_ETIMEOUT) {
+                freeReplyObject(r);
+                return stx_fail(p, rc, "acknowledging committed entries: %s", p->conn.err);
+            }
+        }
+        strcpy(cursor, next);
+        freeReplyObject(r);
+        if (strcmp(cursor, "0-0") == 0) return STX_OK;
+    }
+}
+
+/* read.lua's arguments: the next entry after the cursor, in p->read_argv
+ * (kept apart from p->argv, which may hold a commit). */
+static void build_recovery_read(stx_processor *p)
+{
+    stx_argv *a = &p->read_argv;
+    stx_id_format(p->cursor, p->read_cursor);
+    stx_argv_reset(a);
+    for (int i = 0; i < 3; i++) stx_argv_add_ref(a, "", 0);
+    stx_argv_add_ref(a, p->conf.stream, strlen(p->conf.stream));
+    stx_argv_add_ref(a, p->key_meta, strlen(p->key_meta));
+    stx_argv_add_ref(a, p->key_attempts, strlen(p->key_attempts));
+    stx_argv_add_ref(a, p->conf.group, strlen(p->conf.group));
+    stx_argv_add_u64(a, p->epoch);
+    stx_argv_add_ref(a, p->token, strlen(p->token));
+    stx_argv_add_ref(a, p->read_cursor, strlen(p->read_cursor));
+    stx_argv_add_ref(a, p->run_id, strlen(p->run_id));
+    stx_argv_add_copy(a, p->failed_id, strlen(p->failed_id));
+}
+
+void stx_build_new_read(stx_processor *p, long block_ms)
+{
+    stx_argv *a = &p->read_argv;
+    stx_argv_reset(a);
+    static const char *const head[] = {"XREADGROUP", "GROUP"};
+    for (int i = 0; i < 2; i++) stx_argv_add_ref(a, head[i], strlen(head[i]));
+    stx_argv_add_ref(a, p->conf.group, strlen(p->conf.group));
+    stx_argv_add_ref(a, p->consumer, strlen(p->consumer));
+    stx_argv_add_ref(a, "COUNT", 5);
+    stx_argv_add_u64(a, (unsigned long long)p->read_count);
+    if (block_ms > 0) {
+        stx_argv_add_ref(a, "BLOCK", 5);
+        stx_argv_add_u64(a, (unsigned long long)block_ms);
+    }
+    stx_argv_add_ref(a, "STREAMS", 7);
+    stx_argv_add_ref(a, p->conf.stream, strlen(p->conf.stream));
+    stx_argv_add_ref(a, ">", 1);
+}
+
+/* The entries of a plain XREADGROUP reply ([[stream, entries]] or nil). */
+static const redisReply *new_entries(const redisReply *r)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1) return NULL;
+    const redisReply *s = r->element[0];
+    if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 || s->element[1]->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    return s->element[1]->elements ? s->element[1] : NULL;
+}
+
+/* Size the next read so that a batch of entries like these stays within
+ * max_batch_bytes: halve on large entries, grow by doubling (a batch of
+ * large entries read before their size was known costs at most one read). */
+static void adapt_read_count(stx_processor *p, const redisReply *entries)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < entries->elements; i++) {
+        const redisReply *e = entries->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || e->element[1]->type != REDIS_REPLY_ARRAY)
+            continue;
+        for (size_t j = 0; j < e->element[1]->elements; j++) bytes += e->element[1]->element[j]->len;
+    }
+    size_t avg = entries->elements ? bytes / entries->elements + 1 : 1;
+    long fit = (long)((size_t)p->conf.max_batch_bytes / avg);
+    long next = p->read_count * 2;
+    if (next > fit) next = fit;
+    if (next > p->conf.batch_size) next = p->conf.batch_size;
+    p->read_count = next < 1 ? 1 : next;
+}
+
+int stx_read_batch(stx_processor *p, redisReply **owner, const redisReply **entries,
+                   const redisReply **counts)
+{
+    *owner = NULL;
+    *entries = *counts = NULL;
+    uint64_t now = stx_monotonic_us();
+    if (!p->reading_pending && p->next_read_us > now && !p->prefetched) {
+        /* The last batch was partial: let entries gather (batch_delay_ms). */
+        stx_sleep_ms(p, (long)((p->next_read_us - now + 999) / 1000));
+    }
+    p->next_read_us = 0;
+    for (;;) {
+        redisReply *r;
+        int rc;
+        if (p->reading_pending) {
+            build_recovery_read(p);
+            rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_READ, &p->read_argv, 3, &r);
+            if (rc != STX_OK) return stx_fail(p, rc, "read: %s", p->conn.err);
+            p->failed_id[0] = '\0';
+            if (stx_reply_status(r) == STX_ST_OK && r->elements == 3 &&
+                r->element[1]->type == REDIS_REPLY_ARRAY && r->element[2]->type == REDIS_REPLY_ARRAY) {
+                if (r->element[1]->elements > 0) {
+                    *owner = r;
+                    *entries = r->element[1];
+                    *counts = r->element[2];
+                    return STX_OK;
+                }
+                freeReplyObject(r);
+                p->reading_pending = 0; /* caught up with what the group delivered */
+                continue;
+            }
+            rc = stx_refusal(p, r, "read");
+            freeReplyObject(r);
+            return rc;
+        }
+        int from_prefetch = p->prefetched != NULL;
+        if (from_prefetch) {
+            r = p->prefetched; /* read together with the last commit */
+            p->prefetched = NULL;
+        } else {
+            if (atomic_load(&p->stop)) return STX_OK;
+            stx_build_new_read(p, p->conf.block_ms);
+            stx_conn_set_timeout(&p->conn, p->conf.block_ms + p->conf.command_timeout_ms);
+            rc = stx_conn_command(&p->conn, &r, (int)p->read_argv.n, p->read_argv.v,
+                                  p->read_argv.len);
+            stx_conn_set_timeout(&p->conn, p->conf.command_timeout_ms);
+            if (rc == STX_ENOGROUP || rc == STX_EWRONGTYPE)
+                return stx_fail(p, rc, "read: stream '%s' group '%s': %s%s", p->conf.stream,
+                                p->conf.group, p->conn.err,
+                                rc == STX_ENOGROUP ? "; restart the processor to create it again" : "");
+            if (rc != STX_OK) return stx_fail(p, rc, "read: %s", p->conn.err);
+        }
+        const redisReply *e = new_entries(r);
+        if (!e && from_prefetch) {
+            freeReplyObject(r); /* empty when sent: wait for entries now */
+            continue;
+        }
+        if (!e) {
+            freeReplyObject(r);
+            return STX_OK; /* nothing within block_ms */
+        }
+        adapt_read_count(p, e);
+        if (p->conf.batch_delay_ms > 0 && e->elements < (size_t)p->conf.batch_size)
+            p->next_read_us = stx_monotonic_us() + (uint64_t)p->conf.batch_delay_ms * 1000u;
+        *owner = r;
+        *entries = e;
+        return STX_OK;
+    }
+}
