@@ -10,7 +10,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "publish_limits.h"
 #include "processor.h"
 
 void stx_eval_begin(stx_processor *p)

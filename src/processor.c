@@ -199,7 +199,7 @@ uint64_t stx_processor_epoch(const stx_processor *p)
 
 const char *stx_processor_offset(const stx_processor *p)
 {
-    return p ? p->offset_str : NULL;
+    return p ? p->offset_str : "";
 }
 
 /* ---- statistics -------------------------------------------------------- */
