@@ -402,17 +402,25 @@ int stx_processor_state_get(stx_processor *p, const void *key, size_t key_len,
 /** @} */
 
 /** @defgroup keys Key layout
- * All keys of (stream, group) share the stream's Redis Cluster hash tag:
- * the text between the first '{' and the next '}' of the stream name when
- * that is not empty, else the whole stream name.  A key is
- * "{TAG}:stx:LEN:STREAM:GROUP:KIND" where LEN is the byte length of STREAM
- * (so names containing ':' cannot collide) and KIND is "meta" (hash: epoch,
- * offset, seq, lineage) or "state" (hash: state key -> msgpack value).
+ * Every key of (stream, group) lives in the stream's Redis Cluster slot,
+ * and different (stream, group, kind) triples never share a key.  A key is
+ * "{T}:stx:LEN:STREAM:GROUP:KIND" where LEN is the byte length of STREAM
+ * and T is the part of the stream name Redis hashes (the text between the
+ * first '{' and the next '}' when that is not empty, else the whole name)
+ * when that part holds no '}'; otherwise (names like "a}b" or "{}x") T is
+ * a 4-character tag of '@'..'O' chosen to hash to the stream's slot.  KIND
+ * is one of:
+ *  - "meta": hash (epoch, offset, seq, lineage, ...);
+ *  - "state": hash, state key -> msgpack value;
+ *  - "dlq": stream, the group's dead letters;
+ *  - "attempts": hash, entry id -> handler attempts so far.
+ * Examples: stream "orders", group "g": "{orders}:stx:6:orders:g:meta";
+ * stream "app:{eu}:orders": "{eu}:stx:15:app:{eu}:orders:g:state".
  * @{ */
 
-/** Write the name of the KIND key ("meta" or "state") of (stream, group)
- * into buf (cap bytes, NUL-terminated).  2 * strlen(stream) +
- * strlen(group) + 40 bytes always suffice.
+/** Write the name of the KIND key ("meta", "state", "dlq" or "attempts")
+ * of (stream, group) into buf (cap bytes, NUL-terminated).
+ * 2 * strlen(stream) + strlen(group) + 48 bytes always suffice.
  * @return the length of the name, or STX_EINVAL (bad kind, empty names, any
  * pointer NULL), or STX_ELIMIT when cap is too small. */
 int stx_key_name(char *buf, size_t cap, const char *stream, const char *group,

@@ -86,7 +86,7 @@ static void snapshot_write(stx_processor *p, const stx_statemap *map, int clear)
 {
     if (!p->snap) return;
     char id[4096];
-    if (identity(p, id, sizeof id) != 0) {
+    if (identity(p, id, sizeof id) != 0) { /* (4 KiB: stream and group names of about 2 KiB) */
         snapshot_disable(p, "stream and group names too long for the snapshot's identity");
         return;
     }
@@ -120,32 +120,36 @@ static int try_snapshot(stx_processor *p)
 {
     char err[512];
     if (!p->snap &&
-        stx_snapshot_open(&p->snap, p->conf.snapshot_dir, (unsigned)p->conf.snapshot_map_size_mb,
+        stx_snapshot_open(&p->snap, p->conf.snapshot_dir, p->conf.stream, p->conf.group,
+                          (unsigned)p->conf.snapshot_map_size_mb,
                           p->conf.snapshot_sync == 1 ? 1 : p->conf.snapshot_sync == 2 ? 2 : 0,
                           err, sizeof err) != STX_OK) {
         stx_log(p, STX_LOG_WARN, "LMDB snapshot unavailable: %s", err);
         p->snap = NULL;
         return 0;
     }
-    char stored[4096], want[4096], offset[64];
+    size_t cap = STX_SNAP_MAX_IDENTITY + 1;
+    char *stored = malloc(cap), *want = malloc(cap), offset[64];
     uint64_t seq = 0;
-    int rc = stx_snapshot_read_meta(p->snap, stored, sizeof stored, &seq, offset, sizeof offset);
+    int rc = stored && want ? stx_snapshot_read_meta(p->snap, stored, cap, &seq, offset, sizeof offset)
+                            : STX_ENOMEM;
+    int same = rc == STX_OK && identity(p, want, cap) == 0 && strcmp(stored, want) == 0;
+    free(stored);
+    free(want);
     if (rc == STX_ENOTFOUND) {
         stx_log(p, STX_LOG_INFO, "LMDB snapshot is empty; loading state from Redis");
         return 0;
     }
     if (rc != STX_OK) {
-        stx_log(p, STX_LOG_WARN, "LMDB snapshot meta damaged (%s); rebuilding from Redis",
-                stx_snapshot_errmsg(p->snap));
+        stx_log(p, STX_LOG_WARN, "LMDB snapshot meta unreadable (%s); rebuilding from Redis",
+                rc == STX_ENOMEM ? "out of memory" : stx_snapshot_errmsg(p->snap));
         return 0;
     }
-    if (identity(p, want, sizeof want) != 0 || strcmp(stored, want) != 0 || seq != p->seq ||
-        strcmp(offset, p->offset_str) != 0) {
+    if (!same || seq != p->seq || strcmp(offset, p->offset_str) != 0) {
         stx_log(p, STX_LOG_WARN,
                 "LMDB snapshot is not Redis' state (seq %" PRIu64 " offset %s, Redis has seq %"
                 PRIu64 " offset %s%s); rebuilding from Redis",
-                seq, offset, p->seq, p->offset_str,
-                strcmp(stored, want) ? ", written by another history" : "");
+                seq, offset, p->seq, p->offset_str, same ? "" : ", written by another history");
         return 0;
     }
     stx_sm_clear(&p->state);

@@ -22,13 +22,23 @@ int stx_id_cmp(stx_id a, stx_id b);
 /* Format into buf (STX_ID_MAX bytes). */
 void stx_id_format(stx_id id, char *buf);
 
-/* Allocate the KIND key of (stream, group); NULL when out of memory. */
+/* Allocate the KIND key of (stream, group) (layout in keys.c); NULL when
+ * out of memory or for arguments stx_key_name() refuses. */
 char *stx_key_alloc(const char *stream, const char *group, const char *kind);
 
 /* Allocate the dedup key of an idempotency key (any bytes) of stream:
- * "{TAG}:stx-idem:LEN:STREAM:KEY", NUL-terminated, its length in *out_len.
+ * "{T}:stx-idem:LEN:STREAM:KEY" (T as in keys.c), NUL-terminated, its length in *out_len.
  * NULL when out of memory or stream is empty. */
 char *stx_key_alloc_idem(const char *stream, const void *idem, size_t idem_len,
                          size_t *out_len);
+
+/* Redis Cluster's slot of a key (CRC16/XMODEM of its hash tag, mod 16384). */
+unsigned stx_key_slot(const void *key, size_t len);
+
+/* Length of a slot tag. */
+#define STX_SLOT_TAG_LEN 4
+/* A 4-byte tag ('@' to 'O' each, never a brace) whose CRC16 is in slot
+ * (0..16383): "{" tag "}..." hashes to slot. */
+void stx_slot_tag(unsigned slot, char out[STX_SLOT_TAG_LEN]);
 
 #endif

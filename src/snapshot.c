@@ -1,14 +1,54 @@
 /* Local LMDB snapshot of a processor's state (see snapshot.h).
  *
- * Layout: one LMDB environment per directory (data.mdb + lock.mdb) with two
- * named databases:
- *   "state"  state key -> record
- *   "meta"   "meta"    -> meta record
+ * Layout.  The snapshot directory may be shared by the processors of many
+ * (stream, group) pairs.  Each pair gets its own subdirectory
+ *   DIR/LABEL-HASH/   data.mdb, lock.mdb (LMDB), owner.lock (ours)
+ * LABEL is the stream and group names joined by '.', with bytes other than
+ * [A-Za-z0-9._-] shown as '_' and cut to 64 bytes, for people listing the
+ * directory; HASH is 16 hex digits of SipHash-2-4 (fixed key) of the
+ * pair's name "LEN:STREAM:GROUP" (LEN = byte length of STREAM, so the name
+ * is injective).  The full name is stored in the environment ("owner"
+ * record) and checked at open, so even a hash collision cannot make one
+ * pair read another's records.
+ *
+ * Why one environment per pair rather than one named database per pair in a
+ * shared environment: LMDB forbids opening one environment twice in a
+ * process (its fcntl locks are per process: closing one handle drops the
+ * other's), so two processors of one process sharing a directory would need
+ * a process-wide registry of environments; and wiping a damaged environment
+ * would destroy the other pairs' snapshots under their feet.  Separate
+ * environments make both non-issues, and a pair's map size and sync mode
+ * its own.
+ *
+ * Ownership.  open() takes flock(LOCK_EX | LOCK_NB) on owner.lock and holds
+ * it until close(): a second open of the same pair fails at once with
+ * STX_SNAPSHOT_LOCKED, whether it comes from another process or from this
+ * one (flock locks belong to the open file description, so two open()s in
+ * one process conflict too).  The kernel drops the lock when the process
+ * dies, however it dies.  The descriptor is close-on-exec; a fork()ed
+ * child shares it (and the lock) until it exits or closes it.  The lock
+ * also guarantees that LMDB's one-open-per-process rule holds.
+ *
+ * Databases of an environment:
+ *   "state"  state key -> record           keys of 1 to max_key bytes
+ *   "long"   HASH8 SUFFIX4 -> long record  empty keys and longer keys
+ *   "meta"   "meta"  -> meta record
+ *            "owner" -> the pair's name "LEN:STREAM:GROUP"
  *
  * State record: crc32 (4 bytes LE) followed by the value (one msgpack
  * object).  The CRC-32 (stx_crc32) covers the key length as 4 bytes LE, the
  * key bytes and the value bytes, so a record moved under another key is
  * detected too.
+ *
+ * Long record, for a key LMDB cannot hold (empty, or longer than
+ * mdb_env_get_maxkeysize(), 511): crc32 (4 bytes LE, computed as for a
+ * state record), key length (u32 LE), the key, the value.  Its LMDB key is
+ * the 64-bit SipHash-2-4 (fixed key) of the state key, big-endian, then a
+ * 32-bit big-endian suffix telling apart keys with the same hash: a put
+ * walks the records of that hash, compares the full keys stored in them,
+ * and overwrites the match or adds the next suffix.  A fixed hash key is
+ * enough here: the hash only spreads records, and 64 bits cannot be forced
+ * into more than a handful of collisions.
  *
  * Meta record (version 1), all integers little-endian:
  *   "STXS"            magic, 4 bytes
@@ -52,36 +92,51 @@
 #include "snapshot.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #include "codec.h"
+#include "siphash.h"
 #include "streamtx.h"
 
 #define STX_SNAP_DEFAULT_MAP_MB 1024u
-#define STX_SNAP_MAX_IDENTITY 4096u
 #define STX_SNAP_MAX_OFFSET 64u
 #define STX_SNAP_META_VERSION 1u
 #define STX_SNAP_META_FIXED (4u + 1u + 4u + 8u + 2u + 4u) /* without id, offset */
-#define STX_SNAP_META_MAX \
-    (STX_SNAP_META_FIXED + STX_SNAP_MAX_IDENTITY + STX_SNAP_MAX_OFFSET)
 #define STX_SNAP_KEY_SHOWN 48u /* key bytes quoted in error messages */
+#define STX_SNAP_NOT_OURS (-30000) /* env_open(): the owner record names another pair */
+
+#define STX_SNAP_LABEL_MAX 64u  /* bytes of the readable part of a pair's directory */
+#define STX_SNAP_LONG_KEY 12u   /* hash (8) + suffix (4) */
+#define STX_SNAP_LONG_HEAD 8u   /* crc (4) + key length (4) */
 
 static const char meta_key[] = "meta";
+static const char owner_key[] = "owner";
+
+/* Fixed SipHash keys: they are part of the on-disk format. */
+static const stx_sipkey dir_hash_key = {0x7374782d736e6170ull, 0x2d706169722d6469ull};
+static const stx_sipkey long_hash_key = {0x7374782d736e6170ull, 0x2d6c6f6e672d6b79ull};
 
 struct stx_snapshot {
     MDB_env *env;
     MDB_dbi dbi_state;
+    MDB_dbi dbi_long;
     MDB_dbi dbi_meta;
     MDB_txn *wtxn;          /* the open write transaction, or NULL */
     int in_load;            /* inside a stx_snapshot_load() callback */
-    char *dir;
+    int lock_fd;            /* owner.lock, flock()ed; -1 when not open */
+    char *dir;              /* the pair's environment directory */
+    char *name;             /* "LEN:STREAM:GROUP" */
+    size_t name_len;
+    uint64_t long_mask;     /* long-key hash mask (tests); ~0 normally */
     size_t map_size;        /* requested at open (bytes) */
     unsigned env_flags;
     size_t max_key;         /* mdb_env_get_maxkeysize() */
@@ -262,6 +317,54 @@ int stx_snapshot_decode_record(const void *key, size_t key_len, const void *rec,
     return record_decode(key, key_len, rec, rec_len, value, value_len, &why, &at);
 }
 
+/* Decode a long record (layout above); *why and *at as for record_decode. */
+static int long_decode(const void *rec, size_t rec_len, const void **key, size_t *key_len,
+                       const void **value, size_t *value_len, const char **why, size_t *at)
+{
+    const unsigned char *r = rec;
+    *why = NULL;
+    *at = SIZE_MAX;
+    if (rec == NULL || rec_len < STX_SNAP_LONG_HEAD) {
+        *why = "long-key record shorter than its header";
+        return STX_EDECODE;
+    }
+    uint32_t klen = get_le32(r + 4);
+    if (klen > rec_len - STX_SNAP_LONG_HEAD) {
+        *why = "long-key record key length out of range";
+        return STX_EDECODE;
+    }
+    const unsigned char *k = r + STX_SNAP_LONG_HEAD, *v = k + klen;
+    size_t vlen = rec_len - STX_SNAP_LONG_HEAD - klen;
+    if (record_crc(k, klen, v, vlen) != get_le32(r)) {
+        *why = "checksum mismatch";
+        return STX_EDECODE;
+    }
+    const char *reason = NULL;
+    size_t off = 0;
+    if (stx_mp_check(v, vlen, STX_MP_MAX_DEPTH, &off, &reason) != STX_OK) {
+        *why = reason ? reason : "invalid msgpack";
+        *at = off;
+        return STX_EDECODE;
+    }
+    if (key)
+        *key = k;
+    if (key_len)
+        *key_len = klen;
+    if (value)
+        *value = v;
+    if (value_len)
+        *value_len = vlen;
+    return STX_OK;
+}
+
+int stx_snapshot_decode_long_record(const void *rec, size_t rec_len, const void **key,
+                                    size_t *key_len, const void **value, size_t *value_len)
+{
+    const char *why;
+    size_t at;
+    return long_decode(rec, rec_len, key, key_len, value, value_len, &why, &at);
+}
+
 /* Decode a meta record; outputs are written only on success. */
 static int meta_decode(const void *rec, size_t rec_len, char *identity, size_t idcap,
                        uint64_t *seq, char *offset, size_t offcap, const char **why)
@@ -344,8 +447,8 @@ int stx_snapshot_decode_meta(const void *rec, size_t rec_len, char *identity, si
     return meta_decode(rec, rec_len, identity, idcap, seq, offset, offcap, &why);
 }
 
-/* Encode a meta record into out (STX_SNAP_META_MAX bytes); returns its
- * length.  Lengths were checked by the caller. */
+/* Encode a meta record into out (STX_SNAP_META_FIXED + idlen + offlen
+ * bytes); returns its length.  Lengths were checked by the caller. */
 static size_t meta_encode(unsigned char *out, const char *identity, size_t idlen,
                           uint64_t seq, const char *offset, size_t offlen)
 {
@@ -472,7 +575,7 @@ static int env_open(stx_snapshot *s, const char **stage)
     if (rc != 0)
         return rc;
     *stage = "mdb_env_set_maxdbs";
-    rc = mdb_env_set_maxdbs(env, 2);
+    rc = mdb_env_set_maxdbs(env, 3);
     if (rc == 0) {
         *stage = "mdb_env_set_mapsize";
         rc = mdb_env_set_mapsize(env, s->map_size);
@@ -493,6 +596,10 @@ static int env_open(stx_snapshot *s, const char **stage)
         rc = mdb_dbi_open(txn, "state", MDB_CREATE, &s->dbi_state);
     }
     if (rc == 0) {
+        *stage = "opening the \"long\" database";
+        rc = mdb_dbi_open(txn, "long", MDB_CREATE, &s->dbi_long);
+    }
+    if (rc == 0) {
         *stage = "opening the \"meta\" database";
         rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->dbi_meta);
     }
@@ -502,6 +609,22 @@ static int env_open(stx_snapshot *s, const char **stage)
         rc = mdb_get(txn, s->dbi_meta, &k, &v);
         if (rc == MDB_NOTFOUND)
             rc = 0;
+    }
+    if (rc == 0) {
+        /* Whose environment this is: written once, checked at every open. */
+        MDB_val k = {sizeof owner_key - 1, (void *)owner_key}, v;
+        *stage = "reading the owner record";
+        rc = mdb_get(txn, s->dbi_meta, &k, &v);
+        if (rc == MDB_NOTFOUND) {
+            *stage = "writing the owner record";
+            v.mv_size = s->name_len;
+            v.mv_data = s->name;
+            rc = mdb_put(txn, s->dbi_meta, &k, &v, 0);
+        } else if (rc == 0 && (v.mv_size != s->name_len ||
+                               memcmp(v.mv_data, s->name, s->name_len) != 0)) {
+            *stage = "checking the owner record";
+            rc = STX_SNAP_NOT_OURS;
+        }
     }
     if (rc == 0) {
         *stage = "mdb_txn_commit";
@@ -521,6 +644,13 @@ static int env_open(stx_snapshot *s, const char **stage)
 
 /* Open, wiping the files once if LMDB says they are damaged.  STX_OK or
  * STX_ESNAPSHOT (message in s). */
+static const char *env_strerror(int rc)
+{
+    return rc == STX_SNAP_NOT_OURS
+               ? "the environment belongs to another (stream, group); remove the directory"
+               : mdb_strerror(rc);
+}
+
 static int env_open_or_wipe(stx_snapshot *s)
 {
     const char *stage = "", *which = "";
@@ -535,7 +665,7 @@ static int env_open_or_wipe(stx_snapshot *s)
         rc = env_open(s, &stage);
     }
     if (rc != 0) {
-        set_err(s, "cannot open snapshot in '%s' (%s): %s", s->dir, stage, mdb_strerror(rc));
+        set_err(s, "cannot open snapshot in '%s' (%s): %s", s->dir, stage, env_strerror(rc));
         return STX_ESNAPSHOT;
     }
     return STX_OK;
@@ -596,8 +726,99 @@ static void abort_txn(stx_snapshot *s)
 
 /* ---- public ----------------------------------------------------------- */
 
-int stx_snapshot_open(stx_snapshot **out, const char *dir, unsigned map_size_mb,
-                      int sync_mode, char *err, size_t errlen)
+/* The pair's name "LEN:STREAM:GROUP" (malloc'd) and its length. */
+static char *pair_name(const char *stream, const char *group, size_t *len)
+{
+    size_t sl = strlen(stream), gl = strlen(group), cap = sl + gl + 24;
+    char *n = malloc(cap);
+    if (n == NULL)
+        return NULL;
+    int w = snprintf(n, cap, "%zu:%s:%s", sl, stream, group);
+    *len = (size_t)w;
+    return n;
+}
+
+/* Append the readable part of a name to out (sanitized, at most room). */
+static size_t label_part(char *out, size_t room, const char *name)
+{
+    size_t o = 0;
+    for (const unsigned char *c = (const unsigned char *)name; *c && o < room; c++) {
+        int ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                 (*c >= '0' && *c <= '9') || *c == '-' || *c == '_' || *c == '.';
+        out[o++] = ok ? (char)*c : '_';
+    }
+    return o;
+}
+
+char *stx_snapshot_env_dir(const char *dir, const char *stream, const char *group)
+{
+    if (dir == NULL || dir[0] == '\0' || stream == NULL || group == NULL)
+        return NULL;
+    size_t nlen;
+    char *name = pair_name(stream, group, &nlen);
+    if (name == NULL)
+        return NULL;
+    uint64_t h = stx_siphash24(dir_hash_key, name, nlen);
+    free(name);
+    char label[STX_SNAP_LABEL_MAX + 1];
+    size_t o = label_part(label, STX_SNAP_LABEL_MAX, stream);
+    if (o < STX_SNAP_LABEL_MAX)
+        label[o++] = '.';
+    o += label_part(label + o, STX_SNAP_LABEL_MAX - o, group);
+    label[o] = '\0';
+    size_t cap = strlen(dir) + o + 24;
+    char *path = malloc(cap);
+    if (path == NULL)
+        return NULL;
+    snprintf(path, cap, "%s%s%s-%016llx", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", label,
+             (unsigned long long)h);
+    return path;
+}
+
+/* Take the pair's lock.  STX_OK, STX_SNAPSHOT_LOCKED or STX_ESNAPSHOT;
+ * message in err. */
+static int take_lock(stx_snapshot *s, const char *stream, const char *group, char *err,
+                     size_t errlen)
+{
+    size_t cap = strlen(s->dir) + 16;
+    char *path = malloc(cap);
+    if (path == NULL) {
+        set_buf(err, errlen, "out of memory opening snapshot in '%s'", s->dir);
+        return STX_ENOMEM;
+    }
+    snprintf(path, cap, "%s/owner.lock", s->dir);
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0) {
+        set_buf(err, errlen, "cannot open snapshot lock file '%s': %s", path, strerror(errno));
+        free(path);
+        return STX_ESNAPSHOT;
+    }
+    int rc;
+    do
+        rc = flock(s->lock_fd, LOCK_EX | LOCK_NB);
+    while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
+        int e = errno;
+        char sh[STX_SNAP_KEY_SHOWN * 4 + 8], gh[STX_SNAP_KEY_SHOWN * 4 + 8];
+        escape_key(sh, sizeof sh, stream, strlen(stream));
+        escape_key(gh, sizeof gh, group, strlen(group));
+        if (e == EWOULDBLOCK)
+            set_buf(err, errlen,
+                    "snapshot for stream '%s' group '%s' is locked by another process "
+                    "(or another open snapshot of this process): '%s'",
+                    sh, gh, path);
+        else
+            set_buf(err, errlen, "cannot lock snapshot file '%s': %s", path, strerror(e));
+        free(path);
+        return e == EWOULDBLOCK ? STX_SNAPSHOT_LOCKED : STX_ESNAPSHOT;
+    }
+    free(path);
+    return STX_OK;
+}
+
+int stx_snapshot_open(stx_snapshot **out, const char *dir, const char *stream,
+                      const char *group, unsigned map_size_mb, int sync_mode, char *err,
+                      size_t errlen)
 {
     if (out == NULL)
         return STX_EINVAL;
@@ -606,6 +827,10 @@ int stx_snapshot_open(stx_snapshot **out, const char *dir, unsigned map_size_mb,
         err[0] = '\0';
     if (dir == NULL || dir[0] == '\0') {
         set_buf(err, errlen, "snapshot directory not set");
+        return STX_EINVAL;
+    }
+    if (stream == NULL || group == NULL) {
+        set_buf(err, errlen, "snapshot without a stream or group name");
         return STX_EINVAL;
     }
     if (sync_mode < 0 || sync_mode > 2) {
@@ -621,23 +846,33 @@ int stx_snapshot_open(stx_snapshot **out, const char *dir, unsigned map_size_mb,
     }
 
     stx_snapshot *s = calloc(1, sizeof *s);
-    if (s == NULL || (s->dir = strdup(dir)) == NULL) {
-        free(s);
+    if (s != NULL) {
+        s->lock_fd = -1;
+        s->long_mask = UINT64_MAX;
+        s->dir = stx_snapshot_env_dir(dir, stream, group);
+        s->name = pair_name(stream, group, &s->name_len);
+    }
+    if (s == NULL || s->dir == NULL || s->name == NULL) {
+        stx_snapshot_close(s);
         set_buf(err, errlen, "out of memory opening snapshot in '%s'", dir);
         return STX_ENOMEM;
     }
     s->map_size = (size_t)map_bytes;
     s->env_flags = sync_mode == 0 ? MDB_NOMETASYNC : sync_mode == 2 ? MDB_NOSYNC : 0;
 
-    int e = make_dirs(dir);
+    int e = make_dirs(s->dir);
     if (e != 0) {
-        set_buf(err, errlen, "cannot create snapshot directory '%s': %s", dir, strerror(e));
+        set_buf(err, errlen, "cannot create snapshot directory '%s': %s", s->dir, strerror(e));
         stx_snapshot_close(s);
         return e == ENOMEM ? STX_ENOMEM : STX_ESNAPSHOT;
     }
-    int rc = env_open_or_wipe(s);
+    int rc = take_lock(s, stream, group, err, errlen);
+    if (rc == STX_OK) {
+        rc = env_open_or_wipe(s);
+        if (rc != STX_OK)
+            set_buf(err, errlen, "%s", s->errmsg);
+    }
     if (rc != STX_OK) {
-        set_buf(err, errlen, "%s", s->errmsg);
         stx_snapshot_close(s);
         return rc;
     }
@@ -653,8 +888,18 @@ void stx_snapshot_close(stx_snapshot *s)
         mdb_txn_abort(s->wtxn);
     if (s->env != NULL)
         mdb_env_close(s->env);
+    /* Last: the environment is closed before another opener may take over. */
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
     free(s->dir);
+    free(s->name);
     free(s);
+}
+
+void stx_snapshot_set_long_hash_mask(stx_snapshot *s, uint64_t mask)
+{
+    if (s != NULL)
+        s->long_mask = mask;
 }
 
 const char *stx_snapshot_errmsg(const stx_snapshot *s)
@@ -712,6 +957,54 @@ int stx_snapshot_read_meta(stx_snapshot *s, char *identity, size_t idcap, uint64
     return rc;
 }
 
+/* Pass every record of one database to cb (long: dbi holds long records). */
+static int load_db(stx_snapshot *s, MDB_txn *txn, MDB_dbi dbi, int is_long,
+                   stx_snapshot_record_fn cb, void *ud)
+{
+    MDB_cursor *cur = NULL;
+    int m = mdb_cursor_open(txn, dbi, &cur);
+    if (m != 0) {
+        set_err(s, "snapshot load in '%s' failed: %s", s->dir, mdb_strerror(m));
+        return STX_ESNAPSHOT;
+    }
+    int rc = STX_OK;
+    MDB_val k, v;
+    for (m = mdb_cursor_get(cur, &k, &v, MDB_FIRST); m == 0;
+         m = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const void *key = k.mv_data, *val = NULL;
+        size_t klen = k.mv_size, vlen = 0, at = SIZE_MAX;
+        const char *why = "";
+        int d = is_long ? long_decode(v.mv_data, v.mv_size, &key, &klen, &val, &vlen, &why, &at)
+                        : record_decode(k.mv_data, k.mv_size, v.mv_data, v.mv_size, &val, &vlen,
+                                        &why, &at);
+        if (d != STX_OK) {
+            char shown[STX_SNAP_KEY_SHOWN * 4 + 8];
+            if (is_long && key == k.mv_data)
+                snprintf(shown, sizeof shown, "(long key)");
+            else
+                escape_key(shown, sizeof shown, key, klen);
+            if (at != SIZE_MAX)
+                set_err(s, "snapshot record '%s' in '%s' damaged: invalid msgpack at byte %zu: %s",
+                        shown, s->dir, at, why);
+            else
+                set_err(s, "snapshot record '%s' in '%s' damaged: %s", shown, s->dir, why);
+            rc = STX_EDECODE;
+            break;
+        }
+        rc = cb(ud, key, klen, val, vlen);
+        if (rc != 0) {
+            set_err(s, "snapshot load stopped by the callback (%d)", rc);
+            break;
+        }
+    }
+    if (rc == STX_OK && m != MDB_NOTFOUND) {
+        set_err(s, "snapshot load in '%s' failed: %s", s->dir, mdb_strerror(m));
+        rc = STX_ESNAPSHOT;
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
 int stx_snapshot_load(stx_snapshot *s, stx_snapshot_record_fn cb, void *ud)
 {
     if (s == NULL)
@@ -724,71 +1017,42 @@ int stx_snapshot_load(stx_snapshot *s, stx_snapshot_record_fn cb, void *ud)
     if (rc != STX_OK)
         return rc;
     MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
     int m = txn_begin(s, MDB_RDONLY, &txn);
-    if (m == 0)
-        m = mdb_cursor_open(txn, s->dbi_state, &cur);
     if (m != 0) {
-        if (txn != NULL)
-            mdb_txn_abort(txn);
         set_err(s, "snapshot load in '%s' failed: %s", s->dir, mdb_strerror(m));
         return STX_ESNAPSHOT;
     }
-    MDB_val k, v;
     s->in_load = 1;
-    for (m = mdb_cursor_get(cur, &k, &v, MDB_FIRST); m == 0;
-         m = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        const void *val = NULL;
-        size_t vlen = 0, at = SIZE_MAX;
-        const char *why = "";
-        if (record_decode(k.mv_data, k.mv_size, v.mv_data, v.mv_size, &val, &vlen, &why,
-                          &at) != STX_OK) {
-            char shown[STX_SNAP_KEY_SHOWN * 4 + 8];
-            escape_key(shown, sizeof shown, k.mv_data, k.mv_size);
-            if (at != SIZE_MAX)
-                set_err(s, "snapshot record '%s' in '%s' damaged: invalid msgpack at byte %zu: %s",
-                        shown, s->dir, at, why);
-            else
-                set_err(s, "snapshot record '%s' in '%s' damaged: %s", shown, s->dir, why);
-            rc = STX_EDECODE;
-            break;
-        }
-        rc = cb(ud, k.mv_data, k.mv_size, val, vlen);
-        if (rc != 0) {
-            set_err(s, "snapshot load stopped by the callback (%d)", rc);
-            break;
-        }
-    }
+    rc = load_db(s, txn, s->dbi_state, 0, cb, ud);
+    if (rc == STX_OK)
+        rc = load_db(s, txn, s->dbi_long, 1, cb, ud);
     s->in_load = 0;
-    if (rc == STX_OK && m != MDB_NOTFOUND) {
-        set_err(s, "snapshot load in '%s' failed: %s", s->dir, mdb_strerror(m));
-        rc = STX_ESNAPSHOT;
-    }
-    mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     return rc;
 }
 
 int stx_snapshot_count(stx_snapshot *s, size_t *count)
 {
-    *count = 0;
-    if (s == NULL)
+    if (s == NULL || count == NULL)
         return STX_EINVAL;
+    *count = 0;
     int rc = read_ready(s);
     if (rc != STX_OK)
         return rc;
     MDB_txn *txn = NULL;
-    MDB_stat st;
+    MDB_stat st, lst;
     int m = txn_begin(s, MDB_RDONLY, &txn);
     if (m == 0)
         m = mdb_stat(txn, s->dbi_state, &st);
+    if (m == 0)
+        m = mdb_stat(txn, s->dbi_long, &lst);
     if (txn != NULL)
         mdb_txn_abort(txn);
     if (m != 0) {
         set_err(s, "snapshot count in '%s' failed: %s", s->dir, mdb_strerror(m));
         return STX_ESNAPSHOT;
     }
-    *count = st.ms_entries;
+    *count = st.ms_entries + lst.ms_entries;
     return STX_OK;
 }
 
@@ -819,6 +1083,8 @@ static int begin_txn(stx_snapshot *s, int clear, const char **what)
     if (clear) {
         *what = "clear";
         rc = mdb_drop(s->wtxn, s->dbi_state, 0);
+        if (rc == 0)
+            rc = mdb_drop(s->wtxn, s->dbi_long, 0);
         if (rc == 0) {
             MDB_val k = {sizeof meta_key - 1, (void *)meta_key};
             rc = mdb_del(s->wtxn, s->dbi_meta, &k, NULL);
@@ -890,6 +1156,88 @@ static int need_txn(stx_snapshot *s, const char *call)
     return STX_OK;
 }
 
+static void put_be(unsigned char *p, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v >>= 8)
+        p[i] = (unsigned char)v;
+}
+
+/* Find the long record of key in the open write transaction: *found = 1
+ * and its LMDB key in lk, or *found = 0, lk set to the key a new record
+ * takes (*next its suffix).  Records of the same hash that do not decode
+ * cannot be compared: they are stepped over (load reports them).  0 or an
+ * LMDB code; MDB_KEYEXIST when the suffixes of one hash ran out. */
+static int long_find(stx_snapshot *s, const void *key, size_t key_len,
+                     unsigned char lk[STX_SNAP_LONG_KEY], int *found, uint32_t *next)
+{
+    uint64_t h = stx_siphash24(long_hash_key, key, key_len) & s->long_mask;
+    put_be(lk, h, 8);
+    put_be(lk + 8, 0, 4);
+    *found = 0;
+    *next = 0;
+    MDB_cursor *cur = NULL;
+    int m = mdb_cursor_open(s->wtxn, s->dbi_long, &cur);
+    if (m != 0)
+        return m;
+    MDB_val k = {STX_SNAP_LONG_KEY, lk}, v;
+    int have_last = 0;
+    uint32_t last = 0;
+    for (m = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); m == 0;
+         m = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != STX_SNAP_LONG_KEY || memcmp(k.mv_data, lk, 8) != 0)
+            break;
+        const unsigned char *kb = k.mv_data;
+        last = (uint32_t)(((uint32_t)kb[8] << 24) | ((uint32_t)kb[9] << 16) |
+                          ((uint32_t)kb[10] << 8) | kb[11]);
+        have_last = 1;
+        const void *rk;
+        size_t rkl, vl, at;
+        const void *rv;
+        const char *why;
+        if (long_decode(v.mv_data, v.mv_size, &rk, &rkl, &rv, &vl, &why, &at) == STX_OK &&
+            rkl == key_len && (key_len == 0 || memcmp(rk, key, key_len) == 0)) {
+            memcpy(lk, kb, STX_SNAP_LONG_KEY);
+            *found = 1;
+            break;
+        }
+    }
+    mdb_cursor_close(cur);
+    if (m != 0 && m != MDB_NOTFOUND)
+        return m;
+    if (!*found) {
+        if (have_last && last == UINT32_MAX)
+            return MDB_KEYEXIST;
+        *next = have_last ? last + 1 : 0;
+        put_be(lk + 8, *next, 4);
+    }
+    return 0;
+}
+
+/* Store a record under a key LMDB cannot hold (checked by the caller). */
+static int long_put(stx_snapshot *s, const void *key, size_t key_len, const void *value,
+                    size_t value_len)
+{
+    unsigned char lk[STX_SNAP_LONG_KEY];
+    int found;
+    uint32_t next;
+    int m = long_find(s, key, key_len, lk, &found, &next);
+    if (m != 0)
+        return write_failed(s, m, "put of a long key", 0);
+    MDB_val k = {sizeof lk, lk};
+    MDB_val v = {STX_SNAP_LONG_HEAD + key_len + value_len, NULL};
+    m = mdb_put(s->wtxn, s->dbi_long, &k, &v, MDB_RESERVE);
+    if (m != 0)
+        return write_failed(s, m, "put of a long key", 0);
+    unsigned char *r = v.mv_data;
+    put_le32(r, record_crc(key, key_len, value, value_len));
+    put_le32(r + 4, (uint32_t)key_len);
+    if (key_len > 0)
+        memcpy(r + STX_SNAP_LONG_HEAD, key, key_len);
+    if (value_len > 0)
+        memcpy(r + STX_SNAP_LONG_HEAD + key_len, value, value_len);
+    return STX_OK;
+}
+
 int stx_snapshot_put(stx_snapshot *s, const void *key, size_t key_len, const void *value,
                      size_t value_len)
 {
@@ -903,19 +1251,12 @@ int stx_snapshot_put(stx_snapshot *s, const void *key, size_t key_len, const voi
         set_err(s, "snapshot put with a NULL key or value; transaction aborted");
         return STX_EINVAL;
     }
-    if (key_len == 0 || key_len > s->max_key) {
-        char shown[STX_SNAP_KEY_SHOWN * 4 + 8];
-        escape_key(shown, sizeof shown, key, key_len);
+    if (key_len > UINT32_MAX || value_len > UINT32_MAX - 4 ||
+        value_len > SIZE_MAX - STX_SNAP_LONG_HEAD - key_len) {
         abort_txn(s);
-        set_err(s, "snapshot put of key '%s' (%zu bytes): keys of 1 to %zu bytes only; "
+        set_err(s, "snapshot put: key of %zu and value of %zu bytes too large; "
                    "transaction aborted",
-                shown, key_len, s->max_key);
-        return STX_ELIMIT;
-    }
-    if (value_len > UINT32_MAX - 4) {
-        abort_txn(s);
-        set_err(s, "snapshot put: value of %zu bytes too large; transaction aborted",
-                value_len);
+                key_len, value_len);
         return STX_ELIMIT;
     }
     if (stx_mp_validate(value, value_len, STX_MP_MAX_DEPTH) != STX_OK) {
@@ -927,6 +1268,8 @@ int stx_snapshot_put(stx_snapshot *s, const void *key, size_t key_len, const voi
                 shown);
         return STX_EDECODE;
     }
+    if (key_len == 0 || key_len > s->max_key)
+        return long_put(s, key, key_len, value, value_len);
     MDB_val k = {key_len, (void *)key};
     MDB_val v = {value_len + 4, NULL};
     int m = mdb_put(s->wtxn, s->dbi_state, &k, &v, MDB_RESERVE);
@@ -951,8 +1294,19 @@ int stx_snapshot_del(stx_snapshot *s, const void *key, size_t key_len)
         set_err(s, "snapshot del with a NULL key; transaction aborted");
         return STX_EINVAL;
     }
-    if (key_len == 0 || key_len > s->max_key)
-        return STX_OK; /* such a key cannot have been stored */
+    if (key_len == 0 || key_len > s->max_key) {
+        unsigned char lk[STX_SNAP_LONG_KEY];
+        int found = 0;
+        uint32_t next;
+        int m = long_find(s, key, key_len, lk, &found, &next);
+        if (m == 0 && found) {
+            MDB_val k = {sizeof lk, lk};
+            m = mdb_del(s->wtxn, s->dbi_long, &k, NULL);
+        }
+        if (m != 0 && m != MDB_NOTFOUND)
+            return write_failed(s, m, "del", 0);
+        return STX_OK;
+    }
     MDB_val k = {key_len, (void *)key};
     int m = mdb_del(s->wtxn, s->dbi_state, &k, NULL);
     if (m != 0 && m != MDB_NOTFOUND)
@@ -986,13 +1340,12 @@ int stx_snapshot_commit(stx_snapshot *s, const char *identity, uint64_t seq,
                 (int)(offlen > STX_SNAP_MAX_OFFSET ? STX_SNAP_MAX_OFFSET : offlen), offset);
         return STX_EINVAL;
     }
-    unsigned char buf[STX_SNAP_META_MAX];
-    size_t n = meta_encode(buf, identity, idlen, seq, offset, offlen);
     MDB_val k = {sizeof meta_key - 1, (void *)meta_key};
-    MDB_val v = {n, buf};
-    int m = mdb_put(s->wtxn, s->dbi_meta, &k, &v, 0);
+    MDB_val v = {STX_SNAP_META_FIXED + idlen + offlen, NULL};
+    int m = mdb_put(s->wtxn, s->dbi_meta, &k, &v, MDB_RESERVE);
     if (m != 0)
         return write_failed(s, m, "meta write", 0);
+    meta_encode(v.mv_data, identity, idlen, seq, offset, offlen);
     m = mdb_txn_commit(s->wtxn); /* frees the transaction, even on failure */
     if (m != 0)
         return write_failed(s, m, "commit", 1);

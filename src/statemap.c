@@ -3,17 +3,39 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
-/* FNV-1a: short keys dominate and the table only needs a fair spread. */
-static uint32_t hash_bytes(const void *p, size_t n)
+/* State keys come from stream entries, i.e. from whoever can XADD: with a
+ * fixed hash they could pick keys that share one probe run and turn every
+ * lookup into a scan.  SipHash-2-4 under a key drawn per map when its table
+ * is first allocated makes colliding keys unpredictable (and different in
+ * every map and every process). */
+static uint32_t hash_bytes(const stx_statemap *m, const void *p, size_t n)
 {
-    const unsigned char *s = p;
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) {
-        h ^= s[i];
-        h *= 16777619u;
+    return (uint32_t)stx_siphash24(m->seed, p, n);
+}
+
+/* Draw the map's key.  Should the kernel refuse random bytes (it does not
+ * on any supported system), fall back to bits that still differ per map and
+ * per run rather than failing the allocation. */
+static void seed_map(stx_statemap *m)
+{
+    unsigned char b[16];
+    if (stx_random_bytes(b, sizeof b) == 0) {
+        uint64_t k0 = 0, k1 = 0;
+        for (int i = 7; i >= 0; i--) {
+            k0 = (k0 << 8) | b[i];
+            k1 = (k1 << 8) | b[8 + i];
+        }
+        m->seed.k0 = k0;
+        m->seed.k1 = k1;
+        return;
     }
-    return h;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    m->seed.k0 = (uint64_t)(uintptr_t)m ^ ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec;
+    m->seed.k1 = ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull ^ (uint64_t)ts.tv_nsec;
 }
 
 void stx_sm_init(stx_statemap *m)
@@ -52,7 +74,7 @@ static size_t probe(const stx_statemap *m, const void *key, size_t key_len, uint
 stx_sm_entry *stx_sm_find(const stx_statemap *m, const void *key, size_t key_len)
 {
     if (m->count == 0) return NULL;
-    size_t i = probe(m, key, key_len, hash_bytes(key, key_len));
+    size_t i = probe(m, key, key_len, hash_bytes(m, key, key_len));
     return m->slots[i].data ? &m->slots[i] : NULL;
 }
 
@@ -60,6 +82,9 @@ static int resize(stx_statemap *m, size_t cap)
 {
     stx_sm_entry *slots = calloc(cap, sizeof *slots);
     if (!slots) return -1;
+    /* An empty table has no hashes to keep: the key is drawn here, once per
+     * table, so maps that stay empty (most overlays) cost no system call. */
+    if (m->cap == 0) seed_map(m);
     for (size_t i = 0; i < m->cap; i++) {
         stx_sm_entry *e = &m->slots[i];
         if (!e->data) continue;
@@ -87,7 +112,7 @@ stx_sm_entry *stx_sm_put(stx_statemap *m, const void *key, size_t key_len, const
     /* Keep the load at or below 3/4 so probes stay short. */
     if ((m->count + 1) * 4 > m->cap * 3 && resize(m, m->cap ? m->cap * 2 : 16) != 0)
         return NULL;
-    uint32_t h = hash_bytes(key, key_len);
+    uint32_t h = hash_bytes(m, key, key_len);
     stx_sm_entry *e = &m->slots[probe(m, key, key_len, h)];
     if (e->data && e->value_len == value_len) {
         /* Same key, same size (a counter, a stock level): no new block.
@@ -114,7 +139,7 @@ void stx_sm_remove(stx_statemap *m, const void *key, size_t key_len)
 {
     if (m->count == 0) return;
     size_t mask = m->cap - 1;
-    size_t i = probe(m, key, key_len, hash_bytes(key, key_len));
+    size_t i = probe(m, key, key_len, hash_bytes(m, key, key_len));
     if (!m->slots[i].data) return;
     free(m->slots[i].data);
     m->slots[i].data = NULL;

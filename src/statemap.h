@@ -1,12 +1,15 @@
 /* Byte-keyed hash table holding state values (encoded msgpack), used for
  * the committed state and for the overlays of a message and of a batch.
  * Open addressing with linear probing and backward-shift deletion: one
- * allocation per entry (key and value together), no tombstones. */
+ * allocation per entry (key and value together), no tombstones.  Keys are
+ * hashed with SipHash-2-4 under a random key of each table (see statemap.c). */
 #ifndef STX_STATEMAP_H
 #define STX_STATEMAP_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "siphash.h"
 
 /* Entry flags. */
 #define STX_SM_DELETED 1u  /* overlay: the key is deleted */
@@ -24,6 +27,7 @@ typedef struct stx_statemap {
     stx_sm_entry *slots;
     size_t cap;            /* power of two, or 0 */
     size_t count;
+    stx_sipkey seed;       /* hash key, drawn when the table is first allocated */
 } stx_statemap;
 
 void stx_sm_init(stx_statemap *m);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "snapshot.h"
 #include "streamtx.h"
 
 static test_redis R;
@@ -262,19 +263,22 @@ Test(badinput, damaged_or_stale_snapshot_is_rebuilt)
     freeReplyObject(test_cmd(c, "XADD snap * k a"));
     process_all(dir, 0, 1);
     process_all(dir, 1, 1); /* matches: loaded from LMDB */
+    /* The files of (snap, g) live in their own directory inside dir. */
+    char *env = stx_snapshot_env_dir(dir, "snap", "g");
+    cr_assert_not_null(env);
 
     /* Stale: keep a copy of the snapshot, commit more, put the copy back. */
-    snprintf(path, sizeof path, "cp %s/data.mdb %s/data.mdb", dir, copy);
+    snprintf(path, sizeof path, "cp %s/data.mdb %s/data.mdb", env, copy);
     cr_assert_eq(system(path), 0);
     freeReplyObject(test_cmd(c, "XADD snap * k a"));
     process_all(dir, 1, 2);
-    snprintf(path, sizeof path, "cp %s/data.mdb %s/data.mdb", copy, dir);
+    snprintf(path, sizeof path, "cp %s/data.mdb %s/data.mdb", copy, env);
     cr_assert_eq(system(path), 0);
     process_all(dir, 0, 2); /* seq behind Redis: rebuilt from Redis */
     process_all(dir, 1, 2);
 
     /* Damaged: garbage over the data file. */
-    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    snprintf(path, sizeof path, "%s/data.mdb", env);
     int fd = open(path, O_WRONLY);
     cr_assert_geq(fd, 0);
     char junk[8192];
@@ -289,6 +293,7 @@ Test(badinput, damaged_or_stale_snapshot_is_rebuilt)
     stx_key_name(meta, sizeof meta, "snap", "g", "meta");
     freeReplyObject(test_cmd(c, "HSET %s lineage other", meta));
     process_all(dir, 0, 2);
+    free(env);
     test_rmrf(dir);
     test_rmrf(copy);
     redisFree(c);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "codec.h"
@@ -17,8 +18,14 @@
 
 /* ---- fixture: one temporary directory per test ------------------------ */
 
+/* Every test uses the pair (SS, SG) unless it says otherwise; env_dir is
+ * that pair's environment directory inside snap_dir. */
+#define SS "orders"
+#define SG "g1"
+
 static char tmp_root[256];
 static char snap_dir[320];
+static char env_dir[512];
 
 static void rm_tree(const char *path)
 {
@@ -49,6 +56,10 @@ static void setup(void)
     snprintf(tmp_root, sizeof tmp_root, "/tmp/stx-snap-XXXXXX");
     cr_assert_not_null(mkdtemp(tmp_root), "mkdtemp: %s", strerror(errno));
     snprintf(snap_dir, sizeof snap_dir, "%s/snap", tmp_root);
+    char *e = stx_snapshot_env_dir(snap_dir, SS, SG);
+    cr_assert_not_null(e);
+    snprintf(env_dir, sizeof env_dir, "%s", e);
+    free(e);
 }
 
 static void teardown(void)
@@ -65,7 +76,7 @@ static stx_snapshot *open_snap(const char *dir, unsigned mb, int sync_mode)
 {
     stx_snapshot *s = NULL;
     char err[512];
-    int rc = stx_snapshot_open(&s, dir, mb, sync_mode, err, sizeof err);
+    int rc = stx_snapshot_open(&s, dir, SS, SG, mb, sync_mode, err, sizeof err);
     cr_assert_eq(rc, STX_OK, "open %s: %d %s", dir, rc, err);
     cr_assert_not_null(s);
     return s;
@@ -164,7 +175,8 @@ static void expect_sample(stx_snapshot *s)
 
 static void expect_meta(stx_snapshot *s, const char *id, uint64_t seq, const char *off)
 {
-    char ident[4097], offset[65];
+    static char ident[STX_SNAP_MAX_IDENTITY + 1];
+    char offset[65];
     uint64_t sq = 0;
     memset(ident, 'x', sizeof ident);
     memset(offset, 'x', sizeof offset);
@@ -194,7 +206,7 @@ typedef struct raw_env {
 static void raw_open(raw_env *r, const char *dir)
 {
     cr_assert_eq(mdb_env_create(&r->env), 0);
-    cr_assert_eq(mdb_env_set_maxdbs(r->env, 2), 0);
+    cr_assert_eq(mdb_env_set_maxdbs(r->env, 3), 0);
     cr_assert_eq(mdb_env_open(r->env, dir, 0, 0600), 0);
     cr_assert_eq(mdb_txn_begin(r->env, NULL, 0, &r->txn), 0);
     cr_assert_eq(mdb_dbi_open(r->txn, "state", 0, &r->state), 0);
@@ -302,7 +314,7 @@ Test(snapshot, stored_bytes_follow_the_documented_format)
     stx_snapshot_close(s);
 
     raw_env r;
-    raw_open(&r, snap_dir);
+    raw_open(&r, env_dir);
     unsigned char got[256], want[256];
     size_t n = raw_get(&r, r.state, "gamma", 5, got, sizeof got);
     size_t m = make_record(want, "gamma", 5, V_MAP, sizeof V_MAP - 1);
@@ -329,10 +341,10 @@ Test(snapshot, sync_modes_and_nested_dir)
     }
     stx_snapshot *s = (stx_snapshot *)&s;
     char err[128];
-    cr_assert_eq(stx_snapshot_open(&s, snap_dir, 0, 3, err, sizeof err), STX_EINVAL);
+    cr_assert_eq(stx_snapshot_open(&s, snap_dir, SS, SG, 0, 3, err, sizeof err), STX_EINVAL);
     cr_assert_null(s);
-    cr_assert_eq(stx_snapshot_open(&s, "", 0, 0, err, sizeof err), STX_EINVAL);
-    cr_assert_eq(stx_snapshot_open(&s, NULL, 0, 0, NULL, 0), STX_EINVAL);
+    cr_assert_eq(stx_snapshot_open(&s, "", SS, SG, 0, 0, err, sizeof err), STX_EINVAL);
+    cr_assert_eq(stx_snapshot_open(&s, NULL, SS, SG, 0, 0, NULL, 0), STX_EINVAL);
 }
 
 Test(snapshot, clear_drops_records_and_meta)
@@ -448,12 +460,9 @@ Test(snapshot, refused_put_or_commit_ends_the_transaction)
         cr_assert_eq(stx_snapshot_put(s, "y", 1, V_INT, 1), STX_ESTATE);
     }
     cr_assert_eq(stx_snapshot_begin(s, 0), STX_OK);
-    cr_assert_eq(stx_snapshot_put(s, longkey, 512, V_INT, 1), STX_ELIMIT);
-    cr_assert(strstr(stx_snapshot_errmsg(s), "512 bytes") != NULL, "%s", stx_snapshot_errmsg(s));
-    cr_assert_eq(stx_snapshot_begin(s, 0), STX_OK);
-    cr_assert_eq(stx_snapshot_put(s, "", 0, V_INT, 1), STX_ELIMIT);
-    cr_assert_eq(stx_snapshot_begin(s, 0), STX_OK);
     cr_assert_eq(stx_snapshot_put(s, longkey, 511, V_INT, 1), STX_OK);
+    cr_assert_eq(stx_snapshot_put(s, longkey, 512, V_INT, 1), STX_OK);
+    cr_assert_eq(stx_snapshot_put(s, "", 0, V_INT, 1), STX_OK);
     cr_assert_eq(stx_snapshot_put(s, "v", 1, NULL, 1), STX_EINVAL);
 
     static const char *const bad_off[] = {"", "abc", "1-", "-1", "1-2-3", "01x-2",
@@ -464,9 +473,9 @@ Test(snapshot, refused_put_or_commit_ends_the_transaction)
         cr_assert_eq(stx_snapshot_commit(s, "id", 1, bad_off[i]), STX_EINVAL, "%s", bad_off[i]);
         cr_assert_eq(stx_snapshot_commit(s, "id", 1, "1-1"), STX_ESTATE);
     }
-    char bigid[4098];
-    memset(bigid, 'i', 4097);
-    bigid[4097] = '\0';
+    static char bigid[STX_SNAP_MAX_IDENTITY + 2];
+    memset(bigid, 'i', STX_SNAP_MAX_IDENTITY + 1);
+    bigid[STX_SNAP_MAX_IDENTITY + 1] = '\0';
     cr_assert_eq(stx_snapshot_begin(s, 0), STX_OK);
     cr_assert_eq(stx_snapshot_commit(s, bigid, 1, "1-1"), STX_EINVAL);
     cr_assert_eq(stx_snapshot_begin(s, 0), STX_OK);
@@ -477,7 +486,7 @@ Test(snapshot, refused_put_or_commit_ends_the_transaction)
     expect_meta(s, "orders/g1/lineage-7", 42, "1700000000000-5");
 
     /* The limits themselves are accepted. */
-    bigid[4096] = '\0';
+    bigid[STX_SNAP_MAX_IDENTITY] = '\0';
     cr_assert_eq(stx_snapshot_begin(s, 0), STX_OK);
     cr_assert_eq(stx_snapshot_commit(s, bigid, UINT64_MAX,
                                      "18446744073709551615-18446744073709551615"),
@@ -534,7 +543,7 @@ Test(snapshot, record_with_wrong_crc_is_refused)
     stx_snapshot_close(s);
 
     raw_env r;
-    raw_open(&r, snap_dir);
+    raw_open(&r, env_dir);
     unsigned char buf[64];
     size_t n = make_record(buf, "beta", 4, V_STR, sizeof V_STR - 1);
     buf[0] ^= 1;
@@ -567,7 +576,7 @@ Test(snapshot, record_moved_to_another_key_is_refused)
     stx_snapshot_close(s);
 
     raw_env r;
-    raw_open(&r, snap_dir);
+    raw_open(&r, env_dir);
     unsigned char buf[64];
     size_t n = raw_get(&r, r.state, "alpha", 5, buf, sizeof buf);
     raw_put(&r, r.state, "alphb", 5, buf, n);
@@ -592,7 +601,7 @@ Test(snapshot, record_with_valid_crc_but_bad_msgpack_is_refused)
     static const char key[] = "\x01k\xfe";
     static const char val[] = "\xdd\x80\x00\x00\x00\x01";
     raw_env r;
-    raw_open(&r, snap_dir);
+    raw_open(&r, env_dir);
     unsigned char buf[64];
     size_t n = make_record(buf, key, 3, val, sizeof val - 1);
     raw_put(&r, r.state, key, 3, buf, n);
@@ -616,7 +625,7 @@ Test(snapshot, long_damaged_key_is_truncated_in_the_message)
     unsigned char key[400];
     memset(key, 'q', sizeof key);
     raw_env r;
-    raw_open(&r, snap_dir);
+    raw_open(&r, env_dir);
     raw_put(&r, r.state, key, sizeof key, "\0\0\0", 3);
     raw_close(&r);
     s = open_snap(snap_dir, 0, 1);
@@ -635,7 +644,7 @@ Test(snapshot, damaged_meta_is_refused)
     stx_snapshot_close(s);
 
     raw_env r;
-    raw_open(&r, snap_dir);
+    raw_open(&r, env_dir);
     unsigned char buf[256];
     size_t n = raw_get(&r, r.meta, "meta", 4, buf, sizeof buf);
     buf[10] ^= 0x20; /* a byte of the identity */
@@ -653,7 +662,7 @@ Test(snapshot, damaged_meta_is_refused)
     expect_sample(s); /* the records themselves are fine */
     stx_snapshot_close(s);
 
-    raw_open(&r, snap_dir);
+    raw_open(&r, env_dir);
     raw_put(&r, r.meta, "meta", 4, buf, 7);
     raw_close(&r);
     s = open_snap(snap_dir, 0, 1);
@@ -674,8 +683,8 @@ static void garbage_file_gives_empty_snapshot(const void *bytes, size_t len, con
     write_sample(s);
     stx_snapshot_close(s);
 
-    char path[400];
-    snprintf(path, sizeof path, "%s/%s", snap_dir, name);
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", env_dir, name);
     write_file(path, bytes, len);
 
     s = open_snap(snap_dir, 0, 1);
@@ -708,8 +717,8 @@ Test(snapshot, truncated_data_file_is_wiped)
     stx_snapshot *s = open_snap(snap_dir, 0, 1);
     write_sample(s);
     stx_snapshot_close(s);
-    char path[400];
-    snprintf(path, sizeof path, "%s/data.mdb", snap_dir);
+    char path[600];
+    snprintf(path, sizeof path, "%s/data.mdb", env_dir);
     cr_assert_eq(truncate(path, 100), 0, "%s", strerror(errno));
     s = open_snap(snap_dir, 0, 1);
     cr_assert_eq(stx_snapshot_read_meta(s, NULL, 0, NULL, NULL, 0), STX_ENOTFOUND);
@@ -726,8 +735,8 @@ Test(snapshot, garbage_lock_file_is_rebuilt_and_data_kept)
     stx_snapshot_close(s);
     unsigned char junk[8192];
     memset(junk, 0x5a, sizeof junk);
-    char path[400];
-    snprintf(path, sizeof path, "%s/lock.mdb", snap_dir);
+    char path[600];
+    snprintf(path, sizeof path, "%s/lock.mdb", env_dir);
     write_file(path, junk, sizeof junk);
     s = open_snap(snap_dir, 0, 1);
     expect_sample(s);
@@ -739,8 +748,8 @@ Test(snapshot, garbage_lock_file_is_rebuilt_and_data_kept)
  * Returns how many were. */
 static int zero_pages(int (*damage)(const unsigned char *page, size_t pgno))
 {
-    char path[400];
-    snprintf(path, sizeof path, "%s/data.mdb", snap_dir);
+    char path[600];
+    snprintf(path, sizeof path, "%s/data.mdb", env_dir);
     long psz = sysconf(_SC_PAGESIZE);
     cr_assert_gt(psz, 0);
     unsigned char *page = malloc((size_t)psz);
@@ -825,9 +834,9 @@ Test(snapshot, damaged_state_tree_is_rebuilt_by_a_clear)
      * new file is small; LMDB never shrinks one) */
     write_sample_clear(s, 1);
     expect_sample(s);
-    char path[400];
+    char path[600];
     struct stat st;
-    snprintf(path, sizeof path, "%s/data.mdb", snap_dir);
+    snprintf(path, sizeof path, "%s/data.mdb", env_dir);
     cr_assert_eq(stat(path, &st), 0);
     cr_assert_lt(st.st_size, 100 * 1024, "data.mdb still %lld bytes", (long long)st.st_size);
     stx_snapshot_close(s);
@@ -845,15 +854,15 @@ Test(snapshot, uncreatable_directory_is_an_error)
     snprintf(dir, sizeof dir, "%s/sub/snap", file);
     stx_snapshot *s = (stx_snapshot *)&s;
     char err[600];
-    cr_assert_eq(stx_snapshot_open(&s, dir, 0, 1, err, sizeof err), STX_ESNAPSHOT);
+    cr_assert_eq(stx_snapshot_open(&s, dir, SS, SG, 0, 1, err, sizeof err), STX_ESNAPSHOT);
     cr_assert_null(s);
     cr_assert(strstr(err, dir) != NULL, "%s", err);
 
     /* The directory is itself a regular file. */
-    cr_assert_eq(stx_snapshot_open(&s, file, 0, 1, err, sizeof err), STX_ESNAPSHOT);
+    cr_assert_eq(stx_snapshot_open(&s, file, SS, SG, 0, 1, err, sizeof err), STX_ESNAPSHOT);
     cr_assert(strstr(err, file) != NULL, "%s", err);
     /* errlen 0 / NULL err are allowed */
-    cr_assert_eq(stx_snapshot_open(&s, file, 0, 1, NULL, 0), STX_ESNAPSHOT);
+    cr_assert_eq(stx_snapshot_open(&s, file, SS, SG, 0, 1, NULL, 0), STX_ESNAPSHOT);
 }
 
 Test(snapshot, unreadable_data_file_is_an_error_not_wiped)
@@ -865,11 +874,11 @@ Test(snapshot, unreadable_data_file_is_an_error_not_wiped)
     stx_snapshot *s = open_snap(snap_dir, 0, 1);
     write_sample(s);
     stx_snapshot_close(s);
-    char path[400];
-    snprintf(path, sizeof path, "%s/data.mdb", snap_dir);
+    char path[600];
+    snprintf(path, sizeof path, "%s/data.mdb", env_dir);
     cr_assert_eq(chmod(path, 0), 0);
     char err[600];
-    cr_assert_eq(stx_snapshot_open(&s, snap_dir, 0, 1, err, sizeof err), STX_ESNAPSHOT);
+    cr_assert_eq(stx_snapshot_open(&s, snap_dir, SS, SG, 0, 1, err, sizeof err), STX_ESNAPSHOT);
     cr_assert(strstr(err, snap_dir) != NULL, "%s", err);
     cr_assert_eq(chmod(path, 0600), 0);
     s = open_snap(snap_dir, 0, 1);
@@ -1078,20 +1087,338 @@ Test(snapshot, decode_meta_edge_cases)
     k = make_meta(m, "STXS", 1, 12, ID, 12, 1, 0, "", 0);
     cr_assert_eq(stx_snapshot_decode_meta(m, k, id, sizeof id, &seq, off, sizeof off), STX_EDECODE);
 
-    /* identity at and beyond the 4096-byte cap */
-    static char big[5000];
-    static char bigout[5000];
+    /* identity at and beyond the cap */
+    enum { CAP = STX_SNAP_MAX_IDENTITY };
+    static char big[CAP + 8];
+    static char bigout[CAP + 8];
+    static unsigned char bm[CAP + 128];
     memset(big, 'z', sizeof big);
-    k = make_meta(m, "STXS", 1, 4096, big, 4096, 9, 3, "0-0", 3);
-    cr_assert_eq(stx_snapshot_decode_meta(m, k, bigout, sizeof bigout, &seq, off, sizeof off),
+    k = make_meta(bm, "STXS", 1, CAP, big, CAP, 9, 3, "0-0", 3);
+    cr_assert_eq(stx_snapshot_decode_meta(bm, k, bigout, sizeof bigout, &seq, off, sizeof off),
                  STX_OK);
-    cr_assert_eq(strlen(bigout), 4096);
-    cr_assert_eq(stx_snapshot_decode_meta(m, k, bigout, 4096, &seq, off, sizeof off), STX_EDECODE);
-    k = make_meta(m, "STXS", 1, 4097, big, 4097, 9, 3, "0-0", 3);
-    cr_assert_eq(stx_snapshot_decode_meta(m, k, bigout, sizeof bigout, &seq, off, sizeof off),
+    cr_assert_eq(strlen(bigout), CAP);
+    cr_assert_eq(stx_snapshot_decode_meta(bm, k, bigout, CAP, &seq, off, sizeof off), STX_EDECODE);
+    k = make_meta(bm, "STXS", 1, CAP + 1, big, CAP + 1, 9, 3, "0-0", 3);
+    cr_assert_eq(stx_snapshot_decode_meta(bm, k, bigout, sizeof bigout, &seq, off, sizeof off),
                  STX_EDECODE);
     /* empty identity */
     k = make_meta(m, "STXS", 1, 0, "", 0, 9, 3, "0-0", 3);
     cr_assert_eq(stx_snapshot_decode_meta(m, k, id, 1, &seq, off, sizeof off), STX_OK);
     cr_assert_str_eq(id, "");
+}
+
+/* ---- several pairs in one directory, and the pair lock ---------------- */
+
+static stx_snapshot *open_pair(const char *stream, const char *group)
+{
+    stx_snapshot *s = NULL;
+    char err[512];
+    int rc = stx_snapshot_open(&s, snap_dir, stream, group, 0, 1, err, sizeof err);
+    cr_assert_eq(rc, STX_OK, "open %s/%s: %d %s", stream, group, rc, err);
+    return s;
+}
+
+Test(snapshot, two_groups_in_one_dir_keep_their_own_records)
+{
+    stx_snapshot *a = open_pair(SS, SG);
+    stx_snapshot *b = open_pair(SS, "g2");
+    /* Names made to collide in a naive "STREAM:GROUP" join stay apart too. */
+    stx_snapshot *c = open_pair("orders:g1", "x");
+    stx_snapshot *d = open_pair("orders", "g1:x");
+    write_sample(a);
+    cr_assert_eq(stx_snapshot_begin(b, 0), STX_OK);
+    PUT(b, "alpha", V_STR);
+    cr_assert_eq(stx_snapshot_commit(b, "orders/g2", 7, "1-1"), STX_OK);
+    cr_assert_eq(stx_snapshot_begin(c, 0), STX_OK);
+    PUT(c, "c-only", V_INT);
+    cr_assert_eq(stx_snapshot_commit(c, "c", 1, "1-1"), STX_OK);
+    expect_sample(a);
+    recs r = {0};
+    cr_assert_eq(stx_snapshot_load(b, collect, &r), STX_OK);
+    cr_assert_eq(r.n, 1);
+    expect_rec(&r, 0, "alpha", 5, V_STR, sizeof V_STR - 1);
+    recs_free(&r);
+    expect_meta(b, "orders/g2", 7, "1-1");
+    cr_assert_eq(count_records(d), 0);
+    cr_assert_eq(stx_snapshot_read_meta(d, NULL, 0, NULL, NULL, 0), STX_ENOTFOUND);
+    stx_snapshot_close(a);
+    stx_snapshot_close(b);
+    stx_snapshot_close(c);
+    stx_snapshot_close(d);
+
+    a = open_pair(SS, SG);
+    expect_sample(a);
+    expect_meta(a, "orders/g1/lineage-7", 42, "1700000000000-5");
+    stx_snapshot_close(a);
+    /* One subdirectory per pair, named so a person can tell them apart. */
+    char *ea = stx_snapshot_env_dir(snap_dir, SS, SG), *eb = stx_snapshot_env_dir(snap_dir, SS, "g2");
+    cr_assert_str_neq(ea, eb);
+    cr_assert(strstr(ea, "/orders.g1-") != NULL, "%s", ea);
+    struct stat st;
+    cr_assert_eq(stat(ea, &st), 0);
+    cr_assert_eq(stat(eb, &st), 0);
+    free(ea);
+    free(eb);
+}
+
+Test(snapshot, second_open_in_the_same_process_is_locked)
+{
+    stx_snapshot *a = open_pair(SS, SG);
+    stx_snapshot *s = (stx_snapshot *)&s;
+    char err[512];
+    cr_assert_eq(stx_snapshot_open(&s, snap_dir, SS, SG, 0, 1, err, sizeof err),
+                 STX_SNAPSHOT_LOCKED);
+    cr_assert_null(s);
+    cr_assert(strstr(err, "snapshot for stream 'orders' group 'g1' is locked by another "
+                          "process") != NULL, "%s", err);
+    /* The refused open did not disturb the holder. */
+    write_sample(a);
+    expect_sample(a);
+    stx_snapshot_close(a);
+    a = open_pair(SS, SG);
+    expect_sample(a);
+    stx_snapshot_close(a);
+}
+
+/* In a forked child: try to open (SS, SG); exit 0 when locked, 1 when it
+ * opened, 2 on anything else. */
+static void child_try_open(void)
+{
+    stx_snapshot *s = NULL;
+    char err[512];
+    int rc = stx_snapshot_open(&s, snap_dir, SS, SG, 0, 1, err, sizeof err);
+    _exit(rc == STX_SNAPSHOT_LOCKED && s == NULL ? 0 : rc == STX_OK ? 1 : 2);
+}
+
+static int wait_exit(pid_t pid)
+{
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status), "child status %d", status);
+    return WEXITSTATUS(status);
+}
+
+Test(snapshot, lock_holds_against_another_process_and_dies_with_it)
+{
+    /* Held here: a child is refused. */
+    stx_snapshot *a = open_pair(SS, SG);
+    write_sample(a);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        child_try_open();
+    cr_assert_eq(wait_exit(pid), 0, "the child opened a locked snapshot");
+    stx_snapshot_close(a);
+
+    /* Held by a child that dies without closing (a crash): refused while it
+     * lives, free as soon as it is gone. */
+    int go[2], ready[2];
+    cr_assert_eq(pipe(go), 0);
+    cr_assert_eq(pipe(ready), 0);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        stx_snapshot *s = NULL;
+        char c = stx_snapshot_open(&s, snap_dir, SS, SG, 0, 1, NULL, 0) == STX_OK ? 'y' : 'n';
+        if (c == 'y' && stx_snapshot_begin(s, 0) != STX_OK)
+            c = 'n';
+        if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
+            _exit(3);
+        _exit(9); /* a write transaction open, nothing closed */
+    }
+    char c = 0;
+    cr_assert_eq(read(ready[0], &c, 1), 1);
+    cr_assert_eq(c, 'y');
+    stx_snapshot *s = (stx_snapshot *)&s;
+    char err[512];
+    cr_assert_eq(stx_snapshot_open(&s, snap_dir, SS, SG, 0, 1, err, sizeof err),
+                 STX_SNAPSHOT_LOCKED, "%s", err);
+    cr_assert_eq(write(go[1], "x", 1), 1);
+    cr_assert_eq(wait_exit(pid), 9);
+    s = open_pair(SS, SG);
+    expect_sample(s);
+    expect_meta(s, "orders/g1/lineage-7", 42, "1700000000000-5");
+    stx_snapshot_close(s);
+    close(go[0]);
+    close(go[1]);
+    close(ready[0]);
+    close(ready[1]);
+}
+
+Test(snapshot, owner_record_of_another_pair_is_refused)
+{
+    stx_snapshot *s = open_snap(snap_dir, 0, 1);
+    write_sample(s);
+    stx_snapshot_close(s);
+    raw_env r;
+    raw_open(&r, env_dir);
+    raw_put(&r, r.meta, "owner", 5, "6:orders:g2", 11);
+    raw_close(&r);
+    char err[600];
+    cr_assert_eq(stx_snapshot_open(&s, snap_dir, SS, SG, 0, 1, err, sizeof err), STX_ESNAPSHOT);
+    cr_assert(strstr(err, "belongs to another (stream, group)") != NULL, "%s", err);
+}
+
+/* ---- keys LMDB cannot hold -------------------------------------------- */
+
+typedef struct kv {
+    unsigned char *key;
+    size_t klen;
+    const char *val;
+    size_t vlen;
+    int seen;
+} kv;
+
+typedef struct kvs {
+    kv *v;
+    size_t n;
+    size_t extra; /* records not in the table */
+} kvs;
+
+static int match_kv(void *ud, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    kvs *t = ud;
+    for (size_t i = 0; i < t->n; i++) {
+        kv *e = &t->v[i];
+        if (e->klen == klen && (klen == 0 || memcmp(e->key, key, klen) == 0)) {
+            cr_assert_eq(e->seen, 0, "key of %zu bytes loaded twice", klen);
+            cr_assert_eq(vlen, e->vlen, "key of %zu bytes", klen);
+            cr_assert(memcmp(val, e->val, vlen) == 0, "value of the key of %zu bytes", klen);
+            e->seen = 1;
+            return 0;
+        }
+    }
+    t->extra++;
+    return 0;
+}
+
+/* Load s and check it holds exactly the entries of t. */
+static void expect_kvs(stx_snapshot *s, kvs *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        t->v[i].seen = 0;
+    t->extra = 0;
+    cr_assert_eq(stx_snapshot_load(s, match_kv, t), STX_OK, "%s", stx_snapshot_errmsg(s));
+    cr_assert_eq(t->extra, 0);
+    for (size_t i = 0; i < t->n; i++)
+        cr_assert(t->v[i].seen, "key %zu (%zu bytes) missing", i, t->v[i].klen);
+    size_t count = 0;
+    cr_assert_eq(stx_snapshot_count(s, &count), STX_OK);
+    cr_assert_eq(count, t->n);
+}
+
+static unsigned char *key_of_len(size_t n, unsigned char fill, unsigned char last)
+{
+    unsigned char *k = malloc(n ? n : 1);
+    cr_assert_not_null(k);
+    memset(k, fill, n);
+    if (n)
+        k[n - 1] = last;
+    return k;
+}
+
+static void long_keys_case(uint64_t mask)
+{
+    stx_snapshot *s = open_snap(snap_dir, 0, 1);
+    stx_snapshot_set_long_hash_mask(s, mask);
+    kv e[] = {
+        {key_of_len(0, 0, 0), 0, V_INT, sizeof V_INT - 1, 0},
+        {key_of_len(511, 'a', 'z'), 511, V_STR, sizeof V_STR - 1, 0},
+        {key_of_len(512, 'b', 'z'), 512, V_MAP, sizeof V_MAP - 1, 0},
+        {key_of_len(10000, 'c', 'z'), 10000, V_BIN, sizeof V_BIN - 1, 0},
+        /* Same length and all but the last byte as the one above. */
+        {key_of_len(10000, 'c', 'y'), 10000, V_NEG, sizeof V_NEG - 1, 0},
+        {key_of_len(1, 'k', 'k'), 1, V_INT, sizeof V_INT - 1, 0},
+    };
+    kvs t = {e, sizeof e / sizeof *e, 0};
+    cr_assert_eq(stx_snapshot_begin(s, 1), STX_OK);
+    for (size_t i = 0; i < t.n; i++)
+        cr_assert_eq(stx_snapshot_put(s, e[i].key, e[i].klen, e[i].val, e[i].vlen), STX_OK,
+                     "put %zu: %s", i, stx_snapshot_errmsg(s));
+    cr_assert_eq(stx_snapshot_commit(s, "long", 1, "1-1"), STX_OK);
+    expect_kvs(s, &t);
+
+    /* Overwrite two long keys, delete one, add it back under a new value. */
+    cr_assert_eq(stx_snapshot_begin(s, 0), STX_OK);
+    e[3].val = V_STR;
+    e[3].vlen = sizeof V_STR - 1;
+    cr_assert_eq(stx_snapshot_put(s, e[3].key, e[3].klen, e[3].val, e[3].vlen), STX_OK);
+    e[0].val = V_MAP;
+    e[0].vlen = sizeof V_MAP - 1;
+    cr_assert_eq(stx_snapshot_put(s, e[0].key, 0, e[0].val, e[0].vlen), STX_OK);
+    cr_assert_eq(stx_snapshot_del(s, e[2].key, e[2].klen), STX_OK);
+    cr_assert_eq(stx_snapshot_commit(s, "long", 2, "1-2"), STX_OK);
+    kv saved = e[2];
+    e[2] = e[t.n - 1];
+    t.n--;
+    expect_kvs(s, &t);
+    cr_assert_eq(stx_snapshot_begin(s, 0), STX_OK);
+    cr_assert_eq(stx_snapshot_put(s, saved.key, saved.klen, V_INT, 1), STX_OK);
+    cr_assert_eq(stx_snapshot_commit(s, "long", 3, "1-3"), STX_OK);
+    stx_snapshot_close(s);
+
+    s = open_snap(snap_dir, 0, 1);
+    stx_snapshot_set_long_hash_mask(s, mask);
+    e[t.n] = e[2];
+    e[2] = saved;
+    e[2].val = V_INT;
+    e[2].vlen = 1;
+    t.n++;
+    expect_kvs(s, &t);
+    expect_meta(s, "long", 3, "1-3");
+    /* A clear drops the long records too. */
+    cr_assert_eq(stx_snapshot_begin(s, 1), STX_OK);
+    cr_assert_eq(stx_snapshot_commit(s, "long", 4, "1-4"), STX_OK);
+    cr_assert_eq(count_records(s), 0);
+    stx_snapshot_close(s);
+    for (size_t i = 0; i < sizeof e / sizeof *e; i++)
+        free(e[i].key);
+}
+
+Test(snapshot, empty_and_long_keys_round_trip)
+{
+    long_keys_case(UINT64_MAX);
+}
+
+Test(snapshot, long_keys_sharing_one_hash_stay_apart)
+{
+    /* Mask 0: every empty or long key gets the same hash, so only the
+     * suffixes and the full keys inside the records tell them apart. */
+    long_keys_case(0);
+    raw_env r;
+    raw_open(&r, env_dir);
+    MDB_dbi dl;
+    cr_assert_eq(mdb_dbi_open(r.txn, "long", 0, &dl), 0);
+    MDB_stat st;
+    cr_assert_eq(mdb_stat(r.txn, dl, &st), 0);
+    cr_assert_eq(st.ms_entries, 0);
+    raw_close(&r);
+}
+
+Test(snapshot, long_record_decoder)
+{
+    unsigned char rec[64];
+    const char key[] = "kk";
+    /* crc | klen | key | value */
+    unsigned char kl[4];
+    le32(kl, 2);
+    uint32_t crc = stx_crc32(stx_crc32(stx_crc32(0, kl, 4), key, 2), V_INT, 1);
+    le32(rec, crc);
+    le32(rec + 4, 2);
+    memcpy(rec + 8, key, 2);
+    rec[10] = (unsigned char)V_INT[0];
+    const void *k, *v;
+    size_t klen, vlen;
+    cr_assert_eq(stx_snapshot_decode_long_record(rec, 11, &k, &klen, &v, &vlen), STX_OK);
+    cr_assert_eq(klen, 2);
+    cr_assert_eq(k, rec + 8);
+    cr_assert_eq(vlen, 1);
+    cr_assert_eq(v, rec + 10);
+    cr_assert_eq(stx_snapshot_decode_long_record(rec, 7, &k, &klen, &v, &vlen), STX_EDECODE);
+    cr_assert_eq(stx_snapshot_decode_long_record(rec, 10, NULL, NULL, NULL, NULL), STX_EDECODE);
+    le32(rec + 4, 4); /* key length past the end */
+    cr_assert_eq(stx_snapshot_decode_long_record(rec, 11, NULL, NULL, NULL, NULL), STX_EDECODE);
+    le32(rec + 4, 2);
+    rec[9] ^= 1; /* a key byte */
+    cr_assert_eq(stx_snapshot_decode_long_record(rec, 11, NULL, NULL, NULL, NULL), STX_EDECODE);
 }

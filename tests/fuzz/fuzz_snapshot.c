@@ -8,6 +8,9 @@
  * with its checksum fixed up, so the fuzzer also reaches the checks behind
  * the CRC (lengths, msgpack) without having to forge CRCs.
  *
+ * The whole input is also decoded as a long-key record (crc, key length,
+ * key, value), as it is and with its checksum fixed up.
+ *
  * Invariants: an accepted record carries a matching checksum and exactly
  * one valid msgpack value, returned in place; an accepted meta record is
  * the one canonical encoding of what it decodes to, its outputs are
@@ -30,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
     } while (0)
 
 #define SMALL_CAP 8
-#define LARGE_ID_CAP 4097
+#define LARGE_ID_CAP (STX_SNAP_MAX_IDENTITY + 1)
 #define LARGE_OFF_CAP 65
 #define FILL 0x5c
 
@@ -166,6 +169,39 @@ static uint8_t *fix_record_crc(const void *key, size_t klen, const uint8_t *rec,
     return r;
 }
 
+/* A long-key record: accepted only with a matching checksum over the key
+ * and value it points at (in place), and one valid msgpack value. */
+static void check_long(const uint8_t *in, size_t size, int fix_crc)
+{
+    uint8_t *rec = dup_exact(in, size);
+    uint32_t klen = size >= 8 ? le32(rec + 4) : 0;
+    int shaped = size >= 8 && klen <= size - 8;
+    if (fix_crc && shaped) {
+        unsigned char kl[4];
+        put_le(kl, klen, 4);
+        uint32_t crc = stx_crc32(0, kl, 4);
+        crc = stx_crc32(crc, rec + 8, klen);
+        crc = stx_crc32(crc, rec + 8 + klen, size - 8 - klen);
+        put_le(rec, crc, 4);
+    }
+    const void *k = NULL, *v = NULL;
+    size_t kl_out = 0, vl = 0;
+    int rc = stx_snapshot_decode_long_record(rec, size, &k, &kl_out, &v, &vl);
+    REQUIRE(rc == STX_OK || rc == STX_EDECODE);
+    REQUIRE(stx_snapshot_decode_long_record(rec, size, NULL, NULL, NULL, NULL) == rc);
+    if (rc == STX_OK) {
+        REQUIRE(shaped);
+        REQUIRE(k == rec + 8 && kl_out == klen);
+        REQUIRE(v == rec + 8 + klen && vl == size - 8 - klen);
+        REQUIRE(stx_mp_validate(v, vl, STX_MP_MAX_DEPTH) == STX_OK);
+    }
+    if (fix_crc)
+        REQUIRE((rc == STX_OK) ==
+                (shaped && stx_mp_validate(rec + 8 + klen, size - 8 - klen,
+                                           STX_MP_MAX_DEPTH) == STX_OK));
+    free(rec);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 1 << 16)
@@ -189,6 +225,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     check_record(NULL, 0, data, size); /* whole input, empty key */
     check_meta(data, size);
+    check_long(data, size, 0);
+    check_long(data, size, 1);
     if (size >= 4) {
         uint8_t *fixed = dup_exact(data, size);
         put_le(fixed + size - 4, stx_crc32(0, fixed, size - 4), 4);
