@@ -400,7 +400,7 @@ Test(exactly_once, redis_restart_without_persistence_starts_over)
     produce(c, "np", 2);
     drain(p);
     check_exact(c, "np", 2);
-    cr_assert_eq(stx_processor_state_get(p, "k0", 2, &(const void *){NULL}, &(size_t){0}),
+    cr_assert_eq(stx_processor_state_get(p, "k4", 2, &(const void *){NULL}, &(size_t){0}),
                  STX_ENOTFOUND, "the lost state survived in memory");
     stx_processor_free(p);
     redisFree(c);
