@@ -62,7 +62,9 @@ extern "C" {
 #define STX_ELIMIT -14         /**< a configured size or count limit was exceeded */
 #define STX_ESTOPPED -15       /**< stx_processor_stop() was called */
 #define STX_ESTATE -16         /**< call not valid in the object's current state */
-#define STX_EREDIS_REFUSED -17 /**< Redis refused a write (OOM, MISCONF, READONLY) */
+#define STX_EREDIS_REFUSED -17 /**< Redis did not run the command for now: OOM, MISCONF,
+                                    READONLY, NOREPLICAS, LOADING, BUSY, MASTERDOWN, or a
+                                    blocking read cancelled (UNBLOCKED); retriable */
 #define STX_ENOGROUP -18       /**< the consumer group or the stream vanished */
 #define STX_ECONFLICT -19      /**< idempotency key reused with different content */
 #define STX_EINVALID_CURSOR -20 /**< a cursor that is not a stream id */
@@ -552,15 +554,45 @@ int stx_read_time(stx_client *c, const char *stream, int64_t from_ms, int64_t to
 int stx_tail(stx_client *c, const char *stream, const char *after, long block_ms, size_t limit,
              stx_entries **out);
 
+/** Flags of stx_group_reset(). @{ */
+#define STX_RESET_CLEAR_STATE 1 /**< delete the state: rebuild it by replaying history */
+#define STX_RESET_REEMIT 2      /**< replayed entries publish again (see below) */
+#define STX_RESET_FORCE 4       /**< clear the state even though entries after `to` are gone */
+/** @} */
+
 /** Move (stream, group) to `to` — "beginning", "end", an id, or "@MS" for a
  * time in milliseconds — so that processing resumes with the first entry
- * after it; clear_state also deletes the state (a rebuild by replaying
- * history).  Takes a new epoch, so a running processor is fenced rather
- * than corrupted, and a new lineage, so LMDB snapshots are rebuilt.  Entries
- * pending in the group are dropped from its pending list.  STX_EINVAL for a
- * NULL c, stream or group; STX_EINVALID_CURSOR for a NULL or unknown `to`. */
+ * after it.  Takes a new epoch (and drops the epoch holder's token), so a
+ * running processor is fenced rather than corrupted, and a new lineage, so
+ * LMDB snapshots are rebuilt.  Entries pending in the group are dropped from
+ * its pending list, and the handler-attempt counters are deleted.
+ *
+ * flags is 0 or a combination of STX_RESET_*:
+ * - STX_RESET_CLEAR_STATE also deletes the state: a rebuild by replaying
+ *   history.  It is refused with STX_EWINDOW_EXPIRED, before any change,
+ *   when entries after `to` were trimmed or deleted (stx_trim_safe(), XDEL;
+ *   seen as stx_read_range() sees them): the replay of what is left would
+ *   silently build a different state.  STX_RESET_FORCE resets anyway.
+ * - Without STX_RESET_CLEAR_STATE the state is kept, and a reset to an
+ *   earlier point **applies the effects of the replayed entries to the
+ *   state again** (a counter counts them twice).  Use it to skip ahead, or
+ *   when re-applying is what you want.
+ * - Publishes: an entry the group had already committed sent its publishes
+ *   then.  By default they are not sent again: the reset records, atomically
+ *   with itself, the highest offset the group ever reached before a reset
+ *   (meta field replay_until), and commits of entries at or below it write
+ *   their state but drop their publishes.  STX_RESET_REEMIT deletes that
+ *   bound, so the replay publishes everything again (new entries downstream,
+ *   with the same causation_id as the first time).
+ *
+ * The 0/1 clear_state argument of earlier versions is the same as 0 and
+ * STX_RESET_CLEAR_STATE.
+ * @return STX_OK; STX_EINVALID_CURSOR for a bad `to`; STX_ENOGROUP when the
+ * stream or the group does not exist; STX_EWRONGTYPE; STX_EWINDOW_EXPIRED
+ * (above); STX_EINVAL for a NULL c, stream or group, unknown flags or
+ * empty names; STX_EINVALID_CURSOR also for a NULL `to`. */
 int stx_group_reset(stx_client *c, const char *stream, const char *group, const char *to,
-                    int clear_state);
+                    int flags);
 
 /** Trim stream, never past an entry some consumer group has not processed:
  * the bound is the lowest of, over all groups, the last delivered id and
@@ -593,7 +625,9 @@ int stx_dlq_list(stx_client *c, const char *stream, const char *group, const cha
 /** Move dead-letter entries back to the source stream for another try: all
  * of them when n == 0, else those with the given DLQ entry ids.  Each entry
  * is re-added with its original fields and removed from the DLQ in one
- * script, so it moves exactly once.  *moved (if not NULL) gets the count.
+ * script, so it moves exactly once; an id given more than once (also as
+ * another spelling of the same id, "01-1" for "1-1") is moved once, in the
+ * order first given.  *moved (if not NULL) gets the count.
  * ids may be NULL only when n == 0; a NULL id is STX_EINVALID_CURSOR. */
 int stx_dlq_redrive(stx_client *c, const char *stream, const char *group,
                     const char *const *ids, size_t n, size_t *moved);

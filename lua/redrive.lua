@@ -12,10 +12,14 @@ for i = 1, 2 do
   local t = redis.call('TYPE', KEYS[i]).ok
   if t ~= 'none' and t ~= 'stream' then return {'WRONGTYPE', KEYS[i], t} end
 end
-local moves, missing, kept = {}, 0, 0
+local moves, missing, kept, seen = {}, 0, 0, {}
 for i = 1, #ARGV do
+  -- An id given twice would be found twice before it is deleted below and
+  -- moved twice: Redis's own spelling of the id (e[1][1]) counts once.
   local e = redis.call('XRANGE', KEYS[2], ARGV[i], ARGV[i])
-  if not e[1] then
+  if e[1] and seen[e[1][1]] then
+    -- moved, or kept, already
+  elseif not e[1] then
     missing = missing + 1
   else
     local f = e[1][2]
@@ -23,6 +27,7 @@ for i = 1, #ARGV do
     if not n or n < 0 or 2 + 2 * n > #f or n ~= math.floor(n) then
       return {'BADENTRY', ARGV[i]}
     end
+    seen[e[1][1]] = true
     if n == 0 then kept = kept + 1 else moves[#moves + 1] = {ARGV[i], f, n} end
   end
 end

@@ -99,38 +99,63 @@ static int reset_target(stx_client *c, const char *to, char *out)
                            shown);
 }
 
+/* The GAP reply of the reset script: a clearing reset after entries were
+ * trimmed or deleted after the target. */
+static int reset_gap(stx_client *c, const char *stream, const redisReply *r)
+{
+    const char *target = stx_client_elem_str(r, 1), *max_deleted = stx_client_elem_str(r, 2),
+               *first = stx_client_elem_str(r, 3);
+    char where[128] = "";
+    if (first && *first) snprintf(where, sizeof where, "; the first retained entry is %s", first);
+    return stx_client_fail(c, STX_EWINDOW_EXPIRED,
+                           "reset: entries of stream '%.200s' after %s were trimmed or deleted "
+                           "(highest deleted id %s%s): rebuilding the state from what is left "
+                           "would give a different state; nothing changed (--force, or the "
+                           "flag STX_RESET_FORCE, resets anyway)",
+                           stream, target ? target : "?", max_deleted ? max_deleted : "?", where);
+}
+
 int stx_group_reset(stx_client *c, const char *stream, const char *group, const char *to,
-                    int clear_state)
+                    int flags)
 {
     if (!c) return STX_EINVAL;
     int rc = check_names(c, "reset", stream, group ? group : "");
     if (rc != STX_OK) return rc;
+    if (flags & ~(STX_RESET_CLEAR_STATE | STX_RESET_REEMIT | STX_RESET_FORCE))
+        return stx_client_fail(c, STX_EINVAL, "reset: unknown flags 0x%x", (unsigned)flags);
     if (!to) return stx_client_fail(c, STX_EINVALID_CURSOR, "reset: no target given");
     char target[STX_ID_MAX], lineage[33];
     if ((rc = reset_target(c, to, target)) != STX_OK) return rc;
     if ((rc = stx_client_ready(c)) != STX_OK) return rc;
     random_hex(lineage, 16);
-    char *meta = stx_key_alloc(stream, group, "meta"), *state = stx_key_alloc(stream, group, "state");
-    if (!meta || !state) {
+    char *meta = stx_key_alloc(stream, group, "meta"), *state = stx_key_alloc(stream, group, "state"),
+         *attempts = stx_key_alloc(stream, group, "attempts");
+    if (!meta || !state || !attempts) {
         free(meta);
         free(state);
+        free(attempts);
         return oom(c, "reset");
     }
     stx_client_eval_begin(c);
     stx_client_eval_str(c, stream);
     stx_client_eval_str(c, meta);
     stx_client_eval_str(c, state);
+    stx_client_eval_str(c, attempts);
     stx_client_eval_str(c, group);
     stx_client_eval_str(c, target);
     stx_client_eval_str(c, lineage);
-    stx_client_eval_str(c, clear_state ? "1" : "0");
+    stx_client_eval_str(c, flags & STX_RESET_CLEAR_STATE ? "1" : "0");
+    stx_client_eval_str(c, flags & STX_RESET_REEMIT ? "1" : "0");
+    stx_client_eval_str(c, flags & STX_RESET_FORCE ? "1" : "0");
     redisReply *r;
-    rc = stx_script_run(&c->scripts, &c->conn, STX_SCRIPT_RESET, &c->argv, 3, &r);
+    rc = stx_script_run(&c->scripts, &c->conn, STX_SCRIPT_RESET, &c->argv, 4, &r);
     stx_argv_reset(&c->argv);
     free(meta);
     free(state);
+    free(attempts);
     if (rc != STX_OK) return stx_client_fail(c, rc, "reset: %s", c->conn.err);
-    if (!stx_client_reply_is(r, "OK")) rc = script_status(c, r, "reset");
+    if (stx_client_reply_is(r, "GAP")) rc = reset_gap(c, stream, r);
+    else if (!stx_client_reply_is(r, "OK")) rc = script_status(c, r, "reset");
     freeReplyObject(r);
     return rc;
 }
@@ -402,6 +427,9 @@ static int read_stream_and_groups(stx_client *c, const char *stream, redisReply 
             if (strstr(e->str, "no such key"))
                 rc = stx_client_fail(c, STX_ENOTFOUND, "stream_info: stream '%.200s' does not exist",
                                      stream);
+            else if (stx_conn_reply_code(e->str) == STX_EWRONGTYPE)
+                rc = stx_client_fail(c, STX_EWRONGTYPE, "stream_info: key '%.200s' is not a stream",
+                                     stream);
             else
                 rc = stx_client_fail(c, stx_conn_reply_code(e->str), "stream_info: stream '%.200s': %s",
                                      stream, e->str);
@@ -437,9 +465,12 @@ static int read_streamtx_parts(stx_client *c, const char *stream, stx_stream_inf
         if (rc != STX_OK) stx_client_fail(c, rc, "stream_info: %s", c->conn.err);
     }
     if (rc == STX_OK && n && (rc = stx_client_read_all(c, 3 * n, r)) != STX_OK) {
+        /* Name the key whose reply failed (NULL in r), and what it is. */
+        static const char *const what[] = {"meta hash", "state hash", "dead-letter stream"};
         size_t bad = 0;
         while (bad + 1 < 3 * n && r[bad]) bad++;
-        stx_client_fail(c, rc, "stream_info: key '%.300s': %s", keys[bad], c->conn.err);
+        stx_client_fail(c, rc, "stream_info: key '%.300s' (the %s of group '%.200s'): %s",
+                        keys[bad], what[bad % 3], info->groups[bad / 3].name, c->conn.err);
     }
     for (size_t i = 0; rc == STX_OK && i < n; i++) {
         stx_group_info *g = &info->groups[i];

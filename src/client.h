@@ -1,6 +1,6 @@
 /* Internal layout of stx_client, the plain connection used for producing,
  * reading and administration.  Shared by client.c, producer.c, reader.c,
- * admin.c and dlq.c, which run their commands and scripts through the
+ * admin.c and dlq_admin.c, which run their commands and scripts through the
  * client's connection and script cache. */
 #ifndef STX_CLIENT_H
 #define STX_CLIENT_H

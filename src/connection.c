@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
@@ -40,28 +41,60 @@ static int io_failure(stx_conn *c)
     return timeout ? STX_ETIMEOUT : STX_ECONN;
 }
 
+/* Error replies by their first word.  The ones Redis gives for a command
+ * it did not run for now (a write refused, a dataset still loading, a
+ * script holding the server, a blocking read cancelled) are
+ * STX_EREDIS_REFUSED, which is retriable: nothing was done, the same
+ * command may succeed later.  why, when set, goes before Redis's own text
+ * in the message: Redis's wording for these does not say what to do. */
+static const struct reply_kind {
+    const char *prefix;
+    int code;
+    const char *why;
+} reply_kinds[] = {
+    {"NOSCRIPT", STX_ENOTFOUND, NULL},
+    {"NOGROUP", STX_ENOGROUP, NULL},
+    {"WRONGTYPE", STX_EWRONGTYPE, NULL},
+    {"NOAUTH", STX_EAUTH, NULL},
+    {"WRONGPASS", STX_EAUTH, NULL},
+    {"NOPERM", STX_EAUTH, NULL},
+    {"OOM", STX_EREDIS_REFUSED, NULL},
+    {"MISCONF", STX_EREDIS_REFUSED, NULL},
+    {"READONLY", STX_EREDIS_REFUSED, NULL},
+    {"NOREPLICAS", STX_EREDIS_REFUSED, "not enough replicas accept writes; retry later"},
+    {"LOADING", STX_EREDIS_REFUSED, "Redis is loading its dataset; retry later"},
+    {"BUSY", STX_EREDIS_REFUSED, "Redis is busy running a script or function; retry later"},
+    {"MASTERDOWN", STX_EREDIS_REFUSED,
+     "the replica lost its master and serves no stale data; retry later"},
+    {"UNBLOCKED", STX_EREDIS_REFUSED,
+     "a blocking read was cancelled (CLIENT UNBLOCK, FLUSHALL or a deleted stream, a role "
+     "change); retry"},
+};
+
+static const struct reply_kind *reply_kind_of(const char *text)
+{
+    for (size_t i = 0; i < sizeof reply_kinds / sizeof reply_kinds[0]; i++) {
+        size_t n = strlen(reply_kinds[i].prefix);
+        if (strncmp(text, reply_kinds[i].prefix, n) == 0 && (text[n] == ' ' || text[n] == '\0'))
+            return &reply_kinds[i];
+    }
+    return NULL;
+}
+
 int stx_conn_reply_code(const char *text)
 {
-    static const struct { const char *prefix; int code; } map[] = {
-        {"NOSCRIPT", STX_ENOTFOUND}, {"NOGROUP", STX_ENOGROUP},
-        {"WRONGTYPE", STX_EWRONGTYPE}, {"OOM", STX_EREDIS_REFUSED},
-        {"MISCONF", STX_EREDIS_REFUSED}, {"READONLY", STX_EREDIS_REFUSED},
-        {"NOAUTH", STX_EAUTH}, {"WRONGPASS", STX_EAUTH}, {"NOPERM", STX_EAUTH},
-        {"LOADING", STX_EREDIS_REFUSED}, {"BUSY", STX_EREDIS_REFUSED},
-    };
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
-        size_t n = strlen(map[i].prefix);
-        if (strncmp(text, map[i].prefix, n) == 0 && (text[n] == ' ' || text[n] == '\0'))
-            return map[i].code;
-    }
-    return STX_EREDIS;
+    const struct reply_kind *k = text ? reply_kind_of(text) : NULL;
+    return k ? k->code : STX_EREDIS;
 }
 
 static int check_reply(stx_conn *c, redisReply *r)
 {
     if (r->type != REDIS_REPLY_ERROR) return STX_OK;
-    snprintf(c->err, sizeof c->err, "%s", r->str ? r->str : "error reply");
-    return stx_conn_reply_code(c->err);
+    const char *text = r->str ? r->str : "error reply";
+    const struct reply_kind *k = reply_kind_of(text);
+    if (k && k->why) snprintf(c->err, sizeof c->err, "%s (%.900s)", k->why, text);
+    else snprintf(c->err, sizeof c->err, "%s", text);
+    return k ? k->code : STX_EREDIS;
 }
 
 int stx_conn_command(stx_conn *c, redisReply **reply, int argc, const char **argv,
@@ -116,6 +149,14 @@ void stx_conn_set_timeout(stx_conn *c, long timeout_ms)
     if (c->ctx) redisSetTimeout(c->ctx, tv_of(timeout_ms));
 }
 
+char *stx_conn_client_name(const char *name)
+{
+    char *out = strdup(name);
+    for (char *c = out; c && *c; c++)
+        if ((unsigned char)*c < 0x21 || (unsigned char)*c > 0x7e) *c = '_';
+    return out;
+}
+
 static int simple(stx_conn *c, int argc, const char **argv)
 {
     redisReply *r;
@@ -158,8 +199,15 @@ int stx_conn_open(stx_conn *c)
     }
     if (c->name && *c->name) {
         /* Named, so operators (and tests) can find and kill it. */
-        const char *setname[] = {"CLIENT", "SETNAME", c->name};
+        char *name = stx_conn_client_name(c->name);
+        if (!name) {
+            snprintf(c->err, sizeof c->err, "out of memory");
+            stx_conn_close(c);
+            return STX_ENOMEM;
+        }
+        const char *setname[] = {"CLIENT", "SETNAME", name};
         rc = simple(c, 3, setname);
+        free(name);
         if (rc != STX_OK) {
             stx_conn_close(c);
             return rc;

@@ -13,7 +13,8 @@ typedef struct stx_conn {
     stx_url url;
     long connect_timeout_ms;
     long command_timeout_ms;
-    const char *name;           /* CLIENT SETNAME after connecting, or NULL */
+    const char *name;           /* CLIENT SETNAME after connecting, or NULL;
+                                   sent as stx_conn_client_name() makes it */
     char err[1024];             /* message of the last failure */
 } stx_conn;
 
@@ -35,9 +36,16 @@ int stx_conn_append(stx_conn *c, int argc, const char **argv, const size_t *lens
 int stx_conn_read(stx_conn *c, redisReply **reply);
 
 /* Code of an error reply's text: NOSCRIPT → STX_ENOTFOUND, NOGROUP →
- * STX_ENOGROUP, WRONGTYPE → STX_EWRONGTYPE, OOM/MISCONF/READONLY →
- * STX_EREDIS_REFUSED, NOAUTH/WRONGPASS/NOPERM → STX_EAUTH, else STX_EREDIS. */
+ * STX_ENOGROUP, WRONGTYPE → STX_EWRONGTYPE, OOM/MISCONF/READONLY/NOREPLICAS/
+ * LOADING/BUSY/MASTERDOWN/UNBLOCKED (not run for now) → STX_EREDIS_REFUSED,
+ * NOAUTH/WRONGPASS/NOPERM → STX_EAUTH, else STX_EREDIS. */
 int stx_conn_reply_code(const char *text);
+
+/* The name CLIENT SETNAME is given for name (malloc'd; NULL when out of
+ * memory): Redis refuses spaces and bytes outside '!'..'~' in a client
+ * name, so those become '_' (consumer names may hold any bytes; the client
+ * name is only for operators' eyes, as the processor's own derivation). */
+char *stx_conn_client_name(const char *name);
 
 /* Use timeout_ms for the socket until the next call (blocking reads). */
 void stx_conn_set_timeout(stx_conn *c, long timeout_ms);

@@ -21,7 +21,9 @@ const char *stx_strerror(int code)
     case STX_ELIMIT: return "size or count limit exceeded";
     case STX_ESTOPPED: return "processor stopped";
     case STX_ESTATE: return "call not valid in the current state";
-    case STX_EREDIS_REFUSED: return "Redis refused the write (OOM, MISCONF or READONLY)";
+    case STX_EREDIS_REFUSED:
+        return "Redis did not run the command for now (OOM, MISCONF, READONLY, NOREPLICAS, "
+               "LOADING, BUSY, MASTERDOWN or UNBLOCKED); retry later";
     case STX_ENOGROUP: return "the consumer group or the stream no longer exists";
     case STX_ECONFLICT: return "idempotency key already used with different content";
     case STX_EINVALID_CURSOR: return "cursor is not a stream id";

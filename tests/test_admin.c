@@ -34,7 +34,8 @@ static void quiet(stx_log_level level, const char *line, void *ud)
     (void)ud;
 }
 
-static stx_processor *make(const char *stream, const char *group, const char *snapshot)
+static stx_processor *make_with(const char *stream, const char *group, const char *snapshot,
+                                stx_handler_fn handler, void *ud)
 {
     stx_config *c = stx_config_new();
     char err[256];
@@ -45,12 +46,17 @@ static stx_processor *make(const char *stream, const char *group, const char *sn
     cr_assert_eq(stx_config_set(c, "block_ms", "50", err, sizeof err), STX_OK);
     cr_assert_eq(stx_config_set(c, "log_level", "error", err, sizeof err), STX_OK);
     if (snapshot) cr_assert_eq(stx_config_set(c, "snapshot_dir", snapshot, err, sizeof err), STX_OK);
-    stx_config_set_handler(c, count_handler, NULL);
+    stx_config_set_handler(c, handler, ud);
     stx_config_set_log(c, quiet, NULL);
     stx_processor *p;
     cr_assert_eq(stx_processor_new(&p, c), STX_OK, "%s", p ? stx_processor_errmsg(p) : "");
     stx_config_free(c);
     return p;
+}
+
+static stx_processor *make(const char *stream, const char *group, const char *snapshot)
+{
+    return make_with(stream, group, snapshot, count_handler, NULL);
 }
 
 static int drain(stx_processor *p)
@@ -552,6 +558,32 @@ Test(admin, stream_info_numbers_are_exact)
     stx_client_free(c);
 }
 
+/* A script of lua/ as Redis receives it: "-- #include FILE" lines replaced
+ * by lua/FILE, as lua/embed.cmake does. */
+static void lua_script(const char *name, char *out, size_t cap)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/lua/%s", STX_SOURCE_DIR, name);
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "%s", path);
+    size_t o = 0;
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        char inc[256];
+        if (sscanf(line, "-- #include %255s", inc) == 1) {
+            lua_script(inc, out + o, cap - o);
+            o += strlen(out + o);
+            continue;
+        }
+        size_t n = strlen(line);
+        cr_assert(o + n < cap, "%s is too large for the buffer", name);
+        memcpy(out + o, line, n + 1);
+        o += n;
+    }
+    fclose(f);
+    out[o] = '\0';
+}
+
 /* The reset script on its own, with an id the C side would never send (too
  * large for 64 bits): it must refuse before destroying the group. */
 Test(admin, reset_script_refuses_a_bad_id_before_any_write)
@@ -559,17 +591,13 @@ Test(admin, reset_script_refuses_a_bad_id_before_any_write)
     redisContext *rc = test_redis_connect(&R);
     add_range(rc, "rs", 1, 3, 1);
     freeReplyObject(test_cmd(rc, "XGROUP CREATE rs g 0"));
-    FILE *f = fopen(STX_SOURCE_DIR "/lua/reset.lua", "rb");
-    cr_assert(f);
-    static char script[16384];
-    size_t n = fread(script, 1, sizeof script - 1, f);
-    fclose(f);
-    script[n] = '\0';
+    static char script[32768];
+    lua_script("reset.lua", script, sizeof script);
     char meta[256], state[256];
     stx_key_name(meta, sizeof meta, "rs", "g", "meta");
     stx_key_name(state, sizeof state, "rs", "g", "state");
-    redisReply *r = redisCommand(rc, "EVAL %s 3 rs %s %s g 99999999999999999999999-0 abc 0", script,
-                                 meta, state);
+    redisReply *r = redisCommand(rc, "EVAL %s 4 rs %s %s rs-attempts g 99999999999999999999999-0 "
+                                 "abc 0 0 0", script, meta, state);
     cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements >= 1);
     cr_assert_str_eq(r->element[0]->str, "BADARGS");
     freeReplyObject(r);
@@ -578,4 +606,225 @@ Test(admin, reset_script_refuses_a_bad_id_before_any_write)
     freeReplyObject(r);
     cr_assert_eq(test_cmd_int(rc, "EXISTS %s", meta), 0);
     redisFree(rc);
+}
+
+/* ---- reset: publishes, trimmed history, fencing fields ----------------- */
+
+/* Counts per "k" and publishes one alert per entry to the stream ud names. */
+static int count_publish_handler(const stx_msg *msg, stx_txn *txn, void *ud)
+{
+    int rc = count_handler(msg, txn, NULL);
+    if (rc != STX_OK) return rc;
+    size_t klen;
+    const char *k = stx_msg_get(msg, "k", &klen);
+    return stx_txn_publishv(txn, (const char *)ud, "k", k, NULL);
+}
+
+/* How many entries of stream carry each causation_id: *n entries, *most
+ * the highest count of one causation_id. */
+static void causations(redisContext *rc, const char *stream, long long *n, long long *most)
+{
+    redisReply *r = test_cmd(rc, "XRANGE %s - +", stream);
+    *n = (long long)r->elements;
+    *most = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *f = r->element[i]->element[1];
+        const char *ci = NULL;
+        for (size_t j = 0; j + 1 < f->elements; j += 2)
+            if (strcmp(f->element[j]->str, "causation_id") == 0) ci = f->element[j + 1]->str;
+        cr_assert(ci, "entry %zu of %s has no causation_id", i, stream);
+        long long same = 0;
+        for (size_t m = 0; m < r->elements; m++) {
+            const redisReply *g = r->element[m]->element[1];
+            for (size_t j = 0; j + 1 < g->elements; j += 2)
+                if (strcmp(g->element[j]->str, "causation_id") == 0 &&
+                    strcmp(g->element[j + 1]->str, ci) == 0)
+                    same++;
+        }
+        if (same > *most) *most = same;
+    }
+    freeReplyObject(r);
+}
+
+static int drain_publishing(const char *stream, const char *group, const char *out)
+{
+    stx_processor *p = make_with(stream, group, NULL, count_publish_handler, (void *)out);
+    int n = drain(p);
+    stx_processor_free(p);
+    return n;
+}
+
+/* The rebuild of the README ("reset --to beginning --clear-state") gives the
+ * same state and sends no publish a second time.  This needs commit.lua to
+ * drop the publishes of entries at or below the meta field replay_until,
+ * which the reset sets. */
+Test(admin, rebuild_gives_the_same_state_and_does_not_publish_again)
+{
+    stx_client *c = test_client(&R);
+    redisContext *rc = test_redis_connect(&R);
+    add_range(rc, "rp", 1, 12, 3);
+    cr_assert_eq(drain_publishing("rp", "g", "rp-alerts"), 12);
+    long long n, most;
+    causations(rc, "rp-alerts", &n, &most);
+    cr_assert_eq(n, 12);
+    cr_assert_eq(most, 1);
+
+    cr_assert_eq(stx_group_reset(c, "rp", "g", "beginning", STX_RESET_CLEAR_STATE), STX_OK, "%s",
+                 stx_client_errmsg(c));
+    char until[64];
+    hget(rc, "rp", "g", "meta", "replay_until", until, sizeof until);
+    cr_assert_str_eq(until, "12-0");
+    cr_assert_eq(drain_publishing("rp", "g", "rp-alerts"), 12);
+    for (int k = 0; k < 3; k++) {
+        char key[8];
+        snprintf(key, sizeof key, "%d", k);
+        cr_assert_eq(state_i64(c, "rp", "g", key), 4);
+    }
+    cr_assert_eq(state_i64(c, "rp", "g", "total"), 12);
+    causations(rc, "rp-alerts", &n, &most);
+    cr_assert_eq(most, 1, "the rebuild published an alert a second time (same causation_id)");
+    cr_assert_eq(n, 12);
+
+    /* Entries after the bound publish as usual. */
+    add_range(rc, "rp", 13, 14, 3);
+    cr_assert_eq(drain_publishing("rp", "g", "rp-alerts"), 2);
+    causations(rc, "rp-alerts", &n, &most);
+    cr_assert_eq(n, 14);
+    cr_assert_eq(most, 1);
+    redisFree(rc);
+    stx_client_free(c);
+}
+
+Test(admin, rebuild_with_reemit_publishes_again)
+{
+    stx_client *c = test_client(&R);
+    redisContext *rc = test_redis_connect(&R);
+    add_range(rc, "re", 1, 6, 2);
+    cr_assert_eq(drain_publishing("re", "g", "re-alerts"), 6);
+    /* A first rebuild leaves a bound behind; --reemit removes it. */
+    cr_assert_eq(stx_group_reset(c, "re", "g", "beginning", STX_RESET_CLEAR_STATE), STX_OK);
+    cr_assert_eq(stx_group_reset(c, "re", "g", "beginning",
+                                 STX_RESET_CLEAR_STATE | STX_RESET_REEMIT),
+                 STX_OK, "%s", stx_client_errmsg(c));
+    char until[64];
+    hget(rc, "re", "g", "meta", "replay_until", until, sizeof until);
+    cr_assert_str_eq(until, "(nil)");
+    cr_assert_eq(drain_publishing("re", "g", "re-alerts"), 6);
+    cr_assert_eq(state_i64(c, "re", "g", "total"), 6);
+    long long n, most;
+    causations(rc, "re-alerts", &n, &most);
+    cr_assert_eq(n, 12);
+    cr_assert_eq(most, 2);
+    cr_assert_eq(stx_group_reset(c, "re", "g", "beginning", 8), STX_EINVAL);
+    redisFree(rc);
+    stx_client_free(c);
+}
+
+/* The bound is the highest offset ever reached before a reset, recorded
+ * with the reset; a reset deletes the epoch holder's token and the
+ * handler-attempt counters. */
+Test(admin, reset_records_the_replay_bound_and_fences)
+{
+    stx_client *c = test_client(&R);
+    redisContext *rc = test_redis_connect(&R);
+    add_range(rc, "rr", 1, 10, 2);
+    cr_assert_eq(drain_fresh("rr", "g"), 10);
+    char meta[256], attempts[256], v[64];
+    stx_key_name(meta, sizeof meta, "rr", "g", "meta");
+    cr_assert(stx_key_name(attempts, sizeof attempts, "rr", "g", "attempts") > 0);
+    freeReplyObject(test_cmd(rc, "HSET %s token abcd", meta));
+    freeReplyObject(test_cmd(rc, "HSET %s 3-0 2", attempts));
+
+    /* Not clearing: the state is kept, and the bound is recorded too. */
+    cr_assert_eq(stx_group_reset(c, "rr", "g", "4-0", 0), STX_OK, "%s", stx_client_errmsg(c));
+    hget(rc, "rr", "g", "meta", "replay_until", v, sizeof v);
+    cr_assert_str_eq(v, "10-0");
+    hget(rc, "rr", "g", "meta", "token", v, sizeof v);
+    cr_assert_str_eq(v, "(nil)");
+    cr_assert_eq(test_cmd_int(rc, "EXISTS %s", attempts), 0);
+    cr_assert_eq(state_i64(c, "rr", "g", "total"), 10);
+
+    /* Lower offsets do not lower it. */
+    cr_assert_eq(stx_group_reset(c, "rr", "g", "2-0", STX_RESET_CLEAR_STATE), STX_OK);
+    cr_assert_eq(stx_group_reset(c, "rr", "g", "beginning", STX_RESET_CLEAR_STATE), STX_OK);
+    hget(rc, "rr", "g", "meta", "replay_until", v, sizeof v);
+    cr_assert_str_eq(v, "10-0");
+    /* A reset past it: nothing under it is delivered again, so no bound. */
+    cr_assert_eq(stx_group_reset(c, "rr", "g", "end", 0), STX_OK);
+    hget(rc, "rr", "g", "meta", "replay_until", v, sizeof v);
+    cr_assert_str_eq(v, "(nil)");
+
+    /* A malformed stored offset: refused before any write. */
+    hget(rc, "rr", "g", "meta", "epoch", v, sizeof v);
+    freeReplyObject(test_cmd(rc, "HSET %s offset bogus", meta));
+    cr_assert_eq(stx_group_reset(c, "rr", "g", "beginning", 0), STX_EINVAL);
+    cr_assert(strstr(stx_client_errmsg(c), "offset"), "%s", stx_client_errmsg(c));
+    char now[64];
+    hget(rc, "rr", "g", "meta", "epoch", now, sizeof now);
+    cr_assert_str_eq(now, v);
+    redisFree(rc);
+    stx_client_free(c);
+}
+
+/* After `stx trim --safe` removed entries after the target, a clearing
+ * reset would rebuild a different state: refused unless forced. */
+Test(admin, clearing_reset_after_a_trim_is_refused_unless_forced)
+{
+    stx_client *c = test_client(&R);
+    redisContext *rc = test_redis_connect(&R);
+    add_range(rc, "tr", 1, 10, 2);
+    cr_assert_eq(drain_fresh("tr", "g"), 10);
+    long long deleted;
+    cr_assert_eq(stx_trim_safe(c, "tr", 4, 0, &deleted), STX_OK, "%s", stx_client_errmsg(c));
+    cr_assert_eq(deleted, 6);
+    char epoch[64], now[64], state[256];
+    hget(rc, "tr", "g", "meta", "epoch", epoch, sizeof epoch);
+    stx_key_name(state, sizeof state, "tr", "g", "state");
+
+    static const char *const gone[] = {"beginning", "3-0", "5-0"};
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert_eq(stx_group_reset(c, "tr", "g", gone[i], STX_RESET_CLEAR_STATE),
+                     STX_EWINDOW_EXPIRED, "%s", gone[i]);
+        const char *m = stx_client_errmsg(c);
+        cr_assert(strstr(m, "trimmed or deleted") && strstr(m, "--force") &&
+                      strstr(m, "different state") && strstr(m, "first retained entry is 7-0"),
+                  "%s", m);
+    }
+    /* Nothing changed. */
+    hget(rc, "tr", "g", "meta", "epoch", now, sizeof now);
+    cr_assert_str_eq(now, epoch);
+    cr_assert_eq(test_cmd_int(rc, "HLEN %s", state), 3);
+    hget(rc, "tr", "g", "meta", "offset", now, sizeof now);
+    cr_assert_str_eq(now, "10-0");
+
+    /* From the last trimmed entry on, nothing after the target is gone. */
+    cr_assert_eq(stx_group_reset(c, "tr", "g", "6-0", STX_RESET_CLEAR_STATE), STX_OK, "%s",
+                 stx_client_errmsg(c));
+    cr_assert_eq(drain_fresh("tr", "g"), 4);
+    cr_assert_eq(state_i64(c, "tr", "g", "total"), 4);
+    /* Without clearing it is allowed (the state is kept). */
+    cr_assert_eq(stx_group_reset(c, "tr", "g", "beginning", 0), STX_OK, "%s",
+                 stx_client_errmsg(c));
+    /* Forced: the state is what the retained entries give. */
+    cr_assert_eq(stx_group_reset(c, "tr", "g", "beginning",
+                                 STX_RESET_CLEAR_STATE | STX_RESET_FORCE),
+                 STX_OK, "%s", stx_client_errmsg(c));
+    cr_assert_eq(drain_fresh("tr", "g"), 4);
+    cr_assert_eq(state_i64(c, "tr", "g", "total"), 4);
+
+    /* A single XDEL after the target counts as well. */
+    freeReplyObject(test_cmd(rc, "XDEL tr 9-0"));
+    cr_assert_eq(stx_group_reset(c, "tr", "g", "8-0", STX_RESET_CLEAR_STATE), STX_EWINDOW_EXPIRED);
+    cr_assert_eq(stx_group_reset(c, "tr", "g", "9-0", STX_RESET_CLEAR_STATE), STX_OK, "%s",
+                 stx_client_errmsg(c));
+    /* Everything trimmed: from the start it is refused, at the end fine. */
+    add_range(rc, "te", 1, 3, 1);
+    cr_assert_eq(drain_fresh("te", "g"), 3);
+    cr_assert_eq(stx_trim_safe(c, "te", 0, 0, &deleted), STX_OK);
+    cr_assert_eq(deleted, 3);
+    cr_assert_eq(stx_group_reset(c, "te", "g", "beginning", STX_RESET_CLEAR_STATE),
+                 STX_EWINDOW_EXPIRED);
+    cr_assert_eq(stx_group_reset(c, "te", "g", "end", STX_RESET_CLEAR_STATE), STX_OK);
+    redisFree(rc);
+    stx_client_free(c);
 }

@@ -1,6 +1,7 @@
 /* The stx command-line tool, run as a real program against a real
  * redis-server: outputs on known data, JSON validity, exit codes and
  * one-line error messages. */
+#define _XOPEN_SOURCE 700 /* posix_openpt(), for a terminal on stdin */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -78,8 +79,9 @@ static int temp_fd(void)
     return fd;
 }
 
-/* Run stx --url R.url ARGS... with stdin from input (NULL: /dev/null). */
-static void run_argv(run *r, const char *input, const char *const *args)
+/* Run stx --url R.url ARGS... with stdin from input (NULL: /dev/null);
+ * with tty, stdin is a terminal (a pseudo-terminal) that receives input. */
+static void run_argv_tty(run *r, const char *input, int tty, const char *const *args)
 {
     const char *argv[MAX_ARGS + 4];
     size_t n = 0;
@@ -92,10 +94,23 @@ static void run_argv(run *r, const char *input, const char *const *args)
     }
     argv[n] = NULL;
 
-    int in = temp_fd(), out = temp_fd(), err = temp_fd();
-    if (input)
-        cr_assert_eq(write(in, input, strlen(input)), (ssize_t)strlen(input));
-    lseek(in, 0, SEEK_SET);
+    int in = temp_fd(), out = temp_fd(), err = temp_fd(), master = -1;
+    const char *slave = NULL;
+    if (tty) {
+        master = posix_openpt(O_RDWR | O_NOCTTY);
+        cr_assert(master >= 0 && grantpt(master) == 0 && unlockpt(master) == 0 &&
+                      (slave = ptsname(master)),
+                  "pseudo-terminal: %s", strerror(errno));
+        close(in);
+        in = open(slave, O_RDWR | O_NOCTTY);
+        cr_assert(in >= 0, "%s: %s", slave, strerror(errno));
+        if (input)
+            cr_assert_eq(write(master, input, strlen(input)), (ssize_t)strlen(input));
+    } else {
+        if (input)
+            cr_assert_eq(write(in, input, strlen(input)), (ssize_t)strlen(input));
+        lseek(in, 0, SEEK_SET);
+    }
     fflush(NULL);
     pid_t pid = fork();
     cr_assert(pid >= 0, "fork: %s", strerror(errno));
@@ -124,6 +139,8 @@ static void run_argv(run *r, const char *input, const char *const *args)
     r->code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     r->out = slurp(out);
     r->err = slurp(err);
+    if (master >= 0)
+        close(master);
     close(in);
     close(out);
     close(err);
@@ -131,6 +148,11 @@ static void run_argv(run *r, const char *input, const char *const *args)
     /* A sanitizer report in the tool fails the test that ran it. */
     cr_assert(!strstr(r->err, "Sanitizer") && !strstr(r->err, "runtime error"),
               "sanitizer report from stx %s:\n%s", args[0] ? args[0] : "", r->err);
+}
+
+static void run_argv(run *r, const char *input, const char *const *args)
+{
+    run_argv_tty(r, input, 0, args);
 }
 
 /* Run with the arguments given as a NULL-terminated list. */
@@ -595,8 +617,28 @@ Test(cli, info_errors)
     expect_fail(&r, 3, "info", "stream 'nosuch' does not exist");
     run_free(&r);
     stx(&r, "info", "plain-string", "--json", NULL);
-    expect_fail(&r, 4, "info", "not a stream");
+    expect_fail(&r, 4, "info", "key 'plain-string' is not a stream");
     run_free(&r);
+
+    /* A key of a group of the wrong type: that key is named, not the
+     * stream. */
+    freeReplyObject(test_cmd(c, "XADD wt 1-0 a 1"));
+    freeReplyObject(test_cmd(c, "XGROUP CREATE wt g 0"));
+    freeReplyObject(test_cmd(c, "XGROUP CREATE wt h 0"));
+    static const char *const kinds[] = {"meta", "state", "dlq"};
+    static const char *const names[] = {"meta hash", "state hash", "dead-letter stream"};
+    for (int k = 0; k < 3; k++) {
+        char key[256], needle[512];
+        stx_key_name(key, sizeof key, "wt", "h", kinds[k]);
+        freeReplyObject(test_cmd(c, "SET %s x", key));
+        stx(&r, "info", "wt", NULL);
+        snprintf(needle, sizeof needle, "stx: info: key '%s' (the %s of group 'h'): WRONGTYPE", key,
+                 names[k]);
+        expect_fail(&r, 4, "info", needle);
+        cr_assert(!strstr(r.err, "not a stream"), "%s", r.err);
+        run_free(&r);
+        freeReplyObject(test_cmd(c, "DEL %s", key));
+    }
     redisFree(c);
 }
 
@@ -1104,7 +1146,7 @@ Test(cli, reset_needs_yes_and_moves_the_group)
         NULL);
     expect_json(&r);
     cr_assert_str_eq(r.out, "{\"stream\":\"orders\",\"group\":\"stock\",\"to\":\"beginning\","
-                            "\"state_cleared\":true}\n");
+                            "\"state_cleared\":true,\"reemit\":false}\n");
     run_free(&r);
     stx(&r, "info", "orders", "--json", NULL);
     cr_assert(strstr(r.out, "\"offset\":\"0-0\",\"last_delivered\":\"0-0\",\"lag\":5,\"pending\":0,"
@@ -1118,6 +1160,82 @@ Test(cli, reset_needs_yes_and_moves_the_group)
     run_free(&r);
     stx(&r, "info", "orders", "--json", NULL);
     cr_assert(strstr(r.out, "\"last_delivered\":\"3-18446744073709551615\""), "%s", r.out);
+    run_free(&r);
+    redisFree(c);
+}
+
+/* The question on a terminal says what happens to the state and to the
+ * publishes; only "y" or "yes" goes on. */
+Test(cli, reset_asks_and_says_what_replaying_does)
+{
+    redisContext *c = test_redis_connect(&R);
+    orders(c);
+    char meta[256], epoch[64];
+    stx_key_name(meta, sizeof meta, "orders", "stock", "meta");
+    redisReply *x = test_cmd(c, "HGET %s epoch", meta);
+    snprintf(epoch, sizeof epoch, "%s", x->str);
+    freeReplyObject(x);
+    run r;
+    const char *keep[] = {"reset", "orders", "stock", "--to", "beginning", NULL};
+    run_argv_tty(&r, "n\n", 1, keep);
+    cr_assert_eq(r.code, 1, "exit %d: %s", r.code, r.err);
+    cr_assert_str_empty(r.out);
+    cr_assert(starts_with(r.err, "Reset group 'stock' of stream 'orders' to beginning? A running "
+                                 "processor of the group will be fenced. The state is kept: "
+                                 "entries after the position that were already processed are "
+                                 "applied to it AGAIN (counts add up twice). Entries that were "
+                                 "already processed do not publish again. [y/N] "),
+              "%s", r.err);
+    cr_assert(strstr(r.err, "stx: reset: not confirmed; nothing changed\n"), "%s", r.err);
+    run_free(&r);
+    x = test_cmd(c, "HGET %s epoch", meta);
+    cr_assert_str_eq(x->str, epoch, "a refused reset changed the epoch");
+    freeReplyObject(x);
+
+    const char *clear[] = {"reset", "orders", "stock", "--to", "beginning", "--clear-state",
+                           "--reemit", NULL};
+    run_argv_tty(&r, "yes\n", 1, clear);
+    cr_assert_eq(r.code, 0, "exit %d: %s", r.code, r.err);
+    cr_assert_str_eq(r.err, "Reset group 'stock' of stream 'orders' to beginning and DELETE its "
+                            "state? A running processor of the group will be fenced. The state "
+                            "is rebuilt by replaying the entries after the position. Replayed "
+                            "entries publish AGAIN. [y/N] ");
+    cr_assert_str_eq(r.out, "group 'stock' of stream 'orders' reset to beginning; state deleted\n");
+    run_free(&r);
+    /* --reemit leaves no bound on the replay's publishes; without it the
+     * bound is the offset the group had. */
+    cr_assert_eq(test_cmd_int(c, "HEXISTS %s replay_until", meta), 0);
+    process_all("orders", "stock");
+    stx(&r, "reset", "orders", "stock", "--to", "beginning", "--clear-state", "--yes", NULL);
+    expect_out(&r, "group 'stock' of stream 'orders' reset to beginning; state deleted\n");
+    run_free(&r);
+    x = test_cmd(c, "HGET %s replay_until", meta);
+    cr_assert_str_eq(x->str, "5-0");
+    freeReplyObject(x);
+    redisFree(c);
+}
+
+/* After `stx trim --safe`, a clearing reset to before the trimmed entries
+ * is refused (exit 6, naming --force); --force does it. */
+Test(cli, clearing_reset_after_trim_needs_force)
+{
+    redisContext *c = test_redis_connect(&R);
+    orders(c);
+    freeReplyObject(test_cmd(c, "XGROUP DESTROY orders audit"));
+    run r;
+    stx(&r, "trim", "orders", "--safe", "--maxlen", "2", NULL);
+    expect_out(&r, "deleted 3\n");
+    run_free(&r);
+    stx(&r, "reset", "orders", "stock", "--to", "beginning", "--clear-state", "--yes", NULL);
+    expect_fail(&r, 6, "reset", "were trimmed or deleted");
+    cr_assert(strstr(r.err, "--force") && strstr(r.err, "first retained entry is 4-0"), "%s",
+              r.err);
+    run_free(&r);
+    stx(&r, "reset", "orders", "stock", "--to", "beginning", "--clear-state", "--force", "--yes",
+        "--json", NULL);
+    expect_json(&r);
+    cr_assert_str_eq(r.out, "{\"stream\":\"orders\",\"group\":\"stock\",\"to\":\"beginning\","
+                            "\"state_cleared\":true,\"reemit\":false}\n");
     run_free(&r);
     redisFree(c);
 }
@@ -1268,4 +1386,59 @@ Test(cli, dlq_list_and_redrive)
     expect_out(&r, "moved 0\n");
     run_free(&r);
     redisFree(c);
+}
+
+Test(cli, dlq_redrive_of_an_id_given_twice_moves_it_once)
+{
+    redisContext *c = test_redis_connect(&R);
+    for (int i = 1; i <= 3; i++)
+        freeReplyObject(test_cmd(c, "XADD orders %d-0 k %s sku apple", i, i == 2 ? "b" : "a"));
+    process_with("orders", "stock", fail_b_handler);
+    char dlq[256];
+    stx_key_name(dlq, sizeof dlq, "orders", "stock", "dlq");
+    redisReply *x = test_cmd(c, "XRANGE %s - +", dlq);
+    cr_assert_eq(x->elements, 1);
+    char id[64];
+    snprintf(id, sizeof id, "%s", x->element[0]->element[0]->str);
+    freeReplyObject(x);
+    run r;
+    stx(&r, "dlq", "redrive", "orders", "stock", id, id, NULL);
+    expect_out(&r, "moved 1\n");
+    run_free(&r);
+    cr_assert_eq(test_cmd_int(c, "XLEN orders"), 4, "the entry was redriven twice");
+    redisFree(c);
+}
+
+/* A tail that meets LOADING (Redis reloading its dataset) waits and goes
+ * on, as after a lost connection, instead of failing. */
+Test(cli, tail_waits_while_redis_loads)
+{
+    test_redis L;
+    static const char *const slow[] = {"--enable-debug-command", "yes", "--key-load-delay", "1000",
+                                       "--loading-process-events-interval-bytes", "1024", NULL};
+    test_redis_start(&L, 0, slow);
+    redisContext *c = test_redis_connect(&L);
+    freeReplyObject(test_cmd(c, "XADD ld 1-0 n 1"));
+    freeReplyObject(test_cmd(c, "DEBUG POPULATE 1500"));
+    /* DEBUG RELOAD answers when loaded (1.5 s): sent, not waited for. */
+    redisAppendCommand(c, "DEBUG RELOAD");
+    for (int done = 0; !done;)
+        cr_assert_eq(redisBufferWrite(c, &done), REDIS_OK);
+    struct timespec ts = {0, 100000000};
+    nanosleep(&ts, NULL);
+    const char *args[] = {"--url", L.url, "tail", "ld", "--from", "0", "--count", "1", NULL};
+    run r;
+    run_argv(&r, NULL, args);
+    cr_assert_eq(r.code, 0, "exit %d: %s", r.code, r.err);
+    cr_assert_str_eq(r.out, "1-0 n=1\n");
+    cr_assert(starts_with(r.err, "stx: tail: warning: ") &&
+                  strstr(r.err, "Redis is loading its dataset") && strstr(r.err, "; retrying\n") &&
+                  strstr(r.err, "stx: tail: warning: Redis answers again; going on after 0-0\n"),
+              "%s", r.err);
+    run_free(&r);
+    redisReply *ok;
+    cr_assert_eq(redisGetReply(c, (void **)&ok), REDIS_OK);
+    freeReplyObject(ok);
+    redisFree(c);
+    test_redis_stop(&L);
 }

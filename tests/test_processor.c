@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "streamtx.h"
@@ -462,4 +465,93 @@ Test(processor, entries_a_fenced_processor_took_are_claimed_before_the_offset_pa
     stx_processor_free(a);
     stx_processor_free(b);
     redisFree(c);
+}
+
+/* A consumer name Redis refuses as a client name ("a b": CLIENT SETNAME
+ * takes no spaces) still starts; the connection's name is derived from it
+ * ('_' for the bytes Redis refuses), so it can still be found. */
+Test(processor, consumer_name_with_a_space_starts)
+{
+    redisContext *rc = test_redis_connect(&R);
+    for (int i = 0; i < 3; i++) freeReplyObject(test_cmd(rc, "XADD sp * k %d", i));
+    stx_config *c = stx_config_new();
+    char err[256];
+    cr_assert_eq(stx_config_set(c, "url", R.url, err, sizeof err), STX_OK, "%s", err);
+    cr_assert_eq(stx_config_set(c, "stream", "sp", err, sizeof err), STX_OK);
+    cr_assert_eq(stx_config_set(c, "group", "g", err, sizeof err), STX_OK);
+    cr_assert_eq(stx_config_set(c, "consumer", "a b", err, sizeof err), STX_OK);
+    cr_assert_eq(stx_config_set(c, "block_ms", "50", err, sizeof err), STX_OK);
+    cr_assert_eq(stx_config_set(c, "log_level", "error", err, sizeof err), STX_OK);
+    struct counter_ctx ctx = {.fail_on = -1};
+    stx_config_set_handler(c, count_handler, &ctx);
+    stx_processor *p;
+    cr_assert_eq(stx_processor_new(&p, c), STX_OK);
+    stx_config_free(c);
+    cr_assert_eq(stx_processor_start(p), STX_OK, "%s", stx_processor_errmsg(p));
+    cr_assert_eq(drain(p), 3);
+    /* The group knows the consumer by its own name. */
+    redisReply *r = test_cmd(rc, "XINFO CONSUMERS sp g");
+    cr_assert_eq(r->elements, 1);
+    cr_assert_str_eq(r->element[0]->element[1]->str, "a b");
+    freeReplyObject(r);
+    r = test_cmd(rc, "CLIENT LIST");
+    cr_assert(strstr(r->str, " name=stx:a_b "), "%s", r->str);
+    freeReplyObject(r);
+    stx_processor_free(p);
+    redisFree(rc);
+}
+
+/* A FLUSHALL while the processor waits in its blocking read cancels the
+ * read (UNBLOCKED): a retriable error, not an unexpected Redis error. */
+Test(processor, cancelled_blocking_read_is_retriable)
+{
+    redisContext *rc = test_redis_connect(&R);
+    freeReplyObject(test_cmd(rc, "XADD ub * k 1"));
+    struct counter_ctx ctx = {.fail_on = -1};
+    stx_processor *p = make("ub", "g", &ctx, NULL, NULL);
+    cr_assert_eq(drain(p), 1);
+    stx_processor_free(p);
+    /* A long wait, cut short by a FLUSHALL from another process. */
+    stx_config *c = stx_config_new();
+    stx_config_set(c, "url", R.url, NULL, 0);
+    stx_config_set(c, "stream", "ub", NULL, 0);
+    stx_config_set(c, "group", "g", NULL, 0);
+    stx_config_set(c, "consumer", "c1", NULL, 0);
+    stx_config_set(c, "block_ms", "5000", NULL, 0);
+    stx_config_set(c, "log_level", "error", NULL, 0);
+    stx_config_set_handler(c, count_handler, &ctx);
+    cr_assert_eq(stx_processor_new(&p, c), STX_OK);
+    stx_config_free(c);
+    cr_assert_eq(stx_processor_start(p), STX_OK, "%s", stx_processor_errmsg(p));
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        redisContext *k = redisConnect("127.0.0.1", R.port);
+        /* Wait until the processor's read is blocked, then flush. */
+        for (int i = 0; i < 200; i++) {
+            redisReply *b = redisCommand(k, "INFO clients");
+            int blocked = b && b->str && strstr(b->str, "blocked_clients:1");
+            if (b) freeReplyObject(b);
+            if (blocked) break;
+            struct timespec ts = {0, 10000000};
+            nanosleep(&ts, NULL);
+        }
+        redisReply *f = redisCommand(k, "FLUSHALL");
+        if (f) freeReplyObject(f);
+        redisFree(k);
+        _exit(0);
+    }
+    int64_t t0 = test_now_ms();
+    int n = stx_processor_poll(p);
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert_lt(test_now_ms() - t0, 4000, "the read was not cancelled");
+    cr_assert_eq(n, STX_EREDIS_REFUSED, "%s: %s", stx_strerror(n), stx_processor_errmsg(p));
+    cr_assert_eq(stx_error_class_of(n), STX_CLASS_RETRIABLE);
+    cr_assert(strstr(stx_processor_errmsg(p), "blocking read was cancelled") &&
+                  strstr(stx_processor_errmsg(p), "UNBLOCKED"),
+              "%s", stx_processor_errmsg(p));
+    stx_processor_free(p);
+    redisFree(rc);
 }

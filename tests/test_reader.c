@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "client.h" /* stx_client_read_range */
+#include "connection.h" /* stx_conn_reply_code */
 #include "harness.h"
 #include "streamtx.h"
 
@@ -383,4 +384,62 @@ Test(reader, tail_resumes_after_reconnect)
     redisFree(rc);
     stx_client_free(c);
     test_redis_stop(&aof);
+}
+
+/* Replies for commands Redis does not run for now are retriable, with a
+ * message of their own. */
+Test(reader, not_run_for_now_replies_are_retriable)
+{
+    static const char *const refused[] = {
+        "OOM command not allowed",
+        "MISCONF x",
+        "READONLY You can't write against a read only replica.",
+        "NOREPLICAS Not enough good replicas to write.",
+        "LOADING Redis is loading the dataset in memory",
+        "BUSY Redis is busy running a script.",
+        "MASTERDOWN Link with MASTER is down",
+        "UNBLOCKED client unblocked via CLIENT UNBLOCK",
+        "UNBLOCKED the stream key no longer exists",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        int code = stx_conn_reply_code(refused[i]);
+        cr_assert_eq(code, STX_EREDIS_REFUSED, "%s", refused[i]);
+        cr_assert_eq(stx_error_class_of(code), STX_CLASS_RETRIABLE);
+    }
+    cr_assert_eq(stx_conn_reply_code("BUSYGROUP Consumer Group name already exists"), STX_EREDIS);
+    cr_assert_eq(stx_conn_reply_code("LOADINGX"), STX_EREDIS);
+    cr_assert(!strstr(stx_strerror(STX_EREDIS_REFUSED), "refused the write"));
+}
+
+/* Reading while Redis loads its dataset (DEBUG RELOAD, slowed down per
+ * key): STX_EREDIS_REFUSED saying so, and the same call works once loaded. */
+Test(reader, loading_dataset_is_retriable_and_says_so)
+{
+    test_redis L;
+    static const char *const slow[] = {"--enable-debug-command", "yes", "--key-load-delay", "1000",
+                                       "--loading-process-events-interval-bytes", "1024", NULL};
+    test_redis_start(&L, 0, slow);
+    redisContext *rc = test_redis_connect(&L);
+    freeReplyObject(test_cmd(rc, "XADD ld 1-0 n 1"));
+    freeReplyObject(test_cmd(rc, "DEBUG POPULATE 1000"));
+    stx_client *c = test_client(&L);
+    /* DEBUG RELOAD answers when loaded: sent, not waited for. */
+    redisAppendCommand(rc, "DEBUG RELOAD");
+    for (int done = 0; !done;) cr_assert_eq(redisBufferWrite(rc, &done), REDIS_OK);
+    sleep_ms(100);
+    stx_entries *e = NULL;
+    int code = stx_read_range(c, "ld", "0", NULL, 0, &e);
+    cr_assert_eq(code, STX_EREDIS_REFUSED, "%s: %s", stx_strerror(code), stx_client_errmsg(c));
+    cr_assert(strstr(stx_client_errmsg(c), "Redis is loading its dataset"), "%s",
+              stx_client_errmsg(c));
+    redisReply *ok;
+    cr_assert_eq(redisGetReply(rc, (void **)&ok), REDIS_OK);
+    freeReplyObject(ok);
+    cr_assert_eq(stx_read_range(c, "ld", "0", NULL, 0, &e), STX_OK, "%s", stx_client_errmsg(c));
+    static const char *const want[] = {"1-0", NULL};
+    assert_ids(e, want);
+    stx_entries_free(e);
+    stx_client_free(c);
+    redisFree(rc);
+    test_redis_stop(&L);
 }

@@ -467,6 +467,65 @@ Test(reliability, dead_letters_are_listed_and_redriven_once)
     redisFree(c);
 }
 
+/* An id given twice (or spelt twice: "01-1" is "1-1") moves its entry once,
+ * in the library call and in the script it runs. */
+Test(reliability, redrive_of_an_id_given_twice_moves_it_once)
+{
+    redisContext *c = test_redis_connect(&R);
+    freeReplyObject(test_cmd(c, "XADD rt * k v1"));
+    freeReplyObject(test_cmd(c, "XADD rt * k v2"));
+    struct script s = {.always = STX_HANDLER_FAIL};
+    stx_processor *p = make("rt", &s, NULL);
+    cr_assert_eq(stx_processor_poll(p), STX_EHANDLER);
+    cr_assert_eq(stx_processor_poll(p), STX_EHANDLER);
+    stx_processor_free(p);
+    char dlq[256];
+    stx_key_name(dlq, sizeof dlq, "rt", "g", "dlq");
+    redisReply *r = test_cmd(c, "XRANGE %s - +", dlq);
+    cr_assert_eq(r->elements, 2);
+    char a[64], b[64], a0[80];
+    snprintf(a, sizeof a, "%s", r->element[0]->element[0]->str);
+    snprintf(b, sizeof b, "%s", r->element[1]->element[0]->str);
+    snprintf(a0, sizeof a0, "0%s", a);
+    freeReplyObject(r);
+
+    stx_client *cl = test_client(&R);
+    const char *ids[] = {a, a, a0, b, a};
+    size_t moved = 99;
+    cr_assert_eq(stx_dlq_redrive(cl, "rt", "g", ids, 5, &moved), STX_OK, "%s",
+                 stx_client_errmsg(cl));
+    cr_assert_eq(moved, 2);
+    cr_assert_eq(test_cmd_int(c, "XLEN rt"), 4, "an entry was redriven twice");
+    cr_assert_eq(test_cmd_int(c, "XLEN %s", dlq), 0);
+    /* The order given is kept: a's entry (v1) comes back first. */
+    r = test_cmd(c, "XRANGE rt - +");
+    cr_assert_str_eq(r->element[2]->element[1]->element[1]->str, "v1");
+    cr_assert_str_eq(r->element[3]->element[1]->element[1]->str, "v2");
+    freeReplyObject(r);
+    stx_client_free(cl);
+
+    /* The script on its own, given the same id twice. */
+    r = test_cmd(c, "XADD %s * stx.fields 1 k v3", dlq);
+    char d[64], d0[80];
+    snprintf(d, sizeof d, "%s", r->str);
+    snprintf(d0, sizeof d0, "0%s", d);
+    freeReplyObject(r);
+    FILE *f = fopen(STX_SOURCE_DIR "/lua/redrive.lua", "rb");
+    cr_assert(f);
+    static char script[16384];
+    size_t n = fread(script, 1, sizeof script - 1, f);
+    fclose(f);
+    script[n] = '\0';
+    r = redisCommand(c, "EVAL %s 2 rt %s %s %s %s", script, dlq, d, d, d0);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 4);
+    cr_assert_str_eq(r->element[0]->str, "OK");
+    cr_assert_eq(r->element[1]->integer, 1);
+    cr_assert_eq(r->element[2]->integer, 0);
+    freeReplyObject(r);
+    cr_assert_eq(test_cmd_int(c, "XLEN rt"), 5);
+    redisFree(c);
+}
+
 Test(reliability, handler_chooses_its_own_retry_delay)
 {
     redisContext *c = test_redis_connect(&R);

@@ -7,7 +7,8 @@
 #include "cli.h"
 
 static const char reset_help[] =
-    "usage: stx reset STREAM GROUP --to POSITION [--clear-state] [--yes] [--json]\n"
+    "usage: stx reset STREAM GROUP --to POSITION [--clear-state] [--reemit] [--force]\n"
+    "                 [--yes] [--json]\n"
     "\n"
     "Move (STREAM, GROUP) so that processing resumes with the first entry after\n"
     "POSITION: beginning, end, an id (MS-SEQ) or an ISO-8601 UTC time\n"
@@ -16,13 +17,25 @@ static const char reset_help[] =
     "corrupted, and a new lineage, so LMDB snapshots are rebuilt.  Entries\n"
     "pending in the group are dropped from its pending list.\n"
     "\n"
+    "Without --clear-state the state is kept: a reset to an earlier point\n"
+    "applies the replayed entries to the state AGAIN (a counter counts them\n"
+    "twice).  With --clear-state the state is rebuilt by replaying the entries\n"
+    "the stream still holds; this is refused when entries after POSITION were\n"
+    "trimmed or deleted (the rebuilt state would differ), unless --force.\n"
+    "Entries the group had already processed do not publish again when they\n"
+    "are replayed (their publishes were sent the first time), unless --reemit.\n"
+    "\n"
     "  --clear-state  also delete the group's state (rebuild it by replaying)\n"
+    "  --reemit       replayed entries publish again\n"
+    "  --force        clear the state even though entries after POSITION are gone\n"
     "  --yes          do not ask; required when stdin is not a terminal\n"
     "\n"
     "Without --yes on a terminal it asks for confirmation (y/N; \"no\" exits 1).\n"
-    "--json prints {\"stream\":..,\"group\":..,\"to\":..,\"state_cleared\":..}.\n"
+    "--json prints {\"stream\":..,\"group\":..,\"to\":..,\"state_cleared\":..,\n"
+    "\"reemit\":..}.\n"
     "Exit codes: 2 for a bad position or a missing --yes, 3 when the stream or\n"
-    "the group does not exist.\n";
+    "the group does not exist, 6 when entries after POSITION are gone and\n"
+    "--clear-state is given without --force.\n";
 
 static const char trim_help[] =
     "usage: stx trim STREAM --safe [--maxlen N] [--max-age DURATION] [--json]\n"
@@ -54,14 +67,32 @@ static int confirm(const char *question)
     return strcasecmp(line, "y") == 0 || strcasecmp(line, "yes") == 0;
 }
 
+/* The question before a reset: what happens to the state and to the
+ * publishes of entries that are processed again. */
+static void reset_question(char *q, size_t cap, const char *stream, const char *group,
+                           const char *pos, int clear, int reemit)
+{
+    snprintf(q, cap,
+             "Reset group '%s' of stream '%s' to %s%s? A running processor of the group will be "
+             "fenced. %s %s",
+             group, stream, pos, clear ? " and DELETE its state" : "",
+             clear ? "The state is rebuilt by replaying the entries after the position."
+                   : "The state is kept: entries after the position that were already processed "
+                     "are applied to it AGAIN (counts add up twice).",
+             reemit ? "Replayed entries publish AGAIN."
+                    : "Entries that were already processed do not publish again.");
+}
+
 int cmd_reset(cli *c, int argc, char **argv)
 {
-    cli_opt opts[] = {{"--to", 1, NULL}, {"--clear-state", 0, NULL}, {"--yes", 0, NULL}};
+    cli_opt opts[] = {{"--to", 1, NULL},      {"--clear-state", 0, NULL}, {"--yes", 0, NULL},
+                      {"--reemit", 0, NULL}, {"--force", 0, NULL}};
     int npos, rc;
-    if ((rc = cli_parse(c, argc, argv, opts, 3, 2, 2, &npos, reset_help)) != 0)
+    if ((rc = cli_parse(c, argc, argv, opts, 5, 2, 2, &npos, reset_help)) != 0)
         return rc;
     const char *stream = argv[0], *group = argv[1], *pos = opts[0].value;
     int clear = opts[1].value != NULL, yes = opts[2].value != NULL;
+    int reemit = opts[3].value != NULL, force = opts[4].value != NULL;
     if (!pos)
         return cli_fail(c, CLI_EXIT_USAGE, "missing --to POSITION (see stx reset --help)");
 
@@ -92,16 +123,15 @@ int cmd_reset(cli *c, int argc, char **argv)
             return cli_fail(c, CLI_EXIT_USAGE,
                             "refusing to reset without --yes when stdin is not a terminal");
         char q[1024];
-        snprintf(q, sizeof q,
-                 "Reset group '%s' of stream '%s' to %s%s? A running processor of the group "
-                 "will be fenced.",
-                 group, stream, pos, clear ? " and DELETE its state" : "");
+        reset_question(q, sizeof q, stream, group, pos, clear, reemit);
         if (!confirm(q))
             return cli_fail(c, CLI_EXIT_RUNTIME, "not confirmed; nothing changed");
     }
     if ((rc = cli_connect(c)) != 0)
         return rc;
-    rc = stx_group_reset(c->client, stream, group, to, clear);
+    rc = stx_group_reset(c->client, stream, group, to,
+                         (clear ? STX_RESET_CLEAR_STATE : 0) | (reemit ? STX_RESET_REEMIT : 0) |
+                             (force ? STX_RESET_FORCE : 0));
     if (rc == STX_EINVAL || rc == STX_EINVALID_CURSOR)
         return cli_fail_stx(c, rc, pos);
     if (rc != STX_OK)
@@ -118,6 +148,8 @@ int cmd_reset(cli *c, int argc, char **argv)
         jw_str(&w, to);
         jw_key(&w, "state_cleared");
         jw_bool(&w, clear);
+        jw_key(&w, "reemit");
+        jw_bool(&w, reemit);
         jw_obj_end(&w);
         jw_print(&w, stdout);
         jw_free(&w);

@@ -1,4 +1,6 @@
 /* stx info STREAM */
+#include <string.h>
+
 #include "cli.h"
 
 static const char help[] =
@@ -44,6 +46,14 @@ int cmd_info(cli *c, int argc, char **argv)
         return rc;
     stx_stream_info *info = NULL;
     rc = stx_stream_info_get(c->client, stream, &info);
+    /* A wrong type may be the stream's or one of a group's keys: the
+     * library's message names the key. */
+    if (rc == STX_EWRONGTYPE) {
+        const char *m = stx_client_errmsg(c->client);
+        if (strncmp(m, "stream_info: ", 13) == 0)
+            m += 13;
+        return cli_fail(c, CLI_EXIT_WRONGTYPE, "%s", m);
+    }
     if (rc != STX_OK)
         return cli_fail_stream(c, rc, stream);
 

@@ -233,17 +233,21 @@ int cmd_tail(cli *c, int argc, char **argv)
             break;
         rc = stx_tail(c->client, stream, cursor, wait, page, &e);
         waiting = 0;
-        if (rc == STX_ECONN || rc == STX_ETIMEOUT) {
+        /* A lost connection, and a command Redis does not run for now
+         * (LOADING after a restart, BUSY, a cancelled blocking read): wait
+         * and go on from the same cursor. */
+        if (stx_error_class_of(rc) == STX_CLASS_RETRIABLE) {
             stx_entries_free(e);
             if (!backoff) {
-                cli_warn(c, "%s; reconnecting", stx_client_errmsg(c->client));
+                cli_warn(c, "%s; %s", stx_client_errmsg(c->client),
+                         rc == STX_EREDIS_REFUSED ? "retrying" : "reconnecting");
                 backoff = 100;
             }
             backoff_wait(&backoff);
             continue;
         }
         if (backoff) {
-            cli_warn(c, "reconnected; going on after %s", cursor);
+            cli_warn(c, "Redis answers again; going on after %s", cursor);
             backoff = 0;
         }
         if (rc != STX_OK) {

@@ -1,16 +1,11 @@
-/* Dead letters: moving an entry that cannot be processed out of the way,
- * atomically with the offset, so it neither blocks the stream nor is lost. */
-#include <inttypes.h>
+/* Dead letters, the client's part: listing them and moving them back to
+ * their source stream.  Needs only the client connection, not the
+ * processor (dead-lettering itself, stx_dead_letter(), is in commit.c). */
 #include <stdio.h>
-#include <string.h>
-#include <time.h>
-
 #include <stdlib.h>
+#include <string.h>
 
 #include "client.h"
-#include "processor.h"
-
-/* ---- the client side: listing and redriving ---------------------------- */
 
 int stx_dlq_list(stx_client *c, const char *stream, const char *group, const char *after,
                  size_t limit, stx_entries **out)
@@ -57,6 +52,72 @@ static int redrive_chunk(stx_client *c, const char *stream, const char *dlq,
     return rc;
 }
 
+/* An id given and where it was given. */
+typedef struct given_id {
+    stx_id id;
+    size_t at;
+} given_id;
+
+static int given_cmp(const void *a, const void *b)
+{
+    const given_id *x = a, *y = b;
+    int c = stx_id_cmp(x->id, y->id);
+    return c ? c : (x->at > y->at) - (x->at < y->at);
+}
+
+/* The ids to redrive, each once, in the order first given, formatted the
+ * way Redis does ("01-1" and "1-1" are one entry): the script would find an
+ * id given twice twice before deleting it, and add its entry to the source
+ * stream twice.  *out is one allocation (free() it): *out_n pointers, then
+ * the strings they point to. */
+static int unique_ids(stx_client *c, const char *const *ids, size_t n, const char ***out,
+                      size_t *out_n)
+{
+    *out = NULL;
+    *out_n = 0;
+    given_id *g = malloc(n * sizeof *g);
+    unsigned char *dup = calloc(n, 1);
+    char *block = malloc(n * (sizeof(char *) + STX_ID_MAX));
+    if (!g || !dup || !block) {
+        free(g);
+        free(dup);
+        free(block);
+        return stx_client_fail(c, STX_ENOMEM, "dlq redrive: out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!ids[i] || stx_id_parse(ids[i], strlen(ids[i]), &g[i].id) != 0) {
+            char shown[128] = "(null)";
+            if (ids[i]) stx_client_printable(ids[i], strlen(ids[i]), shown, sizeof shown);
+            free(g);
+            free(dup);
+            free(block);
+            return stx_client_fail(c, STX_EINVALID_CURSOR, "dlq redrive: '%s' is not an entry id",
+                                   shown);
+        }
+        g[i].at = i;
+    }
+    /* Sorted by (id, position): every repeat follows its first occurrence. */
+    qsort(g, n, sizeof *g, given_cmp);
+    for (size_t i = 1; i < n; i++)
+        if (stx_id_cmp(g[i - 1].id, g[i].id) == 0) dup[g[i].at] = 1;
+    const char **ptrs = (const char **)(void *)block;
+    char *text = block + n * sizeof(char *);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        stx_id id;
+        if (dup[i]) continue;
+        stx_id_parse(ids[i], strlen(ids[i]), &id); /* checked above */
+        stx_id_format(id, text + k * STX_ID_MAX);
+        ptrs[k] = text + k * STX_ID_MAX;
+        k++;
+    }
+    free(g);
+    free(dup);
+    *out = ptrs;
+    *out_n = k;
+    return STX_OK;
+}
+
 int stx_dlq_redrive(stx_client *c, const char *stream, const char *group,
                     const char *const *ids, size_t n, size_t *moved)
 {
@@ -65,19 +126,16 @@ int stx_dlq_redrive(stx_client *c, const char *stream, const char *group,
     if (!c || !stream || !group || (n && !ids)) return STX_EINVAL;
     int rc = stx_client_ready(c);
     if (rc != STX_OK) return rc;
+    const char **uniq = NULL;
+    if (n && (rc = unique_ids(c, ids, n, &uniq, &n)) != STX_OK) return rc;
     char *dlq = stx_key_alloc(stream, group, "dlq");
-    if (!dlq) return stx_client_fail(c, STX_EINVAL, "dlq redrive: bad stream or group name");
-    for (size_t i = 0; i < n; i++) {
-        stx_id id;
-        if (!ids[i] || stx_id_parse(ids[i], strlen(ids[i]), &id) != 0) {
-            free(dlq);
-            return stx_client_fail(c, STX_EINVALID_CURSOR, "dlq redrive: '%s' is not an entry id",
-                                   ids[i] ? ids[i] : "(null)");
-        }
+    if (!dlq) {
+        free(uniq);
+        return stx_client_fail(c, STX_EINVAL, "dlq redrive: bad stream or group name");
     }
     if (n) {
         for (size_t i = 0; i < n && rc == STX_OK; i += 500)
-            rc = redrive_chunk(c, stream, dlq, ids + i, n - i < 500 ? n - i : 500, &total);
+            rc = redrive_chunk(c, stream, dlq, uniq + i, n - i < 500 ? n - i : 500, &total);
     } else {
         /* All of them, a page at a time; entries that cannot move (no
          * original fields) stay, so the walk goes on after the page. */
@@ -105,6 +163,7 @@ int stx_dlq_redrive(stx_client *c, const char *stream, const char *group,
         }
     }
     free(dlq);
+    free(uniq);
     if (moved) *moved = total;
     return rc;
 }
