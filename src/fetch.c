@@ -185,6 +185,47 @@ static void adapt_read_count(stx_processor *p, const redisReply *entries)
     p->read_count = next < 1 ? 1 : next;
 }
 
+/* Whether the group has delivered entries after our offset to anyone
+ * (checked when idle, so a stream that goes quiet does not leave them
+ * waiting for the next entry); if so, read them from the offset. */
+static int delivered_past_offset(stx_processor *p)
+{
+    const char *argv[] = {"XINFO", "GROUPS", p->conf.stream};
+    redisReply *r;
+    if (stx_conn_command(&p->conn, &r, 3, argv, NULL) != STX_OK) return 0;
+    int past = 0;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *g = r->element[i];
+        const char *name = NULL, *last = NULL;
+        for (size_t j = 0; g->type == REDIS_REPLY_ARRAY && j + 1 < g->elements; j += 2) {
+            const char *k = stx_reply_str(g, j);
+            if (!k) continue;
+            if (strcmp(k, "name") == 0) name = stx_reply_str(g, j + 1);
+            else if (strcmp(k, "last-delivered-id") == 0) last = stx_reply_str(g, j + 1);
+        }
+        stx_id lastv;
+        if (name && last && strcmp(name, p->conf.group) == 0 &&
+            stx_id_parse(last, strlen(last), &lastv) == 0 && stx_id_cmp(lastv, p->offset) > 0) {
+            /* Only entries the stream still holds (deleted ones are gone). */
+            char from[STX_ID_MAX + 1] = "(";
+            strcat(from, p->offset_str);
+            const char *range[] = {"XRANGE", p->conf.stream, from, last, "COUNT", "1"};
+            redisReply *held;
+            if (stx_conn_command(&p->conn, &held, 6, range, NULL) == STX_OK) {
+                past = held->type == REDIS_REPLY_ARRAY && held->elements > 0;
+                freeReplyObject(held);
+            }
+        }
+    }
+    freeReplyObject(r);
+    if (past) {
+        stx_log(p, STX_LOG_INFO, "entries after offset %s were delivered but not committed; "
+                "reading them from the stream", p->offset_str);
+        stx_rewind(p);
+    }
+    return past;
+}
+
 int stx_read_batch(stx_processor *p, redisReply **owner, const redisReply **entries,
                    const redisReply **counts)
 {
@@ -244,7 +285,9 @@ int stx_read_batch(stx_processor *p, redisReply **owner, const redisReply **entr
         }
         if (!e) {
             freeReplyObject(r);
-            return STX_OK; /* nothing within block_ms */
+            /* Nothing new: but a paused processor may have read entries
+             * after our offset that nobody committed. */
+            return delivered_past_offset(p) ? STX_AGAIN : STX_OK;
         }
         adapt_read_count(p, e);
         if (p->conf.batch_delay_ms > 0 && e->elements < (size_t)p->conf.batch_size)

@@ -551,3 +551,132 @@ Test(exactly_once, large_entries_stay_within_max_batch_bytes)
     redisFree(c);
     test_redis_stop(&r);
 }
+
+/* ---- what the processor says (hole 12) ----------------------------------- */
+
+struct captured {
+    char lines[8192];
+};
+
+static void capture(stx_log_level level, const char *line, void *ud)
+{
+    struct captured *c = ud;
+    if (level < STX_LOG_WARN) return;
+    size_t used = strlen(c->lines);
+    snprintf(c->lines + used, sizeof c->lines - used, "%s\n", line);
+}
+
+static stx_processor *captured_new(const test_redis *r, const char *stream, struct counter *k,
+                                   struct captured *log, const char *snapshot)
+{
+    stx_processor *p = counter_new(r, stream, k, NULL);
+    stx_processor_free(p);
+    stx_config *conf = stx_config_new();
+    stx_config_set(conf, "url", r->url, NULL, 0);
+    stx_config_set(conf, "stream", stream, NULL, 0);
+    stx_config_set(conf, "group", "g", NULL, 0);
+    stx_config_set(conf, "block_ms", "20", NULL, 0);
+    if (snapshot) stx_config_set(conf, "snapshot_dir", snapshot, NULL, 0);
+    stx_config_set_handler(conf, count_handler, k);
+    stx_config_set_log(conf, capture, log);
+    cr_assert_eq(stx_processor_new(&p, conf), STX_OK);
+    stx_config_free(conf);
+    k->p = p;
+    return p;
+}
+
+Test(exactly_once, an_entry_deleted_while_pending_is_reported)
+{
+    test_redis r;
+    test_redis_start(&r, 0, NULL);
+    redisContext *c = test_redis_connect(&r);
+    freeReplyObject(test_cmd(c, "XGROUP CREATE dp g 0 MKSTREAM"));
+    produce(c, "dp", 3);
+    redisReply *read = test_cmd(c, "XREADGROUP GROUP g dead COUNT 3 STREAMS dp >");
+    char victim[64];
+    snprintf(victim, sizeof victim, "%s", read->element[0]->element[1]->element[1]->element[0]->str);
+    freeReplyObject(read);
+    freeReplyObject(test_cmd(c, "XDEL dp %s", victim));
+    struct counter k = {NULL, NULL, -1, 0};
+    struct captured log = {""};
+    stx_processor *p = captured_new(&r, "dp", &k, &log, NULL);
+    cr_assert_eq(drain(p), 2);
+    cr_assert(strstr(log.lines, victim) && strstr(log.lines, "deleted before it was handled"), "%s",
+              log.lines);
+    check_exact(c, "dp", 2);
+    stx_processor_free(p);
+    redisFree(c);
+    test_redis_stop(&r);
+}
+
+Test(exactly_once, lost_redis_data_is_reported_as_lost_not_as_a_takeover)
+{
+    test_redis r;
+    test_redis_start(&r, 0, NULL);
+    redisContext *c = test_redis_connect(&r);
+    produce(c, "ld", 3);
+    struct counter k = {NULL, NULL, -1, 0};
+    struct captured log = {""};
+    stx_processor *p = captured_new(&r, "ld", &k, &log, NULL);
+    cr_assert_eq(drain(p), 3);
+    redisFree(c);
+    test_redis_kill(&r);
+    test_redis_restart(&r);
+    c = test_redis_connect(&r);
+    int rc = stx_processor_poll(p);
+    for (int i = 0; i < 5 && rc < 0 && rc != STX_EFENCED; i++) rc = stx_processor_poll(p);
+    cr_assert_geq(rc, 0, "%d: %s", rc, stx_processor_errmsg(p));
+    cr_assert(strstr(log.lines, "Redis lost data"), "%s", log.lines);
+    cr_assert_null(strstr(log.lines, "taken over"), "%s", log.lines);
+    stx_processor_free(p);
+    redisFree(c);
+    test_redis_stop(&r);
+}
+
+/* ---- one snapshot directory, several groups and a zombie (hole 3) -------- */
+
+Test(exactly_once, a_snapshot_in_use_is_not_shared_and_groups_keep_their_own)
+{
+    test_redis r;
+    test_redis_start(&r, 0, NULL);
+    char snap[256];
+    test_tmpdir(snap, sizeof snap);
+    redisContext *c = test_redis_connect(&r);
+    produce(c, "sa", 4);
+    produce(c, "sb2", 6);
+    struct counter ka = {NULL, NULL, -1, 0}, kb = {NULL, NULL, -1, 0}, kz = {NULL, NULL, -1, 0};
+    struct captured la = {""}, lb = {""}, lz = {""};
+    stx_processor *a = captured_new(&r, "sa", &ka, &la, snap);
+    stx_processor *b = captured_new(&r, "sb2", &kb, &lb, snap);
+    cr_assert_eq(drain(a), 4);
+    cr_assert_eq(drain(b), 6);
+    /* A second processor of group (sa, g) while the first still holds the
+     * snapshot (a paused zombie on the same host): it runs from Redis. */
+    stx_processor *z = captured_new(&r, "sa", &kz, &lz, snap);
+    freeReplyObject(test_cmd(c, "XADD sa * k k0"));
+    cr_assert_eq(drain(z), 1);
+    cr_assert(strstr(lz.lines, "locked"), "%s", lz.lines);
+    freeReplyObject(test_cmd(c, "XADD sa * k k1"));
+    cr_assert_eq(stx_processor_poll(a), STX_EFENCED, "%s", stx_processor_errmsg(a));
+    stx_processor_free(a);
+    cr_assert_eq(drain(z), 1);
+    stx_processor_free(z);
+    stx_processor_free(b);
+    /* Restarts trust each group's own snapshot only where it is current. */
+    a = captured_new(&r, "sa", &ka, &la, snap);
+    b = captured_new(&r, "sb2", &kb, &lb, snap);
+    cr_assert_eq(drain(a), 0);
+    cr_assert_eq(drain(b), 0);
+    stx_stats sa, sb;
+    stx_processor_stats(a, &sa);
+    stx_processor_stats(b, &sb);
+    cr_assert_eq(sa.snapshot_loads, 0, "a snapshot older than Redis was trusted");
+    cr_assert_eq(sb.snapshot_loads, 1);
+    cr_assert_eq(redis_total(c, "sa"), 6);
+    cr_assert_eq(redis_total(c, "sb2"), 6);
+    stx_processor_free(a);
+    stx_processor_free(b);
+    redisFree(c);
+    test_rmrf(snap);
+    test_redis_stop(&r);
+}
