@@ -55,6 +55,7 @@
 #define QMAX 1024
 #define DRAIN_MS 2000
 #define MAX_ARGS 4
+#define GATE_MS 50              /* a gated connection goes on this long after the release */
 
 enum { OP_RULE, OP_COUNT, OP_STAT, OP_DELAY, OP_HOLD, OP_RELEASE, OP_CUT, OP_CUT_BYTES,
        OP_BLACKHOLE, OP_CLEAR, OP_QUIT };
@@ -114,6 +115,8 @@ static struct {
     int hold_rule, release_rule, held_conn; /* held_conn: id or -1 */
     long release_delay;
     int64_t release_at;         /* 0: no release scheduled */
+    int gate_conn;              /* id of the connection that triggered the release, or -1 */
+    int64_t gate_at;            /* 0: its gate opens at no set time yet */
     int cut_rule, cut_after;
     long cut_k, cut_seen;
     int cutb_dir;
@@ -191,8 +194,10 @@ static long resp_command(const char *b, size_t n, struct cmd *c)
 static int rule_match(const match_rule *r, const struct cmd *c)
 {
     if (c->argc == 0) return 0;
-    size_t nl = strlen(r->name);
-    if (nl && (nl != c->l[0] || strncasecmp(r->name, c->a[0], nl) != 0)) return 0;
+    const char *name = r->name + (r->name[0] == '!');
+    size_t nl = strlen(name);
+    int same = nl == c->l[0] && strncasecmp(name, c->a[0], nl) == 0;
+    if (nl && same == (r->name[0] == '!')) return 0;
     if (r->argi > 0 && (r->argi >= c->argc || c->l[r->argi] != r->arglen ||
                         memcmp(c->a[r->argi], r->arg, r->arglen) != 0))
         return 0;
@@ -223,6 +228,11 @@ static void conn_free(conn *k)
     if (P.held_conn == k->id) {
         P.held_conn = -1;
         P.release_at = 0;
+        if (P.gate_conn >= 0) P.gate_at = P.now;
+    }
+    if (P.gate_conn == k->id) {
+        P.gate_conn = -1;
+        P.gate_at = 0;
     }
     memset(k, 0, sizeof *k);
     P.stat[PROXY_OPEN]--;
@@ -266,7 +276,9 @@ static int on_command(conn *k, unit *u, const struct cmd *c)
             P.r[i].hits++;
             mask |= 1ul << i;
         }
-    if (P.hold_rule >= 0 && (mask >> P.hold_rule & 1) && P.held_conn < 0) {
+    if (P.gate_conn == k->id) {
+        u->held = 1;            /* after the trigger: wait until the held commands went */
+    } else if (P.hold_rule >= 0 && (mask >> P.hold_rule & 1) && P.held_conn < 0) {
         u->held = 1;
         P.held_conn = k->id;
         P.hold_rule = -1;
@@ -274,6 +286,7 @@ static int on_command(conn *k, unit *u, const struct cmd *c)
     } else if (P.held_conn >= 0 && P.held_conn != k->id && P.release_rule >= 0 &&
                (mask >> P.release_rule & 1) && !P.release_at) {
         P.release_at = P.now + P.release_delay;
+        P.gate_conn = k->id;
     }
     if (P.cut_rule >= 0 && (mask >> P.cut_rule & 1) && ++P.cut_seen == P.cut_k) {
         P.cut_rule = -1;
@@ -414,14 +427,30 @@ static void pump(conn *k)
     if (k->cfd < 0 && k->ufd < 0) conn_free(k);
 }
 
-static void release_all(void)
+static void unhold(int id)
 {
     for (int i = 0; i < MAX_CONN; i++)
-        for (size_t j = 0; P.c[i].used && j < P.c[i].up.qn; j++)
+        for (size_t j = 0; P.c[i].used && P.c[i].id == id && j < P.c[i].up.qn; j++)
             P.c[i].up.q[(P.c[i].up.qhead + j) % QMAX].held = 0;
-    if (P.held_conn >= 0) P.stat[PROXY_RELEASES]++;
+}
+
+/* Forward the held commands now, the gated connection's GATE_MS later. */
+static void release(void)
+{
+    if (P.held_conn >= 0) {
+        unhold(P.held_conn);
+        P.stat[PROXY_RELEASES]++;
+    }
     P.held_conn = -1;
     P.release_at = 0;
+    if (P.gate_conn >= 0) P.gate_at = P.now + GATE_MS;
+}
+
+static void open_gate(void)
+{
+    unhold(P.gate_conn);
+    P.gate_conn = -1;
+    P.gate_at = 0;
 }
 
 static void on_accept(void)
@@ -491,7 +520,7 @@ static int on_control(void)
         P.release_rule = q.b;
         P.release_delay = (long)q.x;
         break;
-    case OP_RELEASE: release_all(); break;
+    case OP_RELEASE: release(); break;
     case OP_CUT:
         P.cut_rule = q.a;
         P.cut_after = q.b;
@@ -508,7 +537,8 @@ static int on_control(void)
         P.hold_rule = P.cut_rule = -1;
         P.cutb_left = -1;
         P.blackhole = 0;
-        release_all();
+        release();
+        open_gate();
         break;
     default: v = -1;
     }
@@ -519,6 +549,7 @@ static int next_timeout(void)
 {
     int64_t t = P.now + 100;
     if (P.release_at && P.release_at < t) t = P.release_at;
+    if (P.gate_at && P.gate_at < t) t = P.gate_at;
     for (int i = 0; i < MAX_CONN; i++) {
         conn *k = &P.c[i];
         if (!k->used) continue;
@@ -573,7 +604,8 @@ static void proxy_main(void)
                 continue;
             on_readable(k, !up_side);
         }
-        if (P.release_at && P.now >= P.release_at) release_all();
+        if (P.release_at && P.now >= P.release_at) release();
+        if (P.gate_at && P.now >= P.gate_at) open_gate();
         for (int i = 0; i < MAX_CONN; i++)
             if (P.c[i].used) pump(&P.c[i]);
     }
@@ -619,7 +651,7 @@ void proxy_start(proxy *px, int upstream_port)
         P.ctl = sv[1];
         P.lfd = lfd;
         P.upstream_port = upstream_port;
-        P.hold_rule = P.release_rule = P.cut_rule = P.held_conn = -1;
+        P.hold_rule = P.release_rule = P.cut_rule = P.held_conn = P.gate_conn = -1;
         P.cutb_left = -1;
         P.c = calloc(MAX_CONN, sizeof *P.c);
         if (P.c) proxy_main();

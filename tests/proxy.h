@@ -39,8 +39,9 @@ void proxy_start(proxy *px, int upstream_port);
 /* Stop it (closes every connection; held data is dropped).  NULL-safe. */
 void proxy_stop(proxy *px);
 
-/* A new rule: commands named name (NULL or "": any command), and when
- * argi > 0 (1..3) whose argument argi equals arg.  Returns its id. */
+/* A new rule: commands named name (NULL or "": any command; "!NAME": any
+ * command but NAME), and when argi > 0 (1..3) whose argument argi equals
+ * arg.  Returns its id. */
 int proxy_rule(proxy *px, const char *name, int argi, const char *arg);
 /* Commands that matched the rule so far. */
 long long proxy_count(proxy *px, int rule);
@@ -55,8 +56,12 @@ void proxy_delay(proxy *px, int dirs, long lo_ms, long hi_ms, uint64_t seed);
 /* Hold the next command matching rule, and everything after it on that
  * connection, until proxy_release() or, when release_rule >= 0,
  * release_delay_ms after another connection sends a command matching
- * release_rule.  Held commands still reach Redis after their client closed
- * the connection (as bytes already sent would). */
+ * release_rule (the trigger).  The trigger goes through; the triggering
+ * connection's later commands wait until 50 ms after the release, so the
+ * held commands run between the trigger and whatever the other connection
+ * does next (e.g. between a reconnect's read of the meta hash and its next
+ * step).  Held commands still reach Redis after their client closed the
+ * connection (as bytes already sent would). */
 void proxy_hold(proxy *px, int rule, int release_rule, long release_delay_ms);
 void proxy_release(proxy *px);
 /* Cut the connection (close both sides) when the k-th command matching rule
