@@ -267,6 +267,8 @@ static unit *push_unit(flow *f, size_t len, int dir)
     return u;
 }
 
+static void open_gate(void);
+
 /* Rules for one parsed command.  Returns -1 when the connection was cut. */
 static int on_command(conn *k, unit *u, const struct cmd *c)
 {
@@ -285,6 +287,7 @@ static int on_command(conn *k, unit *u, const struct cmd *c)
         P.stat[PROXY_HOLDS]++;
     } else if (P.held_conn >= 0 && P.held_conn != k->id && P.release_rule >= 0 &&
                (mask >> P.release_rule & 1) && !P.release_at) {
+        if (P.gate_conn >= 0) open_gate(); /* an earlier trigger's gate: open it now */
         P.release_at = P.now + P.release_delay;
         P.gate_conn = k->id;
     }
@@ -391,7 +394,7 @@ static int forward(conn *k, flow *f, int fd, int dir)
                 f->blocked = 1;
                 return 0;
             }
-            cut(k);                 /* the peer is gone */
+            start_drain(k);         /* the peer is gone (not a cut of ours) */
             return -1;
         }
         f->blocked = 0;
@@ -419,6 +422,7 @@ static int forward(conn *k, flow *f, int fd, int dir)
 /* Move conn k on: forward, propagate closes, end drains. */
 static void pump(conn *k)
 {
+    if (k->up.parsed < k->up.end) parse_up(k); /* the queue had no room at the last read */
     if (k->ufd >= 0 && !k->draining && forward(k, &k->up, k->ufd, PROXY_UP) < 0) return;
     if (k->client_gone && !k->draining && k->up.qn == 0) start_drain(k);
     if (k->cfd >= 0 && forward(k, &k->down, k->cfd, PROXY_DOWN) < 0) return;

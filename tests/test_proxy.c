@@ -61,6 +61,23 @@ Test(proxy, passes_traffic_through)
     redisFree(c);
 }
 
+/* More pipelined commands than the proxy queues per connection, each held
+ * back by a random delay: all arrive, once each, in order. */
+Test(proxy, pipelined_burst_keeps_order_under_random_delays)
+{
+    redisContext *c = via_proxy(10000);
+    proxy_delay(&PX, PROXY_UP | PROXY_DOWN, 0, 3, 42);
+    int n = 20000;
+    for (int i = 0; i < n; i++) cr_assert_eq(redisAppendCommand(c, "INCR ctr"), REDIS_OK);
+    for (int i = 0; i < n; i++) {
+        redisReply *r;
+        cr_assert_eq(redisGetReply(c, (void **)&r), REDIS_OK, "reply %d: %s", i, c->errstr);
+        cr_assert_eq(r->integer, i + 1);
+        freeReplyObject(r);
+    }
+    redisFree(c);
+}
+
 Test(proxy, counts_commands_by_name_and_argument)
 {
     int sets = proxy_rule(&PX, "set", 0, NULL);
