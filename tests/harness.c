@@ -12,6 +12,7 @@
 
 #include "harness.h"
 #include "streamtx.h"
+#include "scripts.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -539,4 +540,15 @@ stx_client *test_client(const test_redis *r)
     stx_config_free(conf);
     cr_assert_eq(rc, STX_OK, "stx_client_new: %s", c ? stx_client_errmsg(c) : "");
     return c;
+}
+
+void test_script_sha(redisContext *c, int which, char out[41])
+{
+    stx_scripts s;
+    stx_scripts_init(&s);
+    cr_assert(which >= 0 && which < STX_SCRIPT_COUNT, "test_script_sha: no script %d", which);
+    redisReply *r = test_cmd(c, "SCRIPT LOAD %s", s.s[which].source);
+    cr_assert(r->type == REDIS_REPLY_STRING && r->len == 40, "SCRIPT LOAD: unexpected reply");
+    memcpy(out, r->str, 41);
+    freeReplyObject(r);
 }

@@ -37,6 +37,11 @@ redisReply *test_cmd(redisContext *c, const char *fmt, ...);
 /* Integer reply of a command (asserts type). */
 long long test_cmd_int(redisContext *c, const char *fmt, ...);
 
+/* SHA1 of one of the library's scripts (STX_SCRIPT_* from scripts.h), as
+ * Redis names it: the script is loaded with SCRIPT LOAD on c.  Lets a test
+ * recognise, e.g., the commit EVALSHA on the wire. */
+void test_script_sha(redisContext *c, int which, char out[41]);
+
 /* A new streamtx client connected to r (asserts); free with stx_client_free(). */
 struct stx_client *test_client(const test_redis *r);
 

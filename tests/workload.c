@@ -129,13 +129,14 @@ static int child_main(const workload *w, int exit_when_idle)
     struct child ch = {w, NULL};
     stx_config *c = stx_config_new();
     char num[24];
-    stx_config_set(c, "url", w->redis->url, NULL, 0);
+    stx_config_set(c, "url", w->url ? w->url : w->redis->url, NULL, 0);
     stx_config_set(c, "stream", w->stream, NULL, 0);
     stx_config_set(c, "group", w->group, NULL, 0);
     stx_config_set(c, "consumer", "worker", NULL, 0);
     stx_config_set(c, "block_ms", "100", NULL, 0);
     stx_config_set(c, "connect_timeout_ms", "500", NULL, 0);
-    stx_config_set(c, "command_timeout_ms", "2000", NULL, 0);
+    snprintf(num, sizeof num, "%ld", w->command_timeout_ms ? w->command_timeout_ms : 2000);
+    stx_config_set(c, "command_timeout_ms", num, NULL, 0);
     if (w->max_deliveries) {
         snprintf(num, sizeof num, "%ld", w->max_deliveries);
         stx_config_set(c, "max_deliveries", num, NULL, 0);

@@ -25,6 +25,8 @@ typedef struct workload {
     uint64_t seed;
     long max_deliveries;        /* 0: library default */
     int batch_size;             /* 0: library default */
+    const char *url;            /* where processors connect; NULL: redis->url */
+    long command_timeout_ms;    /* 0: 2000 */
 } workload;
 
 void wl_init(workload *w, const test_redis *r, const char *name);
