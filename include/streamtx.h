@@ -38,7 +38,7 @@ extern "C" {
 #endif
 
 #define STX_VERSION_MAJOR 0
-#define STX_VERSION_MINOR 1
+#define STX_VERSION_MINOR 2
 #define STX_VERSION_PATCH 0
 
 /** @defgroup errors Error codes
