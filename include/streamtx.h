@@ -145,8 +145,12 @@ int stx_msg_field(const stx_msg *msg, size_t i, const char **name, size_t *name_
  * absent (or msg or name NULL, or outside the handler call).  *len (if not
  * NULL) receives the value's length. */
 const char *stx_msg_get(const stx_msg *msg, const char *name, size_t *len);
-/** How many times the consumer group has delivered this entry (1 the first
- * time; higher after a crash or retry); 0 as stx_msg_id() gives NULL. */
+/** Which attempt at this entry the handler is making: 1 the first time;
+ * one more for each earlier handler failure and each process that died
+ * while it may have been handling the entry.  Commits Redis refused and
+ * stops before the handler ran do not count.  Kept in the group's
+ * "attempts" hash, so it survives restarts; max_deliveries bounds it.
+ * 0 as stx_msg_id() gives NULL. */
 uint64_t stx_msg_delivery_count(const stx_msg *msg);
 /** @} */
 
@@ -319,8 +323,11 @@ void stx_processor_free(stx_processor *p);
 
 /** Connect, take a new epoch for (stream, group) (which fences any older
  * processor), create the group if missing, load the state (from the LMDB
- * snapshot when it matches, else from Redis) and claim entries left pending
- * by other consumers of the group.  Called by run()/poll() when needed.
+ * snapshot when it is provably Redis' state, else from Redis) and clean the
+ * group's pending list; the entries after the stored offset are then read
+ * from the stream, in order.  Called by run()/poll() when needed, and again
+ * after a lost connection (which first retakes the epoch, fencing whatever
+ * the old connection still had in flight).
  * @return STX_OK or an error (see stx_processor_errmsg()); STX_EINVAL for
  * a NULL p, as poll() and run(). */
 int stx_processor_start(stx_processor *p);
@@ -341,8 +348,13 @@ int stx_processor_start(stx_processor *p);
  * @return the number of messages committed (0 if none came), or a negative
  * error: STX_EFENCED (this processor was replaced; it stops for good),
  * STX_EHANDLER, STX_ESTOPPED, STX_ECONN / STX_ETIMEOUT (the next poll
- * reconnects and finds out whether an unanswered commit landed),
- * STX_EWRONGTYPE, STX_ENOGROUP, ... */
+ * reconnects, retakes the epoch and only then finds out whether an
+ * unanswered commit landed), STX_EREDIS_REFUSED (Redis did not run the
+ * commit: OOM, a replica, a publish target that can take no more entries;
+ * nothing was written), STX_EWRONGTYPE, STX_ENOGROUP, ...  When Redis holds
+ * another commit sequence than the processor (restored from a backup,
+ * failed over) or lost the group's meta hash, poll() reloads or starts over
+ * by itself and logs it. */
 int stx_processor_poll(stx_processor *p);
 
 /** Call poll() until stx_processor_stop() or a fatal error.  Handler
