@@ -114,13 +114,9 @@ for _, e in ipairs(held) do
   if not in_batch[e[1]] then return {'GAP', e[1]} end
 end
 
--- Writes.  XACK first: when the group is gone it fails before anything
--- was written.
-local acked = redis.pcall('XACK', stream, group, unpack(ARGV, ids_at, ids_at + n_ids - 1))
-if type(acked) == 'table' and acked.err then
-  if string.sub(acked.err, 1, 7) == 'NOGROUP' then return {'NOGROUP', acked.err} end
-  return redis.error_reply(acked.err)
-end
+-- Writes.
+refused = ack_first(stream, group, unpack(ARGV, ids_at, ids_at + n_ids - 1))
+if refused then return refused end
 redis.call('HSET', meta, 'offset', last, 'writer', token)
 local new_seq = redis.call('HINCRBY', meta, 'seq', 1)
 
