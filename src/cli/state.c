@@ -125,8 +125,8 @@ static int collect(void *ud, const void *key, size_t key_len, const void *value,
         memcpy(it->key, key, key_len);
     it->key[key_len] = '\0';
     it->key_len = key_len;
-    it->json = v.p;
     it->json_len = v.len;
+    it->json = jb_take(&v);
     d->n++;
     return 0;
 }

@@ -625,7 +625,7 @@ void tbl_celln(table *t, const void *s, size_t n)
     jb_human_str(&b, s, n, 0);
     if (!b.p)
         jb_puts(&b, "");
-    tbl_push(t, b.p);
+    tbl_push(t, jb_take(&b));
 }
 
 void tbl_cell_escaped(table *t, const char *s)
@@ -633,7 +633,7 @@ void tbl_cell_escaped(table *t, const char *s)
     jbuf b;
     jb_init(&b);
     jb_puts(&b, s);
-    tbl_push(t, b.p);
+    tbl_push(t, jb_take(&b));
 }
 
 void tbl_cell(table *t, const char *s)
