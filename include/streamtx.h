@@ -670,6 +670,131 @@ typedef struct stx_stream_info {
  * stream or out.  Free with stx_stream_info_free(). */
 int stx_stream_info_get(stx_client *c, const char *stream, stx_stream_info **out);
 void stx_stream_info_free(stx_stream_info *info); /* NULL-safe */
+
+/** One consumer of a group with entries pending, as stx_pending_get() sees it. */
+typedef struct stx_pending_consumer {
+    char *name;               /**< binary-safe; a NUL follows the name_len bytes */
+    size_t name_len;
+    long long pending;        /**< entries delivered to it and not acknowledged */
+} stx_pending_consumer;
+
+/** One entry delivered to a group and not acknowledged yet. */
+typedef struct stx_pending_entry {
+    char id[48];
+    char *consumer;           /**< binary-safe; a NUL follows the consumer_len bytes */
+    size_t consumer_len;
+    long long idle_ms;        /**< milliseconds since it was last delivered */
+    long long deliveries;     /**< how many times it was delivered */
+} stx_pending_entry;
+
+/** The pending list of a group (XPENDING): a summary and the oldest entries. */
+typedef struct stx_pending {
+    long long count;          /**< all pending entries of the group */
+    char min_id[48], max_id[48]; /**< lowest and highest pending id, "" when none */
+    size_t nconsumers;        /**< consumers with pending entries */
+    stx_pending_consumer *consumers;
+    size_t nentries;          /**< at most the limit given, oldest first */
+    stx_pending_entry *entries;
+} stx_pending;
+
+/** Read the pending list of (stream, group): the summary and up to limit
+ * (0: 100) entries, oldest first.  *out is the caller's, freed with
+ * stx_pending_free(); it is set only on STX_OK.
+ * @return STX_OK; STX_ENOGROUP when the stream or the group does not exist;
+ * STX_EWRONGTYPE when stream is not a stream; STX_EREDIS for a reply of
+ * another shape; STX_EINVAL (c, stream, group or out NULL, or an empty
+ * stream or group name); STX_ENOMEM; connection errors. */
+int stx_pending_get(stx_client *c, const char *stream, const char *group, size_t limit,
+                    stx_pending **out);
+void stx_pending_free(stx_pending *p); /* NULL-safe */
+
+/** Outcome of one health check. */
+typedef enum stx_health_status {
+    STX_HEALTH_OK = 0,
+    STX_HEALTH_WARN = 1,      /**< streamtx works, with a risk the detail names */
+    STX_HEALTH_FAIL = 2       /**< streamtx cannot work against this server */
+} stx_health_status;
+
+/** One check of stx_health_get(). */
+typedef struct stx_health_check {
+    const char *name;         /**< static: "version", "role", "scripts", "appendonly",
+                                   "appendfsync" or "eviction" */
+    stx_health_status status;
+    char detail[512];         /**< what was seen, and the risk for WARN and FAIL */
+} stx_health_check;
+
+/** The checks of stx_health_get(), in the order listed above. */
+typedef struct stx_health {
+    int healthy;              /**< 1 when no check is STX_HEALTH_FAIL */
+    size_t nchecks;
+    stx_health_check *checks;
+} stx_health;
+
+/** Check that streamtx can work against the server of c, and how safely:
+ * - version: redis_version (INFO server) must be 7 or later (else FAIL);
+ * - role: a replica refuses writes (WARN);
+ * - scripts: every Lua script of the library loads (SCRIPT LOAD; else FAIL);
+ * - appendonly: off is a WARN (a restart loses the commits made since the
+ *   last RDB snapshot);
+ * - appendfsync: "no" with appendonly on is a WARN;
+ * - eviction: maxmemory with an evicting policy is a WARN (offsets and
+ *   state keys could be evicted).
+ * A check whose command fails (e.g. CONFIG disabled by an ACL) is WARN,
+ * or FAIL for version and scripts, with the reason as its detail; the call
+ * still succeeds.  *out is the caller's, freed with stx_health_free(); it is
+ * set only on STX_OK.
+ * @return STX_OK (look at healthy), STX_EINVAL (c or out NULL), STX_ENOMEM,
+ * or a connection error (STX_ECONN, STX_ETIMEOUT) when the server cannot be
+ * reached at all. */
+int stx_health_get(stx_client *c, stx_health **out);
+void stx_health_free(stx_health *h); /* NULL-safe */
+
+/** Type of a reply of stx_client_call() (Redis's RESP2 types). */
+typedef enum stx_reply_type {
+    STX_REPLY_STRING = 1,     /**< bulk string: binary-safe bytes */
+    STX_REPLY_ARRAY = 2,
+    STX_REPLY_INTEGER = 3,
+    STX_REPLY_NIL = 4,        /**< null bulk string or null array */
+    STX_REPLY_STATUS = 5,     /**< simple string, e.g. "OK" */
+    STX_REPLY_ERROR = 6       /**< error reply, e.g. "ERR unknown command ..." */
+} stx_reply_type;
+
+/** A reply of stx_client_call(): a read-only tree.  The reply returned is
+ * the caller's, freed with stx_reply_free(); the elements reached through
+ * stx_reply_at() belong to it and are valid until it is freed. */
+typedef struct stx_reply stx_reply;
+
+/** Run one Redis command on c and return Redis's answer as it is: argc
+ * arguments, argv[i] of lens[i] bytes (binary-safe; lens may be NULL when
+ * every argument is a NUL-terminated string).  An error reply from Redis is
+ * a reply of type STX_REPLY_ERROR, not a failure: the call returns STX_OK.
+ * Like every client call it reconnects first when the previous call lost
+ * the connection, and never sends a command twice.  Commands that change
+ * the connection's state (SELECT, AUTH, MULTI, SUBSCRIBE, CLIENT REPLY ...)
+ * are not refused, but the client does not track them: a reconnect undoes
+ * them, and a connection left in a subscribed or no-reply mode makes later
+ * calls fail or time out.  On failure *out is NULL and stx_client_errmsg()
+ * says why.
+ * @return STX_OK; STX_EINVAL (c, argv or out NULL, argc 0 or above
+ * INT_MAX, a NULL argument); STX_ECONN, STX_ETIMEOUT (the command may have
+ * run); STX_ENOMEM. */
+int stx_client_call(stx_client *c, size_t argc, const char *const *argv, const size_t *lens,
+                    stx_reply **out);
+/** Free a reply of stx_client_call() (never one of its elements).  NULL is a
+ * no-op. */
+void stx_reply_free(stx_reply *r);
+/** Type of r; STX_REPLY_NIL for a NULL r. */
+stx_reply_type stx_reply_type_of(const stx_reply *r);
+/** Bytes of a STRING, STATUS or ERROR reply, followed by a NUL that len
+ * (if not NULL) does not count; NULL (and *len 0) for other types or NULL r. */
+const char *stx_reply_string(const stx_reply *r, size_t *len);
+/** Value of an INTEGER reply; 0 for other types or NULL r. */
+long long stx_reply_integer(const stx_reply *r);
+/** Number of elements of an ARRAY reply; 0 for other types or NULL r. */
+size_t stx_reply_count(const stx_reply *r);
+/** Element i of an ARRAY reply, owned by r; NULL when i is out of range,
+ * r is not an array or r is NULL. */
+const stx_reply *stx_reply_at(const stx_reply *r, size_t i);
 /** @} */
 
 /** @defgroup router Router: handlers by event type
