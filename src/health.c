@@ -49,7 +49,7 @@ static int info_get(stx_client *c, const char *section, const char *field, char 
     redisReply *r;
     int rc = stx_client_command(c, "INFO", &r, 2, argv, NULL);
     if (rc != STX_OK) {
-        snprintf(out, cap, "%s", c->errmsg);
+        snprintf(out, cap, "%.*s", (int)(cap ? cap - 1 : 0), c->errmsg);
         return rc;
     }
     if (r->type != REDIS_REPLY_STRING || info_field(r->str, field, out, cap) != 0) {
@@ -67,7 +67,7 @@ static int config_get(stx_client *c, const char *name, char *out, size_t cap)
     redisReply *r;
     int rc = stx_client_command(c, "CONFIG GET", &r, 3, argv, NULL);
     if (rc != STX_OK) {
-        snprintf(out, cap, "%s", c->errmsg);
+        snprintf(out, cap, "%.*s", (int)(cap ? cap - 1 : 0), c->errmsg);
         return rc;
     }
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
