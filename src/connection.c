@@ -150,7 +150,8 @@ static int gate_feed(gate *g, const unsigned char *p, size_t n, char *why, size_
                         return GATE_PROTOCOL;
                     }
                     char what[64];
-                    snprintf(what, sizeof what, "a %s of %s%llu", g->type == '$' ? "bulk string" : "array",
+                    snprintf(what, sizeof what, "%s of %s%llu",
+                             g->type == '$' ? "a bulk string" : "an array",
                              g->neg ? "-" : "", g->num);
                     g->state = G_TYPE;
                     if (g->neg || g->num == 0) { /* nil or empty */
@@ -506,6 +507,15 @@ static int tls_setup(stx_conn *c, stx_session *s, const char *name)
     s->ssl_ctx = SSL_CTX_new(TLS_client_method());
     if (!s->ssl_ctx) return fail_close(c, STX_ENOMEM, "%s: cannot create a TLS context", s->where);
     SSL_CTX_set_min_proto_version(s->ssl_ctx, TLS1_2_VERSION);
+    /* OpenSSL's text for a missing file is "no such file; system lib". */
+    const struct {
+        const char *key, *path;
+    } files[] = {{"tls_ca_file", o->ca_file}, {"tls_ca_dir", o->ca_dir},
+                 {"tls_cert_file", o->cert_file}, {"tls_key_file", o->key_file}};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        if (files[i].path[0] && access(files[i].path, R_OK) != 0)
+            return fail_close(c, STX_ETLS, "TLS: cannot read %s '%.400s': %s", files[i].key,
+                              files[i].path, strerror(errno));
     if (o->verify) {
         SSL_CTX_set_verify(s->ssl_ctx, SSL_VERIFY_PEER, NULL);
         int ok = o->ca_file[0] || o->ca_dir[0]
@@ -605,12 +615,18 @@ static int tls_handshake(stx_conn *c, stx_session *s, const char *name, int64_t 
         long vr = SSL_get_verify_result(s->ssl);
         char why[512];
         ssl_errors(why, sizeof why);
-        if (vr != X509_V_OK)
+        if (vr != X509_V_OK) {
+            int unknown_ca = vr == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+                             vr == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN ||
+                             vr == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT ||
+                             vr == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT;
             return fail_close(c, STX_ETLS,
-                              "TLS certificate verification of %s failed: %s (checked name "
+                              "TLS certificate verification of %s failed: %s%s (checked name "
                               "'%.200s'; tls_ca_file '%.200s')",
-                              s->where, X509_verify_cert_error_string(vr), name,
-                              c->url.tls_opts.ca_file);
+                              s->where, X509_verify_cert_error_string(vr),
+                              unknown_ca ? ": unknown CA, not in tls_ca_file/tls_ca_dir" : "",
+                              name, c->url.tls_opts.ca_file);
+        }
         return fail_close(c, STX_ETLS, "TLS handshake with %s failed: %s%s", s->where, why,
                           tls_hint(why));
     }
@@ -688,14 +704,17 @@ static int io_failure(stx_conn *c, int io, const char *doing)
         return fail_close(c, STX_ETLS, "%s: TLS failure while %s: %s%s", s->where, doing, why,
                           tls_hint(why));
     }
+    /* Before the first reply, a hang-up has a likely cause worth naming. */
+    const char *hint = s->replies > 0 ? ""
+                       : s->ssl ? " (right after the TLS handshake: did the server refuse our "
+                                  "client certificate? set tls_cert_file and tls_key_file)"
+                                : " (before any reply: a TLS-only port? use rediss://)";
     if (io == IO_EOF)
         return fail_close(c, STX_ECONN, "%s: connection closed by the server while %s%s",
-                          s->where, doing,
-                          s->replies == 0 && !s->ssl
-                              ? " (before any reply: a TLS-only port? use rediss://)"
-                              : "");
-    return fail_close(c, STX_ECONN, "%s: connection lost while %s: %s", s->where, doing,
-                      strerror(errno));
+                          s->where, doing, hint);
+    int err = errno;
+    return fail_close(c, STX_ECONN, "%s: connection lost while %s: %s%s", s->where, doing,
+                      strerror(err), err == ECONNRESET || err == EPIPE ? hint : "");
 }
 
 static int flush_out(stx_conn *c)
@@ -704,6 +723,16 @@ static int flush_out(stx_conn *c)
     if (!s->out_len) return STX_OK;
     int io = io_write(s, s->out, s->out_len, s->timeout_ms);
     s->out_len = 0;
+    if (io == IO_ERR && s->ssl && (errno == ECONNRESET || errno == EPIPE)) {
+        /* A TLS server that refuses us says why in an alert before it
+         * hangs up (TLS 1.3 refuses a client certificate only after the
+         * handshake): read what arrived, to report the alert. */
+        int err = errno;
+        char buf[4096];
+        size_t got;
+        if (io_read(s, buf, sizeof buf, &got, 0) == IO_TLS) io = IO_TLS;
+        errno = err;
+    }
     return io == IO_OK ? STX_OK : io_failure(c, io, "sending");
 }
 
