@@ -70,6 +70,9 @@ extern "C" {
 #define STX_EINVALID_CURSOR -20 /**< a cursor that is not a stream id */
 #define STX_EWINDOW_EXPIRED -21 /**< entries after the cursor were trimmed away */
 #define STX_ESCHEMA -22        /**< stored state has another schema version */
+#define STX_ETLS -23           /**< TLS failed: settings (files), certificate check
+                                    (expired, unknown CA, host name mismatch) or a
+                                    handshake refused; fatal: retrying will not help */
 /** @} */
 
 /** What the caller should do after an error. */
@@ -93,6 +96,17 @@ const char *stx_version(void);
  * A configuration is a set of string keys and values, checked as they are
  * set.  Unknown keys and invalid values are refused with STX_EINVAL and a
  * message in errbuf.  The keys are listed in README.md ("Configuration").
+ *
+ * The address: url is redis://[[user]:password@]host[:port][/db],
+ * rediss://... (the same over TLS), or unix:///path/redis.sock[?db=N]
+ * (also redis+unix://).  TLS keys (set them after url, which sets tls from
+ * its scheme): tls (0/1), tls_verify (default 1: check the certificate chain
+ * and that it names tls_server_name), tls_ca_file and tls_ca_dir (trusted
+ * CAs; neither: the system's store), tls_cert_file and tls_key_file (a
+ * client certificate, both or neither), tls_server_name (SNI and the name
+ * checked; default: the host of the url; an IP address is checked against
+ * the certificate's IP entries).  A TLS failure is STX_ETLS with a message
+ * naming the check that failed.
  * @{ */
 typedef struct stx_config stx_config;
 
@@ -462,15 +476,17 @@ size_t stx_mp_write_i64(unsigned char out[9], int64_t v);
 /** @defgroup client Client: producing, reading and administration
  * A plain connection for everything besides processing.  Uses the address
  * keys of a configuration (url, host, port, db, user, password,
- * connect_timeout_ms, command_timeout_ms); other keys are ignored.
+ * connect_timeout_ms, command_timeout_ms, and the tls keys: tls, tls_verify,
+ * tls_ca_file, tls_ca_dir, tls_cert_file, tls_key_file, tls_server_name);
+ * other keys are ignored.
  * @{ */
 typedef struct stx_client stx_client;
 
 /** Connect.  As stx_processor_new(), *out is set even on failure (unless
  * out of memory) so stx_client_errmsg() can tell why; free it with
  * stx_client_free().  conf may be NULL for redis://127.0.0.1:6379.
- * @return STX_OK, STX_ECONN, STX_EAUTH, STX_ETIMEOUT, STX_ENOMEM,
- * STX_EINVAL (out NULL). */
+ * @return STX_OK, STX_ECONN, STX_ETLS, STX_EAUTH, STX_ETIMEOUT, STX_ENOMEM,
+ * STX_EINVAL (out NULL, or TLS asked for over a Unix socket). */
 int stx_client_new(stx_client **out, const stx_config *conf);
 /** Close and free.  NULL is a no-op. */
 void stx_client_free(stx_client *c);

@@ -9,7 +9,11 @@
 
 #include "keys.h"
 
-enum kind { K_STRING, K_INT, K_URL, K_HOST, K_PORT, K_DB, K_USER, K_PASSWORD, K_ENUM };
+enum kind {
+    K_STRING, K_INT, K_URL, K_HOST, K_PORT, K_DB, K_USER, K_PASSWORD, K_ENUM,
+    K_TLS_FLAG,         /* int field of url (tls, tls_opts.verify): 0 or 1 */
+    K_TLS_PATH          /* char[] field of url.tls_opts */
+};
 
 struct key_def {
     const char *name;
@@ -33,6 +37,14 @@ static const struct key_def keys[] = {
     {"db", K_DB, 0, 0, 1000000, NULL},
     {"user", K_USER, 0, 0, 0, NULL},
     {"password", K_PASSWORD, 0, 0, 0, NULL},
+    /* TLS: after url, which sets tls from its scheme (rediss:// is 1). */
+    {"tls", K_TLS_FLAG, offsetof(stx_url, tls), 0, 1, NULL},
+    {"tls_verify", K_TLS_FLAG, offsetof(stx_url, tls_opts.verify), 0, 1, NULL},
+    {"tls_ca_file", K_TLS_PATH, offsetof(stx_url, tls_opts.ca_file), 0, 0, NULL},
+    {"tls_ca_dir", K_TLS_PATH, offsetof(stx_url, tls_opts.ca_dir), 0, 0, NULL},
+    {"tls_cert_file", K_TLS_PATH, offsetof(stx_url, tls_opts.cert_file), 0, 0, NULL},
+    {"tls_key_file", K_TLS_PATH, offsetof(stx_url, tls_opts.key_file), 0, 0, NULL},
+    {"tls_server_name", K_TLS_PATH, offsetof(stx_url, tls_opts.server_name), 0, 0, NULL},
     {"stream", STR(stream)},
     {"group", STR(group)},
     {"consumer", STR(consumer)},
@@ -68,6 +80,7 @@ static void set_defaults(struct stx_config *c)
     memset(c, 0, sizeof *c);
     strcpy(c->url.host, "127.0.0.1");
     c->url.port = 6379;
+    c->url.tls_opts.verify = 1;
     c->snapshot_map_size_mb = 1024;
     c->connect_timeout_ms = 2000;
     c->command_timeout_ms = 5000;
@@ -185,6 +198,7 @@ int stx_config_set(stx_config *c, const char *key, const char *value, char *errb
             if (errbuf && errlen) snprintf(errbuf, errlen, "url: %s", err);
             return STX_EINVAL;
         }
+        u.tls_opts = c->url.tls_opts; /* the tls_* keys are not part of a URL */
         c->url = u;
         return STX_OK;
     }
@@ -192,13 +206,40 @@ int stx_config_set(stx_config *c, const char *key, const char *value, char *errb
         if (!*value || strlen(value) >= sizeof c->url.host)
             return fail(errbuf, errlen, "host must be 1 to 255 bytes", NULL, 0, 0);
         strcpy(c->url.host, value);
+        c->url.path[0] = '\0'; /* a host means TCP */
+        if (!c->url.port) c->url.port = 6379;
         return STX_OK;
+    case K_TLS_FLAG:
+        if (strcmp(value, "0") != 0 && strcmp(value, "1") != 0) {
+            if (errbuf && errlen)
+                snprintf(errbuf, errlen, "%s must be 0 or 1, not '%.100s'", d->name, value);
+            return STX_EINVAL;
+        }
+        *(int *)(void *)((char *)&c->url + d->offset) = value[0] == '1';
+        return STX_OK;
+    case K_TLS_PATH: {
+        /* The capacity of the field: every tls_opts path is 1024 bytes but
+         * server_name, which is 256. */
+        size_t cap = d->offset == offsetof(stx_url, tls_opts.server_name)
+                         ? sizeof c->url.tls_opts.server_name
+                         : sizeof c->url.tls_opts.ca_file;
+        if (strlen(value) >= cap) {
+            if (errbuf && errlen)
+                snprintf(errbuf, errlen, "%s must be shorter than %zu bytes", d->name, cap);
+            return STX_EINVAL;
+        }
+        strcpy((char *)&c->url + d->offset, value);
+        return STX_OK;
+    }
     case K_PORT:
     case K_DB:
         if (parse_long(value, d->min, d->max, &n) != 0)
             return fail(errbuf, errlen, "%s must be a number from %ld to %ld", d->name, d->min,
                         d->max);
-        if (d->kind == K_PORT) c->url.port = (int)n;
+        if (d->kind == K_PORT) {
+            c->url.port = (int)n;
+            c->url.path[0] = '\0'; /* a port means TCP */
+        }
         else c->url.db = (int)n;
         return STX_OK;
     case K_USER:
@@ -250,11 +291,22 @@ int stx_config_get(const stx_config *c, const char *key, char *buf, size_t bufle
     const struct key_def *d = c && key ? find_key(key) : NULL;
     if (!d || !buf || !buflen) return STX_EINVAL;
     switch (d->kind) {
-    case K_URL:
-        snprintf(buf, buflen, "redis://%s%s%s:%d/%d", c->url.user,
-                 c->url.user[0] || c->url.password[0] ? (c->url.password[0] ? ":***@" : "@") : "",
-                 c->url.host, c->url.port, c->url.db);
+    case K_URL: {
+        const char *auth = c->url.user[0] || c->url.password[0]
+                               ? (c->url.password[0] ? ":***@" : "@")
+                               : "";
+        if (c->url.path[0])
+            snprintf(buf, buflen, "unix://%s%s%s?db=%d", c->url.user, auth, c->url.path,
+                     c->url.db);
+        else
+            snprintf(buf, buflen, "%s://%s%s%s:%d/%d", c->url.tls ? "rediss" : "redis",
+                     c->url.user, auth, c->url.host, c->url.port, c->url.db);
         break;
+    }
+    case K_TLS_FLAG:
+        snprintf(buf, buflen, "%d", *(const int *)(const void *)((const char *)&c->url + d->offset));
+        break;
+    case K_TLS_PATH: snprintf(buf, buflen, "%s", (const char *)&c->url + d->offset); break;
     case K_HOST: snprintf(buf, buflen, "%s", c->url.host); break;
     case K_PORT: snprintf(buf, buflen, "%d", c->url.port); break;
     case K_DB: snprintf(buf, buflen, "%d", c->url.db); break;

@@ -1,5 +1,8 @@
-/* One hiredis connection with AUTH, SELECT, timeouts and error
- * classification into STX_* codes. */
+/* The session: one connection to one Redis node (TCP, TLS or a Unix
+ * socket) with AUTH, SELECT, CLIENT SETNAME, timeouts, pipelining, bounded
+ * replies and the classification of error replies into STX_* codes.
+ * Everything in the library that talks to Redis goes through it; see the
+ * opening comment of connection.c for how it is built. */
 #ifndef STX_CONNECTION_H
 #define STX_CONNECTION_H
 
@@ -8,26 +11,42 @@
 
 #include "url.h"
 
+/* The open stream (socket, TLS state, reply parser): connection.c. */
+typedef struct stx_session stx_session;
+
+/* Default bound of one reply (stx_conn.max_reply_bytes). */
+#define STX_CONN_MAX_REPLY_BYTES (1024UL * 1024 * 1024)
+
 typedef struct stx_conn {
-    redisContext *ctx;          /* NULL when not connected */
-    stx_url url;
-    long connect_timeout_ms;
-    long command_timeout_ms;
+    stx_session *ctx;           /* non-NULL exactly while connected */
+    stx_url url;                /* address, credentials, db, TLS settings */
+    long connect_timeout_ms;    /* TCP/Unix connect plus the TLS handshake */
+    long command_timeout_ms;    /* each wait for the socket while sending or reading */
+    /* Bound of the memory one reply may make the client allocate, as
+     * estimated from the reply's headers before the parser sees its bytes
+     * (connection.c: "Bounded replies").  A reply beyond it closes the
+     * connection with STX_EREDIS. */
+    size_t max_reply_bytes;
     const char *name;           /* CLIENT SETNAME after connecting, or NULL;
                                    sent as stx_conn_client_name() makes it */
     char err[1024];             /* message of the last failure */
 } stx_conn;
 
+/* Set up c (not connected).  url is copied. */
 void stx_conn_init(stx_conn *c, const stx_url *url, long connect_timeout_ms,
                    long command_timeout_ms);
-/* Connect (closing any previous connection), AUTH and SELECT. */
+/* Connect (closing any previous connection), TLS handshake, AUTH, CLIENT
+ * SETNAME and SELECT.  STX_OK; STX_ECONN (cannot connect, lost, timed out
+ * while connecting), STX_ETLS (TLS settings, certificate check or
+ * handshake refused), STX_EAUTH, STX_ETIMEOUT, STX_ENOMEM; c->err says why. */
 int stx_conn_open(stx_conn *c);
+/* Close the connection (no-op when closed); c can be opened again. */
 void stx_conn_close(stx_conn *c);
 
 /* Send a command and read its reply.  On STX_OK *reply is a reply that is not
- * an error; the caller frees it.  An error reply is turned into a code
- * (see stx_conn_reply_code()) with its text in c->err; a broken connection
- * closes c and gives STX_ECONN or STX_ETIMEOUT. */
+ * an error; the caller frees it with freeReplyObject().  An error reply is
+ * turned into a code (see stx_conn_reply_code()) with its text in c->err; a
+ * broken connection closes c and gives STX_ECONN or STX_ETIMEOUT. */
 int stx_conn_command(stx_conn *c, redisReply **reply, int argc, const char **argv,
                      const size_t *lens);
 
@@ -36,7 +55,8 @@ int stx_conn_command(stx_conn *c, redisReply **reply, int argc, const char **arg
 int stx_conn_command_raw(stx_conn *c, redisReply **reply, int argc, const char **argv,
                          const size_t *lens);
 
-/* Pipelining: append a command, then read the replies in order. */
+/* Pipelining: append a command (buffered, nothing is sent), then read the
+ * replies in order (the first read sends everything appended). */
 int stx_conn_append(stx_conn *c, int argc, const char **argv, const size_t *lens);
 int stx_conn_read(stx_conn *c, redisReply **reply);
 
@@ -52,7 +72,8 @@ int stx_conn_reply_code(const char *text);
  * name is only for operators' eyes, as the processor's own derivation). */
 char *stx_conn_client_name(const char *name);
 
-/* Use timeout_ms for the socket until the next call (blocking reads). */
+/* Use timeout_ms for each wait on the socket until the next call of this
+ * function or the next open (blocking reads such as XREAD BLOCK). */
 void stx_conn_set_timeout(stx_conn *c, long timeout_ms);
 
 #endif

@@ -29,6 +29,8 @@ const char *stx_strerror(int code)
     case STX_EINVALID_CURSOR: return "cursor is not a stream id";
     case STX_EWINDOW_EXPIRED: return "entries after the cursor were trimmed (retention window expired)";
     case STX_ESCHEMA: return "stored state has another schema version";
+    case STX_ETLS:
+        return "TLS failed (settings, certificate verification or handshake refused)";
     default: return "unknown error code";
     }
 }

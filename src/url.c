@@ -1,4 +1,4 @@
-/* redis:// URL parsing. */
+/* redis://, rediss://, unix:// and redis+unix:// URL parsing. */
 #include "url.h"
 
 #include <ctype.h>
@@ -50,36 +50,100 @@ static int parse_uint(const char *s, size_t n, long max, long *out)
     return 0;
 }
 
-int stx_url_parse(const char *url, stx_url *out, char *err, size_t errlen)
+/* [user[:password]@] at p (before limit): decoded into out; *p moves past
+ * the '@'.  0 or -1 (message in err). */
+static int parse_auth(const char **p, const char *limit, stx_url *out, char *err, size_t errlen)
 {
-    static const char scheme[] = "redis://";
-    memset(out, 0, sizeof *out);
-    out->port = 6379;
-    if (!url || strncmp(url, scheme, sizeof scheme - 1) != 0) {
-        snprintf(err, errlen, "URL must start with redis://");
+    const char *auth_end = NULL;
+    for (const char *q = *p; q < limit; q++)
+        if (*q == '@') auth_end = q; /* the last '@' ends the credentials */
+    if (!auth_end) return 0;
+    const char *colon = memchr(*p, ':', (size_t)(auth_end - *p));
+    const char *user_end = colon ? colon : auth_end;
+    if (decode_part(*p, (size_t)(user_end - *p), out->user, sizeof out->user) != 0 ||
+        (colon && decode_part(colon + 1, (size_t)(auth_end - colon - 1), out->password,
+                              sizeof out->password) != 0)) {
+        snprintf(err, errlen, "URL has a malformed or too long user or password");
+        return -1;
+    }
+    if (!colon) { /* redis://password@host is the common legacy form */
+        memcpy(out->password, out->user, sizeof out->user);
+        out->user[0] = '\0';
+    }
+    *p = auth_end + 1;
+    return 0;
+}
+
+/* unix://[auth@]/path[?db=N]: p is just after the scheme. */
+static int parse_unix(const char *p, stx_url *out, char *err, size_t errlen)
+{
+    const char *end = p + strlen(p);
+    const char *query = memchr(p, '?', (size_t)(end - p));
+    const char *path_end = query ? query : end;
+    const char *slash = memchr(p, '/', (size_t)(path_end - p));
+    if (parse_auth(&p, slash ? slash : path_end, out, err, errlen) != 0) return STX_EINVAL;
+    if (*p != '/') {
+        snprintf(err, errlen, "unix:// URL needs an absolute socket path, as in "
+                              "unix:///run/redis/redis.sock");
         return STX_EINVAL;
     }
-    const char *p = url + sizeof scheme - 1;
-    const char *end = p + strlen(p);
-    const char *slash = memchr(p, '/', (size_t)(end - p));
-    const char *auth_end = NULL;
-    for (const char *q = p; q < (slash ? slash : end); q++)
-        if (*q == '@') auth_end = q; /* the last '@' ends the credentials */
-    if (auth_end) {
-        const char *colon = memchr(p, ':', (size_t)(auth_end - p));
-        const char *user_end = colon ? colon : auth_end;
-        if (decode_part(p, (size_t)(user_end - p), out->user, sizeof out->user) != 0 ||
-            (colon && decode_part(colon + 1, (size_t)(auth_end - colon - 1), out->password,
-                                  sizeof out->password) != 0)) {
-            snprintf(err, errlen, "URL has a malformed or too long user or password");
+    size_t n = (size_t)(path_end - p);
+    if (n >= sizeof out->path) {
+        snprintf(err, errlen, "unix:// URL socket path is longer than %zu bytes",
+                 sizeof out->path - 1);
+        return STX_EINVAL;
+    }
+    if (decode_part(p, n, out->path, sizeof out->path) != 0) {
+        snprintf(err, errlen, "unix:// URL has a malformed socket path");
+        return STX_EINVAL;
+    }
+    /* Query: db=N, separated by '&'. */
+    for (const char *q = query ? query + 1 : end; q < end;) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *item_end = amp ? amp : end;
+        long v;
+        if ((size_t)(item_end - q) > 3 && strncmp(q, "db=", 3) == 0) {
+            if (parse_uint(q + 3, (size_t)(item_end - q - 3), 1000000, &v) != 0) {
+                snprintf(err, errlen, "unix:// URL db must be a number");
+                return STX_EINVAL;
+            }
+            out->db = (int)v;
+        } else if (item_end > q) {
+            snprintf(err, errlen, "unix:// URL has an unknown parameter '%.*s' (only db=N)",
+                     (int)(item_end - q > 64 ? 64 : item_end - q), q);
             return STX_EINVAL;
         }
-        if (!colon) { /* redis://password@host is the common legacy form */
-            memcpy(out->password, out->user, sizeof out->user);
-            out->user[0] = '\0';
-        }
-        p = auth_end + 1;
+        q = item_end + (amp ? 1 : 0);
     }
+    snprintf(out->host, sizeof out->host, "localhost");
+    out->port = 0;
+    return STX_OK;
+}
+
+int stx_url_parse(const char *url, stx_url *out, char *err, size_t errlen)
+{
+    static const struct {
+        const char *scheme;
+        int tls, unix_socket;
+    } schemes[] = {
+        {"redis://", 0, 0}, {"rediss://", 1, 0}, {"unix://", 0, 1}, {"redis+unix://", 0, 1},
+    };
+    memset(out, 0, sizeof *out);
+    out->port = 6379;
+    out->tls_opts.verify = 1;
+    size_t which = sizeof schemes / sizeof schemes[0];
+    for (size_t i = 0; url && i < sizeof schemes / sizeof schemes[0]; i++)
+        if (strncmp(url, schemes[i].scheme, strlen(schemes[i].scheme)) == 0) which = i;
+    if (which == sizeof schemes / sizeof schemes[0]) {
+        snprintf(err, errlen, "URL must start with redis://, rediss://, unix:// or redis+unix://");
+        return STX_EINVAL;
+    }
+    const char *p = url + strlen(schemes[which].scheme);
+    out->tls = schemes[which].tls;
+    if (schemes[which].unix_socket) return parse_unix(p, out, err, errlen);
+    const char *end = p + strlen(p);
+    const char *slash = memchr(p, '/', (size_t)(end - p));
+    if (parse_auth(&p, slash ? slash : end, out, err, errlen) != 0) return STX_EINVAL;
     const char *host_end = slash ? slash : end;
     const char *host = p, *port = NULL;
     size_t host_len;
@@ -132,4 +196,11 @@ int stx_url_parse(const char *url, stx_url *out, char *err, size_t errlen)
         out->db = (int)v;
     }
     return STX_OK;
+}
+
+void stx_url_where(const stx_url *u, char *buf, size_t cap)
+{
+    if (u->path[0]) snprintf(buf, cap, "unix:%s", u->path);
+    else if (strchr(u->host, ':')) snprintf(buf, cap, "[%s]:%d", u->host, u->port);
+    else snprintf(buf, cap, "%s:%d", u->host, u->port);
 }

@@ -439,6 +439,64 @@ void test_redis_start(test_redis *r, int appendonly, const char *const *extra)
     fail_with_log(r, "port already in use on every one of 20 tries");
 }
 
+void test_tls_make(const char *dir)
+{
+    /* EC keys: fast to make.  -days -1 gives a certificate that expired a
+     * day before it was issued (OpenSSL 3.0's x509 has no -not_before). */
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "set -e; cd '%s'; exec >openssl.log 2>&1\n"
+             "key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out $1; }\n"
+             "key ca.key; key wrongca.key; key server.key; key client.key\n"
+             "openssl req -x509 -key ca.key -out ca.crt -days 30 -subj /CN=stx-test-ca\n"
+             "openssl req -x509 -key wrongca.key -out wrongca.crt -days 30 -subj /CN=stx-wrong-ca\n"
+             "openssl req -new -key server.key -out server.csr -subj /CN=localhost\n"
+             "openssl req -new -key client.key -out client.csr -subj /CN=stx-client\n"
+             "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' >san.cnf\n"
+             "printf 'subjectAltName=DNS:other.example\\n' >other.cnf\n"
+             "printf 'extendedKeyUsage=clientAuth\\n' >client.cnf\n"
+             "sign() { openssl x509 -req -in $1 -CA ca.crt -CAkey ca.key -CAcreateserial "
+             "-out $2 -days $3 -extfile $4; }\n"
+             "sign server.csr server.crt 30 san.cnf\n"
+             "sign server.csr expired.crt -1 san.cnf\n"
+             "sign server.csr other.crt 30 other.cnf\n"
+             "sign client.csr client.crt 30 client.cnf\n",
+             dir);
+    int rc = system(cmd);
+    char log[LOG_TAIL_BYTES + 1], path[300];
+    snprintf(path, sizeof path, "%s/openssl.log", dir);
+    file_tail(path, log, sizeof log);
+    cr_assert_eq(rc, 0, "making test certificates in %s failed:\n%s", dir, log);
+}
+
+void test_redis_start_tls(test_redis *r, const char *dir, const char *cert,
+                          const char *auth_clients, const char *const *extra)
+{
+    static char args[MAX_EXTRA_ARGS][320];
+    const char *argv[MAX_EXTRA_ARGS + 1];
+    int n = 0, tls_port = free_port();
+    snprintf(args[n++], sizeof args[0], "--tls-port");
+    snprintf(args[n++], sizeof args[0], "%d", tls_port);
+    snprintf(args[n++], sizeof args[0], "--tls-cert-file");
+    snprintf(args[n++], sizeof args[0], "%s/%s.crt", dir, cert);
+    snprintf(args[n++], sizeof args[0], "--tls-key-file");
+    snprintf(args[n++], sizeof args[0], "%s/server.key", dir);
+    snprintf(args[n++], sizeof args[0], "--tls-ca-cert-file");
+    snprintf(args[n++], sizeof args[0], "%s/ca.crt", dir);
+    snprintf(args[n++], sizeof args[0], "--tls-auth-clients");
+    snprintf(args[n++], sizeof args[0], "%s", auth_clients);
+    for (int i = 0; i < n; i++)
+        argv[i] = args[i];
+    for (int i = 0; extra != NULL && extra[i] != NULL; i++) {
+        cr_assert(n < MAX_EXTRA_ARGS, "test_redis_start_tls: too many extra arguments");
+        argv[n++] = extra[i];
+    }
+    argv[n] = NULL;
+    test_redis_start(r, 0, argv);
+    r->tls_port = tls_port;
+    snprintf(r->tls_url, sizeof r->tls_url, "rediss://127.0.0.1:%d", tls_port);
+}
+
 void test_redis_kill(test_redis *r)
 {
     if (r == NULL || r->pid <= 0)

@@ -14,6 +14,8 @@ typedef struct test_redis {
     char dir[256];      /* temporary working directory (removed by stop) */
     char url[128];      /* "redis://127.0.0.1:PORT" */
     int appendonly;     /* started with --appendonly yes --appendfsync always */
+    int tls_port;       /* test_redis_start_tls(): the TLS port; 0 otherwise */
+    char tls_url[128];  /* "rediss://127.0.0.1:TLS_PORT" */
 } test_redis;
 
 /* Start redis-server on a free port in a new temporary directory; waits
@@ -21,6 +23,21 @@ typedef struct test_redis {
  * extra: NULL-terminated list of further redis-server arguments, or NULL.
  * Aborts the test (cr_assert) on failure. */
 void test_redis_start(test_redis *r, int appendonly, const char *const *extra);
+/* Make test certificates in dir with the openssl tool (asserts):
+ *   ca.crt/ca.key        the test CA
+ *   server.crt/.key      signed by it, subjectAltName DNS:localhost, IP:127.0.0.1
+ *   client.crt/.key      a client certificate signed by it
+ *   expired.crt          the server key's certificate, expired yesterday
+ *   other.crt            the server key's certificate for DNS:other.example only
+ *   wrongca.crt          another CA, which signed none of these */
+void test_tls_make(const char *dir);
+/* Start redis-server as test_redis_start() does (the plain port stays, for
+ * readiness checks and hiredis helpers) and also listening with TLS on
+ * r->tls_port with dir/CERT.crt and dir/server.key, trusting dir/ca.crt for
+ * client certificates; auth_clients is "no", "optional" or "yes"
+ * (--tls-auth-clients).  r->tls_url is set. */
+void test_redis_start_tls(test_redis *r, const char *dir, const char *cert,
+                          const char *auth_clients, const char *const *extra);
 /* SIGKILL the server (keeps its directory, so restart() reloads the AOF). */
 void test_redis_kill(test_redis *r);
 /* Start the server again on the same port and directory; waits for PING

@@ -27,6 +27,7 @@ typedef struct workload {
     int batch_size;             /* 0: library default */
     const char *url;            /* where processors connect; NULL: redis->url */
     long command_timeout_ms;    /* 0: 2000 */
+    const char *const *conf;    /* more configuration: key, value, ..., NULL; or NULL */
 } workload;
 
 void wl_init(workload *w, const test_redis *r, const char *name);
