@@ -1501,3 +1501,52 @@ Test(cli, tail_waits_while_redis_loads)
     redisFree(c);
     test_redis_stop(&L);
 }
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+/* stx over TLS (rediss://, with the CA given by option or environment) and
+ * over a Unix socket; a wrong CA is a clear error. */
+Test(cli, info_and_tail_over_tls_and_a_unix_socket)
+{
+    char dir[256], sock[300], ca[300], wrong[300], url_unix[400];
+    test_tmpdir(dir, sizeof dir);
+    test_tls_make(dir);
+    snprintf(sock, sizeof sock, "%s/redis.sock", dir);
+    snprintf(ca, sizeof ca, "%s/ca.crt", dir);
+    snprintf(wrong, sizeof wrong, "%s/wrongca.crt", dir);
+    snprintf(url_unix, sizeof url_unix, "unix://%s", sock);
+    const char *extra[] = {"--unixsocket", sock, "--unixsocketperm", "700", NULL};
+    test_redis t;
+    test_redis_start_tls(&t, dir, "server", "no", extra);
+    redisContext *c = test_redis_connect(&t);
+    for (int i = 0; i < 3; i++) freeReplyObject(test_cmd(c, "XADD secure * n %d", i));
+    run r;
+    stx(&r, "info", "secure", "--url", t.tls_url, "--tls-ca-file", ca, NULL);
+    expect_ok(&r);
+    cr_assert(strstr(r.out, "secure"), "%s", r.out);
+    stx(&r, "tail", "secure", "--from", "0", "--count", "3", "--url", t.tls_url, "--tls-ca-file",
+        ca, NULL);
+    expect_ok(&r);
+    cr_assert_eq(count_lines(r.out), 3, "%s", r.out);
+    setenv("STX_TLS_CA_FILE", ca, 1);
+    stx(&r, "tail", "secure", "--from", "0", "--count", "2", "--url", t.tls_url, NULL);
+    unsetenv("STX_TLS_CA_FILE");
+    expect_ok(&r);
+    cr_assert_eq(count_lines(r.out), 2, "%s", r.out);
+    stx(&r, "info", "secure", "--url", url_unix, NULL);
+    expect_ok(&r);
+    stx(&r, "tail", "secure", "--from", "0", "--count", "3", "--url", url_unix, NULL);
+    expect_ok(&r);
+    cr_assert_eq(count_lines(r.out), 3, "%s", r.out);
+    stx(&r, "info", "secure", "--url", t.tls_url, "--tls-ca-file", wrong, NULL);
+    cr_assert_neq(r.code, 0);
+    cr_assert(strstr(r.err, "unknown CA") || strstr(r.err, "certificate"), "%s", r.err);
+    redisFree(c);
+    test_redis_stop(&t);
+    test_rmrf(dir);
+}
