@@ -97,15 +97,6 @@ void stx_set_offset(stx_processor *p, stx_id id)
 
 /* ---- creation ---------------------------------------------------------- */
 
-/* CLIENT SETNAME takes no spaces or newlines: anything outside '!'..'~'
- * becomes '_' (the name is only for operators' eyes). */
-static void client_name(char *out, size_t cap, const char *prefix, const char *name)
-{
-    snprintf(out, cap, "%s%s", prefix, name);
-    for (char *c = out; *c; c++)
-        if ((unsigned char)*c < 0x21 || (unsigned char)*c > 0x7e) *c = '_';
-}
-
 int stx_processor_new(stx_processor **out, const stx_config *conf)
 {
     if (!out) return STX_EINVAL;
@@ -150,8 +141,9 @@ int stx_processor_new(stx_processor **out, const stx_config *conf)
     p->key_attempts = stx_key_alloc(p->conf.stream, p->conf.group, "attempts");
     if (!p->consumer || !p->key_meta || !p->key_state || !p->key_dlq || !p->key_attempts)
         return stx_fail(p, STX_ENOMEM, "out of memory");
-    if (p->conf.client_name) client_name(p->conn_name, sizeof p->conn_name, "", p->conf.client_name);
-    else client_name(p->conn_name, sizeof p->conn_name, "stx:", p->consumer);
+    /* (The connection makes the name one CLIENT SETNAME accepts.) */
+    if (p->conf.client_name) snprintf(p->conn_name, sizeof p->conn_name, "%s", p->conf.client_name);
+    else snprintf(p->conn_name, sizeof p->conn_name, "stx:%s", p->consumer);
     p->rng = (uint64_t)(uintptr_t)p ^ 0x9e3779b97f4a7c15ull ^ stx_monotonic_us();
     p->read_count = p->conf.batch_size < 16 ? p->conf.batch_size : 16;
     stx_conn_init(&p->conn, &p->conf.url, p->conf.connect_timeout_ms, p->conf.command_timeout_ms);
