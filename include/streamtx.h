@@ -43,7 +43,7 @@ extern "C" {
 
 /** @defgroup errors Error codes
  * Codes are negative; 0 is success.  Each code belongs to one class that
- * tells the caller what to do next (see stx_error_class()).
+ * tells the caller what to do next (see stx_error_class_of()).
  * @{ */
 #define STX_OK 0
 #define STX_EINVAL -1          /**< invalid argument or configuration */
@@ -267,13 +267,36 @@ int stx_txn_fail(stx_txn *txn, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/** The same for a transient failure: sets the message and returns
+ * STX_HANDLER_RETRY, so a handler can write
+ * `return stx_txn_retry(txn, "pricing service: %s", why);`: nothing is
+ * written, and the entry is handed to the handler again after the retry
+ * delay (stx_txn_retry_after() chooses it), then dead-lettered with reason
+ * retries_exhausted after max_deliveries deliveries.  STX_EINVAL for a NULL
+ * txn or fmt, STX_ESTATE outside the handler call (no message is set, and
+ * returned by a handler these fail the entry). */
+int stx_txn_retry(stx_txn *txn, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 /** @} */
 
 /** @defgroup processor Processor
  * @{ */
 typedef struct stx_processor stx_processor;
 
-/** Handler verdicts.  Any other non-zero value counts as STX_HANDLER_FAIL. */
+/** Handler verdicts.  A handler may also return a library code as it got
+ * it (`if (rc != STX_OK) return rc;`), since verdicts and STX_E* codes
+ * share one int; the processor maps what the handler returns:
+ *
+ * | returned                                          | means             |
+ * |---------------------------------------------------|-------------------|
+ * | STX_HANDLER_OK (= STX_OK)                         | commit            |
+ * | STX_HANDLER_RETRY, stx_txn_retry()                | retry             |
+ * | STX_ENOMEM, and every code whose stx_error_class_of() is STX_CLASS_RETRIABLE (STX_ECONN, STX_ETIMEOUT, STX_EREDIS_REFUSED) | retry |
+ * | STX_HANDLER_FAIL, stx_txn_fail() (STX_EHANDLER), any other value | fail: dead-letter at once |
+ */
 #define STX_HANDLER_OK 0
 #define STX_HANDLER_RETRY 1 /**< transient failure: nothing is written; the entry is
                                  handed to the handler again after the retry delay, and

@@ -320,6 +320,8 @@ int stx_config_get(const stx_config *c, const char *key, char *buf, size_t bufle
         break;
     case K_STRING: {
         const char *s = *(char *const *)(const void *)((const char *)c + d->offset);
+        /* An unset group_start_id starts a group at 0 (recover.c): show that. */
+        if (!s && d->offset == offsetof(struct stx_config, group_start_id)) s = "0";
         snprintf(buf, buflen, "%s", s ? s : "");
         break;
     }

@@ -86,8 +86,12 @@ static int handle_one(stx_processor *p, struct stx_msg *m, size_t k, struct verd
     }
     p->stats.handler_failures++;
     v->retry_ms = p->txn.retry_ms;
-    v->dead = verdict != STX_HANDLER_RETRY || m->delivery_count >= (uint64_t)p->conf.max_deliveries;
-    v->reason = verdict != STX_HANDLER_RETRY ? "handler_failed" : "retries_exhausted";
+    /* A handler passing on a library code (`if (rc != STX_OK) return rc;`)
+     * shares the verdict's int: a retriable code, and STX_ENOMEM, mean retry. */
+    int retry = verdict == STX_HANDLER_RETRY || verdict == STX_ENOMEM ||
+                (verdict < 0 && stx_error_class_of(verdict) == STX_CLASS_RETRIABLE);
+    v->dead = !retry || m->delivery_count >= (uint64_t)p->conf.max_deliveries;
+    v->reason = !retry ? "handler_failed" : "retries_exhausted";
     if (p->txn.failmsg[0]) snprintf(v->error, sizeof v->error, "%s", p->txn.failmsg);
     else snprintf(v->error, sizeof v->error, "handler returned %d", verdict);
     return 0;

@@ -336,3 +336,14 @@ int stx_txn_fail(stx_txn *t, const char *fmt, ...)
     va_end(ap);
     return STX_EHANDLER;
 }
+
+int stx_txn_retry(stx_txn *t, const char *fmt, ...)
+{
+    TXN_CHECK(t);
+    if (!fmt) return STX_EINVAL;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->failmsg, sizeof t->failmsg, fmt, ap);
+    va_end(ap);
+    return STX_HANDLER_RETRY;
+}

@@ -620,3 +620,142 @@ Test(reliability, refused_commit_is_retried_without_new_traffic)
     stx_processor_free(p);
     redisFree(c);
 }
+
+/* ---- what a handler returns: verdicts and library codes share one int ---- */
+
+struct passing_on {
+    int code;   /* returned on the first call, then the entry is counted */
+    int calls;
+};
+
+static int pass_on(const stx_msg *msg, stx_txn *txn, void *ud)
+{
+    (void)msg;
+    struct passing_on *s = ud;
+    if (s->calls++ == 0) return s->code;
+    return stx_txn_incr(txn, "n", 1, 1, NULL);
+}
+
+static stx_processor *make_passing_on(const char *stream, struct passing_on *s)
+{
+    stx_config *c = stx_config_new();
+    cr_assert_eq(stx_config_set(c, "url", R.url, NULL, 0), STX_OK);
+    stx_config_set(c, "stream", stream, NULL, 0);
+    stx_config_set(c, "group", "g", NULL, 0);
+    stx_config_set(c, "block_ms", "50", NULL, 0);
+    stx_config_set(c, "log_level", "error", NULL, 0);
+    stx_config_set(c, "retry_base_ms", "0", NULL, 0);
+    stx_config_set_handler(c, pass_on, s);
+    stx_processor *p;
+    cr_assert_eq(stx_processor_new(&p, c), STX_OK);
+    stx_config_free(c);
+    return p;
+}
+
+Test(reliability, a_retriable_code_returned_by_a_handler_means_retry)
+{
+    redisContext *c = test_redis_connect(&R);
+    const int codes[] = {STX_ENOMEM, STX_ECONN, STX_ETIMEOUT, STX_EREDIS_REFUSED, STX_HANDLER_RETRY};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        char stream[32];
+        snprintf(stream, sizeof stream, "rc%zu", i);
+        freeReplyObject(test_cmd(c, "XADD %s * k v", stream));
+        struct passing_on s = {codes[i], 0};
+        stx_processor *p = make_passing_on(stream, &s);
+        cr_assert_eq(stx_processor_poll(p), STX_EHANDLER, "code %d", codes[i]);
+        cr_assert(strstr(stx_processor_errmsg(p), "retry in"), "code %d: %s", codes[i],
+                  stx_processor_errmsg(p));
+        cr_assert_eq(stx_processor_poll(p), 1, "code %d: %s", codes[i], stx_processor_errmsg(p));
+        cr_assert_eq(s.calls, 2);
+        cr_assert_eq(counter(c, stream), 1);
+        redisReply *d = dead_letters(c, stream);
+        cr_assert_eq(d->elements, 0, "code %d was dead-lettered", codes[i]);
+        freeReplyObject(d);
+        stx_stats st;
+        stx_processor_stats(p, &st);
+        cr_assert_eq(st.retries, 1);
+        cr_assert_eq(st.dead_lettered, 0);
+        stx_processor_free(p);
+    }
+    redisFree(c);
+}
+
+Test(reliability, any_other_code_returned_by_a_handler_dead_letters_at_once)
+{
+    redisContext *c = test_redis_connect(&R);
+    const int codes[] = {STX_EINVAL, STX_ETYPE, STX_ELIMIT, STX_EHANDLER, STX_HANDLER_FAIL, 7};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        char stream[32];
+        snprintf(stream, sizeof stream, "rf%zu", i);
+        freeReplyObject(test_cmd(c, "XADD %s * k v", stream));
+        struct passing_on s = {codes[i], 0};
+        stx_processor *p = make_passing_on(stream, &s);
+        cr_assert_eq(stx_processor_poll(p), STX_EHANDLER, "code %d", codes[i]);
+        cr_assert_eq(s.calls, 1);
+        redisReply *d = dead_letters(c, stream);
+        cr_assert_eq(d->elements, 1, "code %d", codes[i]);
+        cr_assert_str_eq(field(d->element[0], "stx.reason"), "handler_failed");
+        char want[64];
+        snprintf(want, sizeof want, "handler returned %d", codes[i]);
+        cr_assert_str_eq(field(d->element[0], "stx.error"), want);
+        freeReplyObject(d);
+        stx_processor_free(p);
+    }
+    redisFree(c);
+}
+
+static int retry_with_message(const stx_msg *msg, stx_txn *txn, void *ud)
+{
+    int *calls = ud;
+    ++*calls;
+    return stx_txn_retry(txn, "pricing service busy for %s", stx_msg_id(msg));
+}
+
+Test(reliability, txn_retry_sets_the_message_and_retries_until_max_deliveries)
+{
+    redisContext *c = test_redis_connect(&R);
+    redisReply *x = test_cmd(c, "XADD ry * k v");
+    char id[64], want[128];
+    snprintf(id, sizeof id, "%s", x->str);
+    freeReplyObject(x);
+    snprintf(want, sizeof want, "pricing service busy for %s", id);
+    stx_config *conf = stx_config_new();
+    cr_assert_eq(stx_config_set(conf, "url", R.url, NULL, 0), STX_OK);
+    stx_config_set(conf, "stream", "ry", NULL, 0);
+    stx_config_set(conf, "group", "g", NULL, 0);
+    stx_config_set(conf, "log_level", "error", NULL, 0);
+    stx_config_set(conf, "retry_base_ms", "0", NULL, 0);
+    stx_config_set(conf, "max_deliveries", "2", NULL, 0);
+    int calls = 0;
+    stx_config_set_handler(conf, retry_with_message, &calls);
+    stx_processor *p;
+    cr_assert_eq(stx_processor_new(&p, conf), STX_OK);
+    stx_config_free(conf);
+    cr_assert_eq(stx_processor_poll(p), STX_EHANDLER);
+    cr_assert(strstr(stx_processor_errmsg(p), want), "%s", stx_processor_errmsg(p));
+    cr_assert(strstr(stx_processor_errmsg(p), "retry in"), "%s", stx_processor_errmsg(p));
+    cr_assert_eq(stx_processor_poll(p), STX_EHANDLER);
+    cr_assert_eq(calls, 2);
+    redisReply *d = dead_letters(c, "ry");
+    cr_assert_eq(d->elements, 1);
+    cr_assert_str_eq(field(d->element[0], "stx.reason"), "retries_exhausted");
+    cr_assert_str_eq(field(d->element[0], "stx.error"), want);
+    cr_assert_str_eq(field(d->element[0], "stx.attempts"), "2");
+    freeReplyObject(d);
+    stx_processor_free(p);
+    /* Outside a handler call: refused, as stx_txn_fail(). */
+    cr_assert_eq(stx_txn_retry(NULL, "x"), STX_EINVAL);
+    redisFree(c);
+}
+
+Test(reliability, group_start_id_reads_back_its_default)
+{
+    stx_config *conf = stx_config_new();
+    char buf[32];
+    cr_assert_eq(stx_config_get(conf, "group_start_id", buf, sizeof buf), STX_OK);
+    cr_assert_str_eq(buf, "0");
+    cr_assert_eq(stx_config_set(conf, "group_start_id", "$", NULL, 0), STX_OK);
+    cr_assert_eq(stx_config_get(conf, "group_start_id", buf, sizeof buf), STX_OK);
+    cr_assert_str_eq(buf, "$");
+    stx_config_free(conf);
+}
