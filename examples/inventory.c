@@ -1,572 +1,114 @@
 /*
- * inventory: keep a stock level per SKU from a stream of sales and restocks,
- * and publish an alert when a SKU runs low.
+ * inventory: a stock level per SKU from a stream of sales and restocks, and
+ * one alert downstream each time a SKU runs low.
  *
- *   inventory run --stream orders --group stock --alerts low-stock
- *   inventory report --stream orders --group stock
+ *   inventory run --stream sales --group stock --alerts restock
+ *   inventory report --stream sales --group stock
  *
- * Each entry of the input stream has the fields
- *   type  "sale" or "restock" (missing means "sale")
- *   sku   the product, any non-empty bytes
- *   qty   a decimal integer from 1 to 1000000
- *
- * The stock of a SKU is a state key (the SKU bytes) holding a msgpack
- * integer.  The new stock, the alert (if any), the acknowledgement and the
- * stream offset are committed together, so a crash or a restart can never
- * count a sale twice, lose one, or send an alert for a change that did not
- * stick.
- *
- * "report" reads the committed stock from Redis with a plain client
- * (stx_client_new(), stx_state_scan()); no processor is involved.  The state
- * is an ordinary Redis hash, so other programs can read it too.
+ * Entry fields: type ("sale", the default, or "restock"), sku (any bytes),
+ * qty (1 to 1000000).  The stock of a SKU is a state key holding a msgpack
+ * integer.  The new stock, the alert, the acknowledgement and the offset
+ * commit together: a crash or restart never counts a sale twice, loses
+ * one, or sends an alert for a change that did not stick.
  */
-#include <errno.h>
 #include <inttypes.h>
-#include <signal.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "common.h"
 #include "streamtx.h"
 
-#define DEFAULT_URL "redis://127.0.0.1:6379"
 #define MAX_QTY 1000000
 
-/* Error messages quote input bytes; keep a hostile value from flooding the log. */
-#define SHOWN(len) ((int)((len) > 64 ? 64 : (len)))
+static const char usage[] =
+    "usage: inventory run --stream S --group G --alerts A [options]\n"
+    "       inventory report --stream S --group G [--url URL]\n"
+    "\n"
+    "run: apply sales and restocks from stream S (group G) to a stock per SKU;\n"
+    "publish an alert to stream A each time an entry takes a SKU's stock from\n"
+    "above the threshold to at or below it.  report: \"SKU STOCK\" lines.\n"
+    "\n" EX_COMMON_HELP
+    "  --alerts A         stream that receives the alerts (run only, required)\n"
+    "  --threshold N      alert when stock falls to N or below (default 10)\n"
+    "  --initial N        stock of a SKU never seen before (default 100)\n"
+    "\n"
+    "Exit status: 0 stopped or idle, 1 error, 2 usage error, 3 fenced.\n";
 
-static const char *prog = "inventory";
-
-static void usage(FILE *out)
-{
-    fprintf(out,
-        "usage: %s run --stream S --group G --alerts A [options]\n"
-        "       %s report --stream S --group G [--url URL]\n"
-        "\n"
-        "run: apply sales and restocks from stream S (consumer group G) to a\n"
-        "stock level per SKU, and publish an alert to stream A each time a\n"
-        "message takes a SKU's stock from above the threshold to at or below it.\n"
-        "Entry fields: type (sale|restock, default sale), sku, qty (1..%d).\n"
-        "\n"
-        "  --url URL          Redis to use (default %s)\n"
-        "  --stream S         input stream (required)\n"
-        "  --group G          consumer group; also names the state (required)\n"
-        "  --consumer NAME    consumer name within the group (default: chosen by the library)\n"
-        "  --alerts A         stream that receives low-stock alerts (run only, required)\n"
-        "  --threshold N      alert when stock falls to N or below (default 10)\n"
-        "  --initial N        stock of a SKU never seen before (default 100)\n"
-        "  --snapshot DIR     keep an LMDB snapshot of the state in DIR for fast restarts\n"
-        "  --exit-when-idle   return once a poll finds no new entries\n"
-        "  --help             show this text\n"
-        "\n"
-        "report: print \"SKU STOCK\" lines, sorted by SKU, from the committed state.\n"
-        "\n"
-        "URL is redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]; HOST may be an [IPv6]\n"
-        "address, and %%XX escapes work in USER and PASSWORD.\n"
-        "\n"
-        "Exit status: 0 stopped or idle, 1 error, 2 usage error, 3 fenced (a newer\n"
-        "instance for the same stream and group took over).\n",
-        prog, prog, MAX_QTY, DEFAULT_URL);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Command line                                                             */
-
-typedef struct options {
-    const char *url;
-    const char *stream;
-    const char *group;
-    const char *consumer;
+struct rules {
     const char *alerts;
-    const char *snapshot;
-    int64_t threshold;
-    int64_t initial;
-    int exit_when_idle;
-} options;
+    int64_t threshold, initial;
+};
 
-static int parse_i64(const char *name, const char *text, int64_t *out)
-{
-    char *end;
-    long long v;
-
-    errno = 0;
-    v = strtoll(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0') {
-        fprintf(stderr, "%s: %s: not an integer: %s\n", prog, name, text);
-        return -1;
-    }
-    *out = (int64_t)v;
-    return 0;
-}
-
-/* Returns 0 to go on, 2 on a usage error, or -1 after --help. */
-static int parse_args(int argc, char **argv, int is_run, options *o)
-{
-    const char *threshold = NULL, *initial = NULL;
-    /* The options that take a value, as "--name VALUE" or "--name=VALUE". */
-    const struct {
-        const char *name;
-        const char **value;
-        int run_only;
-    } opts[] = {
-        {"--url", &o->url, 0},
-        {"--stream", &o->stream, 0},
-        {"--group", &o->group, 0},
-        {"--consumer", &o->consumer, 1},
-        {"--alerts", &o->alerts, 1},
-        {"--snapshot", &o->snapshot, 1},
-        {"--threshold", &threshold, 1},
-        {"--initial", &initial, 1},
-    };
-    const size_t nopts = sizeof opts / sizeof opts[0];
-
-    /* argv[1] is the command. */
-    for (int i = 2; i < argc; i++) {
-        const char *arg = argv[i];
-        size_t name_len = strcspn(arg, "=");
-        size_t k;
-
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            usage(stdout);
-            return -1;
-        }
-        if (is_run && strcmp(arg, "--exit-when-idle") == 0) {
-            o->exit_when_idle = 1;
-            continue;
-        }
-        for (k = 0; k < nopts; k++) {
-            if ((is_run || !opts[k].run_only) && strlen(opts[k].name) == name_len &&
-                strncmp(arg, opts[k].name, name_len) == 0)
-                break;
-        }
-        if (k == nopts) {
-            fprintf(stderr, "%s: unknown argument: %s (try --help)\n", prog, arg);
-            return 2;
-        }
-        if (arg[name_len] == '=') {
-            *opts[k].value = arg + name_len + 1;
-        } else if (i + 1 < argc) {
-            *opts[k].value = argv[++i];
-        } else {
-            fprintf(stderr, "%s: %s needs a value\n", prog, arg);
-            return 2;
-        }
-    }
-
-    if (o->stream == NULL || o->stream[0] == '\0' || o->group == NULL || o->group[0] == '\0') {
-        fprintf(stderr, "%s: --stream and --group are required (try --help)\n", prog);
-        return 2;
-    }
-    if (!is_run)
-        return 0;
-    if (o->alerts == NULL || o->alerts[0] == '\0') {
-        fprintf(stderr, "%s: --alerts is required (try --help)\n", prog);
-        return 2;
-    }
-    /* Alerts read back as input would all fail as entries without a qty. */
-    if (strcmp(o->alerts, o->stream) == 0) {
-        fprintf(stderr, "%s: --alerts must differ from --stream\n", prog);
-        return 2;
-    }
-    if (threshold != NULL && parse_i64("--threshold", threshold, &o->threshold) != 0)
-        return 2;
-    if (initial != NULL && parse_i64("--initial", initial, &o->initial) != 0)
-        return 2;
-    return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* The handler                                                              */
-
-/* qty must be plain digits: no sign, no spaces, nothing strtol would skip. */
-static int parse_qty(const char *s, size_t len, int64_t *out)
+/* Digits only, 1..MAX_QTY: nothing strtol would skip or wrap. */
+static int64_t parse_qty(const char *s, size_t len)
 {
     int64_t v = 0;
-
-    if (s == NULL || len == 0 || len > 7)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
+    for (size_t i = 0; s && i < len && len <= 7; i++) {
+        if (s[i] < '0' || s[i] > '9') return 0;
         v = v * 10 + (s[i] - '0');
     }
-    if (v < 1 || v > MAX_QTY)
-        return -1;
-    *out = v;
-    return 0;
+    return v <= MAX_QTY ? v : 0;
 }
 
 /*
- * Everything the handler does goes through txn, and the handler may run more
- * than once for the same entry (after a crash or a failed commit), so it
- * must not touch anything else: no printing, no other I/O, no globals.
- * Returning stx_txn_fail() drops whatever was staged and leaves the entry
- * pending; the reason is what stx_processor_errmsg() shows.
+ * The handler may run more than once for an entry (after a crash or a
+ * failed commit): everything it does goes through txn.  stx_txn_fail()
+ * writes nothing and moves the entry to the dead-letter stream at once,
+ * with the reason; a library error passed on as it is (`return rc`) is
+ * retried when it is transient (STX_ENOMEM) and dead-letters otherwise.
  */
-static int handle_entry(const stx_msg *msg, stx_txn *txn, void *user_data)
+static int handle(const stx_msg *msg, stx_txn *txn, void *user_data)
 {
-    const options *o = user_data;
-    const char *id = stx_msg_id(msg);
+    const struct rules *r = user_data;
     size_t sku_len = 0, type_len = 0, qty_len = 0;
     const char *sku = stx_msg_get(msg, "sku", &sku_len);
     const char *type = stx_msg_get(msg, "type", &type_len);
     const char *qty_text = stx_msg_get(msg, "qty", &qty_len);
-    int64_t qty, before, after;
-    int restock;
-    int rc;
+    int64_t qty = parse_qty(qty_text, qty_len), before, after;
+    int restock = type && type_len == 7 && memcmp(type, "restock", 7) == 0;
 
-    if (sku == NULL || sku_len == 0)
-        return stx_txn_fail(txn, "entry %s: missing sku", id);
-    if (type == NULL || (type_len == 4 && memcmp(type, "sale", 4) == 0))
-        restock = 0;
-    else if (type_len == 7 && memcmp(type, "restock", 7) == 0)
-        restock = 1;
-    else
-        return stx_txn_fail(txn, "entry %s: unknown type \"%.*s\"", id, SHOWN(type_len), type);
-    if (qty_text == NULL)
-        return stx_txn_fail(txn, "entry %s: missing qty", id);
-    if (parse_qty(qty_text, qty_len, &qty) != 0)
-        return stx_txn_fail(txn, "entry %s: bad qty \"%.*s\" (want an integer from 1 to %d)",
-                            id, SHOWN(qty_len), qty_text, MAX_QTY);
+    if (!sku || sku_len == 0) return stx_txn_fail(txn, "no sku");
+    if (type && !restock && !(type_len == 4 && memcmp(type, "sale", 4) == 0))
+        return stx_txn_fail(txn, "unknown type \"%.*s\"", EX_SHOWN(type_len), type);
+    if (qty < 1) return stx_txn_fail(txn, "bad qty (want 1 to %d)", MAX_QTY);
 
-    rc = stx_txn_get_i64(txn, sku, sku_len, &before);
-    if (rc == STX_ENOTFOUND)
-        before = o->initial;
-    else if (rc != STX_OK)
-        return stx_txn_fail(txn, "entry %s: stock of sku \"%.*s\": %s",
-                            id, SHOWN(sku_len), sku, stx_strerror(rc));
-
-    /* Stock may go below zero: the sale already happened, and the stream
-     * records facts, so the processor counts it rather than refusing it. */
+    int rc = stx_txn_get_i64(txn, sku, sku_len, &before);
+    if (rc == STX_ENOTFOUND) before = r->initial;
+    else if (rc != STX_OK) return rc;
+    /* Stock may go below zero: the stream records sales that happened. */
     if (restock ? before > INT64_MAX - qty : before < INT64_MIN + qty)
-        return stx_txn_fail(txn, "entry %s: stock of sku \"%.*s\" would overflow",
-                            id, SHOWN(sku_len), sku);
+        return stx_txn_fail(txn, "stock would overflow");
     after = restock ? before + qty : before - qty;
+    if ((rc = stx_txn_put_i64(txn, sku, sku_len, after)) != STX_OK) return rc;
 
-    rc = stx_txn_put_i64(txn, sku, sku_len, after);
-    if (rc != STX_OK)
-        return stx_txn_fail(txn, "entry %s: store stock of sku \"%.*s\": %s",
-                            id, SHOWN(sku_len), sku, stx_strerror(rc));
-
-    /* Alert on the crossing only, not on every sale below the threshold, so
-     * that a SKU produces one alert per time it runs low.  The library adds
-     * causation_id (this entry's id), which lets a reader trace the alert
-     * back to the sale that caused it. */
-    if (before > o->threshold && after <= o->threshold) {
-        char stock_text[24], threshold_text[24];
-        const char *names[3] = {"sku", "stock", "threshold"};
-        const size_t name_lens[3] = {3, 5, 9};
-        const char *values[3];
-        size_t value_lens[3];
-
-        snprintf(stock_text, sizeof stock_text, "%" PRId64, after);
-        snprintf(threshold_text, sizeof threshold_text, "%" PRId64, o->threshold);
-        values[0] = sku;
-        value_lens[0] = sku_len; /* SKUs are bytes: pass the length, not a C string */
-        values[1] = stock_text;
-        value_lens[1] = strlen(stock_text);
-        values[2] = threshold_text;
-        value_lens[2] = strlen(threshold_text);
-        rc = stx_txn_publish(txn, o->alerts, 3, names, name_lens, values, value_lens);
-        if (rc != STX_OK)
-            return stx_txn_fail(txn, "entry %s: publish alert: %s", id, stx_strerror(rc));
+    /* One alert per crossing, not per sale below the threshold.  The library
+     * adds causation_id (this entry's id), tracing the alert to its sale. */
+    if (before > r->threshold && after <= r->threshold) {
+        char stock[24], threshold[24];
+        snprintf(stock, sizeof stock, "%" PRId64, after);
+        snprintf(threshold, sizeof threshold, "%" PRId64, r->threshold);
+        const char *names[] = {"sku", "stock", "threshold"};
+        const char *values[] = {sku, stock, threshold};
+        const size_t name_lens[] = {3, 5, 9}, value_lens[] = {sku_len, strlen(stock), strlen(threshold)};
+        return stx_txn_publish(txn, r->alerts, 3, names, name_lens, values, value_lens);
     }
     return STX_HANDLER_OK;
 }
 
-/* ------------------------------------------------------------------------ */
-/* run                                                                      */
-
-/* Only the signal handler reads this.  It is cleared before the processor
- * is freed, so a late signal finds NULL instead of a dangling pointer. */
-static stx_processor *volatile signal_target;
-
-static void on_signal(int sig)
-{
-    stx_processor *p = signal_target;
-
-    (void)sig;
-    /* stx_processor_stop() is async-signal-safe.  poll() returns
-     * STX_ESTOPPED at the next message boundary, so nothing is left half
-     * done: every commit is all or nothing anyway. */
-    if (p != NULL)
-        stx_processor_stop(p);
-}
-
-static void install_signal_handlers(void)
-{
-    struct sigaction sa;
-
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    /* SA_RESTART: a signal in the middle of a blocking read should not turn
-     * into a connection error; the stop is noticed after at most block_ms.
-     * SA_RESETHAND: a second Ctrl-C kills at once, which is safe because
-     * every commit is atomic. */
-    sa.sa_flags = SA_RESTART | SA_RESETHAND;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-
-    /* Without this a write to a connection Redis has closed kills the
-     * process; ignored, it becomes an error the library can report. */
-    sa.sa_handler = SIG_IGN;
-    sa.sa_flags = 0;
-    sigaction(SIGPIPE, &sa, NULL);
-}
-
-static int set_conf(stx_config *conf, const char *key, const char *value)
-{
-    char err[256] = "";
-    int rc = stx_config_set(conf, key, value, err, sizeof err);
-
-    if (rc != STX_OK) {
-        /* err names the key; it never quotes a URL, which may carry a password. */
-        fprintf(stderr, "%s: %s\n", prog, err);
-        return rc == STX_EINVAL ? 2 : 1;
-    }
-    return 0;
-}
-
-/* The poll loop, with each outcome handled the way its error code asks. */
-static int run_loop(stx_processor *p, int exit_when_idle)
-{
-    int rc = stx_processor_start(p);
-
-    while (rc == STX_OK) {
-        int n = stx_processor_poll(p);
-
-        if (n > 0)
-            continue;
-        if (n == 0) {
-            if (exit_when_idle)
-                break;
-            continue;
-        }
-        if (n == STX_EHANDLER) {
-            /* The handler refused an entry: nothing of it was written; it is
-             * retried after its delay or moved to the dead-letter stream.  Log
-             * why and keep serving the others. */
-            fprintf(stderr, "%s: %s\n", prog, stx_processor_errmsg(p));
-            continue;
-        }
-        if (stx_error_class_of(n) == STX_CLASS_RETRIABLE) {
-            /* Redis went away or refused writes for a moment: the next poll
-             * reconnects and finds out where the last commit stands. */
-            fprintf(stderr, "%s: %s; retrying\n", prog, stx_processor_errmsg(p));
-            struct timespec pause = {0, 200 * 1000 * 1000};
-            nanosleep(&pause, NULL);
-            continue;
-        }
-        rc = n;
-    }
-
-    if (rc == STX_OK || rc == STX_ESTOPPED)
-        return 0;
-    if (rc == STX_EFENCED) {
-        /* Another instance started for the same stream and group; it owns
-         * the work now, and this one must not write anything more. */
-        fprintf(stderr, "fenced: a newer instance took over\n");
-        return 3;
-    }
-    fprintf(stderr, "%s: %s: %s\n", prog, stx_strerror(rc), stx_processor_errmsg(p));
-    return 1;
-}
-
-static int cmd_run(const options *o)
-{
-    stx_config *conf = stx_config_new();
-    stx_processor *p = NULL;
-    int status;
-
-    if (conf == NULL) {
-        fprintf(stderr, "%s: out of memory\n", prog);
-        return 1;
-    }
-    if ((status = set_conf(conf, "url", o->url)) != 0 ||
-        (status = set_conf(conf, "stream", o->stream)) != 0 ||
-        (status = set_conf(conf, "group", o->group)) != 0 ||
-        (o->consumer != NULL && (status = set_conf(conf, "consumer", o->consumer)) != 0) ||
-        (o->snapshot != NULL && (status = set_conf(conf, "snapshot_dir", o->snapshot)) != 0) ||
-        /* A short block lets "idle" be noticed quickly. */
-        (o->exit_when_idle && (status = set_conf(conf, "block_ms", "200")) != 0)) {
-        stx_config_free(conf);
-        return status;
-    }
-    /* The options outlive the processor, so the handler can point at them. */
-    stx_config_set_handler(conf, handle_entry, (void *)o);
-
-    status = stx_processor_new(&p, conf);
-    stx_config_free(conf); /* the processor keeps its own copy */
-    if (status != STX_OK) {
-        fprintf(stderr, "%s: %s: %s\n", prog, stx_strerror(status),
-                p != NULL ? stx_processor_errmsg(p) : "");
-        stx_processor_free(p);
-        return 1;
-    }
-
-    signal_target = p;
-    install_signal_handlers();
-    status = run_loop(p, o->exit_when_idle);
-    signal_target = NULL;
-    stx_processor_free(p);
-    return status;
-}
-
-/* ------------------------------------------------------------------------ */
-/* report                                                                   */
-
-typedef struct entry {
-    char *key; /* the key's bytes (binary-safe), copied */
-    size_t len;
-    int64_t value;
-} entry;
-
-typedef struct entries {
-    entry *v;
-    size_t n, cap;
-    int failed; /* collect() stopped the walk and has said why */
-} entries;
-
-/* Called by stx_state_scan() once per state key, with the encoded msgpack
- * value.  key and value are only valid during the call.  A non-zero return
- * stops the walk and is what stx_state_scan() returns. */
-static int collect(void *user_data, const void *key, size_t key_len, const void *value,
-                   size_t value_len)
-{
-    entries *e = user_data;
-    int64_t stock;
-    int rc = stx_mp_read_i64(value, value_len, &stock);
-
-    if (rc != STX_OK) {
-        fprintf(stderr, "%s: value of \"%.*s\": %s\n", prog, SHOWN(key_len),
-                (const char *)key, stx_strerror(rc));
-        e->failed = 1;
-        return rc;
-    }
-    if (e->n == e->cap) {
-        size_t cap = e->cap ? 2 * e->cap : 1024;
-        entry *v = realloc(e->v, cap * sizeof *v);
-
-        if (v == NULL)
-            goto out_of_memory;
-        e->v = v;
-        e->cap = cap;
-    }
-    e->v[e->n].key = malloc(key_len + 1);
-    if (e->v[e->n].key == NULL)
-        goto out_of_memory;
-    memcpy(e->v[e->n].key, key, key_len);
-    e->v[e->n].key[key_len] = '\0';
-    e->v[e->n].len = key_len;
-    e->v[e->n].value = stock;
-    e->n++;
-    return 0;
-
-out_of_memory:
-    fprintf(stderr, "%s: out of memory\n", prog);
-    e->failed = 1;
-    return STX_ENOMEM;
-}
-
-/* Bytewise, like memcmp, with a shorter key first when it is a prefix. */
-static int entry_cmp(const void *a, const void *b)
-{
-    const entry *x = a, *y = b;
-    size_t n = x->len < y->len ? x->len : y->len;
-    int c = memcmp(x->key, y->key, n);
-
-    if (c != 0)
-        return c;
-    return (x->len > y->len) - (x->len < y->len);
-}
-
-/*
- * stx_state_scan() walks the state in HSCAN pages rather than one HGETALL,
- * so a state of millions of keys does not come back as one huge reply that
- * blocks Redis while it is built.  Each key is passed once, but a scan is
- * not a snapshot: while a processor runs, pages may come from different
- * commits.
- */
-static int cmd_report(const options *o)
-{
-    stx_config *conf = stx_config_new();
-    stx_client *c = NULL;
-    entries e = {NULL, 0, 0, 0};
-    int rc, status = 1;
-
-    if (conf == NULL) {
-        fprintf(stderr, "%s: out of memory\n", prog);
-        return 1;
-    }
-    if (set_conf(conf, "url", o->url) != 0) {
-        stx_config_free(conf);
-        return 1;
-    }
-    rc = stx_client_new(&c, conf);
-    stx_config_free(conf); /* the client keeps what it needs */
-    if (rc == STX_OK)
-        rc = stx_state_scan(c, o->stream, o->group, collect, &e);
-
-    if (rc != STX_OK) {
-        if (!e.failed)
-            fprintf(stderr, "%s: %s: %s\n", prog, stx_strerror(rc),
-                    c != NULL ? stx_client_errmsg(c) : "");
-    } else {
-        if (e.n > 0)
-            qsort(e.v, e.n, sizeof *e.v, entry_cmp);
-        for (size_t i = 0; i < e.n; i++) {
-            fwrite(e.v[i].key, 1, e.v[i].len, stdout);
-            printf(" %" PRId64 "\n", e.v[i].value);
-        }
-        if (fflush(stdout) != 0)
-            fprintf(stderr, "%s: write error: %s\n", prog, strerror(errno));
-        else
-            status = 0;
-    }
-
-    for (size_t i = 0; i < e.n; i++)
-        free(e.v[i].key);
-    free(e.v);
-    stx_client_free(c);
-    return status;
-}
-
-/* ------------------------------------------------------------------------ */
-
 int main(int argc, char **argv)
 {
-    options o;
-    int is_run, status;
-
-    memset(&o, 0, sizeof o);
-    o.url = DEFAULT_URL;
-    o.threshold = 10;
-    o.initial = 100;
-
-    if (argc < 2) {
-        usage(stderr);
+    static const char *const commands[] = {"run", "report", NULL},
+                             *const own[] = {"--alerts", "--threshold", "--initial", NULL};
+    ex_args a;
+    int status = ex_parse(&a, "inventory", usage, commands, own, argc, argv);
+    if (status >= 0) return status;
+    if (a.command == 1) return ex_report(&a, ex_print_i64);
+    struct rules r = {a.own[0], a.own[1] ? atoll(a.own[1]) : 10, a.own[2] ? atoll(a.own[2]) : 100};
+    /* Alerts read back as input would all fail as entries without a qty. */
+    if (!r.alerts || !*r.alerts || strcmp(r.alerts, a.stream) == 0) {
+        fprintf(stderr, "inventory: --alerts is required and must differ from --stream\n");
         return 2;
     }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        usage(stdout);
-        return 0;
-    }
-    if (strcmp(argv[1], "run") == 0) {
-        is_run = 1;
-    } else if (strcmp(argv[1], "report") == 0) {
-        is_run = 0;
-    } else {
-        fprintf(stderr, "%s: unknown command: %s (want run or report)\n", prog, argv[1]);
-        return 2;
-    }
-
-    status = parse_args(argc, argv, is_run, &o);
-    if (status < 0)
-        return 0;
-    if (status != 0)
-        return status;
-    return is_run ? cmd_run(&o) : cmd_report(&o);
+    return ex_run(&a, handle, &r, NULL);
 }

@@ -14,7 +14,11 @@
 #    (at least DEMO_KILLS times) and restarting it each time;
 # 4. lets one last `inventory run --exit-when-idle` finish the backlog;
 # 5. checks: every SKU's stock, the alerts (count, no duplicate causation_id,
-#    each alert for the right entry with the right stock), no pending entries.
+#    each alert for the right entry with the right stock), no pending entries,
+#    and that kills hit work in flight: a kill counts as one when the group
+#    held entries delivered but not committed (XPENDING) as the process died.
+#    The entries are written at a pace that spreads them over the kills, and
+#    a run where no kill hit work in flight fails: it would prove nothing.
 #
 # Exits 0 when everything matches, 1 otherwise.  Always stops its
 # redis-server and removes its temporary directory.
@@ -26,6 +30,19 @@
 #   DEMO_BATCH     entries per write batch (default 100)
 #   INVENTORY      inventory binary to use (default build/inventory, built)
 set -euo pipefail
+
+case ${1:-} in
+'') ;;
+-h | --help | help)
+  # The comment block above, without its leading "# ".
+  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+  exit 0
+  ;;
+*)
+  echo "demo: unknown argument: $1 (try --help)" >&2
+  exit 2
+  ;;
+esac
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -166,7 +183,7 @@ produce() {
       return 1
       ;;
     esac
-    sleep 0.02
+    sleep "$pace"
   done
 }
 
@@ -181,8 +198,13 @@ progress() {
 inv_args=(--url "$url" --stream "$stream" --group "$group" --alerts "$alerts"
   --threshold "$threshold" --initial "$initial")
 
+# Spread the writes over about the time the kills take (0.25 s each), so
+# that kills land while entries are in flight.
+nbatches=$(((messages + batch - 1) / batch))
+pace=$(awk -v k="$kills" -v n="$nbatches" 'BEGIN { p = k * 0.25 / n; if (p < 0.02) p = 0.02; printf "%.3f", p }')
 produce &
 producer_pid=$!
+inflight=0
 
 killed=0
 while :; do
@@ -201,7 +223,13 @@ while :; do
   wait "$inv_pid" 2>/dev/null || true
   inv_pid=
   killed=$((killed + 1))
-  printf 'kill -9 #%d after %3d ms (%s)\n' "$killed" "$ms" "$(progress)"
+  held=$(rcli XPENDING "$stream" "$group" 2>/dev/null | head -n 1 || true)
+  what="nothing in flight"
+  if [ "${held:-0}" -gt 0 ] 2>/dev/null; then
+    inflight=$((inflight + 1))
+    what="$held entries in flight"
+  fi
+  printf 'kill -9 #%d after %3d ms: %s (%s)\n' "$killed" "$ms" "$what" "$(progress)"
   if [ -n "$producer_pid" ] && ! kill -0 "$producer_pid" 2>/dev/null; then
     rc=0
     wait "$producer_pid" || rc=$?
@@ -282,8 +310,15 @@ check "alerts (XLEN $alerts)" "$n_alerts" "$expected_alerts"
 check "duplicate causation_id" "$duplicates" 0
 check "alerts not matching an expected one" "$wrong" 0
 check "pending entries (XPENDING)" "$pending" 0
+inflight_ok=yes
+if [ "$inflight" -eq 0 ]; then
+  inflight_ok=no
+  ok=0
+fi
+check "some kill hit work in flight" "$inflight_ok" yes
 echo
-printf 'inventory killed %d times; total %ds\n' "$killed" $(($(date +%s) - t_start))
+printf 'inventory killed %d times, %d of them with entries in flight; total %ds\n' \
+  "$killed" "$inflight" $(($(date +%s) - t_start))
 
 if [ "$ok" = 1 ]; then
   echo "RESULT: exactly once: every stock and every alert as expected"
