@@ -15,13 +15,14 @@ int ex_parse(ex_args *a, const char *prog, const char *usage, const char *const 
     a->prog = prog;
     a->url = getenv("STX_URL") && *getenv("STX_URL") ? getenv("STX_URL") : EX_DEFAULT_URL;
     const char *cmd = argc > 1 ? argv[1] : "";
+    int first = commands ? 2 : 1;
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         fputs(usage, stdout);
         return 0;
     }
-    for (a->command = 0; commands[a->command] && strcmp(commands[a->command], cmd) != 0;)
+    for (a->command = 0; commands && commands[a->command] && strcmp(commands[a->command], cmd) != 0;)
         a->command++;
-    if (!commands[a->command]) {
+    if (commands && !commands[a->command]) {
         fprintf(stderr, "%s: %s%s (try --help)\n", prog, *cmd ? "unknown command: " : "no command",
                 cmd);
         return 2;
@@ -34,7 +35,7 @@ int ex_parse(ex_args *a, const char *prog, const char *usage, const char *const 
     for (size_t k = 0; own && own[k] && k < EX_MAX_OWN; k++)
         names[n] = own[k], slots[n++] = &a->own[k];
 
-    for (int i = 2; i < argc; i++) {
+    for (int i = first; i < argc; i++) {
         const char *arg = argv[i];
         size_t len = strcspn(arg, "="), k;
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
@@ -58,8 +59,10 @@ int ex_parse(ex_args *a, const char *prog, const char *usage, const char *const 
             return 2;
         }
     }
-    if (!a->stream || !*a->stream || !a->group || !*a->group) {
-        fprintf(stderr, "%s: --stream and --group are required (try --help)\n", prog);
+    /* Every example reads or writes a stream; a processor or a report also
+     * needs a group (ex_run and ex_report check). */
+    if (!a->stream || !*a->stream) {
+        fprintf(stderr, "%s: --stream is required (try --help)\n", prog);
         return 2;
     }
     return -1;
@@ -84,8 +87,16 @@ static int set(stx_config *conf, const char *prog, const char *key, const char *
     return 2;
 }
 
+static int need_group(const ex_args *a)
+{
+    if (a->group && *a->group) return 0;
+    fprintf(stderr, "%s: --group is required (try --help)\n", a->prog);
+    return 2;
+}
+
 int ex_run(const ex_args *a, stx_handler_fn handler, void *user_data, const char *const *conf_kv)
 {
+    if (need_group(a)) return 2;
     stx_config *conf = stx_config_new();
     if (!conf) return 1;
     int status = set(conf, a->prog, "url", a->url) || set(conf, a->prog, "stream", a->stream) ||
@@ -187,6 +198,7 @@ static int by_key(const void *x, const void *y)
 
 int ex_report(const ex_args *a, int (*print_value)(const void *value, size_t len))
 {
+    if (need_group(a)) return 2;
     stx_config *conf = stx_config_new();
     stx_client *c = NULL;
     struct kvs s = {NULL, 0, 0};

@@ -41,7 +41,7 @@ typedef struct ex_args {
     "  --help             show this text\n"
 
 /* Parse the command line: argv[1] is one of commands (NULL-terminated; its
- * index goes to a->command), then options.  own: the names of the
+ * index goes to a->command), then options; commands NULL: options only.  own: the names of the
  * example's own options that take a value ("--field"), NULL-terminated, at
  * most EX_MAX_OWN; their values land in a->own[] in that order.  usage:
  * printed for --help.  Returns -1 to go on, else the exit status to return:

@@ -17,8 +17,9 @@
 #    each alert for the right entry with the right stock), no pending entries,
 #    and that kills hit work in flight: a kill counts as one when the group
 #    held entries delivered but not committed (XPENDING) as the process died.
-#    The entries are written at a pace that spreads them over the kills, and
-#    a run where no kill hit work in flight fails: it would prove nothing.
+#    The entries are written at a pace that spreads them over the kills,
+#    every other kill waits for entries in flight, and a run where no kill
+#    hit work in flight fails: it would prove nothing.
 #
 # Exits 0 when everything matches, 1 otherwise.  Always stops its
 # redis-server and removes its temporary directory.
@@ -212,6 +213,19 @@ while :; do
   inv_pid=$!
   ms=$((50 + RANDOM % 351))
   sleep "$(printf '0.%03d' "$ms")"
+  # Every other kill waits (up to about 2 s) for entries in flight: seen
+  # pending, the process is stopped (SIGSTOP) and, if they are still
+  # pending, killed there, between a read and its commit.
+  if [ $((killed % 2)) = 1 ] && [ -n "$producer_pid" ] && kill -0 "$producer_pid" 2>/dev/null; then
+    for _ in $(seq 1 200); do
+      if [ "$(rcli XPENDING "$stream" "$group" 2>/dev/null | head -n 1)" -gt 0 ] 2>/dev/null; then
+        kill -STOP "$inv_pid"
+        [ "$(rcli XPENDING "$stream" "$group" | head -n 1)" -gt 0 ] && break
+        kill -CONT "$inv_pid"
+      fi
+      sleep 0.005
+    done
+  fi
   if ! kill -0 "$inv_pid" 2>/dev/null; then
     rc=0
     wait "$inv_pid" 2>/dev/null || rc=$?
