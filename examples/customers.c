@@ -1,6 +1,6 @@
 /*
- * customers: a struct per key.  For each order entry (customer, amount in
- * cents) it keeps per customer {orders, spent, last_order}, stored as one
+ * customers: a struct per key.  For each order.created entry (customer,
+ * amount in cents) it keeps per customer {orders, spent, last_order}, stored as one
  * msgpack map: packed with msgpack-c into stx_txn_put(), read back with
  * msgpack_unpack_next() from the validated bytes stx_txn_get() returns.
  *
@@ -19,7 +19,8 @@ static const char usage[] =
     "usage: customers run --stream S --group G [options]\n"
     "       customers report --stream S --group G [--url URL]\n"
     "\n"
-    "run: for each entry {customer, amount (cents)} of stream S (group G), keep\n"
+    "run: for each order.created entry {customer, amount (cents)} of stream S\n"
+    "(group G; other types are acknowledged and skipped), keep\n"
     "the customer's orders, amount spent and last order id.  report: one line\n"
     "per customer: \"CUSTOMER orders=N spent=CENTS last=ID\".\n"
     "\n" EX_COMMON_HELP "\n"
@@ -64,7 +65,10 @@ static void pack_str(msgpack_packer *pk, const char *s)
 static int handle(const stx_msg *msg, stx_txn *txn, void *user_data)
 {
     (void)user_data;
-    size_t name_len, amount_len;
+    size_t type_len, name_len, amount_len;
+    const char *type = stx_msg_get(msg, "type", &type_len);
+    if (!type || type_len != 13 || memcmp(type, "order.created", 13) != 0)
+        return STX_HANDLER_OK; /* other events are not ours: acknowledged, nothing written */
     const char *name = stx_msg_get(msg, "customer", &name_len);
     const char *amount = stx_msg_get(msg, "amount", &amount_len);
     int64_t cents = amount && amount_len && amount_len <= 12 ? 0 : -1;
