@@ -67,11 +67,13 @@ awk -v dir="$tmp" '
 # Until then: the build tree's header and static library, and its dependencies.
 read -r -a deps <<<"$(pkg-config --libs hiredis msgpack lmdb openssl 2>/dev/null ||
   pkg-config --libs hiredis msgpack-c lmdb openssl)"
-cc_flags=(-std=c11 -Wall -Wextra -Werror -I"$src/include" $extra_cflags)
+read -r -a extra <<<"$extra_cflags"
+cc_flags=(-std=c11 -Wall -Wextra -Werror -I"$src/include" "${extra[@]}")
 while read -r lang n line spec; do
   [ "$lang" = c ] || continue
-  set -- $spec
-  [ "${1:-}" = c ] && [ -n "${2:-}" ] || die "README.md:$line: a c block needs 'doctest: c FILE'"
+  read -r -a words <<<"$spec"
+  set -- "${words[@]}"
+  if [ "${1:-}" != c ] || [ -z "${2:-}" ]; then die "README.md:$line: a c block needs 'doctest: c FILE'"; fi
   cp "$tmp/block.$n" "$work/$2"
   if [ "${3:-}" = compile ]; then
     cc "${cc_flags[@]}" -Wno-unused-function -c "$work/$2" -o "$work/${2%.c}.o" ||
@@ -84,6 +86,7 @@ while read -r lang n line spec; do
 done <"$tmp/blocks"
 
 # --- run the shell blocks ----------------------------------------------------
+# shellcheck disable=SC2016 # the driver's lines are written, not expanded, here
 # Line by line, each sourced alone so that set -e stops at the first failing
 # command and the message names its README line.  A line (not blank, not a
 # comment) of a "doctest" block must print something: every command the
