@@ -13,7 +13,7 @@
 # Something missing, not root: prints the command to run and exits 1.
 set -euo pipefail
 
-build_pkgs=(cmake pkg-config gcc make libhiredis-dev libmsgpack-dev liblmdb-dev)
+build_pkgs=(cmake pkg-config gcc make libhiredis-dev libmsgpack-dev liblmdb-dev zlib1g-dev)
 redis_pkgs=(redis-server redis-tools)
 test_pkgs=(libcriterion-dev redis-server redis-tools valgrind clang libclang-rt-14-dev)
 
