@@ -47,7 +47,7 @@ extern "C" {
 #endif
 
 #define STX_VERSION_MAJOR 0
-#define STX_VERSION_MINOR 1
+#define STX_VERSION_MINOR 2
 #define STX_VERSION_PATCH 0
 
 /** @defgroup errors Error codes
@@ -154,8 +154,12 @@ STX_API int stx_msg_field(const stx_msg *msg, size_t i, const char **name, size_
  * absent (or msg or name NULL, or outside the handler call).  *len (if not
  * NULL) receives the value's length. */
 STX_API const char *stx_msg_get(const stx_msg *msg, const char *name, size_t *len);
-/** How many times the consumer group has delivered this entry (1 the first
- * time; higher after a crash or retry); 0 as stx_msg_id() gives NULL. */
+/** Which attempt at this entry the handler is making: 1 the first time;
+ * one more for each earlier handler failure and each process that died
+ * while it may have been handling the entry.  Commits Redis refused and
+ * stops before the handler ran do not count.  Kept in the group's
+ * "attempts" hash, so it survives restarts; max_deliveries bounds it.
+ * 0 as stx_msg_id() gives NULL. */
 STX_API uint64_t stx_msg_delivery_count(const stx_msg *msg);
 /** @} */
 
@@ -328,8 +332,11 @@ STX_API void stx_processor_free(stx_processor *p);
 
 /** Connect, take a new epoch for (stream, group) (which fences any older
  * processor), create the group if missing, load the state (from the LMDB
- * snapshot when it matches, else from Redis) and claim entries left pending
- * by other consumers of the group.  Called by run()/poll() when needed.
+ * snapshot when it is provably Redis' state, else from Redis) and clean the
+ * group's pending list; the entries after the stored offset are then read
+ * from the stream, in order.  Called by run()/poll() when needed, and again
+ * after a lost connection (which first retakes the epoch, fencing whatever
+ * the old connection still had in flight).
  * @return STX_OK or an error (see stx_processor_errmsg()); STX_EINVAL for
  * a NULL p, as poll() and run(). */
 STX_API int stx_processor_start(stx_processor *p);
@@ -350,8 +357,13 @@ STX_API int stx_processor_start(stx_processor *p);
  * @return the number of messages committed (0 if none came), or a negative
  * error: STX_EFENCED (this processor was replaced; it stops for good),
  * STX_EHANDLER, STX_ESTOPPED, STX_ECONN / STX_ETIMEOUT (the next poll
- * reconnects and finds out whether an unanswered commit landed),
- * STX_EWRONGTYPE, STX_ENOGROUP, ... */
+ * reconnects, retakes the epoch and only then finds out whether an
+ * unanswered commit landed), STX_EREDIS_REFUSED (Redis did not run the
+ * commit: OOM, a replica, a publish target that can take no more entries;
+ * nothing was written), STX_EWRONGTYPE, STX_ENOGROUP, ...  When Redis holds
+ * another commit sequence than the processor (restored from a backup,
+ * failed over) or lost the group's meta hash, poll() reloads or starts over
+ * by itself and logs it. */
 STX_API int stx_processor_poll(stx_processor *p);
 
 /** Call poll() until stx_processor_stop() or a fatal error.  Handler
@@ -667,6 +679,131 @@ typedef struct stx_stream_info {
  * stream or out.  Free with stx_stream_info_free(). */
 STX_API int stx_stream_info_get(stx_client *c, const char *stream, stx_stream_info **out);
 STX_API void stx_stream_info_free(stx_stream_info *info); /* NULL-safe */
+
+/** One consumer of a group with entries pending, as stx_pending_get() sees it. */
+typedef struct stx_pending_consumer {
+    char *name;               /**< binary-safe; a NUL follows the name_len bytes */
+    size_t name_len;
+    long long pending;        /**< entries delivered to it and not acknowledged */
+} stx_pending_consumer;
+
+/** One entry delivered to a group and not acknowledged yet. */
+typedef struct stx_pending_entry {
+    char id[48];
+    char *consumer;           /**< binary-safe; a NUL follows the consumer_len bytes */
+    size_t consumer_len;
+    long long idle_ms;        /**< milliseconds since it was last delivered */
+    long long deliveries;     /**< how many times it was delivered */
+} stx_pending_entry;
+
+/** The pending list of a group (XPENDING): a summary and the oldest entries. */
+typedef struct stx_pending {
+    long long count;          /**< all pending entries of the group */
+    char min_id[48], max_id[48]; /**< lowest and highest pending id, "" when none */
+    size_t nconsumers;        /**< consumers with pending entries */
+    stx_pending_consumer *consumers;
+    size_t nentries;          /**< at most the limit given, oldest first */
+    stx_pending_entry *entries;
+} stx_pending;
+
+/** Read the pending list of (stream, group): the summary and up to limit
+ * (0: 100) entries, oldest first.  *out is the caller's, freed with
+ * stx_pending_free(); it is set only on STX_OK.
+ * @return STX_OK; STX_ENOGROUP when the stream or the group does not exist;
+ * STX_EWRONGTYPE when stream is not a stream; STX_EREDIS for a reply of
+ * another shape; STX_EINVAL (c, stream, group or out NULL, or an empty
+ * stream or group name); STX_ENOMEM; connection errors. */
+STX_API int stx_pending_get(stx_client *c, const char *stream, const char *group, size_t limit,
+                            stx_pending **out);
+STX_API void stx_pending_free(stx_pending *p); /* NULL-safe */
+
+/** Outcome of one health check. */
+typedef enum stx_health_status {
+    STX_HEALTH_OK = 0,
+    STX_HEALTH_WARN = 1,      /**< streamtx works, with a risk the detail names */
+    STX_HEALTH_FAIL = 2       /**< streamtx cannot work against this server */
+} stx_health_status;
+
+/** One check of stx_health_get(). */
+typedef struct stx_health_check {
+    const char *name;         /**< static: "version", "role", "scripts", "appendonly",
+                                   "appendfsync" or "eviction" */
+    stx_health_status status;
+    char detail[512];         /**< what was seen, and the risk for WARN and FAIL */
+} stx_health_check;
+
+/** The checks of stx_health_get(), in the order listed above. */
+typedef struct stx_health {
+    int healthy;              /**< 1 when no check is STX_HEALTH_FAIL */
+    size_t nchecks;
+    stx_health_check *checks;
+} stx_health;
+
+/** Check that streamtx can work against the server of c, and how safely:
+ * - version: redis_version (INFO server) must be 7 or later (else FAIL);
+ * - role: a replica refuses writes (WARN);
+ * - scripts: every Lua script of the library loads (SCRIPT LOAD; else FAIL);
+ * - appendonly: off is a WARN (a restart loses the commits made since the
+ *   last RDB snapshot);
+ * - appendfsync: "no" with appendonly on is a WARN;
+ * - eviction: maxmemory with an evicting policy is a WARN (offsets and
+ *   state keys could be evicted).
+ * A check whose command fails (e.g. CONFIG disabled by an ACL) is WARN,
+ * or FAIL for version and scripts, with the reason as its detail; the call
+ * still succeeds.  *out is the caller's, freed with stx_health_free(); it is
+ * set only on STX_OK.
+ * @return STX_OK (look at healthy), STX_EINVAL (c or out NULL), STX_ENOMEM,
+ * or a connection error (STX_ECONN, STX_ETIMEOUT) when the server cannot be
+ * reached at all. */
+STX_API int stx_health_get(stx_client *c, stx_health **out);
+STX_API void stx_health_free(stx_health *h); /* NULL-safe */
+
+/** Type of a reply of stx_client_call() (Redis's RESP2 types). */
+typedef enum stx_reply_type {
+    STX_REPLY_STRING = 1,     /**< bulk string: binary-safe bytes */
+    STX_REPLY_ARRAY = 2,
+    STX_REPLY_INTEGER = 3,
+    STX_REPLY_NIL = 4,        /**< null bulk string or null array */
+    STX_REPLY_STATUS = 5,     /**< simple string, e.g. "OK" */
+    STX_REPLY_ERROR = 6       /**< error reply, e.g. "ERR unknown command ..." */
+} stx_reply_type;
+
+/** A reply of stx_client_call(): a read-only tree.  The reply returned is
+ * the caller's, freed with stx_reply_free(); the elements reached through
+ * stx_reply_at() belong to it and are valid until it is freed. */
+typedef struct stx_reply stx_reply;
+
+/** Run one Redis command on c and return Redis's answer as it is: argc
+ * arguments, argv[i] of lens[i] bytes (binary-safe; lens may be NULL when
+ * every argument is a NUL-terminated string).  An error reply from Redis is
+ * a reply of type STX_REPLY_ERROR, not a failure: the call returns STX_OK.
+ * Like every client call it reconnects first when the previous call lost
+ * the connection, and never sends a command twice.  Commands that change
+ * the connection's state (SELECT, AUTH, MULTI, SUBSCRIBE, CLIENT REPLY ...)
+ * are not refused, but the client does not track them: a reconnect undoes
+ * them, and a connection left in a subscribed or no-reply mode makes later
+ * calls fail or time out.  On failure *out is NULL and stx_client_errmsg()
+ * says why.
+ * @return STX_OK; STX_EINVAL (c, argv or out NULL, argc 0 or above
+ * INT_MAX, a NULL argument); STX_ECONN, STX_ETIMEOUT (the command may have
+ * run); STX_ENOMEM. */
+STX_API int stx_client_call(stx_client *c, size_t argc, const char *const *argv, const size_t *lens,
+                            stx_reply **out);
+/** Free a reply of stx_client_call() (never one of its elements).  NULL is a
+ * no-op. */
+STX_API void stx_reply_free(stx_reply *r);
+/** Type of r; STX_REPLY_NIL for a NULL r. */
+STX_API stx_reply_type stx_reply_type_of(const stx_reply *r);
+/** Bytes of a STRING, STATUS or ERROR reply, followed by a NUL that len
+ * (if not NULL) does not count; NULL (and *len 0) for other types or NULL r. */
+STX_API const char *stx_reply_string(const stx_reply *r, size_t *len);
+/** Value of an INTEGER reply; 0 for other types or NULL r. */
+STX_API long long stx_reply_integer(const stx_reply *r);
+/** Number of elements of an ARRAY reply; 0 for other types or NULL r. */
+STX_API size_t stx_reply_count(const stx_reply *r);
+/** Element i of an ARRAY reply, owned by r; NULL when i is out of range,
+ * r is not an array or r is NULL. */
+STX_API const stx_reply *stx_reply_at(const stx_reply *r, size_t i);
 /** @} */
 
 /** @defgroup router Router: handlers by event type

@@ -20,7 +20,7 @@
 --   the guard's FENCED and SEQ;
 --   {"DUP", offset} when the first id is at or below the stored offset;
 --   {"GAP", id} when the stream holds an entry between the offset and the
---     last id that is not in the batch (it was skipped: XGROUP SETID, a
+--     first id (it was skipped: XGROUP SETID, a
 --     foreign XACK, DELCONSUMER, a paused processor's read): the caller
 --     reads from the offset again;
 --   {"NOGROUP", message}; {"BADARGS", message};
@@ -73,7 +73,7 @@ for i = 1, n_pubs do
 end
 if pos - 1 ~= #ARGV then return {'BADARGS', 'argument count'} end
 
-local in_batch, prev = {}, offset
+local prev = offset
 for i = ids_at, ids_at + n_ids - 1 do
   local id = ARGV[i]
   if not id_parse(id) then return {'BADARGS', 'bad id ' .. id} end
@@ -81,7 +81,6 @@ for i = ids_at, ids_at + n_ids - 1 do
     if i == ids_at then return {'DUP', offset} end
     return {'BADARGS', 'ids are not ascending'}
   end
-  in_batch[id] = true
   prev = id
 end
 local last = ARGV[ids_at + n_ids - 1]
@@ -106,21 +105,18 @@ for i = 5, #KEYS do
   if stream_full(KEYS[i]) then return refuse_handled({'FULL', KEYS[i]}) end
 end
 
--- The offset never passes an entry that was not applied: every entry the
--- stream holds between the offset and the last id must be in the batch
--- (entries deleted from the stream are not there to apply).
-local held = redis.call('XRANGE', stream, '(' .. offset, last, 'COUNT', n_ids + 1)
-for _, e in ipairs(held) do
-  if not in_batch[e[1]] then return {'GAP', e[1]} end
-end
+-- The offset never passes an entry that was not applied.  A batch is a run
+-- of consecutive entries of the stream (one read, and a stream only grows
+-- at its end; entries deleted since are not there to apply), so the only
+-- place such an entry can hide is between the offset and the first id:
+-- the first entry the stream holds after the offset must be the batch's.
+local first = ARGV[ids_at]
+local held = redis.call('XRANGE', stream, '(' .. offset, first, 'COUNT', 1)
+if held[1] and held[1][1] ~= first then return {'GAP', held[1][1]} end
 
--- Writes.  XACK first: when the group is gone it fails before anything
--- was written.
-local acked = redis.pcall('XACK', stream, group, unpack(ARGV, ids_at, ids_at + n_ids - 1))
-if type(acked) == 'table' and acked.err then
-  if string.sub(acked.err, 1, 7) == 'NOGROUP' then return {'NOGROUP', acked.err} end
-  return redis.error_reply(acked.err)
-end
+-- Writes.
+refused = ack_first(stream, group, unpack(ARGV, ids_at, ids_at + n_ids - 1))
+if refused then return refused end
 redis.call('HSET', meta, 'offset', last, 'writer', token)
 local new_seq = redis.call('HINCRBY', meta, 'seq', 1)
 

@@ -49,11 +49,8 @@ if #args > 7000 then
   for i = 1, #tail do args[#args + 1] = tail[i] end
 end
 
-local acked = redis.pcall('XACK', stream, group, id)
-if type(acked) == 'table' and acked.err then
-  if string.sub(acked.err, 1, 7) == 'NOGROUP' then return {'NOGROUP', acked.err} end
-  return redis.error_reply(acked.err)
-end
+refused = ack_first(stream, group, id)
+if refused then return refused end
 redis.call('HSET', meta, 'offset', id, 'writer', token)
 local seq = redis.call('HINCRBY', meta, 'seq', 1)
 redis.call('HDEL', attempts, id)

@@ -59,3 +59,15 @@ local function group_last_delivered(stream, group)
   end
   return nil
 end
+
+-- XACK as a script's first write: when the group is gone it fails before
+-- anything was written, so the script can still refuse cleanly.  Returns
+-- nil, or the reply to return.
+local function ack_first(stream, group, ...)
+  local acked = redis.pcall('XACK', stream, group, ...)
+  if type(acked) == 'table' and acked.err then
+    if string.sub(acked.err, 1, 7) == 'NOGROUP' then return {'NOGROUP', acked.err} end
+    return redis.error_reply(acked.err)
+  end
+  return nil
+end

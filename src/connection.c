@@ -116,6 +116,20 @@ int stx_conn_command(stx_conn *c, redisReply **reply, int argc, const char **arg
     return STX_OK;
 }
 
+int stx_conn_command_raw(stx_conn *c, redisReply **reply, int argc, const char **argv,
+                         const size_t *lens)
+{
+    *reply = NULL;
+    if (!c->ctx) {
+        snprintf(c->err, sizeof c->err, "not connected");
+        return STX_ECONN;
+    }
+    redisReply *r = redisCommandArgv(c->ctx, argc, argv, lens);
+    if (!r) return io_failure(c);
+    *reply = r;
+    return STX_OK;
+}
+
 int stx_conn_append(stx_conn *c, int argc, const char **argv, const size_t *lens)
 {
     if (!c->ctx) {

@@ -31,6 +31,11 @@ void stx_conn_close(stx_conn *c);
 int stx_conn_command(stx_conn *c, redisReply **reply, int argc, const char **argv,
                      const size_t *lens);
 
+/* As stx_conn_command(), but an error reply is a reply too (STX_OK), for
+ * callers that show Redis's answer as it is (stx_client_call()). */
+int stx_conn_command_raw(stx_conn *c, redisReply **reply, int argc, const char **argv,
+                         const size_t *lens);
+
 /* Pipelining: append a command, then read the replies in order. */
 int stx_conn_append(stx_conn *c, int argc, const char **argv, const size_t *lens);
 int stx_conn_read(stx_conn *c, redisReply **reply);

@@ -59,5 +59,5 @@ stx_error_class stx_error_class_of(int code)
 
 const char *stx_version(void)
 {
-    return "0.1.0";
+    return "0.2.0";
 }

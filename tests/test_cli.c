@@ -554,6 +554,65 @@ Test(cli, help_and_usage_errors)
     run_free(&r);
 }
 
+/* Every command documents the connection options; stx --help lists every
+ * command; options are spelled in full. */
+Test(cli, connection_options_and_spelling)
+{
+    run r;
+    static const char *const subs[] = {"info", "produce", "tail", "replay", "pending", "dlq",
+                                       "state", "reset", "trim", "health"};
+    static const char *const opts[] = {"--url URL", "--tls ", "--tls-ca-file FILE",
+                                       "$STX_TLS_CA_FILE", "--tls-ca-dir DIR", "$STX_TLS_CA_DIR",
+                                       "--tls-cert-file FILE", "$STX_TLS_CERT_FILE",
+                                       "--tls-key-file FILE", "$STX_TLS_KEY_FILE",
+                                       "--tls-server-name NAME", "$STX_TLS_SERVER_NAME",
+                                       "--tls-insecure", "$STX_TLS_INSECURE=1", "$STX_URL"};
+    stx(&r, "--help", NULL);
+    expect_ok(&r);
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+        char line[64];
+        snprintf(line, sizeof line, "\n  %s ", subs[i]);
+        cr_assert(strstr(r.out, line), "stx --help does not list %s", subs[i]);
+    }
+    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++)
+        cr_assert(strstr(r.out, opts[k]), "stx --help lacks %s", opts[k]);
+    run_free(&r);
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+        stx(&r, subs[i], "--help", NULL);
+        expect_ok(&r);
+        for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++)
+            cr_assert(strstr(r.out, opts[k]), "stx %s --help lacks %s", subs[i], opts[k]);
+        run_free(&r);
+    }
+
+    /* getopt_long would take a unique prefix; stx does not. */
+    stx(&r, "info", "orders", "--js", NULL);
+    expect_fail(&r, 2, "info", "unknown option '--js'");
+    run_free(&r);
+    stx(&r, "pending", "orders", "audit", "--lim=3", NULL);
+    expect_fail(&r, 2, "pending", "unknown option '--lim'");
+    run_free(&r);
+    stx(&r, "info", "orders", "--json=yes", NULL);
+    expect_fail(&r, 2, "info", "option --json takes no value");
+    run_free(&r);
+    stx(&r, "info", "-x", "orders", NULL);
+    expect_fail(&r, 2, "info", "unknown option '-x'");
+    run_free(&r);
+    stx(&r, "--bogus", "info", "orders", NULL);
+    expect_fail(&r, 2, NULL, "unknown option '--bogus'");
+    run_free(&r);
+    stx(&r, "info", "orders", "--url", NULL);
+    expect_fail(&r, 2, "info", "option --url needs a value");
+    run_free(&r);
+
+    /* A flag's variable is 1 or an error, never a silent no. */
+    cr_assert_eq(setenv("STX_TLS_INSECURE", "yes", 1), 0);
+    stx(&r, "info", "orders", NULL);
+    expect_fail(&r, 2, "info", "bad value 'yes' for STX_TLS_INSECURE: expected 1");
+    run_free(&r);
+    cr_assert_eq(unsetenv("STX_TLS_INSECURE"), 0);
+}
+
 Test(cli, bad_url_and_unreachable_server)
 {
     run r;

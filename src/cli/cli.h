@@ -22,15 +22,42 @@ enum {
 
 #define STX_DEFAULT_URL "redis://127.0.0.1:6379"
 
+/* Connection settings beyond --url, each mapped to a configuration key of
+ * the library.  Set only when given (option or environment), so that a
+ * library without a key is asked for it only by those who use it. */
+enum {
+    CLI_TLS,            /* --tls: tls = 1 */
+    CLI_TLS_CA_FILE,    /* --tls-ca-file, $STX_TLS_CA_FILE: tls_ca_file */
+    CLI_TLS_CA_DIR,     /* --tls-ca-dir, $STX_TLS_CA_DIR: tls_ca_dir */
+    CLI_TLS_CERT_FILE,  /* --tls-cert-file, $STX_TLS_CERT_FILE: tls_cert_file */
+    CLI_TLS_KEY_FILE,   /* --tls-key-file, $STX_TLS_KEY_FILE: tls_key_file */
+    CLI_TLS_SERVER_NAME, /* --tls-server-name, $STX_TLS_SERVER_NAME: tls_server_name */
+    CLI_TLS_INSECURE,   /* --tls-insecure, $STX_TLS_INSECURE=1: tls_verify = 0 */
+    CLI_NSETTINGS
+};
+
+typedef struct cli_setting {
+    const char *value;      /* NULL: not given */
+    const char *from;       /* "--tls-ca-file" or "$STX_TLS_CA_FILE", for messages */
+} cli_setting;
+
 /* One run of the tool. */
 typedef struct cli {
     const char *sub;        /* subcommand, for messages ("info", "dlq list") */
     const char *url;        /* --url, $STX_URL or the default */
     int json;               /* --json */
     long command_timeout_ms; /* 0: the library's default */
+    cli_setting set[CLI_NSETTINGS];
     stx_client *client;     /* opened by cli_connect(), freed by main */
 } cli;
 
+/* The connection options and their environment variables: what --url and
+ * CLI_TLS* read (main calls it before parsing the options). */
+void cli_init(cli *c);
+/* The --help text of every command that connects, after its own. */
+extern const char cli_connection_help[];
+/* Print help followed by cli_connection_help on stdout. */
+void cli_help(const char *help);
 /* Print "stx: SUB: MESSAGE" as one line on stderr (newlines and control
  * bytes in the message are escaped) and return code. */
 int cli_fail(const cli *c, int code, const char *fmt, ...)
@@ -71,15 +98,20 @@ typedef struct cli_opt {
     const char *value;
 } cli_opt;
 
-/* Parse args (the words after the subcommand) against opts plus the
- * global options (--url, --json, --help).  Options may come before, after
- * or between positionals, as --name value or --name=value; "--" ends them.
+/* Parse args (the words after the subcommand) with getopt_long against
+ * opts plus the global options (--url, --json, the TLS options, --help).
+ * Options may come before, after or between positionals, as --name value
+ * or --name=value; "--" ends them; names must be spelled in full.
  * Positionals are moved to the front of argv and counted in *npos.
  * Returns 0, -1 when --help was given (help printed: exit 0), or an exit
  * code after printing a usage error.  min_pos/max_pos bound the number of
  * positionals (max_pos < 0: no bound). */
 int cli_parse(cli *c, int argc, char **argv, cli_opt *opts, size_t nopts, int min_pos,
               int max_pos, int *npos, const char *help);
+/* main's options before the command: the global ones and --version.
+ * *cmd gets the index of the command word in argv (argc when none).
+ * 0, -1 after --help or --version, or an exit code. */
+int cli_parse_main(cli *c, int argc, char **argv, const char *help, int *cmd);
 /* A non-negative integer option; 0 or an exit code (message printed). */
 int cli_opt_ll(const cli *c, const cli_opt *o, long long min, long long *out);
 
@@ -161,26 +193,5 @@ int cmd_state(cli *c, int argc, char **argv);
 int cmd_reset(cli *c, int argc, char **argv);
 int cmd_trim(cli *c, int argc, char **argv);
 int cmd_health(cli *c, int argc, char **argv);
-
-/* ------------------------------------------------------------------ */
-/* plain hiredis, for what streamtx.h has no call for (pending, health) */
-
-struct redisContext;
-struct redisReply;
-
-/* Connect to c->url with AUTH and SELECT as the library does.  0 or an
- * exit code (message printed); *out is freed with cli_redis_close(). */
-int cli_redis_open(const cli *c, void **out);
-void cli_redis_close(void *conn);
-/* Run a command; on 0 *reply is a reply that is not an error reply (free
- * it with freeReplyObject()).  Otherwise an STX_* code, the reason in
- * *errmsg (valid until the next call on conn). */
-int cli_redis_cmd(void *conn, struct redisReply **reply, const char **errmsg, int argc,
-                  const char **argv);
-/* Host and port of the connection, for messages. */
-const char *cli_redis_where(void *conn);
-/* Load every script of the library with SCRIPT LOAD.  *n gets the number
- * loaded, names a comma-separated list.  0 or an STX_* code. */
-int cli_redis_load_scripts(void *conn, int *n, jbuf *names, const char **errmsg);
 
 #endif

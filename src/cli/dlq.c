@@ -247,7 +247,7 @@ int cmd_dlq(cli *c, int argc, char **argv)
         return dlq_redrive(c, argc - 1, argv + 1);
     }
     if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
-        fputs(help, stdout);
+        cli_help(help);
         return -1;
     }
     if (argc == 0)

@@ -1,4 +1,14 @@
-/* Byte buffers, JSON writing and text escaping for the stx tool. */
+/* Byte buffers, JSON writing and text escaping for the stx tool.
+ *
+ * The JSON writer is our own rather than a library's: the Debian JSON
+ * libraries (json-c, jansson, cJSON, yyjson) build a tree in memory and
+ * hold numbers as int64_t or double, so a msgpack uint64 above INT64_MAX
+ * cannot be written exactly, and they take strings as NUL-terminated
+ * UTF-8, so state keys and values with NUL bytes or invalid UTF-8 cannot
+ * be written at all.  This writer streams (a state dump of any size is
+ * written page by page), writes integers of both ranges as they are and
+ * maps any byte string to valid JSON (see jb_json_str()).  The growable
+ * buffer under it is a stdio memory stream (open_memstream). */
 #include "json.h"
 
 #include <stdarg.h>
@@ -15,13 +25,37 @@ void jb_init(jbuf *b)
 {
     b->p = NULL;
     b->len = 0;
-    b->cap = 0;
+    b->f = NULL;
 }
 
 void jb_free(jbuf *b)
 {
-    free(b->p);
+    free(jb_take(b));
+}
+
+char *jb_take(jbuf *b)
+{
+    if (b->f)
+        fclose(b->f); /* updates p and len a last time */
+    char *p = b->p;
     jb_init(b);
+    return p;
+}
+
+/* The stream, opened on the first write. */
+static FILE *jb_stream(jbuf *b)
+{
+    if (!b->f && !(b->f = open_memstream(&b->p, &b->len)))
+        out_of_memory();
+    return b->f;
+}
+
+/* After each write: p and len are current (a memory stream updates them
+ * on fflush), and a failed write (out of memory) ends the program. */
+static void jb_sync(jbuf *b)
+{
+    if (fflush(b->f) != 0 || ferror(b->f))
+        out_of_memory();
 }
 
 void jb_reset(jbuf *b)
@@ -31,36 +65,22 @@ void jb_reset(jbuf *b)
 
 void jb_truncate(jbuf *b, size_t len)
 {
-    if (len < b->len) {
-        b->len = len;
-        b->p[len] = '\0';
-    }
-}
-
-static void jb_reserve(jbuf *b, size_t more)
-{
-    if (more < b->cap - b->len && b->p)
+    if (!b->f || len >= b->len)
         return;
-    if (more > SIZE_MAX / 2 - b->len)
+    /* The size of a memory stream is its position after fflush; the NUL
+     * is ours to put back. */
+    if (fseeko(b->f, (off_t)len, SEEK_SET) != 0)
         out_of_memory();
-    size_t need = b->len + more + 1;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < need)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p)
-        out_of_memory();
-    b->p = p;
-    b->cap = cap;
+    jb_sync(b);
+    b->p[b->len] = '\0';
 }
 
 void jb_put(jbuf *b, const void *s, size_t n)
 {
-    jb_reserve(b, n);
-    if (n)
-        memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
+    FILE *f = jb_stream(b);
+    if (n && fwrite(s, 1, n, f) != n)
+        out_of_memory();
+    jb_sync(b);
 }
 
 void jb_putc(jbuf *b, char ch)
@@ -75,22 +95,13 @@ void jb_puts(jbuf *b, const char *s)
 
 void jb_printf(jbuf *b, const char *fmt, ...)
 {
-    char small[128];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
+    int n = vfprintf(jb_stream(b), fmt, ap);
     va_end(ap);
     if (n < 0)
-        return;
-    if ((size_t)n < sizeof small) {
-        jb_put(b, small, (size_t)n);
-        return;
-    }
-    jb_reserve(b, (size_t)n);
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
+        out_of_memory();
+    jb_sync(b);
 }
 
 int jb_write(const jbuf *b, FILE *f)

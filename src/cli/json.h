@@ -8,16 +8,22 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* A growable byte buffer, always NUL-terminated.  Running out of memory
- * ends the program (exit 1, one line on stderr): this is a command-line
- * tool, there is nothing better to do. */
+/* A growable byte buffer, always NUL-terminated: a stdio memory stream
+ * (open_memstream) whose p and len are kept current after every write.
+ * p is NULL before the first write.  Running out of memory ends the
+ * program (exit 1, one line on stderr): this is a command-line tool, there
+ * is nothing better to do. */
 typedef struct jbuf {
     char *p;
-    size_t len, cap;
+    size_t len;
+    FILE *f;                        /* NULL before the first write */
 } jbuf;
 
 void jb_init(jbuf *b);
 void jb_free(jbuf *b);
+/* The bytes (NUL-terminated, NULL when nothing was written), now the
+ * caller's to free(); b is empty again. */
+char *jb_take(jbuf *b);
 void jb_reset(jbuf *b);             /* keep the memory, drop the bytes */
 void jb_truncate(jbuf *b, size_t len);
 void jb_put(jbuf *b, const void *s, size_t n);
@@ -82,9 +88,9 @@ int jw_flush(jw *w, FILE *f);
 /* The msgpack -> JSON converter.
  *
  * Appends the JSON text of the msgpack object in buf[0..len) to b.  The
- * bytes are first checked with stx_mp_validate(); every length is checked
- * again while walking, so no input can read out of bounds or recurse past
- * MPJ_MAX_DEPTH.  Mapping:
+ * bytes are untrusted: they are checked with stx_mp_validate() first (no
+ * declared length or count beyond the bytes present, at most MPJ_MAX_DEPTH
+ * levels), and only then unpacked with msgpack-c.  Mapping:
  *   nil -> null, bool -> true/false, integers -> numbers (full uint64 and
  *   int64 range), float32/float64 -> %.17g, NaN and infinities -> null,
  *   str -> JSON string (invalid UTF-8 bytes as \u00XX, see jb_json_str),
@@ -94,8 +100,10 @@ int jw_flush(jw *w, FILE *f);
  *   "[1,2]").
  * Bytes that are not exactly one valid msgpack object are written as
  * {"$invalid":"<base64 of all the bytes>"}.
- * Returns 0 for a valid object, -1 when $invalid was written. */
-#define MPJ_MAX_DEPTH 64
+ * Returns 0 for a valid object, -1 when $invalid was written.
+ * The depth is the library's own bound for state values, which is also
+ * the nesting msgpack-c's unpacker handles (MSGPACK_EMBED_STACK_SIZE). */
+#define MPJ_MAX_DEPTH 32
 int mp_to_json(jbuf *b, const void *buf, size_t len);
 
 #endif

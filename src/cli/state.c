@@ -125,8 +125,8 @@ static int collect(void *ud, const void *key, size_t key_len, const void *value,
         memcpy(it->key, key, key_len);
     it->key[key_len] = '\0';
     it->key_len = key_len;
-    it->json = v.p;
     it->json_len = v.len;
+    it->json = jb_take(&v);
     d->n++;
     return 0;
 }
@@ -219,7 +219,7 @@ int cmd_state(cli *c, int argc, char **argv)
         return state_dump(c, argc - 1, argv + 1);
     }
     if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
-        fputs(help, stdout);
+        cli_help(help);
         return -1;
     }
     if (argc == 0)

@@ -1,12 +1,11 @@
 /* stx: the streamtx command-line tool.  Global options, dispatch to the
  * subcommands (one file per group), exit codes. */
-#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 
 static const char usage[] =
-    "usage: stx [--url URL] [--json] COMMAND [ARGS...]\n"
+    "usage: stx [--url URL] [--tls...] [--json] COMMAND [ARGS...]\n"
     "\n"
     "Inspect and operate streams processed with streamtx.\n"
     "\n"
@@ -26,8 +25,6 @@ static const char usage[] =
     "Run 'stx COMMAND --help' for the options of a command.\n"
     "\n"
     "Global options (before or after the command):\n"
-    "  --url URL   redis://[user:password@]host[:port][/db]; default: $STX_URL,\n"
-    "              else " STX_DEFAULT_URL "\n"
     "  --json      print one JSON document on stdout (tail: one JSON object per line)\n"
     "  --help      this text, or a command's (stx COMMAND --help)\n"
     "  --version   the version of stx and of the streamtx library\n"
@@ -46,7 +43,8 @@ static const char usage[] =
     "  4  wrong type: a key holds another Redis type than expected\n"
     "  5  conflict: idempotency key already used with other fields\n"
     "  6  window expired: entries asked for were trimmed from the stream\n"
-    "Errors are one line on stderr: \"stx: COMMAND: message\".\n";
+    "Errors are one line on stderr: \"stx: COMMAND: message\".\n"
+    "A TLS option that the library does not know is a usage error (exit 2).\n";
 
 static const struct command {
     const char *name;
@@ -61,35 +59,14 @@ static const struct command {
 int main(int argc, char **argv)
 {
     cli c;
-    memset(&c, 0, sizeof c);
-    c.url = getenv("STX_URL");
-    if (!c.url || !*c.url)
-        c.url = STX_DEFAULT_URL;
+    cli_init(&c);
 
     /* Global options before the command. */
-    int i = 1;
-    for (; i < argc && argv[i][0] == '-'; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(usage, stdout);
-            return cli_finish(&c);
-        }
-        if (strcmp(a, "--version") == 0) {
-            printf("stx %s\n", stx_version());
-            return cli_finish(&c);
-        }
-        if (strcmp(a, "--json") == 0) {
-            c.json = 1;
-        } else if (strcmp(a, "--url") == 0) {
-            if (i + 1 >= argc)
-                return cli_fail(&c, CLI_EXIT_USAGE, "option --url needs a value");
-            c.url = argv[++i];
-        } else if (strncmp(a, "--url=", 6) == 0) {
-            c.url = a + 6;
-        } else {
-            return cli_fail(&c, CLI_EXIT_USAGE, "unknown option '%s' (see stx --help)", a);
-        }
-    }
+    int i, rc = cli_parse_main(&c, argc, argv, usage, &i);
+    if (rc == -1)
+        return cli_finish(&c);
+    if (rc != 0)
+        return rc;
     if (i >= argc)
         return cli_fail(&c, CLI_EXIT_USAGE, "missing command (see stx --help)");
 
@@ -102,7 +79,7 @@ int main(int argc, char **argv)
         return cli_fail(&c, CLI_EXIT_USAGE, "unknown command (see stx --help)");
     }
     c.sub = cmd->name;
-    int rc = cmd->run(&c, argc - i - 1, argv + i + 1);
+    rc = cmd->run(&c, argc - i - 1, argv + i + 1);
     stx_client_free(c.client);
     c.client = NULL;
     if (rc < 0) /* --help */

@@ -1,6 +1,7 @@
 /* Shared parts of the stx tool: messages and exit codes, argument parsing,
  * ids and times, tables and entry output. */
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -87,6 +88,68 @@ int cli_fail_stx(const cli *c, int rc, const char *what)
     return cli_fail(c, cli_exit_code(rc), "%s", msg);
 }
 
+/* The connection settings: option, environment variable, configuration
+ * key and the value a flag sets. */
+static const struct setting_def {
+    const char *option;
+    const char *env;        /* NULL: none */
+    const char *key;
+    const char *flag_value; /* NULL: the option takes a value */
+} settings[CLI_NSETTINGS] = {
+    [CLI_TLS] = {"--tls", NULL, "tls", "1"},
+    [CLI_TLS_CA_FILE] = {"--tls-ca-file", "STX_TLS_CA_FILE", "tls_ca_file", NULL},
+    [CLI_TLS_CA_DIR] = {"--tls-ca-dir", "STX_TLS_CA_DIR", "tls_ca_dir", NULL},
+    [CLI_TLS_CERT_FILE] = {"--tls-cert-file", "STX_TLS_CERT_FILE", "tls_cert_file", NULL},
+    [CLI_TLS_KEY_FILE] = {"--tls-key-file", "STX_TLS_KEY_FILE", "tls_key_file", NULL},
+    [CLI_TLS_SERVER_NAME] = {"--tls-server-name", "STX_TLS_SERVER_NAME", "tls_server_name", NULL},
+    [CLI_TLS_INSECURE] = {"--tls-insecure", "STX_TLS_INSECURE", "tls_verify", "0"},
+};
+
+const char cli_connection_help[] =
+    "\n"
+    "Connection options (for every command, before or after it):\n"
+    "  --url URL               redis://[user:password@]host[:port][/db],\n"
+    "                          rediss://... for TLS, unix:///path/to/redis.sock?db=N;\n"
+    "                          default: $STX_URL, else " STX_DEFAULT_URL "\n"
+    "  --tls                   use TLS (as a rediss:// URL does)\n"
+    "  --tls-ca-file FILE      CA certificates to verify the server with\n"
+    "                          ($STX_TLS_CA_FILE)\n"
+    "  --tls-ca-dir DIR        a directory of CA certificates ($STX_TLS_CA_DIR)\n"
+    "  --tls-cert-file FILE    client certificate, for servers that ask for one\n"
+    "                          ($STX_TLS_CERT_FILE)\n"
+    "  --tls-key-file FILE     the client certificate's private key\n"
+    "                          ($STX_TLS_KEY_FILE)\n"
+    "  --tls-server-name NAME  name the server's certificate must hold, also sent\n"
+    "                          as SNI; default: the host of the URL\n"
+    "                          ($STX_TLS_SERVER_NAME)\n"
+    "  --tls-insecure          do not verify the server's certificate\n"
+    "                          ($STX_TLS_INSECURE=1); for tests only\n"
+    "An option wins over its environment variable.\n";
+
+void cli_help(const char *help)
+{
+    fputs(help, stdout);
+    fputs(cli_connection_help, stdout);
+}
+
+void cli_init(cli *c)
+{
+    memset(c, 0, sizeof *c);
+    c->url = getenv("STX_URL");
+    if (!c->url || !*c->url)
+        c->url = STX_DEFAULT_URL;
+    for (size_t i = 0; i < CLI_NSETTINGS; i++) {
+        const char *v = settings[i].env ? getenv(settings[i].env) : NULL;
+        if (!v || !*v)
+            continue;
+        /* A flag's variable counts when it is 1; anything else is an
+         * error when connecting rather than a silent no. */
+        c->set[i].value = settings[i].flag_value && strcmp(v, "1") == 0 ? settings[i].flag_value
+                                                                         : v;
+        c->set[i].from = settings[i].env;
+    }
+}
+
 int cli_client_open(const cli *c, stx_client **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -96,11 +159,28 @@ int cli_client_open(const cli *c, stx_client **out, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return STX_ENOMEM;
     }
-    int rc = stx_config_set(conf, "url", c->url, err, errlen);
+    char why[400] = "";
+    int rc = stx_config_set(conf, "url", c->url, why, sizeof why);
+    if (rc != STX_OK)
+        snprintf(err, errlen, "bad --url: %s", why);
     if (rc == STX_OK && c->command_timeout_ms > 0) {
         char v[32];
         snprintf(v, sizeof v, "%ld", c->command_timeout_ms);
         rc = stx_config_set(conf, "command_timeout_ms", v, err, errlen);
+    }
+    for (size_t i = 0; rc == STX_OK && i < CLI_NSETTINGS; i++) {
+        const cli_setting *s = &c->set[i];
+        if (!s->value)
+            continue;
+        if (settings[i].flag_value && strcmp(s->value, settings[i].flag_value) != 0) {
+            snprintf(err, errlen, "bad value '%s' for %s: expected 1", s->value, s->from);
+            rc = STX_EINVAL;
+            break;
+        }
+        rc = stx_config_set(conf, settings[i].key, s->value, why, sizeof why);
+        if (rc != STX_OK)
+            snprintf(err, errlen, "cannot use %s (configuration key %s): %s", s->from,
+                     settings[i].key, why);
     }
     if (rc != STX_OK) {
         stx_config_free(conf);
@@ -116,82 +196,201 @@ int cli_client_open(const cli *c, stx_client **out, char *err, size_t errlen)
 
 int cli_connect(cli *c)
 {
-    char err[512];
+    char err[1024];
     int rc = cli_client_open(c, &c->client, err, sizeof err);
     if (rc == STX_OK)
         return 0;
     stx_client_free(c->client);
     c->client = NULL;
     if (rc == STX_EINVAL)
-        return cli_fail(c, CLI_EXIT_USAGE, "bad --url: %s", err);
-    return cli_fail(c, cli_exit_code(rc), "cannot connect: %s", err);
+        return cli_fail(c, CLI_EXIT_USAGE, "%s", err);
+    /* The library's message starts with the operation: "connect: ...". */
+    const char *why = strncmp(err, "connect: ", 9) == 0 ? err + 9 : err;
+    return cli_fail(c, cli_exit_code(rc), "cannot connect: %s", why);
 }
 
 /* ------------------------------------------------------------------ */
 /* arguments                                                            */
 
-static int is_global(const char *name, const char *arg, size_t n)
+/* getopt_long's val for the options: settings first, then the rest. */
+enum {
+    VAL_SETTING = 0x100,            /* + CLI_TLS* */
+    VAL_URL = VAL_SETTING + CLI_NSETTINGS,
+    VAL_JSON,
+    VAL_HELP,
+    VAL_VERSION,
+    VAL_OPT                         /* + index into the command's opts */
+};
+
+#define MAX_OPTIONS 32
+
+/* The global options into o (at least CLI_NSETTINGS + 4 slots); returns how
+ * many.  with_version: main's --version. */
+static size_t global_options(struct option *o, int with_version)
 {
-    return strlen(name) == n && strncmp(name, arg, n) == 0;
+    size_t n = 0;
+    for (size_t i = 0; i < CLI_NSETTINGS; i++)
+        o[n++] = (struct option){settings[i].option + 2,
+                                 settings[i].flag_value ? no_argument : required_argument, NULL,
+                                 VAL_SETTING + (int)i};
+    o[n++] = (struct option){"url", required_argument, NULL, VAL_URL};
+    o[n++] = (struct option){"json", no_argument, NULL, VAL_JSON};
+    o[n++] = (struct option){"help", no_argument, NULL, VAL_HELP};
+    if (with_version)
+        o[n++] = (struct option){"version", no_argument, NULL, VAL_VERSION};
+    return n;
+}
+
+/* The word getopt_long read when optind was ind (0 means 1: glibc starts
+ * over there), as "--name" without any "=value". */
+static const char *word_name(char **v, int ind, int *len)
+{
+    const char *w = v[ind > 0 ? ind : 1];
+    *len = (int)strcspn(w, "=");
+    return w;
+}
+
+/* Handle one result of getopt_long for a global option or an error; 0
+ * when handled, 1 when it is none of those (a command's option), -1 for
+ * --help, or an exit code. */
+static int global_result(cli *c, int ch, const struct option *longopts, int longindex,
+                         char **v, int ind, const char *see)
+{
+    int len;
+    const char *w;
+    if (ch == '?' || ch == ':') {
+        if (ch == ':' || (optopt >= VAL_SETTING && optopt < VAL_OPT + MAX_OPTIONS)) {
+            const char *name = NULL;
+            for (const struct option *o = longopts; o->name; o++)
+                if (o->val == optopt)
+                    name = o->name;
+            if (ch == ':')
+                return cli_fail(c, CLI_EXIT_USAGE, "option --%s needs a value",
+                                name ? name : "?");
+            return cli_fail(c, CLI_EXIT_USAGE, "option --%s takes no value", name ? name : "?");
+        }
+        if (optopt)
+            return cli_fail(c, CLI_EXIT_USAGE, "unknown option '-%c' (see %s --help)", optopt,
+                            see);
+        w = word_name(v, ind, &len);
+        return cli_fail(c, CLI_EXIT_USAGE, "unknown option '%.*s' (see %s --help)", len, w,
+                        see);
+    }
+    /* getopt_long takes a unique prefix for a name ("--lim"): scripts that
+     * rely on one would break when an option is added, so refuse it. */
+    w = word_name(v, ind, &len);
+    if (longindex >= 0 && (size_t)len != 2 + strlen(longopts[longindex].name))
+        return cli_fail(c, CLI_EXIT_USAGE, "unknown option '%.*s' (see %s --help)", len, w, see);
+    if (ch == 'h' || ch == VAL_HELP)
+        return -1;
+    if (ch == VAL_URL) {
+        c->url = optarg;
+    } else if (ch == VAL_JSON) {
+        c->json = 1;
+    } else if (ch >= VAL_SETTING && ch < VAL_SETTING + CLI_NSETTINGS) {
+        size_t i = (size_t)(ch - VAL_SETTING);
+        c->set[i].value = settings[i].flag_value ? settings[i].flag_value : optarg;
+        c->set[i].from = settings[i].option;
+    } else {
+        return 1;
+    }
+    return 0;
+}
+
+int cli_parse_main(cli *c, int argc, char **argv, const char *help, int *cmd)
+{
+    struct option longopts[MAX_OPTIONS + CLI_NSETTINGS + 8];
+    size_t n = global_options(longopts, 1);
+    longopts[n] = (struct option){NULL, 0, NULL, 0};
+    *cmd = argc;
+    opterr = 0;
+    optind = 0; /* glibc: start over */
+    for (;;) {
+        int longindex = -1, ind = optind;
+        /* "+": stop at the command word; ":": tell a missing value apart. */
+        int ch = getopt_long(argc, argv, "+:h", longopts, &longindex);
+        if (ch == -1)
+            break;
+        int rc = global_result(c, ch, longopts, longindex, argv, ind, "stx");
+        if (rc == -1) {
+            cli_help(help);
+            return -1;
+        }
+        if (rc == 1 && ch == VAL_VERSION) {
+            printf("stx %s\n", stx_version());
+            return -1;
+        }
+        if (rc != 0)
+            return rc;
+    }
+    *cmd = optind;
+    return 0;
 }
 
 int cli_parse(cli *c, int argc, char **argv, cli_opt *opts, size_t nopts, int min_pos,
               int max_pos, int *npos, const char *help)
 {
-    int n = 0, no_more_opts = 0;
-    for (int i = 0; i < argc; i++) {
-        char *a = argv[i];
-        if (no_more_opts || a[0] != '-' || a[1] == '\0') {
-            argv[n++] = a;
-            continue;
-        }
-        if (strcmp(a, "--") == 0) {
-            no_more_opts = 1;
-            continue;
-        }
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(help, stdout);
-            return -1;
-        }
-        if (a[1] != '-')
-            return cli_fail(c, CLI_EXIT_USAGE, "unknown option '%s' (see stx %s --help)", a,
-                            c->sub);
-        const char *eq = strchr(a, '=');
-        size_t len = eq ? (size_t)(eq - a) : strlen(a);
-        const char *value = eq ? eq + 1 : NULL;
-        int has_arg;
-        cli_opt *o = NULL;
-        if (is_global("--json", a, len)) {
-            has_arg = 0;
-        } else if (is_global("--url", a, len)) {
-            has_arg = 1;
-        } else {
-            for (size_t k = 0; k < nopts; k++)
-                if (is_global(opts[k].name, a, len))
-                    o = &opts[k];
-            if (!o)
-                return cli_fail(c, CLI_EXIT_USAGE, "unknown option '%.*s' (see stx %s --help)",
-                                (int)len, a, c->sub);
-            has_arg = o->has_arg;
-        }
-        if (!has_arg && value)
-            return cli_fail(c, CLI_EXIT_USAGE, "option %.*s takes no value", (int)len, a);
-        if (has_arg && !value) {
-            if (i + 1 >= argc)
-                return cli_fail(c, CLI_EXIT_USAGE, "option %s needs a value", a);
-            value = argv[++i];
-        }
-        if (is_global("--json", a, len))
-            c->json = 1;
-        else if (is_global("--url", a, len))
-            c->url = value;
-        else
-            o->value = has_arg ? value : "1";
+    struct option longopts[MAX_OPTIONS + CLI_NSETTINGS + 8];
+    size_t n = global_options(longopts, 0);
+    if (nopts > MAX_OPTIONS) {
+        fputs("stx: internal error: too many options\n", stderr);
+        abort();
     }
-    *npos = n;
-    if (n < min_pos)
+    for (size_t k = 0; k < nopts; k++)
+        longopts[n++] = (struct option){opts[k].name + 2, opts[k].has_arg ? required_argument
+                                                                          : no_argument,
+                                        NULL, VAL_OPT + (int)k};
+    longopts[n] = (struct option){NULL, 0, NULL, 0};
+
+    /* getopt_long wants the program name first; the words are copied so
+     * that positionals can be written back to argv in their order. */
+    char **v = malloc(((size_t)argc + 2) * sizeof *v);
+    if (!v)
+        return cli_fail(c, CLI_EXIT_RUNTIME, "out of memory");
+    v[0] = (char *)(c->sub ? c->sub : "stx");
+    memcpy(v + 1, argv, (size_t)argc * sizeof *v);
+    v[argc + 1] = NULL;
+    char see[64];
+    snprintf(see, sizeof see, "stx %s", c->sub ? c->sub : "");
+
+    int np = 0, rc = 0;
+    opterr = 0;
+    optind = 0; /* glibc: start over */
+    for (;;) {
+        int longindex = -1, ind = optind;
+        /* "-": positionals come back in order as 1, whatever POSIXLY_CORRECT
+         * says; ":": tell a missing value apart. */
+        int ch = getopt_long(argc + 1, v, "-:h", longopts, &longindex);
+        if (ch == -1)
+            break;
+        if (ch == 1) {
+            argv[np++] = optarg;
+            continue;
+        }
+        rc = global_result(c, ch, longopts, longindex, v, ind, see);
+        if (rc == -1) {
+            cli_help(help);
+            break;
+        }
+        if (rc != 1) {
+            if (rc != 0)
+                break;
+            continue;
+        }
+        rc = 0;
+        cli_opt *o = &opts[ch - VAL_OPT];
+        o->value = o->has_arg ? optarg : "1";
+    }
+    /* After "--": the rest are positionals. */
+    for (int i = optind; rc == 0 && i < argc + 1; i++)
+        argv[np++] = v[i];
+    free(v);
+    if (rc != 0)
+        return rc;
+    *npos = np;
+    if (np < min_pos)
         return cli_fail(c, CLI_EXIT_USAGE, "missing arguments (see stx %s --help)", c->sub);
-    if (max_pos >= 0 && n > max_pos)
+    if (max_pos >= 0 && np > max_pos)
         return cli_fail(c, CLI_EXIT_USAGE, "unexpected argument '%s' (see stx %s --help)",
                         argv[max_pos], c->sub);
     return 0;
@@ -426,7 +625,7 @@ void tbl_celln(table *t, const void *s, size_t n)
     jb_human_str(&b, s, n, 0);
     if (!b.p)
         jb_puts(&b, "");
-    tbl_push(t, b.p);
+    tbl_push(t, jb_take(&b));
 }
 
 void tbl_cell_escaped(table *t, const char *s)
@@ -434,7 +633,7 @@ void tbl_cell_escaped(table *t, const char *s)
     jbuf b;
     jb_init(&b);
     jb_puts(&b, s);
-    tbl_push(t, b.p);
+    tbl_push(t, jb_take(&b));
 }
 
 void tbl_cell(table *t, const char *s)
