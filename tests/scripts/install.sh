@@ -74,7 +74,7 @@ cp "$tmp/count.c" "$tmp/proj/count.c"
 cat >"$tmp/proj/CMakeLists.txt" <<'CM'
 cmake_minimum_required(VERSION 3.18)
 project(tour C)
-find_package(streamtx 0.1 CONFIG REQUIRED)
+find_package(streamtx CONFIG REQUIRED)
 add_executable(count count.c)
 target_link_libraries(count PRIVATE streamtx::streamtx)
 CM
