@@ -344,7 +344,8 @@ void stx_config_set_log(stx_config *conf, stx_log_fn log, void *user_data);
  * handler), STX_ENOMEM. */
 int stx_processor_new(stx_processor **out, const stx_config *conf);
 
-/** Free a processor and close its connection.  NULL is a no-op.  Must not
+/** Free a processor and close its connection (first removing its live
+ * stats from Redis when connected: one HDEL).  NULL is a no-op.  Must not
  * be called while stx_processor_run()/poll() runs in another thread. */
 void stx_processor_free(stx_processor *p);
 
@@ -747,7 +748,8 @@ void stx_pending_free(stx_pending *p); /* NULL-safe */
  * value = a flat JSON object (README "Live stats").  The hash expires
  * 3 intervals (plus block_ms) after the last heartbeat of any processor;
  * a field is live while its at_ms + ttl_ms is not past.  A processor that
- * stops (stx_processor_stop()) or is fenced removes its field; one that
+ * stops (stx_processor_stop()), is fenced or is freed removes its field
+ * (stx_processor_free() sends one HDEL when connected); one that
  * dies leaves it to expire, and the next processor to start removes
  * expired fields.
  */

@@ -21,8 +21,8 @@ void stx_heartbeat_tick(struct stx_processor *p);
 /* Remember the error poll() or start() is returning (its text is published
  * as last_error with the next heartbeat). */
 void stx_heartbeat_error(struct stx_processor *p, int code);
-/* The processor stops for good (stopped or fenced): remove its field at
- * once when the connection is open (else it expires). */
+/* The processor stops for good (stopped, fenced or freed): remove its
+ * field at once when the connection is open (else it expires). */
 void stx_heartbeat_leave(struct stx_processor *p);
 /* Free p->hb (NULL-safe). */
 void stx_heartbeat_free(stx_heartbeat *hb);

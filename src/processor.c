@@ -158,6 +158,7 @@ int stx_processor_new(stx_processor **out, const stx_config *conf)
 void stx_processor_free(stx_processor *p)
 {
     if (!p) return;
+    stx_heartbeat_leave(p); /* a freed processor is not live: no ghost until expiry */
     stx_conn_close(&p->conn);
     stx_heartbeat_free(p->hb);
     stx_snapshot_close(p->snap);
