@@ -306,8 +306,21 @@ typedef enum stx_log_level {
     STX_LOG_ERROR = 3
 } stx_log_level;
 
-/** Log callback: one line (no newline) per decision the processor makes.
- * The default writes WARN and ERROR lines to stderr. */
+/** Log callback: one line (no newline) per event the caller cannot see
+ * otherwise.  The default writes lines at log_level and above (default
+ * WARN) to stderr.
+ *
+ * The rule: the library logs what it does not return, and never what it
+ * returns.  An error that start() or poll() returns is not logged: its
+ * text is stx_processor_errmsg(), and printing it is the caller's (once).
+ * Logged are the events no return value shows: recoveries (a write in
+ * doubt settled, a reload after Redis lost or replaced data, a reconnect),
+ * warnings (a slow handler, an entry deleted before it was handled), and
+ * in stx_processor_run(), which returns only a stop or a fatal error, each
+ * error it handles itself: a handler failure that is retried or
+ * dead-lettered (one WARN line each), and a retriable error it retries
+ * (one WARN line for the first of a run of equal errors, DEBUG for the
+ * repeats).  A program using run() prints only what run() returns. */
 typedef void (*stx_log_fn)(stx_log_level level, const char *line, void *user_data);
 
 /** State schema migration.  With the configuration key
@@ -340,7 +353,8 @@ STX_API void stx_config_set_log(stx_config *conf, stx_log_fn log, void *user_dat
  * handler), STX_ENOMEM. */
 STX_API int stx_processor_new(stx_processor **out, const stx_config *conf);
 
-/** Free a processor and close its connection.  NULL is a no-op.  Must not
+/** Free a processor and close its connection (first removing its live
+ * stats from Redis when connected: one HDEL).  NULL is a no-op.  Must not
  * be called while stx_processor_run()/poll() runs in another thread. */
 STX_API void stx_processor_free(stx_processor *p);
 
@@ -448,12 +462,13 @@ STX_API int stx_processor_state_get(stx_processor *p, const void *key, size_t ke
  *  - "meta": hash (epoch, offset, seq, lineage, ...);
  *  - "state": hash, state key -> msgpack value;
  *  - "dlq": stream, the group's dead letters;
- *  - "attempts": hash, entry id -> handler attempts so far.
+ *  - "attempts": hash, entry id -> handler attempts so far;
+ *  - "live": hash, processor id -> its last heartbeat (JSON), expiring.
  * Examples: stream "orders", group "g": "{orders}:stx:6:orders:g:meta";
  * stream "app:{eu}:orders": "{eu}:stx:15:app:{eu}:orders:g:state".
  * @{ */
 
-/** Write the name of the KIND key ("meta", "state", "dlq" or "attempts")
+/** Write the name of the KIND key ("meta", "state", "dlq", "attempts" or "live")
  * of (stream, group) into buf (cap bytes, NUL-terminated).
  * 2 * strlen(stream) + strlen(group) + 48 bytes always suffice.
  * @return the length of the name, or STX_EINVAL (bad kind, empty names, any
@@ -732,6 +747,64 @@ typedef struct stx_pending {
 STX_API int stx_pending_get(stx_client *c, const char *stream, const char *group, size_t limit,
                             stx_pending **out);
 STX_API void stx_pending_free(stx_pending *p); /* NULL-safe */
+
+/* ---- Live processors (heartbeat) ----
+ * With stats_interval_ms > 0 (default 5000) a processor publishes its
+ * counters, rates and latencies into Redis once per interval, from inside
+ * poll() (no thread; while idle poll() returns after block_ms at most, so
+ * a heartbeat is at most block_ms late): one MULTI of HSET + PEXPIRE on the
+ * group's "live" hash (see "Key layout"), field = the processor's id,
+ * value = a flat JSON object (README "Live stats").  The hash expires
+ * 3 intervals (plus block_ms) after the last heartbeat of any processor;
+ * a field is live while its at_ms + ttl_ms is not past.  A processor that
+ * stops (stx_processor_stop()), is fenced or is freed removes its field
+ * (stx_processor_free() sends one HDEL when connected); one that
+ * dies leaves it to expire, and the next processor to start removes
+ * expired fields.
+ */
+
+/** One live processor of a group, as its last heartbeat told. */
+typedef struct stx_live_processor {
+    char id[33];              /**< the processor handle's random id (hex) */
+    char *consumer;           /**< its consumer name (NUL-terminated) */
+    char host[256];           /**< host name */
+    long long pid;            /**< process id */
+    char version[16];         /**< library version, "MAJOR.MINOR.PATCH" */
+    char phase[16];           /**< "new", "epoch_taken", "loaded", "running",
+                                   "in_doubt" or "fenced" */
+    long long started_at_ms;  /**< first heartbeat (Unix ms, publisher's clock) */
+    long long at_ms;          /**< this heartbeat (Unix ms, publisher's clock) */
+    long long interval_ms;    /**< its stats_interval_ms */
+    long long ttl_ms;         /**< live until at_ms + ttl_ms */
+    unsigned long long epoch; /**< epoch it holds */
+    char offset[48];          /**< last committed id as it knows it */
+    stx_stats stats;          /**< its counters (commit_us_* over its whole run) */
+    double committed_per_s;   /**< rates over the interval before at_ms */
+    double handled_per_s;
+    double failures_per_s;    /**< handler failures */
+    double dead_lettered_per_s;
+    uint64_t interval_commit_us_p50; /**< commit latency over that interval (0: none) */
+    uint64_t interval_commit_us_p99;
+    char last_error[512];     /**< last error poll() or start() returned ("" none) */
+    long long last_error_at_ms; /**< when (0: none) */
+} stx_live_processor;
+
+/** The live processors of a group. */
+typedef struct stx_live {
+    size_t n;
+    stx_live_processor *procs; /**< sorted by consumer, then id */
+} stx_live;
+
+/** Read the live processors of (stream, group) from the group's "live"
+ * hash: those whose last heartbeat has not expired (by the caller's
+ * clock against the publisher's: hosts' clocks must agree to well within
+ * an interval).  Fields that do not parse are skipped.  A group without
+ * live processors (or no such group) gives n == 0.  *out is the caller's,
+ * freed with stx_live_free(); set only on STX_OK.
+ * @return STX_OK, STX_EINVAL (a NULL or empty argument), STX_EWRONGTYPE,
+ * STX_ENOMEM, connection errors. */
+STX_API int stx_live_get(stx_client *c, const char *stream, const char *group, stx_live **out);
+STX_API void stx_live_free(stx_live *l); /* NULL-safe */
 
 /** Outcome of one health check. */
 typedef enum stx_health_status {

@@ -153,6 +153,7 @@ struct stx_processor {
     redisReply *prefetched;     /* a read sent with the last commit, not used yet */
     atomic_int stop;
     stx_stats stats;
+    struct stx_heartbeat *hb;   /* heartbeat.c; NULL until the first one */
     /* Commit latencies in log-spaced buckets: bucket b covers
      * [2^(b/4), 2^((b+1)/4)) microseconds, so percentiles are within 19%. */
     uint64_t latency[STX_LATENCY_BUCKETS];

@@ -660,9 +660,11 @@ Test(cli, info_table_and_json)
                      "{\"stream\":\"orders\",\"length\":5,\"first_id\":\"1-0\",\"last_id\":\"5-0\","
                      "\"max_deleted_id\":\"0-0\",\"entries_added\":5,\"groups\":["
                      "{\"name\":\"audit\",\"streamtx\":false,\"offset\":null,\"last_delivered\":\"2-0\","
-                     "\"lag\":3,\"pending\":2,\"epoch\":0,\"state_keys\":0,\"dlq_length\":0},"
+                     "\"lag\":3,\"pending\":2,\"epoch\":0,\"state_keys\":0,\"dlq_length\":0,"
+                     "\"processors\":[]},"
                      "{\"name\":\"stock\",\"streamtx\":true,\"offset\":\"5-0\",\"last_delivered\":\"5-0\","
-                     "\"lag\":0,\"pending\":0,\"epoch\":1,\"state_keys\":4,\"dlq_length\":0}]}\n");
+                     "\"lag\":0,\"pending\":0,\"epoch\":1,\"state_keys\":4,\"dlq_length\":0,"
+                     "\"processors\":[]}]}\n");
     run_free(&r);
     redisFree(c);
 }
