@@ -83,6 +83,7 @@ if id_cmp(last, first) < 0 then return {'BADARGS', 'ids are not ascending'} end
 
 -- Marks the batch handled: a refusal below is not the entries' fault.
 local function refuse_handled(reply)
+  redis.call('HDEL', attempts, 'batch') -- no crash: the next run need not narrow
   for i = ids_at, ids_at + n_ids - 1 do
     local rec = redis.call('HGET', attempts, ARGV[i])
     local n = rec and string.match(rec, '^[^:]*:(%d+)') or '0'

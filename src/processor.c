@@ -277,7 +277,7 @@ int stx_processor_poll(stx_processor *p)
     if (!p->key_attempts) return STX_EINVAL; /* creation failed: errmsg says why */
     for (;;) {
         if (atomic_load(&p->stop)) {
-            stx_abandon_prefetched(p); /* read with the last commit, never handled */
+            stx_drop_prefetched(p); /* read with the last commit, never handled */
             return report(p, stx_fail(p, STX_ESTOPPED, "stopped"));
         }
         uint64_t now = stx_monotonic_us();
