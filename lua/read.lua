@@ -1,27 +1,30 @@
 #!lua
--- Recovery read: the next entry of the stream after a cursor that the group
--- has already delivered (to any consumer, or skipped: XGROUP SETID, a
--- foreign XACK and XGROUP DELCONSUMER do not matter here — the stored
--- offset is the truth, and everything after it is handled in order).  Each
--- entry read here is counted as a handler attempt in the attempts hash, so
--- an entry that crashes the process whenever it is handled is found and
--- dead-lettered, while healthy entries are not blamed:
---   * an entry this run has not seen before counts one attempt when the
---     group delivered it before this run took its epoch (ARGV[7]): a run
---     that died may have been handling it;
---   * an entry another run read here alone counts one more: that run died
---     while handling it, unless it marked it "h" (its commit was refused for
---     a reason that is not the entry's, or it stopped before handling it);
---   * the same run counts one more only when its handler failed on the
---     entry (ARGV[6]).
+-- Recovery read: the next entries of the stream after a cursor that the
+-- group has already delivered (to any consumer, or skipped: XGROUP SETID, a
+-- foreign XACK and XGROUP DELCONSUMER do not matter here; the stored offset
+-- is the truth, and everything after it is handled in order), in batches,
+-- counting handler attempts in the attempts hash so that an entry that
+-- crashes the process whenever it is handled is found and dead-lettered
+-- while its neighbours are never blamed for it:
+--   * each read records which run holds which batch (field "batch":
+--     RUN:FIRST_ID:SIZE).  A run that finds the batch another run held
+--     still first after the cursor knows that run died handling it, and
+--     reads half as many (at least one): a crash narrows the batch around
+--     the entry that causes it;
+--   * an entry read alone (SIZE 1) gets a record RUN:N; a run that finds
+--     another run's record without the mark "h" counts one more attempt:
+--     that run died while the entry was the only one in hand.  "h" means
+--     the entry was handled but its commit was refused for a reason that is
+--     not the entry's (commit.lua), so it does not count;
+--   * a run counts one more when its own handler failed on the entry
+--     (ARGV[6]).
 -- KEYS[1] stream, KEYS[2] meta hash, KEYS[3] attempts hash
 -- ARGV[1] group, ARGV[2] epoch, ARGV[3] token, ARGV[4] cursor,
 -- ARGV[5] run id, ARGV[6] id whose handler failed in this run, or "",
--- ARGV[7] the group's last delivered id when this run took its epoch
--- Returns {"OK", entries, counts} (at most one entry; counts[1] is its
--- number of attempts so far, this one included), {"OK", {}, {}} when the
--- group delivered nothing after the cursor, or a refusal: FENCED, NOGROUP,
--- WRONGTYPE.
+-- ARGV[7] the most entries to read
+-- Returns {"OK", entries, counts} (counts[i]: attempts at entries[i] so
+-- far, this one not included), {"OK", {}, {}} when the group delivered
+-- nothing after the cursor, or a refusal: FENCED, NOGROUP, WRONGTYPE.
 
 -- #include ids.lua
 -- #include guard.lua
@@ -36,18 +39,39 @@ if not id_parse(ARGV[4]) then return {'BADARGS', 'cursor is not an id'} end
 local last = group_last_delivered(stream, ARGV[1])
 if not last then return {'NOGROUP', 'group ' .. ARGV[1] .. ' of stream ' .. stream .. ' does not exist'} end
 if id_cmp(ARGV[4], last) >= 0 then return {'OK', {}, {}} end
-local entries = redis.call('XRANGE', stream, '(' .. ARGV[4], last, 'COUNT', 1)
-if #entries == 0 then return {'OK', {}, {}} end
+local run, failed = ARGV[5], ARGV[6]
+local size = tonumber(ARGV[7])
+if not size or size < 1 then return {'BADARGS', 'count'} end
 
-local id = entries[1][1]
-local n = 0
-local rec = redis.call('HGET', attempts, id)
-local run, c, mark = string.match(rec or '', '^([^:]*):(%d+):?(%a?)$')
-if run then
-  n = tonumber(c)
-  if id == ARGV[6] or (run ~= ARGV[5] and mark ~= 'h') then n = n + 1 end
-elseif id == ARGV[6] or (id_parse(ARGV[7]) and id_cmp(id, ARGV[7]) <= 0) then
-  n = 1
+local held = redis.call('HGET', attempts, 'batch')
+local hrun, hfirst, hsize = string.match(held or '', '^([^:]*):([^:]*):(%d+)$')
+local entries
+if hrun and hrun ~= run then
+  entries = redis.call('XRANGE', stream, '(' .. ARGV[4], last, 'COUNT', 1)
+  if entries[1] and entries[1][1] == hfirst then
+    size = math.max(1, math.floor(tonumber(hsize) / 2))
+  end
 end
-redis.call('HSET', attempts, id, ARGV[5] .. ':' .. n)
-return {'OK', entries, {n}}
+if size > 1 or not entries then
+  entries = redis.call('XRANGE', stream, '(' .. ARGV[4], last, 'COUNT', size)
+end
+if #entries == 0 then return {'OK', {}, {}} end
+if #entries < size then size = #entries end
+redis.call('HSET', attempts, 'batch', run .. ':' .. entries[1][1] .. ':' .. size)
+
+local ids = {}
+for i = 1, #entries do ids[i] = entries[i][1] end
+local recs = redis.call('HMGET', attempts, unpack(ids))
+local counts = {}
+for i = 1, #entries do
+  local id, n = ids[i], 0
+  local r, c, mark = string.match(recs[i] or '', '^([^:]*):(%d+):?(%a?)$')
+  if r then
+    n = tonumber(c)
+    if r ~= run and mark ~= 'h' then n = n + 1 end
+  end
+  if id == failed then n = n + 1 end
+  if r or id == failed or size == 1 then redis.call('HSET', attempts, id, run .. ':' .. n) end
+  counts[i] = n
+end
+return {'OK', entries, counts}

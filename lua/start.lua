@@ -5,13 +5,9 @@
 -- to record when the meta hash is new, ARGV[4] the state schema version the
 -- processor expects (0: unversioned), recorded when there is no state yet,
 -- ARGV[5] the new epoch holder's token (random, checked by every write).
--- Returns {"OK", epoch, offset, seq, lineage, stored schema version, writer,
--- the group's last delivered id} or {"WRONGTYPE", key, type}.  Entries the
--- group delivered before this epoch may have been handled by a processor
--- that died: the recovery read counts an attempt for them (read.lua).
+-- Returns {"OK", epoch, offset, seq, lineage, stored schema version, writer}
+-- or {"WRONGTYPE", key, type}.
 -- Every check comes before the first write: Redis does not roll scripts back.
-
--- #include guard.lua
 local function type_of(key)
   return redis.call('TYPE', key).ok
 end
@@ -37,5 +33,4 @@ if ARGV[4] ~= '0' and redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('HSETNX', KEYS[2], 'schema', ARGV[4])
 end
 local meta = redis.call('HMGET', KEYS[2], 'offset', 'seq', 'lineage', 'schema', 'writer')
-return {'OK', epoch, meta[1] or '0-0', meta[2] or '0', meta[3], meta[4] or '0', meta[5] or '',
-        group_last_delivered(KEYS[1], ARGV[1]) or '0-0'}
+return {'OK', epoch, meta[1] or '0-0', meta[2] or '0', meta[3], meta[4] or '0', meta[5] or ''}

@@ -71,6 +71,7 @@ static const struct key_def keys[] = {
     {"retry_base_ms", INT(retry_base_ms, 0, 3600000)},
     {"retry_max_ms", INT(retry_max_ms, 0, 86400000)},
     {"handler_warn_ms", INT(handler_warn_ms, 1, 86400000)},
+    {"stats_interval_ms", INT(stats_interval_ms, 0, 3600000)},
     {"client_name", STR(client_name)},
     {"state_schema_version", INT(state_schema_version, 0, 4294967295L)},
 };
@@ -96,6 +97,7 @@ static void set_defaults(struct stx_config *c)
     c->retry_base_ms = 100;
     c->retry_max_ms = 30000;
     c->handler_warn_ms = 10000;
+    c->stats_interval_ms = 5000;
 }
 
 stx_config *stx_config_new(void)

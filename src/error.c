@@ -12,7 +12,7 @@ const char *stx_strerror(int code)
     case STX_EAUTH: return "authentication refused";
     case STX_EREDIS: return "unexpected Redis error";
     case STX_EWRONGTYPE: return "a key holds the wrong Redis type";
-    case STX_EFENCED: return "fenced: a newer processor took over this stream and group";
+    case STX_EFENCED: return "fenced: a newer processor or an operator's reset took this stream and group";
     case STX_EHANDLER: return "the handler failed";
     case STX_EDECODE: return "bytes do not decode";
     case STX_ENOTFOUND: return "not found";

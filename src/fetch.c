@@ -94,46 +94,7 @@ static void build_recovery_read(stx_processor *p)
     stx_argv_add_ref(a, p->read_cursor, strlen(p->read_cursor));
     stx_argv_add_ref(a, p->run_id, strlen(p->run_id));
     stx_argv_add_copy(a, p->failed_id, strlen(p->failed_id));
-    stx_argv_add_ref(a, p->delivered_before, strlen(p->delivered_before));
-}
-
-void stx_abandon(stx_processor *p, const char *const *ids, size_t n)
-{
-    if (!n || !p->conn.ctx) return;
-    char mark[64];
-    int len = snprintf(mark, sizeof mark, "%s:0:h", p->run_id);
-    size_t sent = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *argv[] = {"HSETNX", p->key_attempts, ids[i], mark};
-        const size_t lens[] = {6, strlen(p->key_attempts), strlen(ids[i]), (size_t)len};
-        if (stx_conn_append(&p->conn, 4, argv, lens) != STX_OK) break;
-        sent++;
-    }
-    for (size_t i = 0; i < sent; i++) {
-        redisReply *r;
-        int rc = stx_conn_read(&p->conn, &r);
-        if (rc == STX_OK) freeReplyObject(r);
-        else if (rc == STX_ECONN || rc == STX_ETIMEOUT) return;
-    }
-}
-
-void stx_abandon_prefetched(stx_processor *p)
-{
-    const redisReply *r = p->prefetched;
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2 &&
-        r->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
-        const redisReply *e = r->element[0]->element[1];
-        const char **ids = malloc((e->elements ? e->elements : 1) * sizeof *ids);
-        size_t n = 0;
-        for (size_t i = 0; ids && i < e->elements; i++)
-            if (e->element[i]->type == REDIS_REPLY_ARRAY && e->element[i]->elements == 2 &&
-                e->element[i]->element[0]->type == REDIS_REPLY_STRING)
-                ids[n++] = e->element[i]->element[0]->str;
-        if (ids) stx_abandon(p, ids, n);
-        free(ids);
-    }
-    stx_drop_prefetched(p);
+    stx_argv_add_u64(a, (unsigned long long)p->read_count);
 }
 
 void stx_build_new_read(stx_processor *p, long block_ms)

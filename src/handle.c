@@ -149,9 +149,9 @@ static int ack_committed(stx_processor *p, struct stx_msg *const *msgs, size_t n
 /* Handle and commit msgs[0..n) (ascending ids).  An entry that fails ends
  * the batch: those before it are committed first, then it is dead-lettered
  * or scheduled for a retry, and reading rewinds to the offset so the rest
- * comes again in order.  A recovery read (one entry, its attempt already
- * counted) is finished even when a stop was asked for: abandoning it would
- * count an attempt against a healthy entry.  Returns the number committed,
+ * comes again in order.  A recovery batch is finished even when a stop was
+ * asked for: the next run would take a batch left in hand for a crash and
+ * narrow it.  Returns the number committed,
  * STX_AGAIN, or an error. */
 static int process(stx_processor *p, struct stx_msg *const *msgs, size_t n)
 {
@@ -192,13 +192,6 @@ static int process(stx_processor *p, struct stx_msg *const *msgs, size_t n)
             stx_cache_discard(p);
         }
         if (!full) break;
-    }
-    if (i < n && !v.msg && !recovery) {
-        /* Stopped: entries read but never handled are not attempts. */
-        const char *ids[1000];
-        size_t k = 0;
-        for (size_t j = i; j < n && k < sizeof ids / sizeof ids[0]; j++) ids[k++] = msgs[j]->id;
-        stx_abandon(p, ids, k);
     }
     if (i < n || first) stx_rewind(p); /* stopped or failed early: the rest comes again */
     if (v.msg) return act_on(p, &v);

@@ -27,7 +27,7 @@
  * "{orders}:stx:6:orders:g:meta".
  *
  * Keys:
- *   "{T}:stx:LEN:STREAM:GROUP:KIND"  KIND one of meta, state, dlq, attempts
+ *   "{T}:stx:LEN:STREAM:GROUP:KIND"  KIND one of meta, state, dlq, attempts, live
  *   "{T}:stx-idem:LEN:STREAM:KEY"    KEY any bytes
  * LEN is the decimal byte length of STREAM.
  *
@@ -141,7 +141,8 @@ static void key_tag(const char *stream, size_t n, char buf[STX_SLOT_TAG_LEN],
 static int kind_ok(const char *kind)
 {
     return kind && (strcmp(kind, "meta") == 0 || strcmp(kind, "state") == 0 ||
-                    strcmp(kind, "dlq") == 0 || strcmp(kind, "attempts") == 0);
+                    strcmp(kind, "dlq") == 0 || strcmp(kind, "attempts") == 0 ||
+                    strcmp(kind, "live") == 0);
 }
 
 int stx_key_name(char *buf, size_t cap, const char *stream, const char *group,

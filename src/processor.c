@@ -4,6 +4,8 @@
  * commit.c. */
 #include "processor.h"
 
+#include "heartbeat.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -39,12 +41,14 @@ void stx_log(stx_processor *p, stx_log_level level, const char *fmt, ...)
     fprintf(stderr, "streamtx %s: %s\n", names[level], p->logbuf);
 }
 
-/* Log an error at the point it is returned to the caller. */
+/* An error on its way back to the caller.  Not logged: the caller sees it
+ * (stx_config_set_log() states the rule); it becomes the heartbeat's
+ * last_error, and a processor that stops for good leaves the live hash. */
 static int report(stx_processor *p, int code)
 {
-    if (code != STX_OK && code != STX_ESTOPPED)
-        stx_log(p, code == STX_EHANDLER ? STX_LOG_WARN : STX_LOG_ERROR, "%s: %s",
-                stx_strerror(code), p->errmsg);
+    if (code == STX_OK) return code;
+    stx_heartbeat_error(p, code);
+    if (code == STX_EFENCED || code == STX_ESTOPPED) stx_heartbeat_leave(p);
     return code;
 }
 
@@ -154,7 +158,9 @@ int stx_processor_new(stx_processor **out, const stx_config *conf)
 void stx_processor_free(stx_processor *p)
 {
     if (!p) return;
+    stx_heartbeat_leave(p); /* a freed processor is not live: no ghost until expiry */
     stx_conn_close(&p->conn);
+    stx_heartbeat_free(p->hb);
     stx_snapshot_close(p->snap);
     stx_sm_free(&p->state);
     stx_sm_free(&p->batch);
@@ -271,8 +277,8 @@ int stx_processor_poll(stx_processor *p)
     if (!p->key_attempts) return STX_EINVAL; /* creation failed: errmsg says why */
     for (;;) {
         if (atomic_load(&p->stop)) {
-            stx_abandon_prefetched(p); /* read with the last commit, never handled */
-            return stx_fail(p, STX_ESTOPPED, "stopped");
+            stx_drop_prefetched(p); /* read with the last commit, never handled */
+            return report(p, stx_fail(p, STX_ESTOPPED, "stopped"));
         }
         uint64_t now = stx_monotonic_us();
         if (p->retry_at_us > now) {
@@ -282,7 +288,12 @@ int stx_processor_poll(stx_processor *p)
         }
         p->retry_at_us = 0;
         int rc = stx_recover(p);
-        if (rc == STX_OK) rc = stx_poll_once(p);
+        if (rc == STX_OK) {
+            /* Due at most block_ms late: an idle poll returns after it. */
+            stx_heartbeat_tick(p);
+            if (!p->conn.ctx) continue; /* the heartbeat lost the connection */
+            rc = stx_poll_once(p);
+        }
         if (rc == STX_AGAIN) continue;
         return rc < 0 ? report(p, rc) : rc;
     }
@@ -294,20 +305,32 @@ int stx_processor_run(stx_processor *p)
     /* A dropped connection is retried at once, then after 100 ms doubling
      * up to 5 s while Redis stays away. */
     long backoff = 0;
+    /* run() returns only a stop or a fatal error, so it logs each error it
+     * handles itself, once: a run of equal retriable errors (Redis away for
+     * a minute) is one warning, its repeats debug lines. */
+    char last[sizeof p->errmsg] = "";
     for (;;) {
         int rc = stx_processor_poll(p);
         if (rc >= 0) {
             backoff = 0;
+            last[0] = '\0';
             continue;
         }
         if (rc == STX_ESTOPPED) return STX_OK;
-        if (rc == STX_EHANDLER) continue; /* retried after its delay, or dead-lettered */
+        if (rc == STX_EHANDLER) {
+            /* Retried after its delay, or dead-lettered: errmsg says which. */
+            stx_log(p, STX_LOG_WARN, "%s", p->errmsg);
+            continue;
+        }
         if (stx_error_class_of(rc) != STX_CLASS_RETRIABLE) return rc;
         if (!p->connected_once && rc == STX_ECONN) {
             /* Never reached Redis: a wrong address should not spin for ever. */
             return rc;
         }
-        stx_log(p, STX_LOG_WARN, "retrying in %ld ms", backoff);
+        int repeat = strcmp(last, p->errmsg) == 0;
+        stx_log(p, repeat ? STX_LOG_DEBUG : STX_LOG_WARN, "%s; retrying in %ld ms", p->errmsg,
+                backoff);
+        memcpy(last, p->errmsg, sizeof last);
         stx_sleep_ms(p, backoff);
         backoff = backoff < 100 ? 100 : backoff * 2 > 5000 ? 5000 : backoff * 2;
     }

@@ -136,7 +136,6 @@ struct stx_processor {
     int reading_pending;        /* recovery: reading the stream after the cursor */
     stx_id cursor;
     char failed_id[STX_ID_MAX]; /* entry whose handler failed in this run ("" none) */
-    char delivered_before[STX_ID_MAX]; /* the group's last delivered id when this run began */
     long read_count;            /* COUNT of the next read, within max_batch_bytes */
     stx_statemap state;
     stx_statemap batch;
@@ -153,6 +152,7 @@ struct stx_processor {
     redisReply *prefetched;     /* a read sent with the last commit, not used yet */
     atomic_int stop;
     stx_stats stats;
+    struct stx_heartbeat *hb;   /* heartbeat.c; NULL until the first one */
     /* Commit latencies in log-spaced buckets: bucket b covers
      * [2^(b/4), 2^((b+1)/4)) microseconds, so percentiles are within 19%. */
     uint64_t latency[STX_LATENCY_BUCKETS];
@@ -212,10 +212,6 @@ void stx_build_new_read(stx_processor *p, long block_ms);
 void stx_rewind(stx_processor *p);          /* read again from the offset */
 void stx_drop_prefetched(stx_processor *p);
 int stx_claim_pending(stx_processor *p);
-/* Entries read but not handled because of a stop: mark them so the next run
- * does not count an attempt against them (best effort). */
-void stx_abandon(stx_processor *p, const char *const *ids, size_t n);
-void stx_abandon_prefetched(stx_processor *p);
 
 /* commit.c: the writing scripts. */
 int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int prefetch);

@@ -195,21 +195,17 @@ static int take_epoch(stx_processor *p)
         return rc;
     }
     const char *off = stx_reply_str(r, 2), *lineage = stx_reply_str(r, 4),
-               *writer = stx_reply_str(r, 6), *delivered = stx_reply_str(r, 7);
+               *writer = stx_reply_str(r, 6);
     stx_id offv;
     if (stx_reply_u64(r, 1, &p->epoch) != 0 || !off || stx_id_parse(off, strlen(off), &offv) != 0 ||
         stx_reply_u64(r, 3, &p->seq) != 0 || !lineage || strlen(lineage) >= sizeof p->lineage ||
-        stx_reply_u64(r, 5, &p->schema) != 0 || !writer || !delivered ||
-        strlen(delivered) >= sizeof p->delivered_before) {
+        stx_reply_u64(r, 5, &p->schema) != 0 || !writer) {
         freeReplyObject(r);
         return stx_fail(p, STX_EREDIS, "start: malformed reply (meta hash damaged?)");
     }
     stx_set_offset(p, offv);
     strcpy(p->lineage, lineage);
     snprintf(p->writer, sizeof p->writer, "%s", writer);
-    /* Only the first start of this handle: entries delivered since were
-     * delivered to this run, which knows what became of them. */
-    if (!p->delivered_before[0]) strcpy(p->delivered_before, delivered);
     freeReplyObject(r);
     p->phase = STX_PHASE_EPOCH_TAKEN;
     stx_log(p, STX_LOG_INFO, "started on stream '%s' group '%s' as '%s': epoch %" PRIu64

@@ -7,13 +7,17 @@
 #   <!-- doctest -->               ```sh block: each line (command) must
 #                                  exit 0 and print something
 #   <!-- doctest: quiet -->        ```sh block: each line must exit 0
-#   <!-- doctest: c FILE -->       ```c block: written to FILE and built into
-#                                  the program FILE without .c (next to it)
+#   <!-- doctest: c FILE write -->    ```c block: written to FILE, for the
+#                                  shell blocks after it to build
 #   <!-- doctest: c FILE compile -->  ```c block: compiled only (-c)
+# A command that prints nothing when it works (cc) is exempt from "print".
+# The build is installed into a temporary prefix first; the blocks find it
+# as a reader finds an install in /usr/local: pkg-config (PKG_CONFIG_PATH),
+# the loader (LD_LIBRARY_PATH, as after ldconfig), stx (PATH).
 # The shell blocks share one bash process (set -euo pipefail), so what one
 # sets (STX_URL from scripts/redis.sh) the next sees; one command per line.  They run in a
 # temporary directory holding `build` (BUILD_DIR) and `scripts` (the
-# repository's), with BUILD_DIR first on PATH (for `stx`).  The private
+# repository's).  The private
 # Redis the README starts is stopped at the end whatever happens.
 # EXTRA_CFLAGS: the sanitizer flags of a sanitizer build.
 set -euo pipefail
@@ -60,29 +64,33 @@ awk -v dir="$tmp" '
   END { exit bad }' "$src/README.md" || die "bad markers"
 [ -s "$tmp/blocks" ] || die "no runnable block found in README.md"
 
-# --- build the C blocks ------------------------------------------------------
-# TODO(pkg): once the package rules land (streamtx.pc), compile as the README
-# says: cmake --install "$build" --prefix "$tmp/prefix", then
-# PKG_CONFIG_PATH=<prefix>/lib/pkgconfig and $(pkg-config --cflags --libs streamtx).
-# Until then: the build tree's header and static library, and its dependencies.
-read -r -a deps <<<"$(pkg-config --libs hiredis msgpack lmdb openssl 2>/dev/null ||
-  pkg-config --libs hiredis msgpack-c lmdb openssl)"
+# --- install, then the C blocks ---------------------------------------------
+prefix=$tmp/prefix
+cmake --install "$build" --prefix "$prefix" >"$tmp/install.log" || {
+  cat "$tmp/install.log"
+  die "cmake --install failed"
+}
+pc=$(find "$prefix" -name streamtx.pc)
+[ -n "$pc" ] || die "no streamtx.pc installed"
+libdir=$(dirname "$(dirname "$pc")")
+export PKG_CONFIG_PATH=$libdir/pkgconfig LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 read -r -a extra <<<"$extra_cflags"
-cc_flags=(-std=c11 -Wall -Wextra -Werror -I"$src/include" "${extra[@]}")
 while read -r lang n line spec; do
   [ "$lang" = c ] || continue
   read -r -a words <<<"$spec"
   set -- "${words[@]}"
-  if [ "${1:-}" != c ] || [ -z "${2:-}" ]; then die "README.md:$line: a c block needs 'doctest: c FILE'"; fi
+  if [ "${1:-}" != c ] || [ -z "${2:-}" ]; then die "README.md:$line: a c block needs 'doctest: c FILE write|compile'"; fi
   cp "$tmp/block.$n" "$work/$2"
-  if [ "${3:-}" = compile ]; then
-    cc "${cc_flags[@]}" -Wno-unused-function -c "$work/$2" -o "$work/${2%.c}.o" ||
-      die "README.md:$line: $2 does not compile"
-  else
-    cc "${cc_flags[@]}" "$work/$2" -o "$work/${2%.c}" "$build/libstreamtx.a" "${deps[@]}" ||
-      die "README.md:$line: $2 does not build"
-  fi
-  echo "README.md:$line: built $2"
+  case ${3:-} in
+  write) ;;
+  compile)
+    read -r -a flags <<<"$(pkg-config --cflags streamtx msgpack 2>/dev/null || pkg-config --cflags streamtx msgpack-c)"
+    cc -std=c11 -Wall -Wextra -Werror -Wno-unused-function "${extra[@]}" "${flags[@]}" \
+      -c "$work/$2" -o "$work/${2%.c}.o" || die "README.md:$line: $2 does not compile"
+    echo "README.md:$line: $2 compiles"
+    ;;
+  *) die "README.md:$line: 'doctest: c $2' wants write or compile" ;;
+  esac
 done <"$tmp/blocks"
 
 # --- run the shell blocks ----------------------------------------------------
@@ -96,7 +104,9 @@ done <"$tmp/blocks"
   echo 'current=; out=/dev/null'
   echo 'trap '"'"'rc=$?; if [ $rc != 0 ]; then cat "$out" "$out.err" 2>/dev/null; echo "readme test: README.md:$current failed (status $rc)" >&2; fi'"'"' EXIT'
   echo "cd '$work'"
-  echo "export PATH='$build':\$PATH"
+  echo "export PATH='$prefix/bin':\$PATH"
+  # The sanitizer flags of this build, which its library needs in a program.
+  echo "cc() { command cc -std=c11 -Wall -Wextra -Werror $extra_cflags \"\$@\"; }"
   echo 'unset STX_URL STX_REDIS_DIR'
   while read -r lang n line spec; do
     case $lang in sh | bash) ;; *) continue ;; esac
@@ -110,7 +120,7 @@ done <"$tmp/blocks"
       echo "echo '\$ $(printf '%s' "$cmd" | sed "s/'/'\\\\''/g")'"
       echo ". '$tmp/line.$at' >\"\$out\" 2>\"\$out.err\""
       echo 'cat "$out" "$out.err"'
-      if [ "$spec" != quiet ]; then
+      if [ "$spec" != quiet ] && [ "${cmd#cc }" = "$cmd" ]; then
         echo 'grep -q "[^[:space:]]" "$out" "$out.err" || { echo "readme test: README.md:$current printed nothing" >&2; exit 1; }'
       fi
       echo "declare -p STX_URL STX_REDIS_DIR 2>/dev/null | sed 's/^declare -x/export/' >'$tmp/env' || true"

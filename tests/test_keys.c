@@ -14,8 +14,8 @@
 
 TestSuite(keys, .timeout = 120);
 
-static const char *const kinds[] = {"meta", "state", "dlq", "attempts"};
-#define NKINDS 4
+static const char *const kinds[] = {"meta", "state", "dlq", "attempts", "live"};
+#define NKINDS 5
 
 static unsigned long long next_rand(unsigned long long *s)
 {

@@ -193,5 +193,10 @@ int cmd_state(cli *c, int argc, char **argv);
 int cmd_reset(cli *c, int argc, char **argv);
 int cmd_trim(cli *c, int argc, char **argv);
 int cmd_health(cli *c, int argc, char **argv);
+int cmd_top(cli *c, int argc, char **argv);
+
+/* A live processor as a JSON object (stx top, stx info); now_ms gives its
+ * heartbeat's age. */
+void cli_live_json(jw *w, const stx_live_processor *p, long long now_ms);
 
 #endif

@@ -1,4 +1,5 @@
 /* stx info STREAM */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -11,13 +12,21 @@ static const char help[] =
     "offset (streamtx groups; \"-\" for plain groups), the last delivered id, the\n"
     "lag (entries not yet delivered; \"?\" when Redis cannot tell), the pending\n"
     "entries, and for streamtx groups the epoch, the number of state keys and\n"
-    "the dead-letter length.\n"
+    "the dead-letter length.  Then the live processors of each streamtx group\n"
+    "(those whose heartbeat has not expired; see stx top): consumer, host:pid,\n"
+    "phase, committed per second over the last heartbeat interval, committed in\n"
+    "all, and the age of the heartbeat.\n"
     "\n"
     "--json prints one object:\n"
     "  {\"stream\":..,\"length\":..,\"first_id\":..,\"last_id\":..,\"max_deleted_id\":..,\n"
     "   \"entries_added\":..,\"groups\":[{\"name\":..,\"streamtx\":true|false,\n"
     "   \"offset\":..|null,\"last_delivered\":..,\"lag\":..|null,\"pending\":..,\n"
-    "   \"epoch\":..,\"state_keys\":..,\"dlq_length\":..}]}\n"
+    "   \"epoch\":..,\"state_keys\":..,\"dlq_length\":..,\"processors\":[..]}]}\n"
+    "where each processor is {\"id\":..,\"consumer\":..,\"host\":..,\"pid\":..,\n"
+    "\"version\":..,\"phase\":..,\"epoch\":..,\"offset\":..,\"started_at_ms\":..,\"at_ms\":..,\n"
+    "\"age_ms\":..,\"interval_ms\":..,\"committed_per_s\":..,\"handled_per_s\":..,\n"
+    "\"failures_per_s\":..,\"dead_lettered_per_s\":.., the stx_stats counters,\n"
+    "\"interval_commit_us_p50\":..,\"interval_commit_us_p99\":..,\"last_error\":..|null}.\n"
     "Ids of an empty stream are null.\n"
     "\n"
     "Exit codes: 3 when the stream does not exist, 4 when the key is not a stream.\n";
@@ -56,6 +65,26 @@ int cmd_info(cli *c, int argc, char **argv)
     }
     if (rc != STX_OK)
         return cli_fail_stream(c, rc, stream);
+    /* The live processors of each streamtx group (none for plain groups). */
+    stx_live **live = calloc(info->ngroups + 1, sizeof *live);
+    if (!live) {
+        stx_stream_info_free(info);
+        return cli_fail(c, CLI_EXIT_RUNTIME, "out of memory");
+    }
+    for (size_t i = 0; i < info->ngroups; i++) {
+        if (!info->groups[i].offset[0])
+            continue;
+        rc = stx_live_get(c->client, stream, info->groups[i].name, &live[i]);
+        if (rc != STX_OK) {
+            for (size_t k = 0; k < i; k++)
+                stx_live_free(live[k]);
+            free(live);
+            stx_stream_info_free(info);
+            return cli_fail_stx(c, rc, "reading the live processors");
+        }
+    }
+    long long now = cli_now_ms();
+    rc = 0;
 
     if (c->json) {
         jw w;
@@ -94,14 +123,18 @@ int cmd_info(cli *c, int argc, char **argv)
             jw_i64(&w, g->state_keys);
             jw_key(&w, "dlq_length");
             jw_i64(&w, g->dlq_length);
+            jw_key(&w, "processors");
+            jw_arr(&w);
+            for (size_t k = 0; live[i] && k < live[i]->n; k++)
+                cli_live_json(&w, &live[i]->procs[k], now);
+            jw_arr_end(&w);
             jw_obj_end(&w);
         }
         jw_arr_end(&w);
         jw_obj_end(&w);
         jw_print(&w, stdout);
         jw_free(&w);
-        stx_stream_info_free(info);
-        return 0;
+        goto out;
     }
 
     table t;
@@ -147,6 +180,34 @@ int cmd_info(cli *c, int argc, char **argv)
         tbl_print(&t, stdout);
         tbl_free(&t);
     }
+    size_t nlive = 0;
+    for (size_t i = 0; i < info->ngroups; i++)
+        nlive += live[i] ? live[i]->n : 0;
+    if (nlive > 0) {
+        fputc('\n', stdout);
+        tbl_init(&t, 7);
+        static const char *const heads[] = {"GROUP",  "CONSUMER",  "HOST:PID", "PHASE",
+                                            "RATE/S", "COMMITTED", "AGE"};
+        for (size_t k = 0; k < 7; k++)
+            tbl_cell(&t, heads[k]);
+        for (size_t i = 0; i < info->ngroups; i++)
+            for (size_t k = 0; live[i] && k < live[i]->n; k++) {
+                const stx_live_processor *lp = &live[i]->procs[k];
+                tbl_cell(&t, info->groups[i].name);
+                tbl_cell(&t, lp->consumer);
+                tbl_cellf(&t, "%s:%lld", lp->host, lp->pid);
+                tbl_cell(&t, lp->phase);
+                tbl_cellf(&t, "%.1f", lp->committed_per_s);
+                tbl_cellf(&t, "%llu", (unsigned long long)lp->stats.committed);
+                tbl_cellf(&t, "%llds", (now - lp->at_ms) / 1000);
+            }
+        tbl_print(&t, stdout);
+        tbl_free(&t);
+    }
+out:
+    for (size_t i = 0; i < info->ngroups; i++)
+        stx_live_free(live[i]);
+    free(live);
     stx_stream_info_free(info);
-    return 0;
+    return rc;
 }

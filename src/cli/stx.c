@@ -22,6 +22,7 @@ static const char usage[] =
     "  reset STREAM GROUP --to POSITION  move a group to another position\n"
     "  trim STREAM --safe                trim entries every group has processed\n"
     "  health                            server version, scripts, persistence\n"
+    "  top [STREAM [GROUP]]              live view of groups and their processors\n"
     "Run 'stx COMMAND --help' for the options of a command.\n"
     "\n"
     "Global options (before or after the command):\n"
@@ -53,7 +54,7 @@ static const struct command {
     {"info", cmd_info},       {"produce", cmd_produce}, {"tail", cmd_tail},
     {"replay", cmd_replay},   {"pending", cmd_pending}, {"dlq", cmd_dlq},
     {"state", cmd_state},     {"reset", cmd_reset},     {"trim", cmd_trim},
-    {"health", cmd_health},
+    {"health", cmd_health},   {"top", cmd_top},
 };
 
 int main(int argc, char **argv)
