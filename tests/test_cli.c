@@ -204,6 +204,25 @@ static void expect_fail(const run *r, int code, const char *sub, const char *nee
     cr_assert(strstr(r->err, needle), "stderr [%s] does not mention [%s]", r->err, needle);
 }
 
+/* With --json: exit `code`, nothing on stdout, and one line on stderr:
+ * {"error":"...needle...","command":SUB,"code":NAME,"exit":code}. */
+static void expect_fail_json(const run *r, int code, const char *sub, const char *name,
+                             const char *needle)
+{
+    cr_assert_eq(r->code, code, "exit code %d, expected %d; stderr: %s", r->code, code, r->err);
+    cr_assert_str_empty(r->out, "unexpected stdout: %s", r->out);
+    size_t n = strlen(r->err);
+    cr_assert(n > 0 && r->err[n - 1] == '\n' && strchr(r->err, '\n') == r->err + n - 1,
+              "stderr is not exactly one line: [%s]", r->err);
+    char tail[256];
+    snprintf(tail, sizeof tail, "\",\"command\":\"%s\",\"code\":\"%s\",\"exit\":%d}\n", sub, name,
+             code);
+    cr_assert(strncmp(r->err, "{\"error\":\"", 10) == 0 && n > strlen(tail) &&
+                  strcmp(r->err + n - strlen(tail), tail) == 0,
+              "stderr [%s] does not end with [%s]", r->err, tail);
+    cr_assert(strstr(r->err, needle), "stderr [%s] does not mention [%s]", r->err, needle);
+}
+
 /* ------------------------------------------------------------------ */
 /* a small JSON validator (RFC 8259)                                    */
 
@@ -514,13 +533,13 @@ Test(cli, help_and_usage_errors)
     expect_fail(&r, 2, "frobnicate", "unknown command");
     run_free(&r);
     run_argv(&r, NULL, (const char *const[]){NULL});
-    expect_fail(&r, 2, NULL, "missing command");
+    expect_fail(&r, 2, NULL, "missing COMMAND");
     run_free(&r);
     stx(&r, "info", NULL);
-    expect_fail(&r, 2, "info", "missing arguments");
+    expect_fail(&r, 2, "info", "missing argument STREAM (see stx info --help)");
     run_free(&r);
     stx(&r, "state", "get", "orders", "stock", NULL);
-    expect_fail(&r, 2, "state get", "missing arguments");
+    expect_fail(&r, 2, "state get", "missing argument KEY");
     run_free(&r);
     stx(&r, "state", NULL);
     expect_fail(&r, 2, "state", "missing subcommand");
@@ -529,7 +548,7 @@ Test(cli, help_and_usage_errors)
     expect_fail(&r, 2, "dlq", "unknown subcommand");
     run_free(&r);
     stx(&r, "pending", "orders", NULL);
-    expect_fail(&r, 2, "pending", "missing arguments");
+    expect_fail(&r, 2, "pending", "missing argument GROUP");
     run_free(&r);
     stx(&r, "info", "a", "b", NULL);
     expect_fail(&r, 2, "info", "unexpected argument 'b'");
@@ -544,7 +563,7 @@ Test(cli, help_and_usage_errors)
     expect_fail(&r, 2, "tail", "bad value '-3'");
     run_free(&r);
     stx(&r, "produce", "orders", NULL);
-    expect_fail(&r, 2, "produce", "missing arguments");
+    expect_fail(&r, 2, "produce", "missing argument FIELD=VALUE");
     run_free(&r);
     stx(&r, "produce", "orders", "novalue", NULL);
     expect_fail(&r, 2, "produce", "expected FIELD=VALUE");
@@ -676,7 +695,7 @@ Test(cli, info_errors)
     expect_fail(&r, 3, "info", "stream 'nosuch' does not exist");
     run_free(&r);
     stx(&r, "info", "plain-string", "--json", NULL);
-    expect_fail(&r, 4, "info", "key 'plain-string' is not a stream");
+    expect_fail_json(&r, 4, "info", "wrong_type", "key 'plain-string' is not a stream");
     run_free(&r);
 
     /* A key of a group of the wrong type: that key is named, not the
@@ -830,19 +849,19 @@ Test(cli, replay_errors)
     freeReplyObject(test_cmd(c, "SET plain-string x"));
     run r;
     stx(&r, "replay", "orders", "--from", "12-x", NULL);
-    expect_fail(&r, 2, "replay", "bad id '12-x'");
+    expect_fail(&r, 2, "replay", "bad position '12-x' for --from: expected " STX_POSITION_GRAMMAR);
     run_free(&r);
     stx(&r, "replay", "orders", "--to", "abc", NULL);
-    expect_fail(&r, 2, "replay", "bad id 'abc'");
+    expect_fail(&r, 2, "replay", "bad position 'abc' for --to");
     run_free(&r);
     stx(&r, "replay", "orders", "--from", "2026-02-30T00:00:00Z", NULL);
-    expect_fail(&r, 2, "replay", "bad time '2026-02-30T00:00:00Z'");
+    expect_fail(&r, 2, "replay", "bad position '2026-02-30T00:00:00Z'");
     run_free(&r);
     stx(&r, "replay", "orders", "--from", "2026-11-22T10:00:00", NULL);
-    expect_fail(&r, 2, "replay", "bad time");
+    expect_fail(&r, 2, "replay", "bad position");
     run_free(&r);
-    stx(&r, "replay", "orders", "--from", "2026-11-22T10:00:00.1234Z", NULL);
-    expect_fail(&r, 2, "replay", "bad time");
+    stx(&r, "replay", "orders", "--from", "2026-11-22T10:00:00.1234567890Z", NULL);
+    expect_fail(&r, 2, "replay", "bad position");
     run_free(&r);
     stx(&r, "replay", "nosuch", NULL);
     expect_fail(&r, 3, "replay", "stream 'nosuch' does not exist");
@@ -936,7 +955,8 @@ Test(cli, tail_follows_and_reconnects)
 
 Test(cli, tail_stops_on_sigint)
 {
-    const char *argv[] = {STX_CLI_PATH, "--url", R.url, "tail", "quiet", NULL};
+    /* --wait: "quiet" does not exist (yet). */
+    const char *argv[] = {STX_CLI_PATH, "--url", R.url, "tail", "quiet", "--wait", NULL};
     fflush(NULL);
     pid_t pid = fork();
     cr_assert(pid >= 0);
@@ -1011,10 +1031,10 @@ Test(cli, pending_summary_and_entries)
     run_free(&r);
 
     stx(&r, "pending", "orders", "nogroup", NULL);
-    expect_fail(&r, 3, "pending", "does not exist");
+    expect_fail(&r, 3, "pending", "stream 'orders' has no group 'nogroup'");
     run_free(&r);
     stx(&r, "pending", "nosuch", "audit", NULL);
-    expect_fail(&r, 3, "pending", "does not exist");
+    expect_fail(&r, 3, "pending", "stream 'nosuch' has no group 'audit'");
     run_free(&r);
     freeReplyObject(test_cmd(c, "SET plain-string x"));
     stx(&r, "pending", "plain-string", "audit", NULL);
@@ -1148,7 +1168,7 @@ Test(cli, state_errors)
     expect_fail(&r, 3, "state dump", "no group 'nogroup'");
     run_free(&r);
     stx(&r, "state", "dump", "nosuch", "g", "--json", NULL);
-    expect_fail(&r, 3, "state dump", "stream 'nosuch' does not exist");
+    expect_fail_json(&r, 3, "state dump", "not_found", "stream 'nosuch' has no group 'g'");
     run_free(&r);
     char name[256];
     cr_assert(stx_key_name(name, sizeof name, "orders", "bad", "state") > 0);
@@ -1181,7 +1201,7 @@ Test(cli, reset_needs_yes_and_moves_the_group)
     expect_fail(&r, 2, "reset", "bad position 'yesterday'");
     run_free(&r);
     stx(&r, "reset", "orders", "stock", "--to", "2026-11-22T25:00:00Z", "--yes", NULL);
-    expect_fail(&r, 2, "reset", "bad time");
+    expect_fail(&r, 2, "reset", "bad position '2026-11-22T25:00:00Z' for --to: expected " STX_POSITION_GRAMMAR);
     run_free(&r);
     stx(&r, "reset", "orders", "nogroup", "--to", "end", "--yes", NULL);
     expect_fail(&r, 3, "reset", "nogroup");
@@ -1205,7 +1225,7 @@ Test(cli, reset_needs_yes_and_moves_the_group)
         NULL);
     expect_json(&r);
     cr_assert_str_eq(r.out, "{\"stream\":\"orders\",\"group\":\"stock\",\"to\":\"beginning\","
-                            "\"state_cleared\":true,\"reemit\":false}\n");
+                            "\"to_id\":\"0-0\",\"state_cleared\":true,\"reemit\":false}\n");
     run_free(&r);
     stx(&r, "info", "orders", "--json", NULL);
     cr_assert(strstr(r.out, "\"offset\":\"0-0\",\"last_delivered\":\"0-0\",\"lag\":5,\"pending\":0,"
@@ -1215,7 +1235,8 @@ Test(cli, reset_needs_yes_and_moves_the_group)
 
     /* A time: resume with the entries of that millisecond. */
     stx(&r, "reset", "orders", "stock", "--to", "1970-01-01T00:00:00.004Z", "--yes", NULL);
-    expect_out(&r, "group 'stock' of stream 'orders' reset to 1970-01-01T00:00:00.004Z\n");
+    expect_out(&r, "group 'stock' of stream 'orders' reset to 1970-01-01T00:00:00.004Z "
+                   "(resumes after 3-18446744073709551615)\n");
     run_free(&r);
     stx(&r, "info", "orders", "--json", NULL);
     cr_assert(strstr(r.out, "\"last_delivered\":\"3-18446744073709551615\""), "%s", r.out);
@@ -1237,7 +1258,7 @@ Test(cli, reset_asks_and_says_what_replaying_does)
     run r;
     const char *keep[] = {"reset", "orders", "stock", "--to", "beginning", NULL};
     run_argv_tty(&r, "n\n", 1, keep);
-    cr_assert_eq(r.code, 1, "exit %d: %s", r.code, r.err);
+    cr_assert_eq(r.code, 7, "exit %d: %s", r.code, r.err);
     cr_assert_str_empty(r.out);
     cr_assert(starts_with(r.err, "Reset group 'stock' of stream 'orders' to beginning? A running "
                                  "processor of the group will be fenced. The state is kept: "
@@ -1294,7 +1315,7 @@ Test(cli, clearing_reset_after_trim_needs_force)
         "--json", NULL);
     expect_json(&r);
     cr_assert_str_eq(r.out, "{\"stream\":\"orders\",\"group\":\"stock\",\"to\":\"beginning\","
-                            "\"state_cleared\":true,\"reemit\":false}\n");
+                            "\"to_id\":\"0-0\",\"state_cleared\":true,\"reemit\":false}\n");
     run_free(&r);
     redisFree(c);
 }
