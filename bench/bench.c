@@ -23,7 +23,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: stx_bench MODE --port P [--host H] [options]\n"
-            "modes: compare, state, latency, callgrind-prepare, callgrind\n"
+            "modes: compare, state, latency, drain, callgrind-prepare, callgrind\n"
             "options: --messages N  --rounds R  --naive-messages N  --state-keys N  --rate R\n"
             "         --seconds S  --batch B  --tmpdir DIR\n"
             "Normally started by bench/run.sh, which also starts redis-server.\n");
@@ -58,7 +58,7 @@ static int mode_callgrind_prepare(const bench_env *env, const bench_opts *o)
 static int mode_callgrind(const bench_env *env, const bench_opts *o)
 {
     redisContext *c = bench_connect(env);
-    lib_run r = {cg_stream, cg_group, cg_alerts, o->batch, NULL};
+    lib_run r = {cg_stream, cg_group, cg_alerts, o->batch, NULL, NULL};
     run_result res;
 
     lib_process(env, c, &r, o->messages, &res);
@@ -124,6 +124,8 @@ int main(int argc, char **argv)
         return mode_state(&env, &o);
     if (strcmp(mode, "latency") == 0)
         return mode_latency(&env, &o);
+    if (strcmp(mode, "drain") == 0)
+        return mode_drain(&env, &o);
     if (strcmp(mode, "callgrind-prepare") == 0)
         return mode_callgrind_prepare(&env, &o);
     if (strcmp(mode, "callgrind") == 0)

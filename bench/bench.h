@@ -146,6 +146,7 @@ typedef struct lat_recorder {
 typedef struct inv_ctx {
     const char *alerts;       /* the alert stream */
     lat_recorder *lat;        /* NULL unless measuring end-to-end latency */
+    const char *forward;      /* publish-heavy: one publish per entry to this stream, or NULL */
 } inv_ctx;
 
 /* The library handler: the logic of examples/inventory.c. */
@@ -176,6 +177,7 @@ typedef struct lib_run {
     const char *stream, *group, *alerts;
     long batch;
     const char *snapshot_dir; /* NULL: no snapshot */
+    const char *forward;      /* publish-heavy workload (inv_ctx.forward), or NULL */
 } lib_run;
 
 typedef struct run_result {
@@ -223,11 +225,14 @@ void ratio_spread(const double *a, const double *b, int n, double *median, doubl
 
 /* ---- limit.c, naive.c: the same work without the library ---------------- */
 
-/* XREADGROUP + one EVALSHA per batch, pipelined; the group must exist. */
+/* XREADGROUP + one EVALSHA per batch, pipelined; the group must exist.
+ * forward: also one XADD per entry to that stream (publish-heavy), or NULL. */
 void limit_process(redisContext *c, const char *stream, const char *group, const char *alerts,
-                   long batch, long n, run_result *out);
-/* XREAD COUNT 1, then MULTI / HSET / SET / [XADD] / EXEC, one round trip each. */
-void naive_process(redisContext *c, const char *stream, const char *state_key,
+                   const char *forward, long batch, long n, run_result *out);
+/* The reference design: XREADGROUP COUNT 128, then per entry one pipelined
+ * MULTI / XACK / SET whole state / SET offset / [XADD] / EXEC round trip;
+ * the group must exist. */
+void naive_process(redisContext *c, const char *stream, const char *group, const char *state_key,
                    const char *offset_key, const char *alerts, long n, run_result *out);
 
 /* ---- the modes (compare.c, state_size.c, latency.c, bench.c) ------------ */
@@ -245,5 +250,6 @@ typedef struct bench_opts {
 int mode_compare(const bench_env *env, const bench_opts *o);
 int mode_state(const bench_env *env, const bench_opts *o);
 int mode_latency(const bench_env *env, const bench_opts *o);
+int mode_drain(const bench_env *env, const bench_opts *o);
 
 #endif

@@ -1,5 +1,8 @@
-/* Mode "compare": the library against the limit at batch 1, 16 and 128, and
- * against the naive baseline, on the same workload (1000 SKUs, one seed).
+/* Mode "compare": the library against the limit at batch 1, 16 and 128 on
+ * the inventory workload (1000 SKUs, one seed; fewer than 1% of entries
+ * publish an alert), at batch 128 on the publish-heavy workload (the same
+ * entries, each also publishing one entry, as a forwarding handler does),
+ * and against the naive baseline (the reference design, naive.c).
  *
  * The machine is shared and its speed drifts, so the contenders of a ratio
  * run in alternating rounds (library then limit, then limit then library,
@@ -17,6 +20,10 @@
 static const char *const stream = "bench:inv";
 static const char *const group = "inv";
 static const char *const alerts = "bench:inv:alerts";
+static const char *const forward = "bench:inv:fwd";
+/* Commands the library sends itself (not from inside a script): the rest
+ * of INFO commandstats ran inside its EVALSHAs. */
+static const char *const lib_direct = "xreadgroup xinfo|groups xautoclaim";
 
 /* Empty Redis and preload n entries; the model learns what they must do. */
 static void prepare(redisContext *c, long n, wl_model *m)
@@ -40,18 +47,31 @@ static void check(redisContext *c, const char *state_key, const wl_model *m, tal
     }
 }
 
+static void check_len(redisContext *c, const char *key, long long want, tally *t,
+                      const char *what)
+{
+    long long got = bench_integer(c, "XLEN %s", key);
+
+    if (got != want) {
+        t->mismatches++;
+        bench_note("  %s: %s holds %lld entries, the model %lld", what, key, got, want);
+    }
+}
+
 enum { LIB, LIMIT, NAIVE };
 
 static void run_one(const bench_env *env, redisContext *c, int who, long batch, long n,
-                    tally *t)
+                    int heavy, tally *t)
 {
+    const char *fwd = heavy ? forward : NULL;
+
     char state_key[256];
     run_result res;
     wl_model m;
 
     prepare(c, n, &m);
     if (who == LIB) {
-        lib_run r = {stream, group, alerts, batch, NULL};
+        lib_run r = {stream, group, alerts, batch, NULL, fwd};
 
         bench_key(state_key, sizeof state_key, stream, group, "state");
         lib_process(env, c, &r, n, &res);
@@ -61,16 +81,20 @@ static void run_one(const bench_env *env, redisContext *c, int who, long batch, 
         bench_key(state_key, sizeof state_key, stream, group, "state");
         freeReplyObject(bench_command(c, "XGROUP CREATE %s %s 0", stream, group));
         bench_resetstat(c);
-        limit_process(c, stream, group, alerts, batch, n, &res);
+        limit_process(c, stream, group, alerts, fwd, batch, n, &res);
         tally_add(t, &res, c);
         check(c, state_key, &m, t, "limit");
     } else {
-        bench_key(state_key, sizeof state_key, stream, "naive", "state");
+        /* The state is one serialized document: only the alerts are checked. */
+        freeReplyObject(bench_command(c, "XGROUP CREATE %s naive 0", stream));
         bench_resetstat(c);
-        naive_process(c, stream, state_key, "bench:inv:naive:offset", alerts, n, &res);
+        naive_process(c, stream, "naive", "bench:inv:naive:state", "bench:inv:naive:offset",
+                      alerts, n, &res);
         tally_add(t, &res, c);
-        check(c, state_key, &m, t, "naive");
+        check_len(c, alerts, (long long)m.crossings, t, "naive");
     }
+    if (heavy)
+        check_len(c, forward, n, t, who == LIB ? "library" : "limit");
     wl_model_free(&m);
 }
 
@@ -80,7 +104,7 @@ int mode_compare(const bench_env *env, const bench_opts *o)
     redisContext *c = bench_connect(env);
     long per_round = (o->messages + o->rounds - 1) / o->rounds;
     long naive_per_round = (o->naive_messages + o->rounds - 1) / o->rounds;
-    static tally lib[3], limit[3], naive;
+    static tally lib[3], limit[3], naive, lib_heavy, limit_heavy;
     double med, lo, hi;
 
     bench_note("%ld rounds per batch size; per round %ld messages each for the library and the "
@@ -92,17 +116,25 @@ int mode_compare(const bench_env *env, const bench_opts *o)
         snprintf(suffix, sizeof suffix, "_b%ld", batches[b]);
         for (int i = 0; i < o->rounds; i++) {
             if (i % 2 == 0) {
-                run_one(env, c, LIB, batches[b], per_round, &lib[b]);
-                run_one(env, c, LIMIT, batches[b], per_round, &limit[b]);
+                run_one(env, c, LIB, batches[b], per_round, 0, &lib[b]);
+                run_one(env, c, LIMIT, batches[b], per_round, 0, &limit[b]);
             } else {
-                run_one(env, c, LIMIT, batches[b], per_round, &limit[b]);
-                run_one(env, c, LIB, batches[b], per_round, &lib[b]);
+                run_one(env, c, LIMIT, batches[b], per_round, 0, &limit[b]);
+                run_one(env, c, LIB, batches[b], per_round, 0, &lib[b]);
             }
-            if (batches[b] == 128)
-                run_one(env, c, NAIVE, 0, naive_per_round, &naive);
+            if (batches[b] == 128) {
+                run_one(env, c, NAIVE, 0, naive_per_round, 0, &naive);
+                if (i % 2 == 0) {
+                    run_one(env, c, LIB, 128, per_round, 1, &lib_heavy);
+                    run_one(env, c, LIMIT, 128, per_round, 1, &limit_heavy);
+                } else {
+                    run_one(env, c, LIMIT, 128, per_round, 1, &limit_heavy);
+                    run_one(env, c, LIB, 128, per_round, 1, &lib_heavy);
+                }
+            }
         }
         bench_note("batch %ld", batches[b]);
-        tally_print(&lib[b], "lib", suffix, "xread");
+        tally_print(&lib[b], "lib", suffix, lib_direct);
         tally_print(&limit[b], "limit", suffix, "xreadgroup");
         ratio_spread(lib[b].mps, limit[b].mps, lib[b].rounds, &med, &lo, &hi);
         bench_note("  library / limit: %.3f (rounds: median %.3f, %.3f to %.3f)",
@@ -123,7 +155,23 @@ int mode_compare(const bench_env *env, const bench_opts *o)
                                   (lib[b].redis_cpu_s / (double)lib[b].messages));
     }
 
-    bench_note("naive baseline (XREAD COUNT 1; MULTI/HSET/SET/[XADD]/EXEC, one round trip each)");
+    bench_note("publish-heavy (one publish per entry), batch 128");
+    tally_print(&lib_heavy, "lib", "_heavy_b128", lib_direct);
+    tally_print(&limit_heavy, "limit", "_heavy_b128", "xreadgroup");
+    ratio_spread(lib_heavy.mps, limit_heavy.mps, lib_heavy.rounds, &med, &lo, &hi);
+    bench_note("  library / limit: %.3f (rounds: median %.3f, %.3f to %.3f)",
+               tally_mps(&lib_heavy) / tally_mps(&limit_heavy), med, lo, hi);
+    bench_kv("ratio_to_limit_heavy_b128", "%.3f", tally_mps(&lib_heavy) / tally_mps(&limit_heavy));
+    bench_kv("ratio_to_limit_heavy_b128_round_median", "%.3f", med);
+    bench_kv("ratio_to_limit_heavy_b128_round_min", "%.3f", lo);
+    bench_kv("ratio_to_limit_heavy_b128_round_max", "%.3f", hi);
+    bench_kv("redis_cpu_ratio_heavy_b128", "%.3f",
+             (limit_heavy.redis_cpu_s / (double)limit_heavy.messages) /
+                 (lib_heavy.redis_cpu_s / (double)lib_heavy.messages));
+
+    bench_note("naive baseline, the reference design (XREADGROUP COUNT 128; per entry one "
+               "pipelined MULTI/XACK/SET state/SET offset/[XADD]/EXEC round trip, the whole "
+               "state serialized)");
     tally_print(&naive, "naive", "", NULL);
     ratio_spread(lib[2].mps, naive.mps, naive.rounds, &med, &lo, &hi);
     bench_note("  library batch 128 / naive: %.1fx (rounds: median %.1fx, %.1fx to %.1fx)",

@@ -151,6 +151,20 @@ int inv_handle(const stx_msg *msg, stx_txn *txn, void *user_data)
         if (rc != STX_OK)
             return stx_txn_fail(txn, "entry %s: publish alert: %s", id, stx_strerror(rc));
     }
+    if (ctx->forward != NULL) {
+        /* Publish-heavy: every entry forwards its outcome, as an enrichment
+         * or forwarding handler does (the library adds causation_id). */
+        char stock_text[24];
+        const char *names[2] = {"sku", "stock"};
+        const size_t name_lens[2] = {3, 5};
+        const char *values[2] = {sku, stock_text};
+        size_t value_lens[2] = {sku_len, 0};
+
+        value_lens[1] = (size_t)snprintf(stock_text, sizeof stock_text, "%" PRId64, after);
+        rc = stx_txn_publish(txn, ctx->forward, 2, names, name_lens, values, value_lens);
+        if (rc != STX_OK)
+            return stx_txn_fail(txn, "entry %s: forward: %s", id, stx_strerror(rc));
+    }
     if (ctx->lat != NULL)
         note_produce_time(ctx->lat, msg);
     return STX_HANDLER_OK;

@@ -92,7 +92,7 @@ void lib_drain(stx_processor *p, redisContext *ctl, long n, run_result *out)
 void lib_process(const bench_env *env, redisContext *ctl, const lib_run *r, long n,
                  run_result *out)
 {
-    inv_ctx ctx = {r->alerts, NULL};
+    inv_ctx ctx = {r->alerts, NULL, r->forward};
     stx_processor *p = lib_open(env, r, &ctx);
 
     lib_drain(p, ctl, n, out);

@@ -22,9 +22,10 @@
 #include "bench.h"
 
 static const char limit_lua[] =
-    "-- KEYS: stream, meta hash, state hash, alert stream\n"
+    "-- KEYS: stream, meta hash, state hash, alert stream, forward stream\n"
     "-- ARGV: group, n, id1..idn, n_puts, (key, value)..., n_alerts,\n"
-    "--       (sku, stock, threshold, causation_id)...\n"
+    "--       (sku, stock, threshold, causation_id)..., n_fwd,\n"
+    "--       (sku, stock, causation_id)...\n"
     "local n = tonumber(ARGV[2])\n"
     "redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 3, 2 + n))\n"
     "redis.call('HSET', KEYS[2], 'offset', ARGV[2 + n])\n"
@@ -38,6 +39,12 @@ static const char limit_lua[] =
     "  local a = pos + 1 + 4 * (i - 1)\n"
     "  redis.call('XADD', KEYS[4], '*', 'sku', ARGV[a], 'stock', ARGV[a + 1],\n"
     "             'threshold', ARGV[a + 2], 'causation_id', ARGV[a + 3])\n"
+    "end\n"
+    "pos = pos + 1 + 4 * tonumber(ARGV[pos])\n"
+    "for i = 1, tonumber(ARGV[pos]) do\n"
+    "  local a = pos + 1 + 3 * (i - 1)\n"
+    "  redis.call('XADD', KEYS[5], '*', 'sku', ARGV[a], 'stock', ARGV[a + 1],\n"
+    "             'causation_id', ARGV[a + 2])\n"
     "end\n"
     "return n\n";
 
@@ -66,7 +73,7 @@ static void arg(args *a, const char *s, size_t len)
 }
 
 void limit_process(redisContext *c, const char *stream, const char *group, const char *alerts,
-                   long batch, long n, run_result *out)
+                   const char *forward, long batch, long n, run_result *out)
 {
     char meta[512], state[512], sha[41];
     size_t nb = (size_t)batch;
@@ -77,6 +84,9 @@ void limit_process(redisContext *c, const char *stream, const char *group, const
     const char **alert_v = malloc(4 * nb * sizeof *alert_v); /* sku, stock, threshold, id */
     size_t *alert_len = malloc(4 * nb * sizeof *alert_len);
     char(*stock_text)[24] = malloc(nb * sizeof *stock_text);
+    const char **fwd_v = malloc(3 * nb * sizeof *fwd_v); /* sku, stock, id */
+    size_t *fwd_len = malloc(3 * nb * sizeof *fwd_len);
+    char(*fwd_text)[24] = malloc(nb * sizeof *fwd_text);
     msgpack_sbuffer sbuf;
     msgpack_packer pk;
     skumap map;
@@ -86,10 +96,11 @@ void limit_process(redisContext *c, const char *stream, const char *group, const
     long done = 0, expected = 0;
     int eval_inflight = 0;
 
-    a.v = malloc((11 + 7 * nb) * sizeof *a.v);
-    a.len = malloc((11 + 7 * nb) * sizeof *a.len);
+    a.v = malloc((13 + 10 * nb) * sizeof *a.v);
+    a.len = malloc((13 + 10 * nb) * sizeof *a.len);
     if (a.v == NULL || a.len == NULL || sku_of == NULL || sku_len_of == NULL ||
-        value_at == NULL || alert_v == NULL || alert_len == NULL || stock_text == NULL)
+        value_at == NULL || alert_v == NULL || alert_len == NULL || stock_text == NULL ||
+        fwd_v == NULL || fwd_len == NULL || fwd_text == NULL)
         bench_die("out of memory");
     bench_key(meta, sizeof meta, stream, group, "meta");
     bench_key(state, sizeof state, stream, group, "state");
@@ -109,8 +120,8 @@ void limit_process(redisContext *c, const char *stream, const char *group, const
     append_read(c, stream, group, batch);
     for (;;) {
         const redisReply *entries;
-        char n_text[24], puts_text[24], alerts_text[24];
-        size_t nchanged = 0, nalerts = 0, n_at, puts_at, alerts_at;
+        char n_text[24], puts_text[24], alerts_text[24], fwd_count_text[24];
+        size_t nchanged = 0, nalerts = 0, nfwd = 0, n_at, puts_at, alerts_at, fwd_at;
 
         if (eval_inflight) {
             r = bench_get_reply(c);
@@ -135,11 +146,12 @@ void limit_process(redisContext *c, const char *stream, const char *group, const
         a.n = 0;
         arg(&a, "EVALSHA", 7);
         arg(&a, sha, 40);
-        arg(&a, "4", 1);
+        arg(&a, "5", 1);
         arg(&a, stream, strlen(stream));
         arg(&a, meta, strlen(meta));
         arg(&a, state, strlen(state));
         arg(&a, alerts, strlen(alerts));
+        arg(&a, forward ? forward : alerts, strlen(forward ? forward : alerts));
         arg(&a, group, strlen(group));
         n_at = a.n;
         arg(&a, NULL, 0); /* n, filled in below */
@@ -167,6 +179,16 @@ void limit_process(redisContext *c, const char *stream, const char *group, const
                 nalerts++;
             }
             s->stock = after;
+            if (forward != NULL) {
+                size_t k = 3 * nfwd;
+
+                fwd_v[k] = sku, fwd_len[k] = sku_len;
+                fwd_len[k + 1] = (size_t)snprintf(fwd_text[nfwd], sizeof fwd_text[nfwd], "%lld",
+                                                  (long long)after);
+                fwd_v[k + 1] = fwd_text[nfwd];
+                fwd_v[k + 2] = id, fwd_len[k + 2] = entries->element[i]->element[0]->len;
+                nfwd++;
+            }
             if (s->mark != batch_no) {
                 /* Slots move when the table grows, so keep the name (it
                  * lives in the reply) and look the final value up below. */
@@ -192,6 +214,12 @@ void limit_process(redisContext *c, const char *stream, const char *group, const
         arg(&a, NULL, 0);
         for (size_t i = 0; i < 4 * nalerts; i++)
             arg(&a, alert_v[i], alert_len[i]);
+        fwd_at = a.n;
+        arg(&a, NULL, 0);
+        for (size_t i = 0; i < 3 * nfwd; i++)
+            arg(&a, fwd_v[i], fwd_len[i]);
+        a.len[fwd_at] = (size_t)snprintf(fwd_count_text, sizeof fwd_count_text, "%zu", nfwd);
+        a.v[fwd_at] = fwd_count_text;
         a.len[n_at] = (size_t)snprintf(n_text, sizeof n_text, "%zu", entries->elements);
         a.v[n_at] = n_text;
         a.len[puts_at] = (size_t)snprintf(puts_text, sizeof puts_text, "%zu", nchanged);
@@ -222,4 +250,7 @@ void limit_process(redisContext *c, const char *stream, const char *group, const
     free(alert_v);
     free(alert_len);
     free(stock_text);
+    free(fwd_v);
+    free(fwd_len);
+    free(fwd_text);
 }

@@ -28,7 +28,7 @@ static const char *const small_alerts = "bench:small:alerts";
 static double timed_start(const bench_env *env, const lib_run *r, stx_stats *st,
                           long long *rss_before, long long *rss_after)
 {
-    inv_ctx ctx = {r->alerts, NULL};
+    inv_ctx ctx = {r->alerts, NULL, NULL};
     stx_processor *p;
     uint64_t t0;
     double s;
@@ -89,7 +89,7 @@ static double median3(const double *v)
 
 static void restarts(const bench_env *env, uint32_t nkeys)
 {
-    lib_run r = {big_stream, group, big_alerts, 128, NULL};
+    lib_run r = {big_stream, group, big_alerts, 128, NULL, NULL};
     char snapdir[1024];
     long long rss0, rss1;
     double t_cold, t_build, t_redis[RESTARTS], t_lmdb[RESTARTS];
@@ -182,9 +182,9 @@ int mode_state(const bench_env *env, const bench_opts *o)
     redisContext *c = bench_connect(env);
     uint32_t nkeys = (uint32_t)o->state_keys;
     long per_round = (o->messages + o->rounds - 1) / o->rounds;
-    lib_run big_run = {big_stream, group, big_alerts, 128, NULL};
-    lib_run small_run = {small_stream, group, small_alerts, 128, NULL};
-    inv_ctx big_ctx = {big_alerts, NULL}, small_ctx = {small_alerts, NULL};
+    lib_run big_run = {big_stream, group, big_alerts, 128, NULL, NULL};
+    lib_run small_run = {small_stream, group, small_alerts, 128, NULL, NULL};
+    inv_ctx big_ctx = {big_alerts, NULL, NULL}, small_ctx = {small_alerts, NULL, NULL};
     char big_key[256], small_key[256];
     static contender big, small, hot;
     wl_model big_model, small_model;
@@ -240,9 +240,9 @@ int mode_state(const bench_env *env, const bench_opts *o)
     stx_processor_free(big.p);
     stx_processor_free(small.p);
 
-    tally_print(&big.t, "state_big", "", "xread");
-    tally_print(&small.t, "state_10", "", "xread");
-    tally_print(&hot.t, "state_big_hot10", "", "xread");
+    tally_print(&big.t, "state_big", "", "xreadgroup xinfo|groups xautoclaim");
+    tally_print(&small.t, "state_10", "", "xreadgroup xinfo|groups xautoclaim");
+    tally_print(&hot.t, "state_big_hot10", "", "xreadgroup xinfo|groups xautoclaim");
     ratio_spread(big.t.mps, small.t.mps, big.t.rounds, &med, &lo, &hi);
     bench_note("  big / 10 keys: %.3f (rounds: median %.3f, %.3f to %.3f)",
                tally_mps(&big.t) / tally_mps(&small.t), med, lo, hi);

@@ -37,6 +37,15 @@
 extern "C" {
 #endif
 
+/* Every function below is marked STX_API: the shared library is built with
+ * -fvisibility=hidden, so only these names are exported (nm -D shows stx_*
+ * and nothing else; tests/scripts/abi.sh checks it). */
+#if defined(__GNUC__) || defined(__clang__)
+#define STX_API __attribute__((visibility("default")))
+#else
+#define STX_API
+#endif
+
 #define STX_VERSION_MAJOR 0
 #define STX_VERSION_MINOR 2
 #define STX_VERSION_PATCH 0
@@ -84,13 +93,13 @@ typedef enum stx_error_class {
 } stx_error_class;
 
 /** Static English name of a code (any int); never NULL, never to be freed. */
-const char *stx_strerror(int code);
+STX_API const char *stx_strerror(int code);
 
 /** Class of a code: what to do next. */
-stx_error_class stx_error_class_of(int code);
+STX_API stx_error_class stx_error_class_of(int code);
 
 /** Library version as "MAJOR.MINOR.PATCH" (static string). */
-const char *stx_version(void);
+STX_API const char *stx_version(void);
 
 /** @defgroup config Configuration
  * A configuration is a set of string keys and values, checked as they are
@@ -112,23 +121,23 @@ typedef struct stx_config stx_config;
 
 /** New configuration holding the defaults; NULL only when out of memory.
  * The caller owns it and frees it with stx_config_free(). */
-stx_config *stx_config_new(void);
+STX_API stx_config *stx_config_new(void);
 
 /** Free a configuration.  NULL is a no-op. */
-void stx_config_free(stx_config *conf);
+STX_API void stx_config_free(stx_config *conf);
 
 /** Set key to value.  On error writes a message of at most errlen-1 bytes
  * into errbuf (which may be NULL) and leaves the configuration unchanged.
  * @return STX_OK, STX_EINVAL (unknown key, bad value, or conf, key or value
  * NULL), STX_ENOMEM. */
-int stx_config_set(stx_config *conf, const char *key, const char *value,
-                   char *errbuf, size_t errlen);
+STX_API int stx_config_set(stx_config *conf, const char *key, const char *value,
+                           char *errbuf, size_t errlen);
 
 /** Current value of key as a string in buf (truncated to buflen-1 bytes,
  * always terminated).  Secrets (password) read back as "***".
  * @return STX_OK or STX_EINVAL for an unknown key (or conf, key or buf
  * NULL, or buflen 0). */
-int stx_config_get(const stx_config *conf, const char *key, char *buf, size_t buflen);
+STX_API int stx_config_get(const stx_config *conf, const char *key, char *buf, size_t buflen);
 /** @} */
 
 /** @defgroup message Messages
@@ -142,30 +151,30 @@ typedef struct stx_msg stx_msg;
 
 /** Entry id, "MS-SEQ" (NUL-terminated); NULL for a NULL msg or outside its
  * handler call. */
-const char *stx_msg_id(const stx_msg *msg);
+STX_API const char *stx_msg_id(const stx_msg *msg);
 /** Name of the stream the entry was read from (NUL-terminated); NULL as
  * stx_msg_id(). */
-const char *stx_msg_stream(const stx_msg *msg);
+STX_API const char *stx_msg_stream(const stx_msg *msg);
 /** Number of field/value pairs; 0 as stx_msg_id() gives NULL. */
-size_t stx_msg_field_count(const stx_msg *msg);
+STX_API size_t stx_msg_field_count(const stx_msg *msg);
 /** Field i (0-based).  Names and values are binary-safe byte strings; a NUL
  * is stored after each so text can be used as a C string.  Each output
  * pointer may be NULL.
  * @return STX_OK, STX_ENOTFOUND when i is out of range, STX_EINVAL (msg
  * NULL), STX_ESTATE (outside its handler call). */
-int stx_msg_field(const stx_msg *msg, size_t i, const char **name, size_t *name_len,
-                  const char **value, size_t *value_len);
+STX_API int stx_msg_field(const stx_msg *msg, size_t i, const char **name, size_t *name_len,
+                          const char **value, size_t *value_len);
 /** Value of the first field named name (NUL-terminated name), or NULL when
  * absent (or msg or name NULL, or outside the handler call).  *len (if not
  * NULL) receives the value's length. */
-const char *stx_msg_get(const stx_msg *msg, const char *name, size_t *len);
+STX_API const char *stx_msg_get(const stx_msg *msg, const char *name, size_t *len);
 /** Which attempt at this entry the handler is making: 1 the first time;
  * one more for each earlier handler failure and each process that died
  * while it may have been handling the entry.  Commits Redis refused and
  * stops before the handler ran do not count.  Kept in the group's
  * "attempts" hash, so it survives restarts; max_deliveries bounds it.
  * 0 as stx_msg_id() gives NULL. */
-uint64_t stx_msg_delivery_count(const stx_msg *msg);
+STX_API uint64_t stx_msg_delivery_count(const stx_msg *msg);
 /** @} */
 
 /** @defgroup txn Transactions
@@ -194,35 +203,35 @@ typedef struct stx_txn stx_txn;
  * @return STX_OK, STX_ENOTFOUND (no such key), STX_EDECODE (the stored
  * value is not valid msgpack; the message names the key), STX_EINVAL,
  * STX_ESTATE. */
-int stx_txn_get(stx_txn *txn, const void *key, size_t key_len,
-                const void **value, size_t *value_len);
+STX_API int stx_txn_get(stx_txn *txn, const void *key, size_t key_len,
+                        const void **value, size_t *value_len);
 /** Stage key = value, where value is exactly one encoded msgpack object.
  * @return STX_OK, STX_EDECODE (value is not one msgpack object),
  * STX_ELIMIT (key or value larger than configured), STX_ENOMEM. */
-int stx_txn_put(stx_txn *txn, const void *key, size_t key_len,
-                const void *value, size_t value_len);
+STX_API int stx_txn_put(stx_txn *txn, const void *key, size_t key_len,
+                        const void *value, size_t value_len);
 /** Stage the deletion of key (no error if it does not exist). */
-int stx_txn_del(stx_txn *txn, const void *key, size_t key_len);
+STX_API int stx_txn_del(stx_txn *txn, const void *key, size_t key_len);
 
 /** Integer value of key (out required).  @return STX_OK, STX_ENOTFOUND,
  * STX_EDECODE, or STX_ETYPE when the value is not an integer that fits
  * int64_t. */
-int stx_txn_get_i64(stx_txn *txn, const void *key, size_t key_len, int64_t *out);
+STX_API int stx_txn_get_i64(stx_txn *txn, const void *key, size_t key_len, int64_t *out);
 /** Stage key = v (msgpack integer). */
-int stx_txn_put_i64(stx_txn *txn, const void *key, size_t key_len, int64_t v);
+STX_API int stx_txn_put_i64(stx_txn *txn, const void *key, size_t key_len, int64_t v);
 /** Add delta to the integer at key (a missing key counts as 0) and put the
  * result into *result if not NULL.  @return as stx_txn_get_i64(), plus
  * STX_ELIMIT on overflow. */
-int stx_txn_incr(stx_txn *txn, const void *key, size_t key_len, int64_t delta,
-                 int64_t *result);
+STX_API int stx_txn_incr(stx_txn *txn, const void *key, size_t key_len, int64_t delta,
+                         int64_t *result);
 /** String (msgpack str or bin) value of key; *s is not NUL-terminated and is
  * valid as for stx_txn_get() (s and len required). @return as
  * stx_txn_get_i64(). */
-int stx_txn_get_str(stx_txn *txn, const void *key, size_t key_len,
-                    const char **s, size_t *len);
+STX_API int stx_txn_get_str(stx_txn *txn, const void *key, size_t key_len,
+                            const char **s, size_t *len);
 /** Stage key = the msgpack str s ((NULL, 0): the empty string). */
-int stx_txn_put_str(stx_txn *txn, const void *key, size_t key_len,
-                    const char *s, size_t len);
+STX_API int stx_txn_put_str(stx_txn *txn, const void *key, size_t key_len,
+                            const char *s, size_t len);
 
 /** Stage an XADD of nfields field/value pairs to stream.  Names and values
  * are copied.  Unless a field of that name is among the pairs given, the
@@ -243,26 +252,26 @@ int stx_txn_put_str(stx_txn *txn, const void *key, size_t key_len,
  * @return STX_OK, STX_EINVAL (no fields, empty stream name, NULL arrays or
  * a NULL name or value with a non-zero length, or in a migration, which
  * has no message to publish from), STX_ELIMIT, STX_ENOMEM, STX_ESTATE. */
-int stx_txn_publish(stx_txn *txn, const char *stream, size_t nfields,
-                    const char *const *names, const size_t *name_lens,
-                    const char *const *values, const size_t *value_lens);
+STX_API int stx_txn_publish(stx_txn *txn, const char *stream, size_t nfields,
+                            const char *const *names, const size_t *name_lens,
+                            const char *const *values, const size_t *value_lens);
 /** Convenience for text: publish NUL-terminated pairs given as
  * name0, value0, name1, value1, ..., NULL.  Limits and results as
  * stx_txn_publish(); STX_EINVAL for no pairs or a name without a value. */
-int stx_txn_publishv(stx_txn *txn, const char *stream, ...);
+STX_API int stx_txn_publishv(stx_txn *txn, const char *stream, ...);
 /** Choose the delay before the retry when the handler then returns
  * STX_HANDLER_RETRY, overriding the processor's retry_backoff policy for
  * this entry (e.g. each handler of a router with its own policy, or a
  * Retry-After from a remote service).  ms is capped at retry_max_ms.
  * @return STX_OK, STX_EINVAL (negative ms), STX_ESTATE. */
-int stx_txn_retry_after(stx_txn *txn, long ms);
+STX_API int stx_txn_retry_after(stx_txn *txn, long ms);
 
 /** Set the message returned by stx_processor_errmsg() when the handler
  * fails (printf-style).  Returns STX_EHANDLER so a handler can write
  * `return stx_txn_fail(txn, "bad sku %s", sku);` (STX_EINVAL for a NULL txn
  * or fmt, STX_ESTATE outside the handler call: no message is set, and any
  * of these returned by a handler still fails the entry). */
-int stx_txn_fail(stx_txn *txn, const char *fmt, ...)
+STX_API int stx_txn_fail(stx_txn *txn, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
@@ -316,12 +325,12 @@ typedef int (*stx_migrate_fn)(uint32_t from_version, uint32_t to_version, const 
 
 /** Set the migration callback (NULL: none).  For this and the two setters
  * below, a NULL conf is a no-op. */
-void stx_config_set_migrate(stx_config *conf, stx_migrate_fn migrate, void *user_data);
+STX_API void stx_config_set_migrate(stx_config *conf, stx_migrate_fn migrate, void *user_data);
 
 /** Set the handler (required before stx_processor_new()). */
-void stx_config_set_handler(stx_config *conf, stx_handler_fn handler, void *user_data);
+STX_API void stx_config_set_handler(stx_config *conf, stx_handler_fn handler, void *user_data);
 /** Set the log callback; NULL restores the default. */
-void stx_config_set_log(stx_config *conf, stx_log_fn log, void *user_data);
+STX_API void stx_config_set_log(stx_config *conf, stx_log_fn log, void *user_data);
 
 /** Create a processor from conf (copied: conf may be freed afterwards).
  * No I/O happens here.  As in SQLite, *out is set even on failure (unless
@@ -329,11 +338,11 @@ void stx_config_set_log(stx_config *conf, stx_log_fn log, void *user_data);
  * why; the caller frees it with stx_processor_free().
  * @return STX_OK, STX_EINVAL (out or conf NULL, no stream, group or
  * handler), STX_ENOMEM. */
-int stx_processor_new(stx_processor **out, const stx_config *conf);
+STX_API int stx_processor_new(stx_processor **out, const stx_config *conf);
 
 /** Free a processor and close its connection.  NULL is a no-op.  Must not
  * be called while stx_processor_run()/poll() runs in another thread. */
-void stx_processor_free(stx_processor *p);
+STX_API void stx_processor_free(stx_processor *p);
 
 /** Connect, take a new epoch for (stream, group) (which fences any older
  * processor), create the group if missing, load the state (from the LMDB
@@ -344,7 +353,7 @@ void stx_processor_free(stx_processor *p);
  * the old connection still had in flight).
  * @return STX_OK or an error (see stx_processor_errmsg()); STX_EINVAL for
  * a NULL p, as poll() and run(). */
-int stx_processor_start(stx_processor *p);
+STX_API int stx_processor_start(stx_processor *p);
 
 /** Read at most one batch (waiting up to the configured block_ms for new
  * entries), handle and commit it.
@@ -369,7 +378,7 @@ int stx_processor_start(stx_processor *p);
  * another commit sequence than the processor (restored from a backup,
  * failed over) or lost the group's meta hash, poll() reloads or starts over
  * by itself and logs it. */
-int stx_processor_poll(stx_processor *p);
+STX_API int stx_processor_poll(stx_processor *p);
 
 /** Call poll() until stx_processor_stop() or a fatal error.  Handler
  * failures are retried or dead-lettered as poll() describes, and logged.
@@ -377,24 +386,24 @@ int stx_processor_poll(stx_processor *p);
  * retried at once, then with a backoff from 100 ms to 5 s, except when
  * Redis was never reached.  Returns STX_OK after a stop, else the error
  * (e.g. STX_EFENCED, STX_ENOGROUP, STX_EWRONGTYPE). */
-int stx_processor_run(stx_processor *p);
+STX_API int stx_processor_run(stx_processor *p);
 
 /** Ask run()/poll() to return at the next message boundary (at the latest
  * after block_ms); the messages handled so far in the batch are committed
  * first.  A start() in progress finishes.  Async-signal-safe and
  * thread-safe.  NULL is a no-op. */
-void stx_processor_stop(stx_processor *p);
+STX_API void stx_processor_stop(stx_processor *p);
 
 /** Message of the last error on p (never NULL; "" when there was none, a
  * static text for a NULL p).  Valid until the next call on p. */
-const char *stx_processor_errmsg(const stx_processor *p);
+STX_API const char *stx_processor_errmsg(const stx_processor *p);
 
 /** Epoch this processor holds (0 before start, or for a NULL p). */
-uint64_t stx_processor_epoch(const stx_processor *p);
+STX_API uint64_t stx_processor_epoch(const stx_processor *p);
 
 /** Id of the last committed message of (stream, group) as this processor
  * knows it ("0-0" before anything was committed; "" for a NULL p). */
-const char *stx_processor_offset(const stx_processor *p);
+STX_API const char *stx_processor_offset(const stx_processor *p);
 
 /** Counters since stx_processor_new(). */
 typedef struct stx_stats {
@@ -417,14 +426,14 @@ typedef struct stx_stats {
 } stx_stats;
 
 /** Copy the counters into *out (all zero for a NULL p; no-op for a NULL out). */
-void stx_processor_stats(const stx_processor *p, stx_stats *out);
+STX_API void stx_processor_stats(const stx_processor *p, stx_stats *out);
 
 /** Committed state value of key as the processor holds it (outside a
  * handler, e.g. for reporting).  *value is valid until the next call on p.
  * @return STX_OK, STX_ENOTFOUND, STX_ESTATE (not started), STX_EINVAL (p,
  * value or value_len NULL, or key NULL with a non-zero key_len). */
-int stx_processor_state_get(stx_processor *p, const void *key, size_t key_len,
-                            const void **value, size_t *value_len);
+STX_API int stx_processor_state_get(stx_processor *p, const void *key, size_t key_len,
+                                    const void **value, size_t *value_len);
 /** @} */
 
 /** @defgroup keys Key layout
@@ -449,8 +458,8 @@ int stx_processor_state_get(stx_processor *p, const void *key, size_t key_len,
  * 2 * strlen(stream) + strlen(group) + 48 bytes always suffice.
  * @return the length of the name, or STX_EINVAL (bad kind, empty names, any
  * pointer NULL), or STX_ELIMIT when cap is too small. */
-int stx_key_name(char *buf, size_t cap, const char *stream, const char *group,
-                 const char *kind);
+STX_API int stx_key_name(char *buf, size_t cap, const char *stream, const char *group,
+                         const char *kind);
 /** @} */
 
 /** @defgroup msgpack msgpack helpers for untrusted bytes
@@ -460,16 +469,16 @@ int stx_key_name(char *buf, size_t cap, const char *stream, const char *group,
  * max_depth nesting levels, never reading past len and never trusting a
  * declared length or count that the remaining bytes cannot hold.
  * @return STX_OK or STX_EDECODE (also for a NULL buf: no object). */
-int stx_mp_validate(const void *buf, size_t len, unsigned max_depth);
+STX_API int stx_mp_validate(const void *buf, size_t len, unsigned max_depth);
 
 /** Decode a msgpack integer that fits int64_t.
  * @return STX_OK, STX_EDECODE (not msgpack), STX_ETYPE (not such an int),
  * STX_EINVAL (out NULL). */
-int stx_mp_read_i64(const void *buf, size_t len, int64_t *out);
+STX_API int stx_mp_read_i64(const void *buf, size_t len, int64_t *out);
 
 /** Encode v as msgpack into out (at least 9 bytes); returns the length
  * (0 for a NULL out). */
-size_t stx_mp_write_i64(unsigned char out[9], int64_t v);
+STX_API size_t stx_mp_write_i64(unsigned char out[9], int64_t v);
 /** @} */
 
 
@@ -487,11 +496,11 @@ typedef struct stx_client stx_client;
  * stx_client_free().  conf may be NULL for redis://127.0.0.1:6379.
  * @return STX_OK, STX_ECONN, STX_ETLS, STX_EAUTH, STX_ETIMEOUT, STX_ENOMEM,
  * STX_EINVAL (out NULL, or TLS asked for over a Unix socket). */
-int stx_client_new(stx_client **out, const stx_config *conf);
+STX_API int stx_client_new(stx_client **out, const stx_config *conf);
 /** Close and free.  NULL is a no-op. */
-void stx_client_free(stx_client *c);
+STX_API void stx_client_free(stx_client *c);
 /** Message of the last error on c ("" when none; a static text for NULL). */
-const char *stx_client_errmsg(const stx_client *c);
+STX_API const char *stx_client_errmsg(const stx_client *c);
 
 /** One field/value pair, binary-safe. */
 typedef struct stx_field {
@@ -535,8 +544,8 @@ typedef struct stx_produce_result {
  * opts may be NULL; c, stream, fields and result are required.  A message
  * holds 1 to 3000 fields (the script builds its XADD with Lua's unpack()).
  * @return STX_OK, STX_ECONFLICT, STX_EINVAL, STX_EWRONGTYPE, connection errors. */
-int stx_produce(stx_client *c, const char *stream, const stx_field *fields, size_t nfields,
-                const stx_produce_opts *opts, stx_produce_result *result);
+STX_API int stx_produce(stx_client *c, const char *stream, const stx_field *fields, size_t nfields,
+                        const stx_produce_opts *opts, stx_produce_result *result);
 
 /** One message of a batch. */
 typedef struct stx_produce_msg {
@@ -549,19 +558,19 @@ typedef struct stx_produce_msg {
  * is ignored in favour of each message's).  results has n slots.  On
  * STX_ECONFLICT nothing of the batch is added and the message names the
  * first conflicting key. */
-int stx_produce_batch(stx_client *c, const char *stream, const stx_produce_msg *msgs, size_t n,
-                      const stx_produce_opts *opts, stx_produce_result *results);
+STX_API int stx_produce_batch(stx_client *c, const char *stream, const stx_produce_msg *msgs, size_t n,
+                              const stx_produce_opts *opts, stx_produce_result *results);
 
 /** Entries read from a stream, owned by the caller (stx_entries_free()). */
 typedef struct stx_entries stx_entries;
-size_t stx_entries_count(const stx_entries *e); /* 0 for NULL */
+STX_API size_t stx_entries_count(const stx_entries *e); /* 0 for NULL */
 /** Entry i as a message view, valid until stx_entries_free() (NULL when i
  * is out of range or e is NULL). */
-const stx_msg *stx_entries_at(const stx_entries *e, size_t i);
+STX_API const stx_msg *stx_entries_at(const stx_entries *e, size_t i);
 /** Id of the last entry, or the cursor given when there was none: the
  * cursor to resume from ("" for NULL). */
-const char *stx_entries_last_id(const stx_entries *e);
-void stx_entries_free(stx_entries *e); /* NULL-safe */
+STX_API const char *stx_entries_last_id(const stx_entries *e);
+STX_API void stx_entries_free(stx_entries *e); /* NULL-safe */
 
 /** Entries with ids after `after` (exclusive; "0" or "0-0" from the start)
  * up to `to` (inclusive; NULL or "+" for the end), at most limit (0: 1000).
@@ -570,17 +579,17 @@ void stx_entries_free(stx_entries *e); /* NULL-safe */
  * not an id;
  * STX_EWINDOW_EXPIRED when entries after `after` were trimmed or deleted
  * (the caller missed data: the message says from where it can resume). */
-int stx_read_range(stx_client *c, const char *stream, const char *after, const char *to,
-                   size_t limit, stx_entries **out);
+STX_API int stx_read_range(stx_client *c, const char *stream, const char *after, const char *to,
+                           size_t limit, stx_entries **out);
 /** Entries whose time (the id's milliseconds) is in [from_ms, to_ms]. */
-int stx_read_time(stx_client *c, const char *stream, int64_t from_ms, int64_t to_ms,
-                  size_t limit, stx_entries **out);
+STX_API int stx_read_time(stx_client *c, const char *stream, int64_t from_ms, int64_t to_ms,
+                          size_t limit, stx_entries **out);
 /** Live tail: entries after `after` ("$": only new ones), waiting up to
  * block_ms for the first; an empty result means none came.  Resume after a
  * reconnect by passing stx_entries_last_id() of the last result.  Cursor
  * errors as stx_read_range(). */
-int stx_tail(stx_client *c, const char *stream, const char *after, long block_ms, size_t limit,
-             stx_entries **out);
+STX_API int stx_tail(stx_client *c, const char *stream, const char *after, long block_ms, size_t limit,
+                     stx_entries **out);
 
 /** @defgroup position Positions in a stream
  * One grammar names a point in a stream everywhere: stx_group_reset()'s
@@ -624,20 +633,20 @@ typedef struct stx_position {
  * (milliseconds since the epoch; a duration longer than that gives time 0).
  * @return STX_OK, or STX_EINVAL when text is NULL or not in the grammar
  * (then *out is unchanged); out is required. */
-int stx_position_parse(const char *text, long long now_ms, stx_position *out);
+STX_API int stx_position_parse(const char *text, long long now_ms, stx_position *out);
 
 /** The exclusive cursor that reads from p on (the `after` of
  * stx_read_range() and stx_tail()): "0-0" for the beginning, "$" for the
  * end, the id just before an id (before MS-0 for MS alone) or a time's first
  * millisecond.  buf gets at least 48 bytes (cap).
  * @return the length written, STX_EINVAL (NULL p or buf), STX_ELIMIT (cap). */
-int stx_position_after(const stx_position *p, char *buf, size_t cap);
+STX_API int stx_position_after(const stx_position *p, char *buf, size_t cap);
 
 /** The inclusive last id up to p (the `to` of stx_read_range()): "+" for
  * the end, "0-0" for the beginning, the id itself (the last id of the
  * millisecond for MS alone) or the last id of a time's millisecond.
  * @return as stx_position_after(). */
-int stx_position_until(const stx_position *p, char *buf, size_t cap);
+STX_API int stx_position_until(const stx_position *p, char *buf, size_t cap);
 /** @} */
 
 /** Flags of stx_group_reset(). @{ */
@@ -678,8 +687,8 @@ int stx_position_until(const stx_position *p, char *buf, size_t cap);
  * stream or the group does not exist; STX_EWRONGTYPE; STX_EWINDOW_EXPIRED
  * (above); STX_EINVAL for a NULL c, stream or group, unknown flags or
  * empty names; STX_EINVALID_CURSOR also for a NULL `to`. */
-int stx_group_reset(stx_client *c, const char *stream, const char *group, const char *to,
-                    int flags);
+STX_API int stx_group_reset(stx_client *c, const char *stream, const char *group, const char *to,
+                            int flags);
 
 /** Delete (stream, group): the consumer group (XGROUP DESTROY) and every key
  * derived from it (stx_key_name(): meta, state, dlq and attempts), so that
@@ -690,8 +699,8 @@ int stx_group_reset(stx_client *c, const char *stream, const char *group, const 
  * @return STX_OK; STX_ENOGROUP when neither the group nor any of its keys
  * exists; STX_EWRONGTYPE when stream is not a stream; STX_EINVAL for a NULL
  * c, stream or group or empty names; connection errors. */
-int stx_group_delete(stx_client *c, const char *stream, const char *group,
-                     long long *deleted_keys);
+STX_API int stx_group_delete(stx_client *c, const char *stream, const char *group,
+                             long long *deleted_keys);
 
 /** Trim stream, never past an entry some consumer group has not processed:
  * the bound is the lowest of, over all groups, the last delivered id and
@@ -701,26 +710,26 @@ int stx_group_delete(stx_client *c, const char *stream, const char *group,
  * among the newest maxlen, or older than max_age_ms) go, and still none at
  * or after the bound.  A stream without groups is not trimmed.
  * *deleted (if not NULL) receives the number of entries removed. */
-int stx_trim_safe(stx_client *c, const char *stream, long long maxlen, long long max_age_ms,
-                  long long *deleted);
+STX_API int stx_trim_safe(stx_client *c, const char *stream, long long maxlen, long long max_age_ms,
+                          long long *deleted);
 
 /** The committed state value of key for (stream, group), read from Redis;
  * *value is malloc'd (free() it).  STX_ENOTFOUND when absent; value and
  * value_len are required. */
-int stx_state_read(stx_client *c, const char *stream, const char *group, const void *key,
-                   size_t key_len, void **value, size_t *value_len);
+STX_API int stx_state_read(stx_client *c, const char *stream, const char *group, const void *key,
+                           size_t key_len, void **value, size_t *value_len);
 /** Call fn (required) for every state key of (stream, group) (HSCAN
  * pages); a non-zero return of fn stops the walk and is returned. */
-int stx_state_scan(stx_client *c, const char *stream, const char *group,
-                   int (*fn)(void *ud, const void *key, size_t key_len, const void *value,
-                             size_t value_len),
-                   void *ud);
+STX_API int stx_state_scan(stx_client *c, const char *stream, const char *group,
+                           int (*fn)(void *ud, const void *key, size_t key_len, const void *value,
+                                     size_t value_len),
+                           void *ud);
 /** Dead-letter entries of (stream, group) (the "dlq" key), oldest first,
  * after cursor `after` ("0" or NULL from the start), at most limit (0: 1000).  Each
  * holds the original fields plus stx.source_stream, stx.group, stx.source_id,
  * stx.reason, stx.error, stx.attempts and stx.failed_at (see README). */
-int stx_dlq_list(stx_client *c, const char *stream, const char *group, const char *after,
-                 size_t limit, stx_entries **out);
+STX_API int stx_dlq_list(stx_client *c, const char *stream, const char *group, const char *after,
+                         size_t limit, stx_entries **out);
 /** Move dead-letter entries back to the source stream for another try: all
  * of them when n == 0, else those with the given DLQ entry ids.  Each entry
  * is re-added with its original fields and removed from the DLQ in one
@@ -728,8 +737,8 @@ int stx_dlq_list(stx_client *c, const char *stream, const char *group, const cha
  * another spelling of the same id, "01-1" for "1-1") is moved once, in the
  * order first given.  *moved (if not NULL) gets the count.
  * ids may be NULL only when n == 0; a NULL id is STX_EINVALID_CURSOR. */
-int stx_dlq_redrive(stx_client *c, const char *stream, const char *group,
-                    const char *const *ids, size_t n, size_t *moved);
+STX_API int stx_dlq_redrive(stx_client *c, const char *stream, const char *group,
+                            const char *const *ids, size_t n, size_t *moved);
 
 /** One consumer group of a stream, as stx_stream_info_get() sees it. */
 typedef struct stx_group_info {
@@ -755,8 +764,8 @@ typedef struct stx_stream_info {
 /** Describe stream and its groups.  STX_ENOTFOUND when the key does not
  * exist, STX_EWRONGTYPE when it is not a stream, STX_EINVAL for a NULL c,
  * stream or out.  Free with stx_stream_info_free(). */
-int stx_stream_info_get(stx_client *c, const char *stream, stx_stream_info **out);
-void stx_stream_info_free(stx_stream_info *info); /* NULL-safe */
+STX_API int stx_stream_info_get(stx_client *c, const char *stream, stx_stream_info **out);
+STX_API void stx_stream_info_free(stx_stream_info *info); /* NULL-safe */
 
 /** One consumer of a group with entries pending, as stx_pending_get() sees it. */
 typedef struct stx_pending_consumer {
@@ -791,9 +800,9 @@ typedef struct stx_pending {
  * STX_EWRONGTYPE when stream is not a stream; STX_EREDIS for a reply of
  * another shape; STX_EINVAL (c, stream, group or out NULL, or an empty
  * stream or group name); STX_ENOMEM; connection errors. */
-int stx_pending_get(stx_client *c, const char *stream, const char *group, size_t limit,
-                    stx_pending **out);
-void stx_pending_free(stx_pending *p); /* NULL-safe */
+STX_API int stx_pending_get(stx_client *c, const char *stream, const char *group, size_t limit,
+                            stx_pending **out);
+STX_API void stx_pending_free(stx_pending *p); /* NULL-safe */
 
 /** Outcome of one health check. */
 typedef enum stx_health_status {
@@ -833,8 +842,8 @@ typedef struct stx_health {
  * @return STX_OK (look at healthy), STX_EINVAL (c or out NULL), STX_ENOMEM,
  * or a connection error (STX_ECONN, STX_ETIMEOUT) when the server cannot be
  * reached at all. */
-int stx_health_get(stx_client *c, stx_health **out);
-void stx_health_free(stx_health *h); /* NULL-safe */
+STX_API int stx_health_get(stx_client *c, stx_health **out);
+STX_API void stx_health_free(stx_health *h); /* NULL-safe */
 
 /** Type of a reply of stx_client_call() (Redis's RESP2 types). */
 typedef enum stx_reply_type {
@@ -865,23 +874,23 @@ typedef struct stx_reply stx_reply;
  * @return STX_OK; STX_EINVAL (c, argv or out NULL, argc 0 or above
  * INT_MAX, a NULL argument); STX_ECONN, STX_ETIMEOUT (the command may have
  * run); STX_ENOMEM. */
-int stx_client_call(stx_client *c, size_t argc, const char *const *argv, const size_t *lens,
-                    stx_reply **out);
+STX_API int stx_client_call(stx_client *c, size_t argc, const char *const *argv, const size_t *lens,
+                            stx_reply **out);
 /** Free a reply of stx_client_call() (never one of its elements).  NULL is a
  * no-op. */
-void stx_reply_free(stx_reply *r);
+STX_API void stx_reply_free(stx_reply *r);
 /** Type of r; STX_REPLY_NIL for a NULL r. */
-stx_reply_type stx_reply_type_of(const stx_reply *r);
+STX_API stx_reply_type stx_reply_type_of(const stx_reply *r);
 /** Bytes of a STRING, STATUS or ERROR reply, followed by a NUL that len
  * (if not NULL) does not count; NULL (and *len 0) for other types or NULL r. */
-const char *stx_reply_string(const stx_reply *r, size_t *len);
+STX_API const char *stx_reply_string(const stx_reply *r, size_t *len);
 /** Value of an INTEGER reply; 0 for other types or NULL r. */
-long long stx_reply_integer(const stx_reply *r);
+STX_API long long stx_reply_integer(const stx_reply *r);
 /** Number of elements of an ARRAY reply; 0 for other types or NULL r. */
-size_t stx_reply_count(const stx_reply *r);
+STX_API size_t stx_reply_count(const stx_reply *r);
 /** Element i of an ARRAY reply, owned by r; NULL when i is out of range,
  * r is not an array or r is NULL. */
-const stx_reply *stx_reply_at(const stx_reply *r, size_t i);
+STX_API const stx_reply *stx_reply_at(const stx_reply *r, size_t i);
 /** @} */
 
 /** @defgroup router Router: handlers by event type
@@ -893,18 +902,18 @@ const stx_reply *stx_reply_at(const stx_reply *r, size_t i);
  * is dead-lettered).
  * @{ */
 typedef struct stx_router stx_router;
-stx_router *stx_router_new(void);            /* NULL only when out of memory */
-void stx_router_free(stx_router *r);         /* NULL-safe */
+STX_API stx_router *stx_router_new(void);            /* NULL only when out of memory */
+STX_API void stx_router_free(stx_router *r);         /* NULL-safe */
 /** Register handler for pattern (copied).  STX_OK, STX_EINVAL (r, pattern or
  * handler NULL), STX_ENOMEM. */
-int stx_router_add(stx_router *r, const char *pattern, stx_handler_fn handler, void *user_data);
+STX_API int stx_router_add(stx_router *r, const char *pattern, stx_handler_fn handler, void *user_data);
 /** Unmatched events fail (STX_HANDLER_FAIL) instead of being acknowledged.
  * NULL r is a no-op. */
-void stx_router_set_unmatched_fail(stx_router *r, int fail);
+STX_API void stx_router_set_unmatched_fail(stx_router *r, int fail);
 /** The dispatching handler: stx_config_set_handler(conf, stx_router_handle, router).
  * A NULL router or msg, or a msg outside its handler call, gives
  * STX_HANDLER_FAIL; txn is handed to the handlers as it is. */
-int stx_router_handle(const stx_msg *msg, stx_txn *txn, void *router);
+STX_API int stx_router_handle(const stx_msg *msg, stx_txn *txn, void *router);
 /** @} */
 
 #ifdef __cplusplus

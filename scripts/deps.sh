@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Install the Debian packages streamtx needs, when they are missing.
 #
-#   scripts/deps.sh [build|demo|test]
+#   scripts/deps.sh [build|demo|package|test]
 #
-#   build  compiler, CMake and the libraries the library and examples link
-#   demo   build + redis-server and redis-cli (scripts/demo.sh)
-#   test   (default) build + Criterion, redis-server, redis-cli, valgrind,
-#          clang and its sanitizer/libFuzzer runtime
+#   build    compiler, CMake and the libraries the library and examples link
+#   demo     build + redis-server and redis-cli (scripts/demo.sh)
+#   package  build + dpkg-dev (scripts/package.sh: cpack's dpkg-shlibdeps)
+#   test     (default) build + Criterion, redis-server, redis-cli, valgrind,
+#            clang and its sanitizer/libFuzzer runtime
 #
 # Nothing installed is missing: does nothing (no apt-get update).
 # Something missing, running as root: apt-get update + install.
 # Something missing, not root: prints the command to run and exits 1.
 set -euo pipefail
 
-build_pkgs=(cmake pkg-config gcc make libhiredis-dev libmsgpack-dev liblmdb-dev libssl-dev)
+build_pkgs=(cmake pkg-config gcc make libhiredis-dev libmsgpack-dev liblmdb-dev zlib1g-dev libssl-dev)
 redis_pkgs=(redis-server redis-tools)
 test_pkgs=(libcriterion-dev redis-server redis-tools valgrind clang libclang-rt-14-dev openssl)
 
@@ -21,13 +22,14 @@ what=${1:-test}
 case "$what" in
   build) pkgs=("${build_pkgs[@]}") ;;
   demo) pkgs=("${build_pkgs[@]}" "${redis_pkgs[@]}") ;;
+  package) pkgs=("${build_pkgs[@]}" dpkg-dev) ;;
   test) pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
   -h | --help)
-    sed -n '2,13s/^# \{0,1\}//p' "$0"
+    sed -n '2,14s/^# \{0,1\}//p' "$0"
     exit 0
     ;;
   *)
-    echo "usage: $0 [build|demo|test]" >&2
+    echo "usage: $0 [build|demo|package|test]" >&2
     exit 2
     ;;
 esac

@@ -1,16 +1,16 @@
 /* Administration: moving a group (reset), trimming safely, reading state
  * from Redis, and describing a stream with its groups. */
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "client.h"
 #include "keys.h"
+#include "processor.h" /* stx_random_hex */
 #include "statemap.h"
+#include "text.h"
 
 /* Tries of the trim when the group list changes under it. */
 #define TRIM_ATTEMPTS 5
@@ -44,24 +44,6 @@ static int script_status(stx_client *c, const redisReply *r, const char *what)
 
 /* ---- reset ------------------------------------------------------------- */
 
-static void random_hex(char *out, size_t nbytes)
-{
-    unsigned char raw[32] = {0};
-    static unsigned counter;
-    if (nbytes > sizeof raw) nbytes = sizeof raw;
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    ssize_t got = fd >= 0 ? read(fd, raw, nbytes) : -1;
-    if (fd >= 0) close(fd);
-    if (got != (ssize_t)nbytes) { /* no urandom: time, pid and a counter still differ */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t mix = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec ^
-                       ((uint64_t)getpid() << 32) ^ ((uint64_t)++counter << 48);
-        for (size_t i = 0; i < nbytes; i++) raw[i] = (unsigned char)(mix >> (8 * (i % 8)));
-    }
-    for (size_t i = 0; i < nbytes; i++) sprintf(out + 2 * i, "%02x", raw[i]);
-}
-
 /* The id processing resumes after, from a position: the start ("0-0"),
  * the end ("$", resolved by the script), an id itself (the whole
  * millisecond for MS alone), or just before a time (its entries are
@@ -79,7 +61,7 @@ static int reset_target(stx_client *c, const char *to, char *out)
         if (n >= 0) return STX_OK;
     }
     char shown[128];
-    stx_client_printable(to, strlen(to), shown, sizeof shown);
+    stx_printable(to, strlen(to), shown, sizeof shown);
     return stx_client_fail(c, STX_EINVALID_CURSOR,
                            "reset: bad position '%s': expected " STX_POSITION_GRAMMAR, shown);
 }
@@ -112,7 +94,7 @@ int stx_group_reset(stx_client *c, const char *stream, const char *group, const 
     char target[STX_ID_MAX], lineage[33];
     if ((rc = reset_target(c, to, target)) != STX_OK) return rc;
     if ((rc = stx_client_ready(c)) != STX_OK) return rc;
-    random_hex(lineage, 16);
+    stx_random_hex(lineage, 16);
     char *meta = stx_key_alloc(stream, group, "meta"), *state = stx_key_alloc(stream, group, "state"),
          *attempts = stx_key_alloc(stream, group, "attempts");
     if (!meta || !state || !attempts) {
@@ -334,7 +316,7 @@ int stx_state_read(stx_client *c, const char *stream, const char *group, const v
     if (r->type == REDIS_REPLY_NIL) {
         freeReplyObject(r);
         char shown[128];
-        stx_client_printable(key, key_len, shown, sizeof shown);
+        stx_printable(key, key_len, shown, sizeof shown);
         return stx_client_fail(c, STX_ENOTFOUND, "state_read: no key '%s' in the state of "
                                "stream '%.200s' group '%.200s'", shown, stream, group);
     }

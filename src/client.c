@@ -95,26 +95,6 @@ int stx_client_reply_is(const redisReply *r, const char *status)
     return s && strcmp(s, status) == 0;
 }
 
-void stx_client_printable(const void *bytes, size_t len, char *out, size_t cap)
-{
-    const unsigned char *s = bytes;
-    size_t o = 0;
-    if (!cap) return;
-    for (size_t i = 0; i < len; i++) {
-        int plain = s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\';
-        if (o + (plain ? 1 : 4) + 4 > cap) { /* keep room for "..." and the NUL */
-            if (o + 4 <= cap) {
-                memcpy(out + o, "...", 3);
-                o += 3;
-            }
-            break;
-        }
-        if (plain) out[o++] = (char)s[i];
-        else o += (size_t)snprintf(out + o, cap - o, "\\x%02x", s[i]);
-    }
-    out[o] = '\0';
-}
-
 /* Value of the name/value array r for name, or NULL. */
 static const redisReply *field_of(const redisReply *r, const char *name)
 {

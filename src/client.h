@@ -70,8 +70,4 @@ int stx_client_read_all(stx_client *c, size_t n, redisReply **replies);
 int stx_client_read_range(stx_client *c, const char *what, const char *stream, const char *after,
                           const char *to, size_t limit, int check_window, stx_entries **out);
 
-/* Write bytes as printable text into out (cap bytes, NUL-terminated):
- * non-printable bytes as \xNN, cut with "..." when too long. */
-void stx_client_printable(const void *bytes, size_t len, char *out, size_t cap);
-
 #endif

@@ -23,7 +23,7 @@ int stx_mp_read_str(const void *buf, size_t len, const char **s, size_t *slen);
  * STX_OK or STX_ENOMEM. */
 int stx_mp_write_str(const char *s, size_t len, unsigned char **out, size_t *outlen);
 
-/* CRC-32 (IEEE 802.3, reflected, as zlib's crc32) of buf, continuing from crc
+/* CRC-32 (IEEE 802.3, reflected: zlib's crc32_z()) of buf, continuing from crc
  * (start with 0). */
 uint32_t stx_crc32(uint32_t crc, const void *buf, size_t len);
 

@@ -852,7 +852,7 @@ static int setup_failed(stx_conn *c, int rc, int refused_code, const char *prefi
 {
     char why[sizeof c->err];
     memcpy(why, c->err, sizeof why);
-    snprintf(c->err, sizeof c->err, "%s: %.700s", prefix, why);
+    snprintf(c->err, sizeof c->err, "%.200s: %.700s", prefix, why);
     stx_conn_close(c);
     return rc == STX_ECONN || rc == STX_ETIMEOUT || rc == STX_ETLS || rc == STX_ENOMEM
                ? rc

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "client.h"
+#include "text.h"
 
 int stx_dlq_list(stx_client *c, const char *stream, const char *group, const char *after,
                  size_t limit, stx_entries **out)
@@ -87,7 +88,7 @@ static int unique_ids(stx_client *c, const char *const *ids, size_t n, const cha
     for (size_t i = 0; i < n; i++) {
         if (!ids[i] || stx_id_parse(ids[i], strlen(ids[i]), &g[i].id) != 0) {
             char shown[128] = "(null)";
-            if (ids[i]) stx_client_printable(ids[i], strlen(ids[i]), shown, sizeof shown);
+            if (ids[i]) stx_printable(ids[i], strlen(ids[i]), shown, sizeof shown);
             free(g);
             free(dup);
             free(block);

@@ -6,6 +6,7 @@
 #include "client.h"
 #include "keys.h"
 #include "script_limits.h"
+#include "text.h"
 
 #define DEFAULT_DEDUP_TTL_MS (24LL * 3600 * 1000)
 /* produce.lua builds each XADD with unpack() (see script_limits.h). */
@@ -66,7 +67,7 @@ static int conflict(stx_client *c, const redisReply *r, const stx_produce_msg *m
         return stx_client_fail(c, STX_EREDIS, "produce: malformed CONFLICT reply");
     size_t i = (size_t)mi->integer - 1;
     char key[256];
-    stx_client_printable(msgs[i].idempotency_key, strlen(msgs[i].idempotency_key), key,
+    stx_printable(msgs[i].idempotency_key, strlen(msgs[i].idempotency_key), key,
                          sizeof key);
     if (stored && *stored)
         return stx_client_fail(c, STX_ECONFLICT,
@@ -86,7 +87,7 @@ static int parse_reply(stx_client *c, const redisReply *r, const stx_produce_msg
     if (stx_client_reply_is(r, "WRONGTYPE")) {
         const char *k = stx_client_elem_str(r, 1), *t = stx_client_elem_str(r, 2);
         char key[256];
-        stx_client_printable(k ? k : "?", k ? strlen(k) : 1, key, sizeof key);
+        stx_printable(k ? k : "?", k ? strlen(k) : 1, key, sizeof key);
         return stx_client_fail(c, STX_EWRONGTYPE, "produce: key '%s' holds a %s", key,
                                t ? t : "?");
     }

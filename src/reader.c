@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "client.h"
+#include "text.h"
 #include "processor.h" /* struct stx_msg, stx_msg_decode */
 
 #define DEFAULT_LIMIT 1000
@@ -103,7 +104,7 @@ static int parse_cursor(stx_client *c, const char *what, const char *s, stx_id *
     }
     if (stx_id_parse(s, strlen(s), out) == 0) return STX_OK;
     char shown[128];
-    stx_client_printable(s, strlen(s), shown, sizeof shown);
+    stx_printable(s, strlen(s), shown, sizeof shown);
     return stx_client_fail(c, STX_EINVALID_CURSOR,
                            "%s: cursor '%s' is not a stream id (MS-SEQ, or \"0\" for the start)",
                            what, shown);

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client.h" /* stx_client_printable */
+#include "text.h"
 #include "streamtx.h"
 
 struct route {
@@ -103,7 +103,7 @@ int stx_router_handle(const stx_msg *msg, stx_txn *txn, void *router)
     }
     if (matched || !r->unmatched_fail) return STX_HANDLER_OK;
     char shown[256];
-    stx_client_printable(type, len, shown, sizeof shown);
+    stx_printable(type, len, shown, sizeof shown);
     stx_txn_fail(txn, "no route for type '%s' of entry %s", shown, id);
     return STX_HANDLER_FAIL;
 }

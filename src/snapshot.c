@@ -105,13 +105,14 @@
 
 #include "codec.h"
 #include "siphash.h"
+#include "text.h"
 #include "streamtx.h"
 
 #define STX_SNAP_DEFAULT_MAP_MB 1024u
 #define STX_SNAP_MAX_OFFSET 64u
 #define STX_SNAP_META_VERSION 1u
 #define STX_SNAP_META_FIXED (4u + 1u + 4u + 8u + 2u + 4u) /* without id, offset */
-#define STX_SNAP_KEY_SHOWN 48u /* key bytes quoted in error messages */
+#define STX_SNAP_KEY_SHOWN 52u /* buffer of a key quoted in messages (stx_printable) */
 #define STX_SNAP_NOT_OURS (-30000) /* env_open(): the owner record names another pair */
 
 #define STX_SNAP_LABEL_MAX 64u  /* bytes of the readable part of a pair's directory */
@@ -204,37 +205,6 @@ static uint64_t get_le64(const unsigned char *p)
     for (int i = 7; i >= 0; i--)
         v = (v << 8) | p[i];
     return v;
-}
-
-/* Key as printable text for messages: escapes, at most STX_SNAP_KEY_SHOWN
- * bytes of it, "..." when cut. */
-static void escape_key(char *out, size_t cap, const void *key, size_t len)
-{
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *k = key;
-    size_t o = 0, n = len < STX_SNAP_KEY_SHOWN ? len : STX_SNAP_KEY_SHOWN;
-    if (cap == 0)
-        return;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = k[i];
-        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') {
-            if (o + 1 >= cap)
-                break;
-            out[o++] = (char)c;
-        } else {
-            if (o + 4 >= cap)
-                break;
-            out[o++] = '\\';
-            out[o++] = 'x';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
-        }
-    }
-    if (n < len && o + 3 < cap) {
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
-    out[o] = '\0';
 }
 
 /* A Redis stream id: "MS-SEQ", each part 1..20 digits fitting uint64_t. */
@@ -799,9 +769,9 @@ static int take_lock(stx_snapshot *s, const char *stream, const char *group, cha
     while (rc != 0 && errno == EINTR);
     if (rc != 0) {
         int e = errno;
-        char sh[STX_SNAP_KEY_SHOWN * 4 + 8], gh[STX_SNAP_KEY_SHOWN * 4 + 8];
-        escape_key(sh, sizeof sh, stream, strlen(stream));
-        escape_key(gh, sizeof gh, group, strlen(group));
+        char sh[STX_SNAP_KEY_SHOWN], gh[STX_SNAP_KEY_SHOWN];
+        stx_printable(stream, strlen(stream), sh, sizeof sh);
+        stx_printable(group, strlen(group), gh, sizeof gh);
         if (e == EWOULDBLOCK)
             set_buf(err, errlen,
                     "snapshot for stream '%s' group '%s' is locked by another process "
@@ -978,11 +948,11 @@ static int load_db(stx_snapshot *s, MDB_txn *txn, MDB_dbi dbi, int is_long,
                         : record_decode(k.mv_data, k.mv_size, v.mv_data, v.mv_size, &val, &vlen,
                                         &why, &at);
         if (d != STX_OK) {
-            char shown[STX_SNAP_KEY_SHOWN * 4 + 8];
+            char shown[STX_SNAP_KEY_SHOWN];
             if (is_long && key == k.mv_data)
                 snprintf(shown, sizeof shown, "(long key)");
             else
-                escape_key(shown, sizeof shown, key, klen);
+                stx_printable(key, klen, shown, sizeof shown);
             if (at != SIZE_MAX)
                 set_err(s, "snapshot record '%s' in '%s' damaged: invalid msgpack at byte %zu: %s",
                         shown, s->dir, at, why);
@@ -1260,8 +1230,8 @@ int stx_snapshot_put(stx_snapshot *s, const void *key, size_t key_len, const voi
         return STX_ELIMIT;
     }
     if (stx_mp_validate(value, value_len, STX_MP_MAX_DEPTH) != STX_OK) {
-        char shown[STX_SNAP_KEY_SHOWN * 4 + 8];
-        escape_key(shown, sizeof shown, key, key_len);
+        char shown[STX_SNAP_KEY_SHOWN];
+        stx_printable(key, key_len, shown, sizeof shown);
         abort_txn(s);
         set_err(s, "snapshot put of key '%s': value is not one msgpack object; "
                    "transaction aborted",

@@ -9,6 +9,7 @@
 #include "codec.h"
 #include "processor.h"
 #include "script_limits.h"
+#include "text.h"
 
 /* Every call first checks that t is a transaction inside its handler (or
  * migration) call.  The processor owns t for its whole lifetime and clears
@@ -66,17 +67,6 @@ static const stx_sm_entry *lookup(stx_txn *t, const void *key, size_t key_len)
     return e && !(e->flags & STX_SM_DELETED) ? e : NULL;
 }
 
-static void printable(const void *key, size_t len, char *out, size_t cap)
-{
-    const unsigned char *s = key;
-    size_t o = 0;
-    for (size_t i = 0; i < len && o + 5 < cap; i++) {
-        if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\') out[o++] = (char)s[i];
-        else o += (size_t)snprintf(out + o, cap - o, "\\x%02x", s[i]);
-    }
-    out[o] = '\0';
-}
-
 int stx_txn_get(stx_txn *t, const void *key, size_t key_len, const void **value,
                 size_t *value_len)
 {
@@ -87,7 +77,7 @@ int stx_txn_get(stx_txn *t, const void *key, size_t key_len, const void **value,
     if (!e) return STX_ENOTFOUND;
     if (e->flags & STX_SM_CORRUPT) {
         char k[128];
-        printable(key, key_len, k, sizeof k);
+        stx_printable(key, key_len, k, sizeof k);
         snprintf(t->failmsg, sizeof t->failmsg,
                  "state key '%s' holds a value that is not valid msgpack", k);
         return STX_EDECODE;
@@ -198,7 +188,7 @@ static int refuse(stx_txn *t, int code, const char *fmt, ...)
 static int too_many_pairs(stx_txn *t, const char *stream, size_t npairs, const char *what)
 {
     char shown[128];
-    printable(stream, strlen(stream), shown, sizeof shown);
+    stx_printable(stream, strlen(stream), shown, sizeof shown);
     return refuse(t, STX_ELIMIT,
                   "publish to '%s': %zu field pairs%s, at most %d per publish (%s)", shown, npairs,
                   what, STX_MAX_PUBLISH_PAIRS,

@@ -521,7 +521,8 @@ Test(cli, help_and_usage_errors)
     run_free(&r);
 
     static const char *const subs[] = {"info", "produce", "tail", "replay", "pending", "dlq",
-                                       "state", "reset", "trim", "health"};
+                                       "state", "reset", "trim", "health", "streams",
+                                       "group", "version", "help"};
     for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
         stx(&r, subs[i], "--help", NULL);
         expect_ok(&r);
@@ -579,7 +580,8 @@ Test(cli, connection_options_and_spelling)
 {
     run r;
     static const char *const subs[] = {"info", "produce", "tail", "replay", "pending", "dlq",
-                                       "state", "reset", "trim", "health"};
+                                       "state", "reset", "trim", "health", "streams",
+                                       "group", "version", "help"};
     static const char *const opts[] = {"--url URL", "--tls ", "--tls-ca-file FILE",
                                        "$STX_TLS_CA_FILE", "--tls-ca-dir DIR", "$STX_TLS_CA_DIR",
                                        "--tls-cert-file FILE", "$STX_TLS_CERT_FILE",
@@ -1557,6 +1559,7 @@ Test(cli, info_and_tail_over_tls_and_a_unix_socket)
     cr_assert_eq(count_lines(r.out), 3, "%s", r.out);
     run_free(&r);
     setenv("STX_TLS_CA_FILE", ca, 1);
+    run_free(&r);
     stx(&r, "tail", "secure", "--from", "0", "--count", "2", "--url", t.tls_url, NULL);
     unsetenv("STX_TLS_CA_FILE");
     expect_ok(&r);
@@ -1830,7 +1833,7 @@ Test(cli, version_help_and_missing_words)
     stx(&r, "help", NULL);
     expect_ok(&r);
     cr_assert(starts_with(r.out, "usage: stx ") && strstr(r.out, "7  declined") &&
-                  strstr(r.out, "Positions (reset --to"),
+                  strstr(r.out, "Positions (where reset, tail and replay start or stop)"),
               "%s", r.out);
     run_free(&r);
     stx(&r, "help", "tail", NULL);

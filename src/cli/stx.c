@@ -37,14 +37,14 @@ static const char usage[] =
     "  --          end of options: later words are arguments even when they\n"
     "              start with '-'\n"
     "\n"
-    "Positions (reset --to, tail --from, replay --from/--to), one grammar:\n"
+    "Positions (where reset, tail and replay start or stop), one grammar:\n"
     "  beginning, -, 0      the start of the stream\n"
     "  end, $, +            the end, after the last entry\n"
     "  MS-SEQ, MS           an entry id (MS alone: that whole millisecond)\n"
     "  RFC 3339 time        2026-11-22T10:00:00Z, 2026-11-22T11:00:00.250+01:00\n"
     "  @MS                  a time in milliseconds since the Unix epoch\n"
     "  DURATION             that long ago: 30s, 30m, 1h, 2d, 1w, 1h30m\n"
-    "Lists (pending, dlq list) show 100 rows unless --limit N says otherwise.\n"
+    "Lists (pending, dlq list) show 100 rows unless given another limit.\n"
     "\n"
     "Exit codes:\n"
     "  0  success\n"
@@ -89,6 +89,11 @@ static int cmd_version(cli *c, int argc, char **argv)
 /* stx help [COMMAND]: the command's own --help. */
 static int cmd_help(cli *c, int argc, char **argv)
 {
+    if (argc > 0 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
+        cli_help("usage: stx help [COMMAND]\n\nThe usage text of stx, or a command's (as stx "
+                 "COMMAND --help).\n");
+        return 0;
+    }
     if (argc == 0) {
         cli_help(usage);
         return 0;

@@ -19,6 +19,7 @@ static void use(const redisReply *r)
         if (!why) __builtin_trap(); /* every refusal says why */
         return;
     }
+    m.active = 1; /* read back as a handler would, inside its call */
     if (!m.id || strlen(stx_msg_id(&m)) == 0) __builtin_trap();
     size_t total = 0;
     for (size_t i = 0; i < stx_msg_field_count(&m); i++) {
