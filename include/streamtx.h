@@ -629,15 +629,74 @@ STX_API int stx_read_time(stx_client *c, const char *stream, int64_t from_ms, in
 STX_API int stx_tail(stx_client *c, const char *stream, const char *after, long block_ms, size_t limit,
                      stx_entries **out);
 
+/** @defgroup position Positions in a stream
+ * One grammar names a point in a stream everywhere: stx_group_reset()'s
+ * `to`, the stx tool's --to and --from options, and (the forms that need no
+ * clock: beginning, end and ids) the group_start_id configuration key.
+ *
+ *   beginning, -, 0   the start of the stream
+ *   end, $, +         the end: after the last entry
+ *   MS-SEQ, MS        an entry id; MS alone is the whole millisecond
+ *   RFC 3339 time     2026-11-22T10:00:00Z, 2026-11-22T10:00:00.250+01:00
+ *                     (fractions beyond milliseconds are cut)
+ *   @MS               a time in milliseconds since the Unix epoch
+ *   DURATION          that long before now: NUMBER UNIT pairs, units ms,
+ *                     s, m, h, d, w (30m, 1h, 2d, 1h30m)
+ * Times and durations name the entries added at or after that time (the
+ * id's milliseconds are its time).
+ * @{ */
+
+/** What a position names. */
+typedef enum stx_position_kind {
+    STX_POSITION_BEGINNING = 0, /**< before the first entry */
+    STX_POSITION_END = 1,       /**< after the last entry */
+    STX_POSITION_ID = 2,        /**< an entry id: ms, seq (has_seq) */
+    STX_POSITION_TIME = 3       /**< a time: ms since the epoch (durations resolved) */
+} stx_position_kind;
+
+/** A parsed position (plain data: no owner, nothing to free). */
+typedef struct stx_position {
+    stx_position_kind kind;
+    unsigned long long ms;  /**< ID: the id's milliseconds; TIME: the time */
+    unsigned long long seq; /**< ID given as MS-SEQ: its sequence; else 0 */
+    int has_seq;            /**< ID: 1 for MS-SEQ, 0 for MS alone */
+} stx_position;
+
+/** The grammar in one line, for error messages. */
+#define STX_POSITION_GRAMMAR                                                        \
+    "beginning, end, -, $, 0, an id (MS-SEQ or MS), a time (RFC 3339 such as "      \
+    "2026-11-22T10:00:00Z, or @MS) or a duration ago (30s, 30m, 1h, 2d)"
+
+/** Parse text (required) as a position; durations are taken back from now_ms
+ * (milliseconds since the epoch; a duration longer than that gives time 0).
+ * @return STX_OK, or STX_EINVAL when text is NULL or not in the grammar
+ * (then *out is unchanged); out is required. */
+STX_API int stx_position_parse(const char *text, long long now_ms, stx_position *out);
+
+/** The exclusive cursor that reads from p on (the `after` of
+ * stx_read_range() and stx_tail()): "0-0" for the beginning, "$" for the
+ * end, the id just before an id (before MS-0 for MS alone) or a time's first
+ * millisecond.  buf gets at least 48 bytes (cap).
+ * @return the length written, STX_EINVAL (NULL p or buf), STX_ELIMIT (cap). */
+STX_API int stx_position_after(const stx_position *p, char *buf, size_t cap);
+
+/** The inclusive last id up to p (the `to` of stx_read_range()): "+" for
+ * the end, "0-0" for the beginning, the id itself (the last id of the
+ * millisecond for MS alone) or the last id of a time's millisecond.
+ * @return as stx_position_after(). */
+STX_API int stx_position_until(const stx_position *p, char *buf, size_t cap);
+/** @} */
+
 /** Flags of stx_group_reset(). @{ */
 #define STX_RESET_CLEAR_STATE 1 /**< delete the state: rebuild it by replaying history */
 #define STX_RESET_REEMIT 2      /**< replayed entries publish again (see below) */
 #define STX_RESET_FORCE 4       /**< clear the state even though entries after `to` are gone */
 /** @} */
 
-/** Move (stream, group) to `to` — "beginning", "end", an id, or "@MS" for a
- * time in milliseconds — so that processing resumes with the first entry
- * after it.  Takes a new epoch (and drops the epoch holder's token), so a
+/** Move (stream, group) to `to`, a position (see @ref position: beginning,
+ * end, an id, a time, @MS or a duration ago), so that processing resumes
+ * with the first entry after it: after the id itself (after the whole
+ * millisecond for MS alone), or with the entries of a time.  Takes a new epoch (and drops the epoch holder's token), so a
  * running processor is fenced rather than corrupted, and a new lineage, so
  * LMDB snapshots are rebuilt.  Entries pending in the group are dropped from
  * its pending list, and the handler-attempt counters are deleted.
@@ -668,6 +727,18 @@ STX_API int stx_tail(stx_client *c, const char *stream, const char *after, long 
  * empty names; STX_EINVALID_CURSOR also for a NULL `to`. */
 STX_API int stx_group_reset(stx_client *c, const char *stream, const char *group, const char *to,
                             int flags);
+
+/** Delete (stream, group): the consumer group (XGROUP DESTROY) and every key
+ * derived from it (stx_key_name(): meta, state, dlq, attempts and live), so that
+ * nothing of a mistyped or retired group is left behind.  The stream and its
+ * entries stay.  Stop the group's processors first: one still running is
+ * told its group vanished (STX_ENOGROUP) or is fenced.  *deleted_keys (if
+ * not NULL) gets how many of the four keys existed.
+ * @return STX_OK; STX_ENOGROUP when neither the group nor any of its keys
+ * exists; STX_EWRONGTYPE when stream is not a stream; STX_EINVAL for a NULL
+ * c, stream or group or empty names; connection errors. */
+STX_API int stx_group_delete(stx_client *c, const char *stream, const char *group,
+                             long long *deleted_keys);
 
 /** Trim stream, never past an entry some consumer group has not processed:
  * the bound is the lowest of, over all groups, the last delivered id and

@@ -44,41 +44,26 @@ static int script_status(stx_client *c, const redisReply *r, const char *what)
 
 /* ---- reset ------------------------------------------------------------- */
 
-/* The id processing resumes after: "beginning", "end" ("$", resolved by
- * the script), "@MS" (the id just before MS-0) or an id. */
+/* The id processing resumes after, from a position: the start ("0-0"),
+ * the end ("$", resolved by the script), an id itself (the whole
+ * millisecond for MS alone), or just before a time (its entries are
+ * processed again).  Durations count back from now. */
 static int reset_target(stx_client *c, const char *to, char *out)
 {
-    stx_id id;
-    if (strcmp(to, "beginning") == 0 || strcmp(to, "0") == 0) {
-        strcpy(out, "0-0");
-        return STX_OK;
-    }
-    if (strcmp(to, "end") == 0) {
-        strcpy(out, "$");
-        return STX_OK;
-    }
-    if (to[0] == '@') {
-        char buf[32];
-        size_t n = strlen(to + 1);
-        if (n >= 1 && n <= 20 && !memchr(to + 1, '-', n)) {
-            memcpy(buf, to + 1, n);
-            memcpy(buf + n, "-0", 3);
-            if (stx_id_parse(buf, n + 2, &id) == 0) {
-                /* Entries at MS and later are processed again. */
-                if (id.ms == 0) strcpy(out, "0-0");
-                else stx_id_format((stx_id){id.ms - 1, UINT64_MAX}, out);
-                return STX_OK;
-            }
-        }
-    } else if (stx_id_parse(to, strlen(to), &id) == 0) {
-        stx_id_format(id, out);
-        return STX_OK;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    stx_position p;
+    if (stx_position_parse(to, now, &p) == STX_OK) {
+        int n = p.kind == STX_POSITION_END    ? (strcpy(out, "$"), 1)
+                : p.kind == STX_POSITION_TIME ? stx_position_after(&p, out, STX_ID_MAX)
+                                              : stx_position_until(&p, out, STX_ID_MAX);
+        if (n >= 0) return STX_OK;
     }
     char shown[128];
     stx_printable(to, strlen(to), shown, sizeof shown);
     return stx_client_fail(c, STX_EINVALID_CURSOR,
-                           "reset: '%s' is neither \"beginning\", \"end\", \"@MS\" nor a stream id",
-                           shown);
+                           "reset: bad position '%s': expected " STX_POSITION_GRAMMAR, shown);
 }
 
 /* The GAP reply of the reset script: a clearing reset after entries were
@@ -140,6 +125,62 @@ int stx_group_reset(stx_client *c, const char *stream, const char *group, const 
     else if (!stx_client_reply_is(r, "OK")) rc = script_status(c, r, "reset");
     freeReplyObject(r);
     return rc;
+}
+
+/* ---- delete a group ---------------------------------------------------- */
+
+int stx_group_delete(stx_client *c, const char *stream, const char *group,
+                     long long *deleted_keys)
+{
+    if (deleted_keys) *deleted_keys = 0;
+    if (!c) return STX_EINVAL;
+    int rc = check_names(c, "group delete", stream, group ? group : "");
+    if (rc != STX_OK) return rc;
+    if ((rc = stx_client_ready(c)) != STX_OK) return rc;
+    static const char *const kinds[] = {"meta", "state", "dlq", "attempts", "live"};
+    enum { NKINDS = sizeof kinds / sizeof kinds[0] };
+    char *keys[NKINDS] = {NULL};
+    for (size_t i = 0; i < NKINDS; i++)
+        if (!(keys[i] = stx_key_alloc(stream, group, kinds[i]))) rc = STX_ENOMEM;
+    if (rc != STX_OK) {
+        for (size_t i = 0; i < NKINDS; i++) free(keys[i]);
+        return oom(c, "group delete");
+    }
+    /* The group first: a stream of another type fails here, before any key
+     * is touched.  A missing stream has no group, yet its keys may be left
+     * (a stream deleted under a group): those still go. */
+    const char *destroy[] = {"XGROUP", "DESTROY", stream, group};
+    redisReply *r = NULL;
+    long long destroyed = 0, deleted = 0;
+    rc = stx_conn_command(&c->conn, &r, 4, destroy, NULL);
+    if (rc == STX_OK && r->type == REDIS_REPLY_INTEGER) {
+        destroyed = r->integer;
+    } else if (rc == STX_EWRONGTYPE || (rc != STX_OK && strstr(c->conn.err, "WRONGTYPE"))) {
+        rc = stx_client_fail(c, STX_EWRONGTYPE, "group delete: key '%.200s' is not a stream",
+                             stream);
+    } else if (rc == STX_EREDIS && strstr(c->conn.err, "requires the key to exist")) {
+        rc = STX_OK;
+    } else if (rc != STX_OK) {
+        rc = stx_client_fail(c, rc, "group delete: XGROUP DESTROY: %s", c->conn.err);
+    } else {
+        rc = stx_client_fail(c, STX_EREDIS, "group delete: unexpected XGROUP DESTROY reply");
+    }
+    if (r) freeReplyObject(r);
+    r = NULL;
+    if (rc == STX_OK) {
+        const char *del[] = {"DEL", keys[0], keys[1], keys[2], keys[3]};
+        rc = stx_conn_command(&c->conn, &r, 5, del, NULL);
+        if (rc != STX_OK) rc = stx_client_fail(c, rc, "group delete: DEL: %s", c->conn.err);
+        else if (r->type == REDIS_REPLY_INTEGER) deleted = r->integer;
+        if (r) freeReplyObject(r);
+    }
+    for (size_t i = 0; i < NKINDS; i++) free(keys[i]);
+    if (rc != STX_OK) return rc;
+    if (deleted_keys) *deleted_keys = deleted;
+    if (!destroyed && !deleted)
+        return stx_client_fail(c, STX_ENOGROUP, "group delete: stream '%.200s' has no group '%.200s'",
+                               stream, group);
+    return STX_OK;
 }
 
 /* ---- safe trim --------------------------------------------------------- */

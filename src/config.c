@@ -167,6 +167,18 @@ static int fail(char *errbuf, size_t errlen, const char *fmt, const char *a, lon
     return STX_EINVAL;
 }
 
+/* What group_start_id stores for a position of the common grammar that
+ * needs no clock (the start script takes "0", "$" or an id), or NULL. */
+static const char *start_id_value(const char *value)
+{
+    stx_position p;
+    if (stx_position_parse(value, 0, &p) != STX_OK) return NULL;
+    if (p.kind == STX_POSITION_BEGINNING) return "0";
+    if (p.kind == STX_POSITION_END) return "$";
+    if (p.kind == STX_POSITION_ID && p.has_seq) return value;
+    return NULL;
+}
+
 static int check_string(const struct key_def *d, const char *value, char *errbuf, size_t errlen)
 {
     int may_be_empty = strcmp(d->name, "snapshot_dir") == 0; /* "" turns the snapshot off */
@@ -174,11 +186,11 @@ static int check_string(const struct key_def *d, const char *value, char *errbuf
         if (errbuf && errlen) snprintf(errbuf, errlen, "%s must not be empty", d->name);
         return STX_EINVAL;
     }
-    stx_id id;
-    if (strcmp(d->name, "group_start_id") == 0 && strcmp(value, "$") != 0 &&
-        strcmp(value, "0") != 0 && stx_id_parse(value, strlen(value), &id) != 0) {
+    if (strcmp(d->name, "group_start_id") == 0 && !start_id_value(value)) {
         if (errbuf && errlen)
-            snprintf(errbuf, errlen, "group_start_id must be 0, $ or an id MS-SEQ, not '%s'",
+            snprintf(errbuf, errlen,
+                     "group_start_id must be beginning, end, -, $, 0 or an id MS-SEQ, not '%s' "
+                     "(times and durations are not resolved when a group is created)",
                      value);
         return STX_EINVAL;
     }
@@ -273,7 +285,9 @@ int stx_config_set(stx_config *c, const char *key, const char *value, char *errb
     case K_STRING: {
         int rc = check_string(d, value, errbuf, errlen);
         if (rc != STX_OK) return rc;
-        char *copy = strdup(value);
+        /* The grammar's synonyms ("beginning", "end", "-") are stored as
+         * the start script spells them. */
+        char *copy = strdup(strcmp(d->name, "group_start_id") == 0 ? start_id_value(value) : value);
         if (!copy) return STX_ENOMEM;
         char **f = str_field(c, d->offset);
         free(*f);

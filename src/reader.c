@@ -366,3 +366,191 @@ int stx_tail(stx_client *c, const char *stream, const char *after, long block_ms
     }
     return rc;
 }
+
+/* ---- positions ---------------------------------------------------------- */
+
+/* Decimal digits s[0..len), no sign, fitting 64 bits.  0 or -1. */
+static int pos_u64(const char *s, size_t len, unsigned long long *out)
+{
+    if (len == 0 || len > 20) return -1;
+    unsigned long long v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (ULLONG_MAX - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+static int pos_digits(const char *s, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian). */
+static long long days_from_civil(long long y, int m, int d)
+{
+    y -= m <= 2;
+    long long era = (y >= 0 ? y : y - 399) / 400;
+    long long yoe = y - era * 400;
+    long long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* RFC 3339: YYYY-MM-DD(T|t| )HH:MM:SS[.F...](Z|z|+HH:MM|-HH:MM).  0 or -1. */
+static int pos_rfc3339(const char *s, long long *ms)
+{
+    int y, mo, d, h, mi, sec, frac = 0, oh = 0, om = 0, sign = 0;
+    size_t n = strlen(s);
+    if (n < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+        s[13] != ':' || s[16] != ':')
+        return -1;
+    if (pos_digits(s, 4, &y) || pos_digits(s + 5, 2, &mo) || pos_digits(s + 8, 2, &d) ||
+        pos_digits(s + 11, 2, &h) || pos_digits(s + 14, 2, &mi) || pos_digits(s + 17, 2, &sec))
+        return -1;
+    const char *p = s + 19;
+    if (*p == '.') {
+        int nd = 0;
+        p++;
+        while (p[nd] >= '0' && p[nd] <= '9') nd++;
+        if (nd < 1 || nd > 9) return -1;
+        for (int k = 0; k < 3; k++) frac = frac * 10 + (k < nd ? p[k] - '0' : 0);
+        p += nd;
+    }
+    if (strcmp(p, "Z") == 0 || strcmp(p, "z") == 0) {
+        sign = 0;
+    } else if ((p[0] == '+' || p[0] == '-') && strlen(p) == 6 && p[3] == ':' &&
+               pos_digits(p + 1, 2, &oh) == 0 && pos_digits(p + 4, 2, &om) == 0 && oh <= 23 &&
+               om <= 59) {
+        sign = p[0] == '+' ? 1 : -1;
+    } else {
+        return -1;
+    }
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && leap) || h > 23 ||
+        mi > 59 || sec > 60)
+        return -1;
+    if (sec == 60) sec = 59; /* a leap second: Unix time has none */
+    long long t = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60000 + sec * 1000LL + frac;
+    t -= sign * ((long long)oh * 60 + om) * 60000;
+    if (t < 0) return -1;
+    *ms = t;
+    return 0;
+}
+
+/* NUMBER UNIT pairs: ms s m h d w.  0 or -1. */
+static int pos_duration(const char *s, long long *ms)
+{
+    static const struct { const char *unit; long long ms; } units[] = {
+        {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}, {"w", 604800000},
+    };
+    long long total = 0;
+    if (!*s) return -1;
+    while (*s) {
+        size_t nd = strspn(s, "0123456789"), nu;
+        unsigned long long v;
+        if (pos_u64(s, nd, &v) != 0) return -1;
+        s += nd;
+        for (nu = 0; s[nu] && (s[nu] < '0' || s[nu] > '9'); nu++) {}
+        long long mult = 0;
+        for (size_t k = 0; k < sizeof units / sizeof units[0]; k++)
+            if (strlen(units[k].unit) == nu && strncmp(units[k].unit, s, nu) == 0)
+                mult = units[k].ms;
+        if (!mult || v > (unsigned long long)(LLONG_MAX / mult) ||
+            (long long)v * mult > LLONG_MAX - total)
+            return -1;
+        total += (long long)v * mult;
+        s += nu;
+    }
+    *ms = total;
+    return 0;
+}
+
+int stx_position_parse(const char *text, long long now_ms, stx_position *out)
+{
+    if (!text || !out) return STX_EINVAL;
+    stx_position p = {STX_POSITION_BEGINNING, 0, 0, 0};
+    const char *dash = strchr(text, '-');
+    long long t;
+    if (strcmp(text, "beginning") == 0 || strcmp(text, "-") == 0 || strcmp(text, "0") == 0) {
+        p.kind = STX_POSITION_BEGINNING;
+    } else if (strcmp(text, "end") == 0 || strcmp(text, "$") == 0 || strcmp(text, "+") == 0) {
+        p.kind = STX_POSITION_END;
+    } else if (!dash && pos_u64(text, strlen(text), &p.ms) == 0) {
+        p.kind = STX_POSITION_ID;
+    } else if (dash && !strchr(dash + 1, '-') && pos_u64(text, (size_t)(dash - text), &p.ms) == 0 &&
+               pos_u64(dash + 1, strlen(dash + 1), &p.seq) == 0) {
+        p.kind = STX_POSITION_ID;
+        p.has_seq = 1;
+    } else if (text[0] == '@' && !strchr(text, '-') &&
+               pos_u64(text + 1, strlen(text + 1), &p.ms) == 0 && p.ms <= (unsigned long long)LLONG_MAX) {
+        p.kind = STX_POSITION_TIME;
+    } else if (pos_rfc3339(text, &t) == 0) {
+        p.kind = STX_POSITION_TIME;
+        p.ms = (unsigned long long)t;
+    } else if (pos_duration(text, &t) == 0) {
+        p.kind = STX_POSITION_TIME;
+        p.ms = now_ms > t ? (unsigned long long)(now_ms - t) : 0;
+    } else {
+        return STX_EINVAL;
+    }
+    *out = p;
+    return STX_OK;
+}
+
+static int pos_write(char *buf, size_t cap, const char *s)
+{
+    size_t n = strlen(s);
+    if (n >= cap) return STX_ELIMIT;
+    memcpy(buf, s, n + 1);
+    return (int)n;
+}
+
+int stx_position_after(const stx_position *p, char *buf, size_t cap)
+{
+    if (!p || !buf) return STX_EINVAL;
+    char id[STX_ID_MAX];
+    stx_id v = {p->ms, p->seq};
+    switch (p->kind) {
+    case STX_POSITION_BEGINNING: return pos_write(buf, cap, "0-0");
+    case STX_POSITION_END: return pos_write(buf, cap, "$");
+    case STX_POSITION_ID:
+        if (!p->has_seq) v.seq = 0;
+        break;
+    case STX_POSITION_TIME: v.seq = 0; break;
+    default: return STX_EINVAL;
+    }
+    /* The id just before v: the cursor is exclusive. */
+    if (v.seq > 0) v.seq--;
+    else if (v.ms > 0) v = (stx_id){v.ms - 1, UINT64_MAX};
+    stx_id_format(v, id);
+    return pos_write(buf, cap, id);
+}
+
+int stx_position_until(const stx_position *p, char *buf, size_t cap)
+{
+    if (!p || !buf) return STX_EINVAL;
+    char id[STX_ID_MAX];
+    stx_id v = {p->ms, UINT64_MAX};
+    switch (p->kind) {
+    case STX_POSITION_BEGINNING: return pos_write(buf, cap, "0-0");
+    case STX_POSITION_END: return pos_write(buf, cap, "+");
+    case STX_POSITION_ID:
+        if (p->has_seq) v.seq = p->seq;
+        break;
+    case STX_POSITION_TIME: break;
+    default: return STX_EINVAL;
+    }
+    stx_id_format(v, id);
+    return pos_write(buf, cap, id);
+}

@@ -204,6 +204,25 @@ static void expect_fail(const run *r, int code, const char *sub, const char *nee
     cr_assert(strstr(r->err, needle), "stderr [%s] does not mention [%s]", r->err, needle);
 }
 
+/* With --json: exit `code`, nothing on stdout, and one line on stderr:
+ * {"error":"...needle...","command":SUB,"code":NAME,"exit":code}. */
+static void expect_fail_json(const run *r, int code, const char *sub, const char *name,
+                             const char *needle)
+{
+    cr_assert_eq(r->code, code, "exit code %d, expected %d; stderr: %s", r->code, code, r->err);
+    cr_assert_str_empty(r->out, "unexpected stdout: %s", r->out);
+    size_t n = strlen(r->err);
+    cr_assert(n > 0 && r->err[n - 1] == '\n' && strchr(r->err, '\n') == r->err + n - 1,
+              "stderr is not exactly one line: [%s]", r->err);
+    char tail[256];
+    snprintf(tail, sizeof tail, "\",\"command\":\"%s\",\"code\":\"%s\",\"exit\":%d}\n", sub, name,
+             code);
+    cr_assert(strncmp(r->err, "{\"error\":\"", 10) == 0 && n > strlen(tail) &&
+                  strcmp(r->err + n - strlen(tail), tail) == 0,
+              "stderr [%s] does not end with [%s]", r->err, tail);
+    cr_assert(strstr(r->err, needle), "stderr [%s] does not mention [%s]", r->err, needle);
+}
+
 /* ------------------------------------------------------------------ */
 /* a small JSON validator (RFC 8259)                                    */
 
@@ -502,7 +521,8 @@ Test(cli, help_and_usage_errors)
     run_free(&r);
 
     static const char *const subs[] = {"info", "produce", "tail", "replay", "pending", "dlq",
-                                       "state", "reset", "trim", "health"};
+                                       "state", "reset", "trim", "health", "streams",
+                                       "group", "version", "help"};
     for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
         stx(&r, subs[i], "--help", NULL);
         expect_ok(&r);
@@ -514,13 +534,13 @@ Test(cli, help_and_usage_errors)
     expect_fail(&r, 2, "frobnicate", "unknown command");
     run_free(&r);
     run_argv(&r, NULL, (const char *const[]){NULL});
-    expect_fail(&r, 2, NULL, "missing command");
+    expect_fail(&r, 2, NULL, "missing COMMAND");
     run_free(&r);
     stx(&r, "info", NULL);
-    expect_fail(&r, 2, "info", "missing arguments");
+    expect_fail(&r, 2, "info", "missing argument STREAM (see stx info --help)");
     run_free(&r);
     stx(&r, "state", "get", "orders", "stock", NULL);
-    expect_fail(&r, 2, "state get", "missing arguments");
+    expect_fail(&r, 2, "state get", "missing argument KEY");
     run_free(&r);
     stx(&r, "state", NULL);
     expect_fail(&r, 2, "state", "missing subcommand");
@@ -529,7 +549,7 @@ Test(cli, help_and_usage_errors)
     expect_fail(&r, 2, "dlq", "unknown subcommand");
     run_free(&r);
     stx(&r, "pending", "orders", NULL);
-    expect_fail(&r, 2, "pending", "missing arguments");
+    expect_fail(&r, 2, "pending", "missing argument GROUP");
     run_free(&r);
     stx(&r, "info", "a", "b", NULL);
     expect_fail(&r, 2, "info", "unexpected argument 'b'");
@@ -544,7 +564,7 @@ Test(cli, help_and_usage_errors)
     expect_fail(&r, 2, "tail", "bad value '-3'");
     run_free(&r);
     stx(&r, "produce", "orders", NULL);
-    expect_fail(&r, 2, "produce", "missing arguments");
+    expect_fail(&r, 2, "produce", "missing argument FIELD=VALUE");
     run_free(&r);
     stx(&r, "produce", "orders", "novalue", NULL);
     expect_fail(&r, 2, "produce", "expected FIELD=VALUE");
@@ -560,7 +580,8 @@ Test(cli, connection_options_and_spelling)
 {
     run r;
     static const char *const subs[] = {"info", "produce", "tail", "replay", "pending", "dlq",
-                                       "state", "reset", "trim", "health"};
+                                       "state", "reset", "trim", "health", "streams",
+                                       "group", "version", "help"};
     static const char *const opts[] = {"--url URL", "--tls ", "--tls-ca-file FILE",
                                        "$STX_TLS_CA_FILE", "--tls-ca-dir DIR", "$STX_TLS_CA_DIR",
                                        "--tls-cert-file FILE", "$STX_TLS_CERT_FILE",
@@ -678,7 +699,7 @@ Test(cli, info_errors)
     expect_fail(&r, 3, "info", "stream 'nosuch' does not exist");
     run_free(&r);
     stx(&r, "info", "plain-string", "--json", NULL);
-    expect_fail(&r, 4, "info", "key 'plain-string' is not a stream");
+    expect_fail_json(&r, 4, "info", "wrong_type", "key 'plain-string' is not a stream");
     run_free(&r);
 
     /* A key of a group of the wrong type: that key is named, not the
@@ -832,19 +853,19 @@ Test(cli, replay_errors)
     freeReplyObject(test_cmd(c, "SET plain-string x"));
     run r;
     stx(&r, "replay", "orders", "--from", "12-x", NULL);
-    expect_fail(&r, 2, "replay", "bad id '12-x'");
+    expect_fail(&r, 2, "replay", "bad position '12-x' for --from: expected " STX_POSITION_GRAMMAR);
     run_free(&r);
     stx(&r, "replay", "orders", "--to", "abc", NULL);
-    expect_fail(&r, 2, "replay", "bad id 'abc'");
+    expect_fail(&r, 2, "replay", "bad position 'abc' for --to");
     run_free(&r);
     stx(&r, "replay", "orders", "--from", "2026-02-30T00:00:00Z", NULL);
-    expect_fail(&r, 2, "replay", "bad time '2026-02-30T00:00:00Z'");
+    expect_fail(&r, 2, "replay", "bad position '2026-02-30T00:00:00Z'");
     run_free(&r);
     stx(&r, "replay", "orders", "--from", "2026-11-22T10:00:00", NULL);
-    expect_fail(&r, 2, "replay", "bad time");
+    expect_fail(&r, 2, "replay", "bad position");
     run_free(&r);
-    stx(&r, "replay", "orders", "--from", "2026-11-22T10:00:00.1234Z", NULL);
-    expect_fail(&r, 2, "replay", "bad time");
+    stx(&r, "replay", "orders", "--from", "2026-11-22T10:00:00.1234567890Z", NULL);
+    expect_fail(&r, 2, "replay", "bad position");
     run_free(&r);
     stx(&r, "replay", "nosuch", NULL);
     expect_fail(&r, 3, "replay", "stream 'nosuch' does not exist");
@@ -938,7 +959,8 @@ Test(cli, tail_follows_and_reconnects)
 
 Test(cli, tail_stops_on_sigint)
 {
-    const char *argv[] = {STX_CLI_PATH, "--url", R.url, "tail", "quiet", NULL};
+    /* --wait: "quiet" does not exist (yet). */
+    const char *argv[] = {STX_CLI_PATH, "--url", R.url, "tail", "quiet", "--wait", NULL};
     fflush(NULL);
     pid_t pid = fork();
     cr_assert(pid >= 0);
@@ -1013,10 +1035,10 @@ Test(cli, pending_summary_and_entries)
     run_free(&r);
 
     stx(&r, "pending", "orders", "nogroup", NULL);
-    expect_fail(&r, 3, "pending", "does not exist");
+    expect_fail(&r, 3, "pending", "stream 'orders' has no group 'nogroup'");
     run_free(&r);
     stx(&r, "pending", "nosuch", "audit", NULL);
-    expect_fail(&r, 3, "pending", "does not exist");
+    expect_fail(&r, 3, "pending", "stream 'nosuch' has no group 'audit'");
     run_free(&r);
     freeReplyObject(test_cmd(c, "SET plain-string x"));
     stx(&r, "pending", "plain-string", "audit", NULL);
@@ -1150,7 +1172,7 @@ Test(cli, state_errors)
     expect_fail(&r, 3, "state dump", "no group 'nogroup'");
     run_free(&r);
     stx(&r, "state", "dump", "nosuch", "g", "--json", NULL);
-    expect_fail(&r, 3, "state dump", "stream 'nosuch' does not exist");
+    expect_fail_json(&r, 3, "state dump", "not_found", "stream 'nosuch' has no group 'g'");
     run_free(&r);
     char name[256];
     cr_assert(stx_key_name(name, sizeof name, "orders", "bad", "state") > 0);
@@ -1183,7 +1205,7 @@ Test(cli, reset_needs_yes_and_moves_the_group)
     expect_fail(&r, 2, "reset", "bad position 'yesterday'");
     run_free(&r);
     stx(&r, "reset", "orders", "stock", "--to", "2026-11-22T25:00:00Z", "--yes", NULL);
-    expect_fail(&r, 2, "reset", "bad time");
+    expect_fail(&r, 2, "reset", "bad position '2026-11-22T25:00:00Z' for --to: expected " STX_POSITION_GRAMMAR);
     run_free(&r);
     stx(&r, "reset", "orders", "nogroup", "--to", "end", "--yes", NULL);
     expect_fail(&r, 3, "reset", "nogroup");
@@ -1207,7 +1229,7 @@ Test(cli, reset_needs_yes_and_moves_the_group)
         NULL);
     expect_json(&r);
     cr_assert_str_eq(r.out, "{\"stream\":\"orders\",\"group\":\"stock\",\"to\":\"beginning\","
-                            "\"state_cleared\":true,\"reemit\":false}\n");
+                            "\"to_id\":\"0-0\",\"state_cleared\":true,\"reemit\":false}\n");
     run_free(&r);
     stx(&r, "info", "orders", "--json", NULL);
     cr_assert(strstr(r.out, "\"offset\":\"0-0\",\"last_delivered\":\"0-0\",\"lag\":5,\"pending\":0,"
@@ -1217,7 +1239,8 @@ Test(cli, reset_needs_yes_and_moves_the_group)
 
     /* A time: resume with the entries of that millisecond. */
     stx(&r, "reset", "orders", "stock", "--to", "1970-01-01T00:00:00.004Z", "--yes", NULL);
-    expect_out(&r, "group 'stock' of stream 'orders' reset to 1970-01-01T00:00:00.004Z\n");
+    expect_out(&r, "group 'stock' of stream 'orders' reset to 1970-01-01T00:00:00.004Z "
+                   "(resumes after 3-18446744073709551615)\n");
     run_free(&r);
     stx(&r, "info", "orders", "--json", NULL);
     cr_assert(strstr(r.out, "\"last_delivered\":\"3-18446744073709551615\""), "%s", r.out);
@@ -1239,7 +1262,7 @@ Test(cli, reset_asks_and_says_what_replaying_does)
     run r;
     const char *keep[] = {"reset", "orders", "stock", "--to", "beginning", NULL};
     run_argv_tty(&r, "n\n", 1, keep);
-    cr_assert_eq(r.code, 1, "exit %d: %s", r.code, r.err);
+    cr_assert_eq(r.code, 7, "exit %d: %s", r.code, r.err);
     cr_assert_str_empty(r.out);
     cr_assert(starts_with(r.err, "Reset group 'stock' of stream 'orders' to beginning? A running "
                                  "processor of the group will be fenced. The state is kept: "
@@ -1296,7 +1319,7 @@ Test(cli, clearing_reset_after_trim_needs_force)
         "--json", NULL);
     expect_json(&r);
     cr_assert_str_eq(r.out, "{\"stream\":\"orders\",\"group\":\"stock\",\"to\":\"beginning\","
-                            "\"state_cleared\":true,\"reemit\":false}\n");
+                            "\"to_id\":\"0-0\",\"state_cleared\":true,\"reemit\":false}\n");
     run_free(&r);
     redisFree(c);
 }
@@ -1536,6 +1559,7 @@ Test(cli, info_and_tail_over_tls_and_a_unix_socket)
         ca, NULL);
     expect_ok(&r);
     cr_assert_eq(count_lines(r.out), 3, "%s", r.out);
+    run_free(&r);
     setenv("STX_TLS_CA_FILE", ca, 1);
     run_free(&r);
     stx(&r, "tail", "secure", "--from", "0", "--count", "2", "--url", t.tls_url, NULL);
@@ -1557,4 +1581,443 @@ Test(cli, info_and_tail_over_tls_and_a_unix_socket)
     redisFree(c);
     test_redis_stop(&t);
     test_rmrf(dir);
+}
+
+/* ------------------------------------------------------------------ */
+/* one vocabulary: positions, --limit, not found, JSON errors           */
+
+/* The library's parser: every form of the grammar, and what it resolves
+ * to as an exclusive cursor and as an inclusive bound. */
+Test(cli, position_grammar_of_the_library)
+{
+    static const struct {
+        const char *text, *after, *until;
+    } ok[] = {
+        {"beginning", "0-0", "0-0"},
+        {"-", "0-0", "0-0"},
+        {"0", "0-0", "0-0"},
+        {"end", "$", "+"},
+        {"$", "$", "+"},
+        {"+", "$", "+"},
+        {"5-3", "5-2", "5-3"},
+        {"5-0", "4-18446744073709551615", "5-0"},
+        {"5", "4-18446744073709551615", "5-18446744073709551615"},
+        {"@1795341600000", "1795341599999-18446744073709551615", "1795341600000-18446744073709551615"},
+        {"2026-11-22T10:00:00Z", "1795341599999-18446744073709551615",
+         "1795341600000-18446744073709551615"},
+        {"2026-11-22T11:00:00.250+01:00", "1795341600249-18446744073709551615",
+         "1795341600250-18446744073709551615"},
+        {"2026-11-22t10:00:00.123456789z", "1795341600122-18446744073709551615",
+         "1795341600123-18446744073709551615"},
+        /* Durations count back from now (here 1795341600000 + 1 h). */
+        {"1h", "1795341599999-18446744073709551615", "1795341600000-18446744073709551615"},
+        {"30m30m", "1795341599999-18446744073709551615", "1795341600000-18446744073709551615"},
+        {"3600s", "1795341599999-18446744073709551615", "1795341600000-18446744073709551615"},
+        /* Longer ago than the epoch: the epoch. */
+        {"100000w", "0-0", "0-18446744073709551615"},
+    };
+    long long now = 1795341600000LL + 3600000;
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        stx_position p;
+        char a[48], u[48];
+        cr_assert_eq(stx_position_parse(ok[i].text, now, &p), STX_OK, "%s", ok[i].text);
+        cr_assert(stx_position_after(&p, a, sizeof a) > 0, "%s", ok[i].text);
+        cr_assert(stx_position_until(&p, u, sizeof u) > 0, "%s", ok[i].text);
+        cr_assert_str_eq(a, ok[i].after, "after %s", ok[i].text);
+        cr_assert_str_eq(u, ok[i].until, "until %s", ok[i].text);
+    }
+    static const char *const bad[] = {
+        "", "yesterday", "5-", "-5", "5-3-1", "1-x", "@", "@-1", "@1.5", "1x", "h",
+        "2026-11-22T10:00:00", "2026-02-30T00:00:00Z", "2026-11-22T24:00:00Z",
+        "2026-11-22T10:00:00.1234567890Z", "2026-11-22T10:00:00+1:00", "99999999999999999999999",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        stx_position p = {STX_POSITION_ID, 7, 7, 1};
+        cr_assert_eq(stx_position_parse(bad[i], now, &p), STX_EINVAL, "'%s' was accepted", bad[i]);
+        cr_assert(p.kind == STX_POSITION_ID && p.ms == 7, "'%s' changed *out", bad[i]);
+    }
+    stx_position p;
+    char tiny[4];
+    cr_assert_eq(stx_position_parse(NULL, now, &p), STX_EINVAL);
+    cr_assert_eq(stx_position_parse("0", now, NULL), STX_EINVAL);
+    cr_assert_eq(stx_position_parse("5-3", now, &p), STX_OK);
+    cr_assert_eq(stx_position_after(&p, tiny, sizeof tiny), STX_OK + 3);
+    cr_assert_eq(stx_position_until(&p, tiny, 3), STX_ELIMIT);
+    cr_assert_eq(stx_position_after(NULL, tiny, sizeof tiny), STX_EINVAL);
+
+    /* group_start_id: the forms that need no clock, stored as the start
+     * script spells them. */
+    stx_config *conf = stx_config_new();
+    char err[256], v[64];
+    static const char *const start[][2] = {
+        {"beginning", "0"}, {"-", "0"}, {"0", "0"}, {"end", "$"}, {"$", "$"}, {"7-1", "7-1"}};
+    for (size_t i = 0; i < sizeof start / sizeof start[0]; i++) {
+        cr_assert_eq(stx_config_set(conf, "group_start_id", start[i][0], err, sizeof err), STX_OK,
+                     "%s: %s", start[i][0], err);
+        cr_assert_eq(stx_config_get(conf, "group_start_id", v, sizeof v), STX_OK);
+        cr_assert_str_eq(v, start[i][1], "%s", start[i][0]);
+    }
+    cr_assert_eq(stx_config_set(conf, "group_start_id", "1h", err, sizeof err), STX_EINVAL);
+    cr_assert_str_eq(err, "group_start_id must be beginning, end, -, $, 0 or an id MS-SEQ, not "
+                          "'1h' (times and durations are not resolved when a group is created)");
+    cr_assert_eq(stx_config_set(conf, "group_start_id", "7", err, sizeof err), STX_EINVAL);
+    stx_config_free(conf);
+}
+
+/* tail, replay and reset take the same positions. */
+Test(cli, positions_everywhere)
+{
+    redisContext *c = test_redis_connect(&R);
+    orders(c);
+    timed_stream(c);
+    run r;
+    stx(&r, "replay", "timed", "--from", "@1795341601000", NULL);
+    expect_out(&r, "1795341601000-0 n=2\n1795341601000-1 n=3\n");
+    run_free(&r);
+    stx(&r, "replay", "timed", "--from", "2026-11-22T11:00:00+01:00", "--to",
+        "2026-11-22T10:00:00.999Z", NULL);
+    expect_out(&r, "1795341600000-0 n=0\n1795341600000-1 n=1\n");
+    run_free(&r);
+    stx(&r, "replay", "timed", "--from", "beginning", "--to", "end", "--limit", "1", NULL);
+    expect_out(&r, "1795341600000-0 n=0\n");
+    run_free(&r);
+    stx(&r, "replay", "timed", "--from", "end", NULL);
+    expect_out(&r, "");
+    run_free(&r);
+    /* The entries are older than a day: none in the last one. */
+    stx(&r, "replay", "timed", "--from", "1d", NULL);
+    expect_out(&r, "");
+    run_free(&r);
+    stx(&r, "replay", "timed", "--to", "1d", "--json", NULL);
+    expect_json(&r);
+    cr_assert(starts_with(r.out, "[{\"id\":\"1795341600000-0\""), "%s", r.out);
+    run_free(&r);
+
+    stx(&r, "tail", "timed", "--from", "@1795341601000", "--limit", "1", NULL);
+    expect_out(&r, "1795341601000-0 n=2\n");
+    run_free(&r);
+    stx(&r, "tail", "timed", "--from", "beginning", "--count", "2", NULL);
+    expect_out(&r, "1795341600000-0 n=0\n1795341600000-1 n=1\n");
+    run_free(&r);
+    stx(&r, "tail", "timed", "--from", "end", "--block-ms", "50", NULL);
+    expect_out(&r, "");
+    run_free(&r);
+    stx(&r, "tail", "timed", "--limit", "1", "--count", "1", NULL);
+    expect_fail(&r, 2, "tail", "--count is the old name of --limit");
+    run_free(&r);
+    stx(&r, "tail", "timed", "--from", "soon", NULL);
+    expect_fail(&r, 2, "tail", "bad position 'soon' for --from: expected " STX_POSITION_GRAMMAR);
+    run_free(&r);
+
+    /* reset: --json echoes the position as given and the id it resolved. */
+    stx(&r, "reset", "orders", "stock", "--to", "@4", "--yes", "--json", NULL);
+    expect_json(&r);
+    cr_assert_str_eq(r.out, "{\"stream\":\"orders\",\"group\":\"stock\",\"to\":\"@4\","
+                            "\"to_id\":\"3-18446744073709551615\",\"state_cleared\":false,"
+                            "\"reemit\":false}\n");
+    run_free(&r);
+    stx(&r, "reset", "orders", "stock", "--to", "2", "--yes", NULL);
+    expect_out(&r, "group 'stock' of stream 'orders' reset to 2 (resumes after "
+                   "2-18446744073709551615)\n");
+    run_free(&r);
+    stx(&r, "reset", "orders", "stock", "--to", "$", "--yes", "--json", NULL);
+    cr_assert(strstr(r.out, "\"to\":\"$\",\"to_id\":\"5-0\","), "%s", r.out);
+    run_free(&r);
+    /* An hour ago: before no entry of 1970, so after all of them. */
+    stx(&r, "reset", "orders", "stock", "--to", "1h", "--yes", "--json", NULL);
+    expect_json(&r);
+    cr_assert(strstr(r.out, "\"to\":\"1h\",\"to_id\":\"17"), "%s", r.out);
+    run_free(&r);
+    stx(&r, "reset", "orders", "stock", "--to", "-", "--yes", NULL);
+    expect_out(&r, "group 'stock' of stream 'orders' reset to -\n");
+    run_free(&r);
+    stx(&r, "--json", "reset", "orders", "stock", "--to", "never", "--yes", NULL);
+    expect_fail_json(&r, 2, "reset", "usage", "bad position 'never' for --to: expected beginning");
+    run_free(&r);
+    /* The library takes the same grammar. */
+    stx_config *conf = stx_config_new();
+    char err[256];
+    cr_assert_eq(stx_config_set(conf, "url", R.url, err, sizeof err), STX_OK);
+    stx_client *cl;
+    cr_assert_eq(stx_client_new(&cl, conf), STX_OK);
+    stx_config_free(conf);
+    cr_assert_eq(stx_group_reset(cl, "orders", "stock", "2026-11-22T10:00:00Z", 0), STX_OK);
+    cr_assert_eq(stx_group_reset(cl, "orders", "stock", "30m", 0), STX_OK);
+    cr_assert_eq(stx_group_reset(cl, "orders", "stock", "yesterday", 0), STX_EINVALID_CURSOR);
+    cr_assert(strstr(stx_client_errmsg(cl), "bad position 'yesterday': expected " STX_POSITION_GRAMMAR),
+              "%s", stx_client_errmsg(cl));
+    stx_client_free(cl);
+    redisFree(c);
+}
+
+/* A missing stream, group or dead letter is exit 3 with one wording. */
+Test(cli, not_found_is_exit_3_everywhere)
+{
+    redisContext *c = test_redis_connect(&R);
+    orders(c);
+    run r;
+    stx(&r, "dlq", "list", "nosuch", "stock", NULL);
+    expect_fail(&r, 3, "dlq list", "stream 'nosuch' has no group 'stock'");
+    run_free(&r);
+    stx(&r, "dlq", "list", "orders", "slaes", NULL);
+    expect_fail(&r, 3, "dlq list", "stream 'orders' has no group 'slaes'");
+    run_free(&r);
+    stx(&r, "dlq", "redrive", "orders", "slaes", NULL);
+    expect_fail(&r, 3, "dlq redrive", "stream 'orders' has no group 'slaes'");
+    run_free(&r);
+    stx(&r, "dlq", "redrive", "orders", "stock", "1-1", NULL);
+    expect_fail(&r, 3, "dlq redrive", "stream 'orders' group 'stock' has no dead letter '1-1'; "
+                                      "nothing moved");
+    run_free(&r);
+    stx(&r, "reset", "orders", "slaes", "--to", "end", "--yes", NULL);
+    expect_fail(&r, 3, "reset", "stream 'orders' has no group 'slaes'");
+    run_free(&r);
+    stx(&r, "state", "dump", "orders", "slaes", NULL);
+    expect_fail(&r, 3, "state dump", "stream 'orders' has no group 'slaes'");
+    run_free(&r);
+    stx(&r, "tail", "nosuch", NULL);
+    expect_fail(&r, 3, "tail", "stream 'nosuch' does not exist");
+    run_free(&r);
+    stx(&r, "tail", "nosuch", "--json", NULL);
+    expect_fail_json(&r, 3, "tail", "not_found", "stream 'nosuch' does not exist");
+    run_free(&r);
+    /* --wait: a stream that is not there yet is waited for. */
+    stx(&r, "tail", "nosuch", "--wait", "--block-ms", "50", NULL);
+    expect_out(&r, "");
+    run_free(&r);
+    redisFree(c);
+}
+
+/* Lists show 100 rows unless --limit says otherwise. */
+Test(cli, lists_default_to_100_rows)
+{
+    redisContext *c = test_redis_connect(&R);
+    orders(c);
+    char dlq[256];
+    cr_assert(stx_key_name(dlq, sizeof dlq, "orders", "stock", "dlq") > 0);
+    for (int i = 1; i <= 130; i++)
+        freeReplyObject(test_cmd(c, "XADD %s %d-0 stx.fields 1 k v", dlq, i));
+    freeReplyObject(test_cmd(c, "XGROUP CREATE orders many 0"));
+    for (int i = 0; i < 130; i++)
+        freeReplyObject(test_cmd(c, "XADD orders * n %d", i));
+    freeReplyObject(test_cmd(c, "XREADGROUP GROUP many c1 STREAMS orders >"));
+    run r;
+    stx(&r, "dlq", "list", "orders", "stock", NULL);
+    expect_ok(&r);
+    cr_assert_eq(count_lines(r.out), 101, "%s", r.out); /* the head and 100 rows */
+    run_free(&r);
+    stx(&r, "dlq", "list", "orders", "stock", "--limit", "120", NULL);
+    cr_assert_eq(count_lines(r.out), 121);
+    run_free(&r);
+    stx(&r, "pending", "orders", "many", "--json", NULL);
+    expect_json(&r);
+    cr_assert(strstr(r.out, "\"count\":135,"), "%s", r.out);
+    size_t entries = 0;
+    for (const char *p = strstr(r.out, "\"entries\""); (p = strstr(p, "\"idle_ms\"")); p++)
+        entries++;
+    cr_assert_eq(entries, 100);
+    run_free(&r);
+    redisFree(c);
+}
+
+Test(cli, version_help_and_missing_words)
+{
+    char expected[128];
+    snprintf(expected, sizeof expected, "stx %d.%d.%d\nstreamtx library %s\n", STX_VERSION_MAJOR,
+             STX_VERSION_MINOR, STX_VERSION_PATCH, stx_version());
+    run r;
+    stx(&r, "--version", NULL);
+    expect_out(&r, expected);
+    run_free(&r);
+    stx(&r, "version", NULL);
+    expect_out(&r, expected);
+    run_free(&r);
+    stx(&r, "help", NULL);
+    expect_ok(&r);
+    cr_assert(starts_with(r.out, "usage: stx ") && strstr(r.out, "7  declined") &&
+                  strstr(r.out, "Positions (where reset, tail and replay start or stop)"),
+              "%s", r.out);
+    run_free(&r);
+    stx(&r, "help", "tail", NULL);
+    expect_ok(&r);
+    cr_assert(starts_with(r.out, "usage: stx tail STREAM") && strstr(r.out, "--count N") &&
+                  strstr(r.out, "deprecated"),
+              "%s", r.out);
+    run_free(&r);
+    stx(&r, "help", "dlq", "list", NULL);
+    expect_ok(&r);
+    cr_assert(strstr(r.out, "--limit N   list at most N entries (default 100)"), "%s", r.out);
+    run_free(&r);
+    stx(&r, "help", "frobnicate", NULL);
+    expect_fail(&r, 2, "help", "unknown command 'frobnicate'");
+    run_free(&r);
+    stx(&r, "dlq", "list", "orders", NULL);
+    expect_fail(&r, 2, "dlq list", "missing argument GROUP (see stx dlq list --help)");
+    run_free(&r);
+    stx(&r, "reset", NULL);
+    expect_fail(&r, 2, "reset", "missing argument STREAM");
+    run_free(&r);
+    stx(&r, "group", "delete", "orders", NULL);
+    expect_fail(&r, 2, "group delete", "missing argument GROUP");
+    run_free(&r);
+    stx(&r, "--json", "info", NULL);
+    expect_fail_json(&r, 2, "info", "usage", "missing argument STREAM");
+    run_free(&r);
+}
+
+/* The connection failure is said once; health --json stays JSON. */
+Test(cli, unreachable_server_said_once_and_as_json)
+{
+    const char *info[] = {"--url", "redis://127.0.0.1:1", "info", "orders", NULL};
+    run r;
+    run_argv(&r, NULL, info);
+    expect_fail(&r, 1, "info", "cannot connect to 127.0.0.1:1: ");
+    cr_assert_null(strstr(r.err + 16, "cannot connect"), "%s", r.err);
+    cr_assert_null(strstr(r.err, "connect: "), "%s", r.err);
+    run_free(&r);
+    const char *health[] = {"--url", "redis://127.0.0.1:1", "health", "--json", NULL};
+    run_argv(&r, NULL, health);
+    cr_assert_eq(r.code, 1);
+    cr_assert(json_valid(r.out), "%s", r.out);
+    cr_assert(starts_with(r.out, "{\"healthy\":false,\"checks\":[{\"check\":\"connect\",\"status\":"
+                                 "\"fail\",\"detail\":\"cannot connect to 127.0.0.1:1: "),
+              "%s", r.out);
+    cr_assert(starts_with(r.err, "{\"error\":\"cannot connect to 127.0.0.1:1: ") &&
+                  strstr(r.err, "\",\"command\":\"health\",\"code\":\"runtime\",\"exit\":1}\n"),
+              "%s", r.err);
+    run_free(&r);
+}
+
+Test(cli, streams_lists_streamtx_groups)
+{
+    redisContext *c = test_redis_connect(&R);
+    run r;
+    stx(&r, "streams", NULL);
+    expect_out(&r, "");
+    run_free(&r);
+    orders(c);
+    freeReplyObject(test_cmd(c, "XADD orders 6-0 k d sku apple"));
+    freeReplyObject(test_cmd(c, "XADD plain 1-0 a 1"));
+    freeReplyObject(test_cmd(c, "XGROUP CREATE plain g 0"));
+    freeReplyObject(test_cmd(c, "XADD billing 1-0 k a"));
+    process_all("billing", "invoices");
+    stx(&r, "streams", NULL);
+    expect_out(&r, "STREAM   GROUP     OFFSET  LAG  PENDING  DLQ\n"
+                   "billing  invoices  1-0     0    0        0\n"
+                   "orders   stock     5-0     1    0        0\n");
+    run_free(&r);
+    stx(&r, "streams", "--json", NULL);
+    expect_json(&r);
+    cr_assert_str_eq(r.out, "[{\"stream\":\"billing\",\"group\":\"invoices\",\"offset\":\"1-0\","
+                            "\"lag\":0,\"pending\":0,\"dlq_length\":0},"
+                            "{\"stream\":\"orders\",\"group\":\"stock\",\"offset\":\"5-0\","
+                            "\"lag\":1,\"pending\":0,\"dlq_length\":0}]\n");
+    run_free(&r);
+    redisFree(c);
+}
+
+Test(cli, group_delete_removes_every_key)
+{
+    redisContext *c = test_redis_connect(&R);
+    for (int i = 1; i <= 3; i++)
+        freeReplyObject(test_cmd(c, "XADD orders %d-0 k %s sku apple", i, i == 2 ? "b" : "a"));
+    process_with("orders", "stock", fail_b_handler);
+    char keys[4][256];
+    static const char *const kinds[] = {"meta", "state", "dlq", "attempts"};
+    for (int k = 0; k < 4; k++)
+        cr_assert(stx_key_name(keys[k], sizeof keys[k], "orders", "stock", kinds[k]) > 0);
+    freeReplyObject(test_cmd(c, "HSET %s 9-0 1", keys[3]));
+    cr_assert_eq(test_cmd_int(c, "EXISTS %s %s %s %s", keys[0], keys[1], keys[2], keys[3]), 4);
+
+    run r;
+    stx(&r, "group", "delete", "orders", "stock", NULL);
+    expect_fail(&r, 2, "group delete", "refusing to delete without --yes");
+    run_free(&r);
+    const char *no[] = {"group", "delete", "orders", "stock", NULL};
+    run_argv_tty(&r, "n\n", 1, no);
+    cr_assert_eq(r.code, 7, "exit %d: %s", r.code, r.err);
+    cr_assert(starts_with(r.err, "Delete group 'stock' of stream 'orders' with its offsets, state "
+                                 "and dead letters? [y/N] "),
+              "%s", r.err);
+    cr_assert(strstr(r.err, "stx: group delete: not confirmed; nothing changed\n"), "%s", r.err);
+    run_free(&r);
+    cr_assert_eq(test_cmd_int(c, "EXISTS %s %s %s %s", keys[0], keys[1], keys[2], keys[3]), 4);
+
+    stx(&r, "group", "delete", "orders", "stock", "--yes", NULL);
+    expect_out(&r, "deleted group 'stock' of stream 'orders' and 4 of its keys\n");
+    run_free(&r);
+    cr_assert_eq(test_cmd_int(c, "EXISTS %s %s %s %s", keys[0], keys[1], keys[2], keys[3]), 0);
+    cr_assert_eq(test_cmd_int(c, "XLEN orders"), 3, "the stream stays");
+    stx(&r, "info", "orders", "--json", NULL);
+    cr_assert(strstr(r.out, "\"groups\":[]"), "%s", r.out);
+    run_free(&r);
+    stx(&r, "group", "delete", "orders", "stock", "--yes", NULL);
+    expect_fail(&r, 3, "group delete", "stream 'orders' has no group 'stock'");
+    run_free(&r);
+
+    /* Keys left behind by a group whose stream was deleted still go; a
+     * plain group goes too. */
+    freeReplyObject(test_cmd(c, "HSET %s offset 1-0", keys[0]));
+    stx(&r, "group", "delete", "gone", "stock", "--yes", NULL);
+    expect_fail(&r, 3, "group delete", "stream 'gone' has no group 'stock'");
+    run_free(&r);
+    stx(&r, "group", "delete", "orders", "stock", "--yes", "--json", NULL);
+    expect_out(&r, "{\"stream\":\"orders\",\"group\":\"stock\",\"deleted_keys\":1}\n");
+    run_free(&r);
+    freeReplyObject(test_cmd(c, "XGROUP CREATE orders plain 0"));
+    stx(&r, "group", "delete", "orders", "plain", "--yes", NULL);
+    expect_out(&r, "deleted group 'plain' of stream 'orders' and 0 of its keys\n");
+    run_free(&r);
+    freeReplyObject(test_cmd(c, "SET str x"));
+    stx(&r, "group", "delete", "str", "g", "--yes", NULL);
+    expect_fail(&r, 4, "group delete", "key 'str' is not a stream");
+    run_free(&r);
+    redisFree(c);
+}
+
+/* completions/stx.bash, sourced by bash: commands, subcommands, options
+ * and (from the server) streams and groups. */
+static char *complete(const char *line)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "PATH=%.400s:$PATH STX_URL='%s' bash -c 'source %s/completions/stx.bash; "
+             "COMP_WORDS=(%s); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); "
+             "[[ \"%s\" == *\" \" ]] && { COMP_WORDS+=(\"\"); COMP_CWORD=$((COMP_CWORD + 1)); }; "
+             "_stx; echo \"${COMPREPLY[*]}\"'",
+             STX_CLI_PATH, R.url, STX_SOURCE_DIR, line, line);
+    /* The tool's directory on PATH, as an installed stx would be. */
+    char *slash = strstr(cmd, "/stx:$PATH");
+    cr_assert(slash);
+    memmove(slash, slash + 4, strlen(slash + 4) + 1);
+    FILE *f = popen(cmd, "r");
+    cr_assert(f);
+    char *out = calloc(1, 4096);
+    cr_assert(out);
+    size_t n = fread(out, 1, 4095, f);
+    out[n] = '\0';
+    cr_assert_eq(pclose(f), 0, "%s", cmd);
+    return out;
+}
+
+Test(cli, bash_completion)
+{
+    redisContext *c = test_redis_connect(&R);
+    orders(c);
+    static const char *const cases[][2] = {
+        {"stx re", "replay reset\n"},
+        {"stx dlq ", "list redrive\n"},
+        {"stx group ", "delete\n"},
+        {"stx tail orders --", "--from --limit --count --block-ms --wait --json --help --url\n"},
+        {"stx reset orders stock --to ", "beginning end - $ 0 1h 30m 1d\n"},
+        {"stx pending ", "orders\n"},
+        {"stx pending orders ", "stock\n"},
+        {"stx help st", "streams state\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *out = complete(cases[i][0]);
+        cr_assert_str_eq(out, cases[i][1], "[%s]", cases[i][0]);
+        free(out);
+    }
+    redisFree(c);
 }

@@ -1,5 +1,6 @@
-/* stx reset STREAM GROUP --to POSITION, stx trim STREAM --safe */
+/* stx reset, stx trim, stx streams, stx group delete */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -11,8 +12,10 @@ static const char reset_help[] =
     "                 [--yes] [--json]\n"
     "\n"
     "Move (STREAM, GROUP) so that processing resumes with the first entry after\n"
-    "POSITION: beginning, end, an id (MS-SEQ) or an ISO-8601 UTC time\n"
-    "(2026-11-22T10:00:00Z: resume with the entries of that time).  The group\n"
+    "POSITION (see Positions in stx --help): beginning (- or 0), end ($), an id\n"
+    "(MS-SEQ: resume after it; MS: after that millisecond), a time (RFC 3339\n"
+    "such as 2026-11-22T10:00:00Z, or @MS: resume with the entries of that\n"
+    "time) or a duration ago (1h, 30m, 2d: as the time that long ago).  The group\n"
     "takes a new epoch, so a running processor is fenced (it stops) rather than\n"
     "corrupted, and a new lineage, so LMDB snapshots are rebuilt.  Entries\n"
     "pending in the group are dropped from its pending list.\n"
@@ -30,12 +33,12 @@ static const char reset_help[] =
     "  --force        clear the state even though entries after POSITION are gone\n"
     "  --yes          do not ask; required when stdin is not a terminal\n"
     "\n"
-    "Without --yes on a terminal it asks for confirmation (y/N; \"no\" exits 1).\n"
-    "--json prints {\"stream\":..,\"group\":..,\"to\":..,\"state_cleared\":..,\n"
-    "\"reemit\":..}.\n"
+    "Without --yes on a terminal it asks for confirmation (y/N; \"no\" exits 7).\n"
+    "--json prints {\"stream\":..,\"group\":..,\"to\":POSITION as given,\n"
+    "\"to_id\":the id processing resumes after,\"state_cleared\":..,\"reemit\":..}.\n"
     "Exit codes: 2 for a bad position or a missing --yes, 3 when the stream or\n"
     "the group does not exist, 6 when entries after POSITION are gone and\n"
-    "--clear-state is given without --force.\n";
+    "--clear-state is given without --force, 7 when the answer was no.\n";
 
 static const char trim_help[] =
     "usage: stx trim STREAM --safe [--maxlen N] [--max-age DURATION] [--json]\n"
@@ -55,8 +58,7 @@ static const char trim_help[] =
     "Exit codes: 2 without --safe or for a bad number or duration, 3 when the\n"
     "stream does not exist, 4 when STREAM is not a stream.\n";
 
-/* Ask on the terminal; 1 when the answer is yes. */
-static int confirm(const char *question)
+int cli_confirm(const char *question)
 {
     char line[64];
     fprintf(stderr, "%s [y/N] ", question);
@@ -96,27 +98,11 @@ int cmd_reset(cli *c, int argc, char **argv)
     if (!pos)
         return cli_fail(c, CLI_EXIT_USAGE, "missing --to POSITION (see stx reset --help)");
 
-    char to[64];
-    cli_id id;
-    int64_t ms;
-    if (strcmp(pos, "beginning") == 0 || strcmp(pos, "end") == 0) {
-        snprintf(to, sizeof to, "%s", pos);
-    } else if (cli_parse_id(pos, &id) == 0 && id.has_seq) {
-        snprintf(to, sizeof to, "%llu-%llu", (unsigned long long)id.ms,
-                 (unsigned long long)id.seq);
-    } else if (cli_parse_time(pos, &ms) == 0) {
-        snprintf(to, sizeof to, "@%lld", (long long)ms);
-    } else if (cli_looks_like_time(pos)) {
-        return cli_fail(c, CLI_EXIT_USAGE,
-                        "bad time '%s' for --to: expected an ISO-8601 UTC time such as "
-                        "2026-11-22T10:00:00Z",
-                        pos);
-    } else {
-        return cli_fail(c, CLI_EXIT_USAGE,
-                        "bad position '%s' for --to: expected beginning, end, an id (MS-SEQ) "
-                        "or an ISO-8601 UTC time",
-                        pos);
-    }
+    /* Checked here for the message; the library parses it again (the
+     * grammar is its own), durations counting from the reset itself. */
+    stx_position p;
+    if ((rc = cli_position(c, "--to", pos, &p)) != 0)
+        return rc;
 
     if (!yes) {
         if (!isatty(STDIN_FILENO))
@@ -124,18 +110,29 @@ int cmd_reset(cli *c, int argc, char **argv)
                             "refusing to reset without --yes when stdin is not a terminal");
         char q[1024];
         reset_question(q, sizeof q, stream, group, pos, clear, reemit);
-        if (!confirm(q))
-            return cli_fail(c, CLI_EXIT_RUNTIME, "not confirmed; nothing changed");
+        if (!cli_confirm(q))
+            return cli_fail(c, CLI_EXIT_DECLINED, "not confirmed; nothing changed");
     }
     if ((rc = cli_connect(c)) != 0)
         return rc;
-    rc = stx_group_reset(c->client, stream, group, to,
+    rc = stx_group_reset(c->client, stream, group, pos,
                          (clear ? STX_RESET_CLEAR_STATE : 0) | (reemit ? STX_RESET_REEMIT : 0) |
                              (force ? STX_RESET_FORCE : 0));
+    if (rc == STX_ENOGROUP)
+        return cli_fail_nogroup(c, stream, group);
     if (rc == STX_EINVAL || rc == STX_EINVALID_CURSOR)
         return cli_fail_stx(c, rc, pos);
     if (rc != STX_OK)
         return cli_fail_stx(c, rc, NULL);
+    /* The id the group resumes after, as the reset left it (the end and
+     * durations are resolved by the reset itself). */
+    char to_id[48] = "";
+    stx_stream_info *info = NULL;
+    if (stx_stream_info_get(c->client, stream, &info) == STX_OK)
+        for (size_t i = 0; i < info->ngroups; i++)
+            if (strcmp(info->groups[i].name, group) == 0)
+                snprintf(to_id, sizeof to_id, "%s", info->groups[i].offset);
+    stx_stream_info_free(info);
     if (c->json) {
         jw w;
         jw_init(&w);
@@ -145,7 +142,9 @@ int cmd_reset(cli *c, int argc, char **argv)
         jw_key(&w, "group");
         jw_str(&w, group);
         jw_key(&w, "to");
-        jw_str(&w, to);
+        jw_str(&w, pos);
+        jw_key(&w, "to_id");
+        jw_str(&w, to_id[0] ? to_id : NULL);
         jw_key(&w, "state_cleared");
         jw_bool(&w, clear);
         jw_key(&w, "reemit");
@@ -154,7 +153,12 @@ int cmd_reset(cli *c, int argc, char **argv)
         jw_print(&w, stdout);
         jw_free(&w);
     } else {
-        printf("group '%s' of stream '%s' reset to %s%s\n", group, stream, pos,
+        /* The resolved id when it says more than the position given. */
+        char resolved[96] = "";
+        if (to_id[0] && (p.kind == STX_POSITION_END || p.kind == STX_POSITION_TIME ||
+                         (p.kind == STX_POSITION_ID && !p.has_seq)))
+            snprintf(resolved, sizeof resolved, " (resumes after %s)", to_id);
+        printf("group '%s' of stream '%s' reset to %s%s%s\n", group, stream, pos, resolved,
                clear ? "; state deleted" : "");
     }
     return 0;
@@ -204,4 +208,246 @@ int cmd_trim(cli *c, int argc, char **argv)
         printf("deleted %lld\n", deleted);
     }
     return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* stx streams                                                          */
+
+static const char streams_help[] =
+    "usage: stx streams [--json]\n"
+    "\n"
+    "List the streams that have streamtx groups (found with SCAN ... TYPE\n"
+    "stream on the server of --url), one line per group: the stream, the\n"
+    "group, its committed offset, its lag (entries not yet delivered; \"?\"\n"
+    "when Redis cannot tell), its pending entries and its dead letters.\n"
+    "Plain consumer groups and streams without groups are not listed.\n"
+    "\n"
+    "--json prints one array [{\"stream\":..,\"group\":..,\"offset\":..,\n"
+    "\"lag\":..|null,\"pending\":..,\"dlq_length\":..}].\n";
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The names of every stream key, sorted (SCAN's order is no order). */
+static int scan_streams(cli *c, char ***out, size_t *n)
+{
+    char cursor[32] = "0";
+    size_t cap = 0;
+    *out = NULL;
+    *n = 0;
+    do {
+        const char *argv[] = {"SCAN", cursor, "COUNT", "1000", "TYPE", "stream"};
+        stx_reply *r = NULL;
+        int rc = stx_client_call(c->client, 6, argv, NULL, &r);
+        if (rc == STX_OK && stx_reply_type_of(r) == STX_REPLY_ERROR)
+            rc = STX_EREDIS;
+        const stx_reply *next = stx_reply_at(r, 0), *keys = stx_reply_at(r, 1);
+        if (rc != STX_OK || !stx_reply_string(next, NULL) ||
+            stx_reply_type_of(keys) != STX_REPLY_ARRAY) {
+            const char *msg = stx_reply_type_of(r) == STX_REPLY_ERROR ? stx_reply_string(r, NULL)
+                                                                       : NULL;
+            stx_reply_free(r);
+            if (msg || rc == STX_OK)
+                return cli_fail(c, CLI_EXIT_RUNTIME, "SCAN: unexpected reply");
+            return cli_fail_stx(c, rc, "SCAN");
+        }
+        snprintf(cursor, sizeof cursor, "%s", stx_reply_string(next, NULL));
+        for (size_t i = 0; i < stx_reply_count(keys); i++) {
+            size_t len;
+            const char *k = stx_reply_string(stx_reply_at(keys, i), &len);
+            if (!k || strlen(k) != len)
+                continue; /* a name with a NUL byte cannot be passed on */
+            if (*n == cap) {
+                cap = cap ? 2 * cap : 64;
+                char **grown = realloc(*out, cap * sizeof **out);
+                if (!grown) {
+                    stx_reply_free(r);
+                    return cli_fail(c, CLI_EXIT_RUNTIME, "out of memory");
+                }
+                *out = grown;
+            }
+            if (!((*out)[*n] = strdup(k))) {
+                stx_reply_free(r);
+                return cli_fail(c, CLI_EXIT_RUNTIME, "out of memory");
+            }
+            (*n)++;
+        }
+        stx_reply_free(r);
+    } while (strcmp(cursor, "0") != 0);
+    if (*n > 1)
+        qsort(*out, *n, sizeof **out, name_cmp);
+    return 0;
+}
+
+int cmd_streams(cli *c, int argc, char **argv)
+{
+    int npos, rc;
+    if ((rc = cli_parse(c, argc, argv, NULL, 0, 0, 0, &npos, streams_help)) != 0)
+        return rc;
+    if ((rc = cli_connect(c)) != 0)
+        return rc;
+    char **names = NULL;
+    size_t n = 0;
+    rc = scan_streams(c, &names, &n);
+    jw w;
+    table t;
+    jw_init(&w);
+    tbl_init(&t, 6);
+    if (c->json) {
+        jw_arr(&w);
+    } else {
+        static const char *const heads[] = {"STREAM", "GROUP", "OFFSET", "LAG", "PENDING", "DLQ"};
+        for (size_t k = 0; k < 6; k++)
+            tbl_cell(&t, heads[k]);
+    }
+    size_t rows = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        stx_stream_info *info = NULL;
+        int src = stx_stream_info_get(c->client, names[i], &info);
+        if (src == STX_ENOTFOUND || src == STX_EWRONGTYPE) {
+            stx_stream_info_free(info); /* gone or replaced since the scan */
+            continue;
+        }
+        if (src != STX_OK) {
+            stx_stream_info_free(info);
+            rc = cli_fail_stx(c, src, names[i]);
+            break;
+        }
+        for (size_t g = 0; g < info->ngroups; g++) {
+            const stx_group_info *gi = &info->groups[g];
+            if (!gi->offset[0])
+                continue; /* a plain consumer group */
+            rows++;
+            if (c->json) {
+                jw_obj(&w);
+                jw_key(&w, "stream");
+                jw_str(&w, names[i]);
+                jw_key(&w, "group");
+                jw_str(&w, gi->name);
+                jw_key(&w, "offset");
+                jw_str(&w, gi->offset);
+                jw_key(&w, "lag");
+                if (gi->lag >= 0)
+                    jw_i64(&w, gi->lag);
+                else
+                    jw_null(&w);
+                jw_key(&w, "pending");
+                jw_i64(&w, gi->pending);
+                jw_key(&w, "dlq_length");
+                jw_i64(&w, gi->dlq_length);
+                jw_obj_end(&w);
+            } else {
+                tbl_cell(&t, names[i]);
+                tbl_cell(&t, gi->name);
+                tbl_cell(&t, gi->offset);
+                if (gi->lag >= 0)
+                    tbl_cellf(&t, "%lld", gi->lag);
+                else
+                    tbl_cell(&t, "?");
+                tbl_cellf(&t, "%lld", gi->pending);
+                tbl_cellf(&t, "%lld", gi->dlq_length);
+            }
+        }
+        stx_stream_info_free(info);
+    }
+    if (rc == 0) {
+        if (c->json) {
+            jw_arr_end(&w);
+            jw_print(&w, stdout);
+        } else if (rows > 0) {
+            tbl_print(&t, stdout);
+        }
+    }
+    jw_free(&w);
+    tbl_free(&t);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* stx group delete                                                     */
+
+static const char group_help[] =
+    "usage: stx group delete STREAM GROUP [--yes] [--json]\n"
+    "\n"
+    "Delete the consumer group GROUP of STREAM and every key streamtx derived\n"
+    "from it: its offsets and epoch (meta), its state, its dead letters and its\n"
+    "handler-attempt counters (stx_group_delete()).  The stream and its\n"
+    "entries stay.  Stop the group's processors first: a running one stops\n"
+    "with an error.  Keys a group left behind after its stream was deleted are\n"
+    "deleted too.\n"
+    "\n"
+    "  --yes   do not ask; required when stdin is not a terminal\n"
+    "\n"
+    "Without --yes on a terminal it asks for confirmation (y/N; \"no\" exits 7).\n"
+    "Prints what was deleted (--json: {\"stream\":..,\"group\":..,\n"
+    "\"deleted_keys\":N}, N the keys of the group that existed, 0 to 4).\n"
+    "Exit codes: 2 for a missing --yes, 3 when the stream has no such group and\n"
+    "no key of it is left, 4 when STREAM is not a stream, 7 when the answer was\n"
+    "no.\n";
+
+static int group_delete(cli *c, int argc, char **argv)
+{
+    cli_opt opts[] = {{"--yes", 0, NULL}};
+    int npos, rc;
+    if ((rc = cli_parse(c, argc, argv, opts, 1, 2, 2, &npos, group_help)) != 0)
+        return rc;
+    const char *stream = argv[0], *group = argv[1];
+    if (!opts[0].value) {
+        if (!isatty(STDIN_FILENO))
+            return cli_fail(c, CLI_EXIT_USAGE,
+                            "refusing to delete without --yes when stdin is not a terminal");
+        char q[512];
+        snprintf(q, sizeof q,
+                 "Delete group '%s' of stream '%s' with its offsets, state and dead letters?",
+                 group, stream);
+        if (!cli_confirm(q))
+            return cli_fail(c, CLI_EXIT_DECLINED, "not confirmed; nothing changed");
+    }
+    if ((rc = cli_connect(c)) != 0)
+        return rc;
+    long long keys = 0;
+    rc = stx_group_delete(c->client, stream, group, &keys);
+    if (rc == STX_ENOGROUP)
+        return cli_fail_nogroup(c, stream, group);
+    if (rc == STX_EWRONGTYPE)
+        return cli_fail(c, CLI_EXIT_WRONGTYPE, "key '%s' is not a stream", stream);
+    if (rc != STX_OK)
+        return cli_fail_stx(c, rc, NULL);
+    if (c->json) {
+        jw w;
+        jw_init(&w);
+        jw_obj(&w);
+        jw_key(&w, "stream");
+        jw_str(&w, stream);
+        jw_key(&w, "group");
+        jw_str(&w, group);
+        jw_key(&w, "deleted_keys");
+        jw_i64(&w, keys);
+        jw_obj_end(&w);
+        jw_print(&w, stdout);
+        jw_free(&w);
+    } else {
+        printf("deleted group '%s' of stream '%s' and %lld of its keys\n", group, stream, keys);
+    }
+    return 0;
+}
+
+int cmd_group(cli *c, int argc, char **argv)
+{
+    if (argc >= 1 && strcmp(argv[0], "delete") == 0) {
+        c->sub = "group delete";
+        return group_delete(c, argc - 1, argv + 1);
+    }
+    if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
+        cli_help(group_help);
+        return -1;
+    }
+    if (argc == 0)
+        return cli_fail(c, CLI_EXIT_USAGE, "missing subcommand: delete (see stx group --help)");
+    return cli_fail(c, CLI_EXIT_USAGE, "unknown subcommand '%s': expected delete", argv[0]);
 }

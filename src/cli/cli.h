@@ -17,8 +17,12 @@ enum {
     CLI_EXIT_NOTFOUND = 3,  /* unknown stream, group or key */
     CLI_EXIT_WRONGTYPE = 4, /* a key holds the wrong Redis type */
     CLI_EXIT_CONFLICT = 5,  /* idempotency key reused with other content */
-    CLI_EXIT_WINDOW = 6     /* the requested entries were trimmed away */
+    CLI_EXIT_WINDOW = 6,    /* the requested entries were trimmed away */
+    CLI_EXIT_DECLINED = 7   /* "no" at a confirmation prompt: nothing changed */
 };
+
+/* The default number of rows of a list (pending, dlq list). */
+#define CLI_LIST_LIMIT 100
 
 #define STX_DEFAULT_URL "redis://127.0.0.1:6379"
 
@@ -56,10 +60,14 @@ typedef struct cli {
 void cli_init(cli *c);
 /* The --help text of every command that connects, after its own. */
 extern const char cli_connection_help[];
+/* "stx X.Y.Z" (as compiled) and "streamtx library X.Y.Z" (stx_version())
+ * on stdout. */
+void cli_print_version(void);
 /* Print help followed by cli_connection_help on stdout. */
 void cli_help(const char *help);
 /* Print "stx: SUB: MESSAGE" as one line on stderr (newlines and control
- * bytes in the message are escaped) and return code. */
+ * bytes in the message are escaped) and return code.  With --json the line
+ * is {"error":MESSAGE,"command":SUB,"code":NAME,"exit":code}. */
 int cli_fail(const cli *c, int code, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
@@ -80,9 +88,20 @@ int cli_fail_stx(const cli *c, int rc, const char *what);
 /* A stream-level failure: not found (exit 3), wrong type (exit 4), else as
  * cli_fail_stx(). */
 int cli_fail_stream(const cli *c, int rc, const char *stream);
+/* "stream 'S' has no group 'G'" (exit 3): the one wording of a missing
+ * stream or group in the commands that take both. */
+int cli_fail_nogroup(const cli *c, const char *stream, const char *group);
+/* 0 when the stream exists and has the group; else the exit code after
+ * the message (cli_fail_nogroup(), or a wrong type or Redis error). */
+int cli_group_check(cli *c, const char *stream, const char *group);
 
 /* Connect c->client to c->url.  0 or an exit code (message printed). */
 int cli_connect(cli *c);
+/* Report the failure rc of cli_client_open() (its message err) as
+ * cli_connect() does; returns the exit code. */
+int cli_fail_connect(const cli *c, int rc, const char *err);
+/* err of cli_client_open() without the operation's name. */
+const char *cli_connect_reason(const char *err);
 /* Open a new client for c->url without printing anything: an STX_* code,
  * the reason in err.  *out is set as stx_client_new() sets it. */
 int cli_client_open(const cli *c, stx_client **out, char *err, size_t errlen);
@@ -125,23 +144,19 @@ typedef struct cli_id {
 
 /* "MS-SEQ" or "MS" (decimal, no sign).  0 or -1. */
 int cli_parse_id(const char *s, cli_id *out);
-/* ISO-8601 UTC time "YYYY-MM-DDTHH:MM:SS[.mmm]Z" (1 to 3 fraction digits)
- * to milliseconds since the epoch.  0 or -1. */
-int cli_parse_time(const char *s, int64_t *ms);
-/* Does s look like a time rather than an id (for the error message)? */
-int cli_looks_like_time(const char *s);
 /* A duration: one or more NUMBER UNIT pairs, units ms, s, m, h, d, w
  * ("7d", "1h30m").  0 or -1. */
 int cli_parse_duration(const char *s, int64_t *ms);
 
-/* Resolve the value s of option opt ("--from", "--to") -- an id, an
- * ISO-8601 time, "-" (the start) or "+" (the end) -- into the bound that
- * stx_read_range() and stx_tail() take, written to out (cap >= 48):
- *  - is_end 0, a first entry to include: the id just before it, "0-0"
- *    for the start (those functions read after an exclusive cursor);
- *  - is_end 1, a last entry to include: that id ("MS" alone and a time
- *    mean the last id of that millisecond), "+" for the end.
- * 0, or CLI_EXIT_USAGE after "bad id" / "bad time" was printed. */
+/* Parse s, the value of option opt ("--to"), as a position of the one
+ * grammar (stx_position_parse(), durations from now).  0, or
+ * CLI_EXIT_USAGE after a message that lists the grammar. */
+int cli_position(const cli *c, const char *opt, const char *s, stx_position *out);
+/* Resolve a position into the bound that stx_read_range() and stx_tail()
+ * take, written to out (cap >= 48): is_end 0, the exclusive cursor before
+ * the first entry to include (stx_position_after(): "0-0" for the start,
+ * "$" for the end); is_end 1, the last id to include
+ * (stx_position_until(): "+" for the end).  0 or CLI_EXIT_USAGE. */
 int cli_point(const cli *c, const char *opt, const char *s, int is_end, char *out,
               size_t cap);
 
@@ -198,5 +213,11 @@ int cmd_top(cli *c, int argc, char **argv);
 /* A live processor as a JSON object (stx top, stx info); now_ms gives its
  * heartbeat's age. */
 void cli_live_json(jw *w, const stx_live_processor *p, long long now_ms);
+
+int cmd_streams(cli *c, int argc, char **argv);
+int cmd_group(cli *c, int argc, char **argv);
+
+/* Ask on the terminal (stderr, stdin); 1 when the answer is yes. */
+int cli_confirm(const char *question);
 
 #endif

@@ -15,14 +15,18 @@ static const char help[] =
     "list: the dead-letter entries of (STREAM, GROUP), oldest first: the DLQ\n"
     "entry id, the source entry id, the attempts, when it failed, the reason,\n"
     "the error, and the original fields.\n"
-    "  --limit N   list at most N entries (default: all)\n"
+    "  --limit N   list at most N entries (default 100)\n"
     "--json prints one array of {\"id\":..,\"source_stream\":..,\"group\":..,\n"
     "\"source_id\":..,\"reason\":..,\"error\":..,\"attempts\":N,\"failed_at\":MS,\n"
     "\"fields\":{original fields}}.\n"
     "\n"
     "redrive: move dead-letter entries back to STREAM for another try, each one\n"
     "exactly once: the given DLQ entry ids, or all of them when none is given.\n"
-    "Prints the number moved (--json: {\"moved\":N}).\n";
+    "Prints the number moved (--json: {\"moved\":N}).\n"
+    "\n"
+    "Exit codes: 2 for a bad id, 3 when the stream has no such group or (redrive)\n"
+    "an ID given is not in the dead-letter stream (then nothing moves), 4 when a\n"
+    "key holds another type.\n";
 
 static int is_meta(const char *name, size_t n)
 {
@@ -114,13 +118,13 @@ static int dlq_list(cli *c, int argc, char **argv)
 {
     cli_opt opts[] = {{"--limit", 1, NULL}};
     int npos, rc;
-    long long limit = 0;
+    long long limit = CLI_LIST_LIMIT;
     if ((rc = cli_parse(c, argc, argv, opts, 1, 2, 2, &npos, help)) != 0)
         return rc;
     if (opts[0].value && (rc = cli_opt_ll(c, &opts[0], 1, &limit)) != 0)
         return rc;
     const char *stream = argv[0], *group = argv[1];
-    if ((rc = cli_connect(c)) != 0)
+    if ((rc = cli_connect(c)) != 0 || (rc = cli_group_check(c, stream, group)) != 0)
         return rc;
 
     jw w;
@@ -212,8 +216,31 @@ static int dlq_redrive(cli *c, int argc, char **argv)
         if (cli_parse_id(ids[i], &id) != 0 || !id.has_seq)
             return cli_fail(c, CLI_EXIT_USAGE, "bad id '%s': expected MS-SEQ", ids[i]);
     }
-    if ((rc = cli_connect(c)) != 0)
+    if ((rc = cli_connect(c)) != 0 || (rc = cli_group_check(c, stream, group)) != 0)
         return rc;
+    /* Every id given must be a dead letter of the group: a typo would
+     * otherwise move nothing and say "moved 0". */
+    for (size_t i = 0; i < n; i++) {
+        char before[48];
+        if (cli_point(c, "ID", ids[i], 0, before, sizeof before) != 0)
+            return CLI_EXIT_USAGE;
+        stx_entries *e = NULL;
+        rc = stx_dlq_list(c->client, stream, group, before, 1, &e);
+        cli_id want, got;
+        int found = rc == STX_OK && stx_entries_count(e) == 1 &&
+                    cli_parse_id(stx_msg_id(stx_entries_at(e, 0)), &got) == 0 &&
+                    cli_parse_id(ids[i], &want) == 0 && got.ms == want.ms && got.seq == want.seq;
+        stx_entries_free(e);
+        if (rc == STX_EWRONGTYPE)
+            return cli_fail(c, CLI_EXIT_WRONGTYPE,
+                            "the dead-letter key of '%s'/'%s' is not a stream", stream, group);
+        if (rc != STX_OK)
+            return cli_fail_stx(c, rc, NULL);
+        if (!found)
+            return cli_fail(c, CLI_EXIT_NOTFOUND,
+                            "stream '%s' group '%s' has no dead letter '%s'; nothing moved",
+                            stream, group, ids[i]);
+    }
     size_t moved = 0;
     rc = stx_dlq_redrive(c->client, stream, group, n ? ids : NULL, n, &moved);
     if (rc == STX_EWRONGTYPE)
@@ -251,7 +278,7 @@ int cmd_dlq(cli *c, int argc, char **argv)
         return -1;
     }
     if (argc == 0)
-        return cli_fail(c, CLI_EXIT_USAGE, "missing subcommand: list or redrive");
+        return cli_fail(c, CLI_EXIT_USAGE, "missing subcommand: list or redrive (see stx dlq --help)");
     return cli_fail(c, CLI_EXIT_USAGE, "unknown subcommand '%s': expected list or redrive",
                     argv[0]);
 }

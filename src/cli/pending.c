@@ -22,7 +22,7 @@ int cmd_pending(cli *c, int argc, char **argv)
 {
     cli_opt opts[] = {{"--limit", 1, NULL}};
     int npos, rc;
-    long long limit = 100;
+    long long limit = CLI_LIST_LIMIT;
     if ((rc = cli_parse(c, argc, argv, opts, 1, 2, 2, &npos, help)) != 0)
         return rc;
     if (opts[0].value && (rc = cli_opt_ll(c, &opts[0], 1, &limit)) != 0)
@@ -34,8 +34,7 @@ int cmd_pending(cli *c, int argc, char **argv)
     stx_pending *p;
     rc = stx_pending_get(c->client, stream, group, (size_t)limit, &p);
     if (rc == STX_ENOGROUP)
-        return cli_fail(c, CLI_EXIT_NOTFOUND, "stream '%s' or its group '%s' does not exist",
-                        stream, group);
+        return cli_fail_nogroup(c, stream, group);
     if (rc == STX_EWRONGTYPE)
         return cli_fail(c, CLI_EXIT_WRONGTYPE, "key '%s' is not a stream", stream);
     if (rc != STX_OK)

@@ -16,10 +16,11 @@ static const char replay_help[] =
     "usage: stx replay STREAM [--from X] [--to Y] [--limit N] [--json]\n"
     "\n"
     "Print the entries of STREAM from X to Y, both included, oldest first.\n"
-    "X and Y are entry ids (MS-SEQ, or MS for a whole millisecond) or ISO-8601\n"
-    "UTC times (2026-11-22T10:00:00Z, 2026-11-22T10:00:00.250Z; a time stands for\n"
-    "the ids of its millisecond).  --from defaults to - (the first entry), --to\n"
-    "to + (the last).\n"
+    "X and Y are positions (see Positions in stx --help): beginning (- or 0),\n"
+    "end ($ or +), an id (MS-SEQ, or MS for a whole millisecond), a time (RFC\n"
+    "3339 such as 2026-11-22T10:00:00Z or 2026-11-22T10:00:00.250+01:00, or @MS;\n"
+    "a time stands for the ids of its millisecond) or a duration ago (1h, 30m,\n"
+    "2d).  --from defaults to the first entry, --to to the last.\n"
     "\n"
     "  --limit N   print at most N entries\n"
     "\n"
@@ -27,29 +28,36 @@ static const char replay_help[] =
     "'=' or '\"' is quoted, control bytes and invalid UTF-8 appear as \\xNN.\n"
     "--json: one array [{\"id\":\"...\",\"fields\":{\"FIELD\":\"VALUE\",...}},...].\n"
     "\n"
-    "Exit codes: 2 for a bad id or time, 3 when the stream does not exist,\n"
+    "Exit codes: 2 for a bad position, 3 when the stream does not exist,\n"
     "6 when entries of the range were trimmed away (window expired).\n";
 
 static const char tail_help[] =
-    "usage: stx tail STREAM [--from X] [--count N] [--block-ms N] [--json]\n"
+    "usage: stx tail STREAM [--from X] [--limit N] [--block-ms N] [--wait] [--json]\n"
     "\n"
-    "Print the entries of STREAM as they are added, until --count entries were\n"
+    "Print the entries of STREAM as they are added, until --limit entries were\n"
     "printed, --block-ms passed without a new entry, or SIGINT/SIGTERM (exit 0).\n"
     "A lost connection is re-established and the tail goes on after the last\n"
     "entry printed, so no entry is skipped or printed twice.\n"
     "\n"
-    "  --from X      start with entry X (included): an id, an ISO-8601 UTC time,\n"
-    "                - or 0 for the whole stream, $ (default) for new entries only\n"
-    "  --count N     stop after N entries\n"
+    "  --from X      start with position X (included; see Positions in stx\n"
+    "                --help): beginning (- or 0) for the whole stream, end ($,\n"
+    "                the default) for new entries only, an id, a time (RFC 3339\n"
+    "                or @MS) or a duration ago (10m: the entries of the last ten\n"
+    "                minutes, then new ones)\n"
+    "  --limit N     stop after N entries\n"
+    "  --count N     the same as --limit (deprecated: use --limit)\n"
     "  --block-ms N  stop when no entry came for N milliseconds (default: wait\n"
     "                for ever)\n"
+    "  --wait        when STREAM does not exist yet, wait for it rather than\n"
+    "                exit 3\n"
     "\n"
     "Output: one line per entry, \"ID FIELD=VALUE ...\" (as stx replay).\n"
     "--json prints NDJSON: one JSON object per line and entry,\n"
     "{\"id\":\"...\",\"fields\":{\"FIELD\":\"VALUE\",...}}, not one array.\n"
     "\n"
-    "Exit codes: 2 for a bad id or time, 4 when STREAM is not a stream, 6 when\n"
-    "entries after the starting point were trimmed away.\n";
+    "Exit codes: 2 for a bad position, 3 when the stream does not exist (without\n"
+    "--wait), 4 when STREAM is not a stream, 6 when entries after the starting\n"
+    "point were trimmed away.\n";
 
 /* Did the stream exist after all (for "unknown stream" after an empty
  * result)?  STX_OK, STX_ENOTFOUND or another error. */
@@ -81,6 +89,7 @@ int cmd_replay(cli *c, int argc, char **argv)
     const char *stream = argv[0];
     char after[ID_CAP], to[ID_CAP];
     long long limit = 0;
+    stx_position from;
     if ((rc = cli_point(c, "--from", opts[0].value ? opts[0].value : "-", 0, after,
                         sizeof after)) != 0 ||
         (rc = cli_point(c, "--to", opts[1].value ? opts[1].value : "+", 1, to, sizeof to)) != 0)
@@ -89,7 +98,17 @@ int cmd_replay(cli *c, int argc, char **argv)
         return rc;
     if ((rc = cli_connect(c)) != 0)
         return rc;
-    if (!opts[0].value || strcmp(opts[0].value, "-") == 0) {
+    if (strcmp(after, "$") == 0) {
+        /* From the end: nothing is after the last entry (a missing stream
+         * is reported by the read below). */
+        stx_stream_info *info = NULL;
+        if (stx_stream_info_get(c->client, stream, &info) == STX_OK)
+            snprintf(after, sizeof after, "%s", info->last_id[0] ? info->last_id : "0-0");
+        else
+            snprintf(after, sizeof after, "0-0");
+        stx_stream_info_free(info);
+    } else if (!opts[0].value || (stx_position_parse(opts[0].value, 0, &from) == STX_OK &&
+                                  from.kind == STX_POSITION_BEGINNING)) {
         /* "-" is the oldest entry the stream still holds: inspecting
          * history is not a cursor that could have missed trimmed entries.
          * A missing stream or wrong type is reported by the read below. */
@@ -123,7 +142,7 @@ int cmd_replay(cli *c, int argc, char **argv)
             stx_entries_free(e);
             jw_free(&w);
             if (rc == STX_ENOTFOUND)
-                return cli_fail(c, CLI_EXIT_NOTFOUND, "stream '%s' does not exist", stream);
+                return cli_fail_stream(c, rc, stream);
             return read_failed(c, rc, stream, after);
         }
         for (size_t i = 0; i < n; i++) {
@@ -186,28 +205,28 @@ static void backoff_wait(long *backoff)
 
 int cmd_tail(cli *c, int argc, char **argv)
 {
-    cli_opt opts[] = {{"--from", 1, NULL}, {"--count", 1, NULL}, {"--block-ms", 1, NULL}};
+    cli_opt opts[] = {{"--from", 1, NULL},     {"--limit", 1, NULL}, {"--block-ms", 1, NULL},
+                      {"--count", 1, NULL}, {"--wait", 0, NULL}};
     int npos, rc;
-    if ((rc = cli_parse(c, argc, argv, opts, 3, 1, 1, &npos, tail_help)) != 0)
+    if ((rc = cli_parse(c, argc, argv, opts, 5, 1, 1, &npos, tail_help)) != 0)
         return rc;
     const char *stream = argv[0];
     const char *from = opts[0].value ? opts[0].value : "$";
     long long count = 0, block = 0;
     char cursor[ID_CAP];
-    if (opts[1].value && (rc = cli_opt_ll(c, &opts[1], 1, &count)) != 0)
+    if (opts[1].value && opts[3].value)
+        return cli_fail(c, CLI_EXIT_USAGE, "--count is the old name of --limit: give one of them");
+    cli_opt *limit = opts[1].value ? &opts[1] : &opts[3];
+    if (limit->value && (rc = cli_opt_ll(c, limit, 1, &count)) != 0)
         return rc;
     if (opts[2].value && (rc = cli_opt_ll(c, &opts[2], 1, &block)) != 0)
         return rc;
     if (block > 24LL * 3600 * 1000)
         return cli_fail(c, CLI_EXIT_USAGE, "--block-ms %lld is more than a day", block);
-    if (strcmp(from, "0") == 0)
-        from = "-";
-    if (strcmp(from, "$") != 0 &&
-        (rc = cli_point(c, "--from", from, 0, cursor, sizeof cursor)) != 0)
+    if ((rc = cli_point(c, "--from", from, 0, cursor, sizeof cursor)) != 0)
         return rc;
     long wait = block > 0 ? (long)block : TAIL_WAIT_MS;
-    if (strcmp(from, "$") == 0)
-        snprintf(cursor, sizeof cursor, "$"); /* made concrete by the first read */
+    /* "$" (the end) is made concrete by the first read. */
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -218,6 +237,9 @@ int cmd_tail(cli *c, int argc, char **argv)
 
     if ((rc = cli_connect(c)) != 0)
         return rc;
+    /* A tail of a stream that is not there is most often a typo: say so
+     * (once Redis answers), unless asked to wait for it. */
+    int checked = opts[4].value != NULL;
 
     jw w;
     jw_init(&w);
@@ -231,7 +253,8 @@ int cmd_tail(cli *c, int argc, char **argv)
         waiting = 1;
         if (stop_requested)
             break;
-        rc = stx_tail(c->client, stream, cursor, wait, page, &e);
+        rc = checked ? stx_tail(c->client, stream, cursor, wait, page, &e)
+                     : stream_exists(c, stream);
         waiting = 0;
         /* A lost connection, and a command Redis does not run for now
          * (LOADING after a restart, BUSY, a cancelled blocking read): wait
@@ -250,10 +273,18 @@ int cmd_tail(cli *c, int argc, char **argv)
             cli_warn(c, "Redis answers again; going on after %s", cursor);
             backoff = 0;
         }
+        if (!checked && rc == STX_ENOTFOUND) {
+            jw_free(&w);
+            return cli_fail_stream(c, rc, stream);
+        }
         if (rc != STX_OK) {
             stx_entries_free(e);
             jw_free(&w);
             return read_failed(c, rc, stream, cursor);
+        }
+        if (!checked) {
+            checked = 1;
+            continue;
         }
         size_t n = stx_entries_count(e);
         for (size_t i = 0; i < n; i++) {

@@ -144,17 +144,7 @@ static int kv_cmp(const void *a, const void *b)
 /* An empty state: say so when the stream or the group does not exist. */
 static int check_exists(cli *c, const char *stream, const char *group)
 {
-    stx_stream_info *info = NULL;
-    int rc = stx_stream_info_get(c->client, stream, &info);
-    if (rc != STX_OK)
-        return cli_fail_stream(c, rc, stream);
-    int found = 0;
-    for (size_t i = 0; i < info->ngroups; i++)
-        found |= strcmp(info->groups[i].name, group) == 0;
-    stx_stream_info_free(info);
-    if (!found)
-        return cli_fail(c, CLI_EXIT_NOTFOUND, "stream '%s' has no group '%s'", stream, group);
-    return 0;
+    return cli_group_check(c, stream, group);
 }
 
 static int state_dump(cli *c, int argc, char **argv)
@@ -223,6 +213,6 @@ int cmd_state(cli *c, int argc, char **argv)
         return -1;
     }
     if (argc == 0)
-        return cli_fail(c, CLI_EXIT_USAGE, "missing subcommand: get or dump");
+        return cli_fail(c, CLI_EXIT_USAGE, "missing subcommand: get or dump (see stx state --help)");
     return cli_fail(c, CLI_EXIT_USAGE, "unknown subcommand '%s': expected get or dump", argv[0]);
 }

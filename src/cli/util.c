@@ -13,23 +13,61 @@
 /* ------------------------------------------------------------------ */
 /* messages                                                             */
 
-static void emit_line(const char *sub, const char *kind, const char *fmt, va_list ap)
+/* The name of an exit code in JSON errors. */
+static const char *exit_name(int code)
+{
+    switch (code) {
+    case CLI_EXIT_USAGE: return "usage";
+    case CLI_EXIT_NOTFOUND: return "not_found";
+    case CLI_EXIT_WRONGTYPE: return "wrong_type";
+    case CLI_EXIT_CONFLICT: return "conflict";
+    case CLI_EXIT_WINDOW: return "window_expired";
+    case CLI_EXIT_DECLINED: return "declined";
+    default: return "runtime";
+    }
+}
+
+/* One line on stderr: "stx: SUB: KIND MESSAGE", or with --json an object
+ * {"error"|"warning":MESSAGE,"command":SUB,"code":NAME,"exit":N} (code and
+ * exit for errors: exit < 0 is a warning). */
+static void emit_line(const cli *c, int exit, const char *fmt, va_list ap)
 {
     char msg[2048];
+    const char *sub = c ? c->sub : NULL;
     vsnprintf(msg, sizeof msg, fmt, ap);
+    if (c && c->json) {
+        jw w;
+        jw_init(&w);
+        jw_obj(&w);
+        jw_key(&w, exit < 0 ? "warning" : "error");
+        jw_str(&w, msg);
+        jw_key(&w, "command");
+        jw_str(&w, sub);
+        if (exit >= 0) {
+            jw_key(&w, "code");
+            jw_str(&w, exit_name(exit));
+            jw_key(&w, "exit");
+            jw_i64(&w, exit);
+        }
+        jw_obj_end(&w);
+        jw_print(&w, stderr);
+        jw_free(&w);
+        return;
+    }
     /* One line, always: whatever a message quotes (names, Redis error
      * text) cannot break it. */
     for (char *p = msg; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             *p = ' ';
-    fprintf(stderr, "stx: %s%s%s%s\n", sub ? sub : "", sub ? ": " : "", kind, msg);
+    fprintf(stderr, "stx: %s%s%s%s\n", sub ? sub : "", sub ? ": " : "",
+            exit < 0 ? "warning: " : "", msg);
 }
 
 int cli_fail(const cli *c, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    emit_line(c ? c->sub : NULL, "", fmt, ap);
+    emit_line(c, code, fmt, ap);
     va_end(ap);
     return code;
 }
@@ -38,7 +76,7 @@ void cli_warn(const cli *c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    emit_line(c ? c->sub : NULL, "warning: ", fmt, ap);
+    emit_line(c, -1, fmt, ap);
     va_end(ap);
 }
 
@@ -71,6 +109,30 @@ int cli_fail_stream(const cli *c, int rc, const char *stream)
     if (rc == STX_EWRONGTYPE)
         return cli_fail(c, CLI_EXIT_WRONGTYPE, "key '%s' is not a stream", stream);
     return cli_fail_stx(c, rc, stream);
+}
+
+int cli_fail_nogroup(const cli *c, const char *stream, const char *group)
+{
+    return cli_fail(c, CLI_EXIT_NOTFOUND, "stream '%s' has no group '%s'", stream, group);
+}
+
+int cli_group_check(cli *c, const char *stream, const char *group)
+{
+    stx_stream_info *info = NULL;
+    int rc = stx_stream_info_get(c->client, stream, &info);
+    if (rc == STX_ENOTFOUND) {
+        stx_stream_info_free(info);
+        return cli_fail_nogroup(c, stream, group);
+    }
+    if (rc != STX_OK) {
+        stx_stream_info_free(info);
+        return cli_fail_stream(c, rc, stream);
+    }
+    int found = 0;
+    for (size_t i = 0; i < info->ngroups && !found; i++)
+        found = strcmp(info->groups[i].name, group) == 0;
+    stx_stream_info_free(info);
+    return found ? 0 : cli_fail_nogroup(c, stream, group);
 }
 
 int cli_fail_stx(const cli *c, int rc, const char *what)
@@ -125,6 +187,14 @@ const char cli_connection_help[] =
     "  --tls-insecure          do not verify the server's certificate\n"
     "                          ($STX_TLS_INSECURE=1); for tests only\n"
     "An option wins over its environment variable.\n";
+
+void cli_print_version(void)
+{
+    /* The tool as built (the header it was compiled with) and the library
+     * it runs with: a shared library may be another one. */
+    printf("stx %d.%d.%d\nstreamtx library %s\n", STX_VERSION_MAJOR, STX_VERSION_MINOR,
+           STX_VERSION_PATCH, stx_version());
+}
 
 void cli_help(const char *help)
 {
@@ -202,10 +272,24 @@ int cli_connect(cli *c)
         return 0;
     stx_client_free(c->client);
     c->client = NULL;
+    return cli_fail_connect(c, rc, err);
+}
+
+const char *cli_connect_reason(const char *err)
+{
+    const char *why = strncmp(err, "connect: ", 9) == 0 ? err + 9 : err;
+    return why;
+}
+
+int cli_fail_connect(const cli *c, int rc, const char *err)
+{
     if (rc == STX_EINVAL)
         return cli_fail(c, CLI_EXIT_USAGE, "%s", err);
-    /* The library's message starts with the operation: "connect: ...". */
-    const char *why = strncmp(err, "connect: ", 9) == 0 ? err + 9 : err;
+    /* The library's message may start with the operation ("connect: ")
+     * and may say "cannot connect" itself: say it once. */
+    const char *why = cli_connect_reason(err);
+    if (strncmp(why, "cannot connect", 14) == 0)
+        return cli_fail(c, cli_exit_code(rc), "%s", why);
     return cli_fail(c, cli_exit_code(rc), "cannot connect: %s", why);
 }
 
@@ -317,7 +401,7 @@ int cli_parse_main(cli *c, int argc, char **argv, const char *help, int *cmd)
             return -1;
         }
         if (rc == 1 && ch == VAL_VERSION) {
-            printf("stx %s\n", stx_version());
+            cli_print_version();
             return -1;
         }
         if (rc != 0)
@@ -325,6 +409,37 @@ int cli_parse_main(cli *c, int argc, char **argv, const char *help, int *cmd)
     }
     *cmd = optind;
     return 0;
+}
+
+/* The name of positional argument i of sub, read from its usage line in
+ * help ("usage: stx pending STREAM GROUP [--limit N]" gives STREAM, GROUP):
+ * the words in capitals after the command, before any option.  0 or -1. */
+static int positional_name(const char *help, const char *sub, int i, char *out, size_t cap)
+{
+    char head[64];
+    snprintf(head, sizeof head, "stx %s ", sub ? sub : "");
+    const char *p = help ? strstr(help, head) : NULL;
+    if (!p)
+        return -1;
+    p += strlen(head);
+    for (int k = 0;; k++) {
+        p += strspn(p, " ");
+        size_t n = strcspn(p, " \n");
+        if (n == 0 || *p == '[' || *p == '-' || *p < 'A' || *p > 'Z')
+            return -1;
+        if (k == i) {
+            if (n >= cap)
+                return -1;
+            memcpy(out, p, n);
+            out[n] = '\0';
+            /* "ID..." and "FIELD=VALUE...": the name without the dots. */
+            char *dots = strstr(out, "...");
+            if (dots)
+                *dots = '\0';
+            return 0;
+        }
+        p += n;
+    }
 }
 
 int cli_parse(cli *c, int argc, char **argv, cli_opt *opts, size_t nopts, int min_pos,
@@ -388,8 +503,13 @@ int cli_parse(cli *c, int argc, char **argv, cli_opt *opts, size_t nopts, int mi
     if (rc != 0)
         return rc;
     *npos = np;
-    if (np < min_pos)
+    if (np < min_pos) {
+        char name[64];
+        if (positional_name(help, c->sub, np, name, sizeof name) == 0)
+            return cli_fail(c, CLI_EXIT_USAGE, "missing argument %s (see stx %s --help)", name,
+                            c->sub);
         return cli_fail(c, CLI_EXIT_USAGE, "missing arguments (see stx %s --help)", c->sub);
+    }
     if (max_pos >= 0 && np > max_pos)
         return cli_fail(c, CLI_EXIT_USAGE, "unexpected argument '%s' (see stx %s --help)",
                         argv[max_pos], c->sub);
@@ -439,69 +559,6 @@ int cli_parse_id(const char *s, cli_id *out)
     return parse_u64(dash + 1, strlen(dash + 1), &out->seq);
 }
 
-static int digits(const char *s, int n, int *out)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return 0;
-}
-
-/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar. */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-int cli_parse_time(const char *s, int64_t *ms)
-{
-    int y, mo, d, h, mi, sec, frac = 0;
-    size_t n = strlen(s);
-    if (n < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
-        s[16] != ':')
-        return -1;
-    if (digits(s, 4, &y) || digits(s + 5, 2, &mo) || digits(s + 8, 2, &d) ||
-        digits(s + 11, 2, &h) || digits(s + 14, 2, &mi) || digits(s + 17, 2, &sec))
-        return -1;
-    const char *p = s + 19;
-    if (*p == '.') {
-        int nd = 0;
-        p++;
-        while (p[nd] >= '0' && p[nd] <= '9')
-            nd++;
-        if (nd < 1 || nd > 3 || digits(p, nd, &frac))
-            return -1;
-        for (int k = nd; k < 3; k++)
-            frac *= 10;
-        p += nd;
-    }
-    if (strcmp(p, "Z") != 0)
-        return -1;
-    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && leap) ||
-        h > 23 || mi > 59 || sec > 59)
-        return -1;
-    int64_t days = days_from_civil(y, mo, d);
-    *ms = ((days * 24 + h) * 60 + mi) * 60000 + (int64_t)sec * 1000 + frac;
-    return 0;
-}
-
-int cli_looks_like_time(const char *s)
-{
-    const char *dash = strchr(s, '-');
-    return strchr(s, 'T') || strchr(s, ':') || strchr(s, 'Z') || (dash && strchr(dash + 1, '-'));
-}
-
 int cli_parse_duration(const char *s, int64_t *ms)
 {
     static const struct { const char *unit; int64_t ms; } units[] = {
@@ -536,46 +593,22 @@ int cli_parse_duration(const char *s, int64_t *ms)
     return 0;
 }
 
+int cli_position(const cli *c, const char *opt, const char *s, stx_position *out)
+{
+    if (stx_position_parse(s, cli_now_ms(), out) == STX_OK)
+        return 0;
+    return cli_fail(c, CLI_EXIT_USAGE, "bad position '%s' for %s: expected " STX_POSITION_GRAMMAR,
+                    s, opt);
+}
+
 int cli_point(const cli *c, const char *opt, const char *s, int is_end, char *out, size_t cap)
 {
-    cli_id id;
-    int64_t t;
-    if (strcmp(s, is_end ? "+" : "-") == 0) {
-        snprintf(out, cap, "%s", is_end ? "+" : "0-0");
-        return 0;
-    }
-    if (cli_parse_id(s, &id) == 0) {
-        if (!is_end) {
-            /* The id just before ms-seq: the cursor is exclusive. */
-            if (id.seq > 0)
-                id.seq--;
-            else if (id.ms > 0) {
-                id.ms--;
-                id.seq = UINT64_MAX;
-            }
-        } else if (!id.has_seq) {
-            id.seq = UINT64_MAX;
-        }
-    } else if (cli_parse_time(s, &t) == 0) {
-        id.ms = (uint64_t)t;
-        id.seq = UINT64_MAX;
-        if (!is_end) {
-            if (id.ms > 0)
-                id.ms--;
-            else
-                id.seq = 0;
-        }
-    } else if (cli_looks_like_time(s)) {
-        return cli_fail(c, CLI_EXIT_USAGE,
-                        "bad time '%s' for %s: expected an ISO-8601 UTC time such as "
-                        "2026-11-22T10:00:00Z or 2026-11-22T10:00:00.250Z",
-                        s, opt);
-    } else {
-        return cli_fail(c, CLI_EXIT_USAGE,
-                        "bad id '%s' for %s: expected MS-SEQ, MS, an ISO-8601 UTC time or %s", s,
-                        opt, is_end ? "+" : "-");
-    }
-    snprintf(out, cap, "%llu-%llu", (unsigned long long)id.ms, (unsigned long long)id.seq);
+    stx_position p;
+    int rc = cli_position(c, opt, s, &p);
+    if (rc != 0)
+        return rc;
+    if ((is_end ? stx_position_until(&p, out, cap) : stx_position_after(&p, out, cap)) < 0)
+        return cli_fail(c, CLI_EXIT_USAGE, "position '%s' for %s is too long", s, opt);
     return 0;
 }
 
