@@ -631,8 +631,9 @@ STX_API int stx_tail(stx_client *c, const char *stream, const char *after, long 
 
 /** @defgroup position Positions in a stream
  * One grammar names a point in a stream everywhere: stx_group_reset()'s
- * `to`, the stx tool's --to and --from options, and (the forms that need no
- * clock: beginning, end and ids) the group_start_id configuration key.
+ * `to`, the stx tool's --to and --from options, and the group_start_id
+ * configuration key (a time or a duration there is resolved when the group
+ * is created).
  *
  *   beginning, -, 0   the start of the stream
  *   end, $, +         the end: after the last entry

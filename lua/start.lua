@@ -8,6 +8,12 @@
 -- Returns {"OK", epoch, offset, seq, lineage, stored schema version, writer}
 -- or {"WRONGTYPE", key, type}.
 -- Every check comes before the first write: Redis does not roll scripts back.
+-- A group this script creates starts where group_start_id says: its meta
+-- offset (the truth the processor reads from) is set to the group's start.
+-- A group that existed without meta starts at the beginning of the stream:
+-- nothing says which of its entries were applied.
+
+-- #include guard.lua
 local function type_of(key)
   return redis.call('TYPE', key).ok
 end
@@ -24,6 +30,12 @@ local created = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], ARGV[2], 'MKST
 if type(created) == 'table' and created.err and
    string.sub(created.err, 1, 9) ~= 'BUSYGROUP' then
   return redis.error_reply(created.err)
+end
+
+local fresh = not (type(created) == 'table' and created.err)
+if fresh and redis.call('HEXISTS', KEYS[2], 'offset') == 0 then
+  local start = group_last_delivered(KEYS[1], ARGV[1])
+  if start and start ~= '0-0' then redis.call('HSET', KEYS[2], 'offset', start) end
 end
 
 local epoch = redis.call('HINCRBY', KEYS[2], 'epoch', 1)

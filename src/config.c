@@ -167,16 +167,16 @@ static int fail(char *errbuf, size_t errlen, const char *fmt, const char *a, lon
     return STX_EINVAL;
 }
 
-/* What group_start_id stores for a position of the common grammar that
- * needs no clock (the start script takes "0", "$" or an id), or NULL. */
+/* What group_start_id stores for a position of the common grammar: "0",
+ * "$", or the text itself (an id, a time or a duration ago, resolved when
+ * the group is created); NULL for anything else. */
 static const char *start_id_value(const char *value)
 {
     stx_position p;
     if (stx_position_parse(value, 0, &p) != STX_OK) return NULL;
     if (p.kind == STX_POSITION_BEGINNING) return "0";
     if (p.kind == STX_POSITION_END) return "$";
-    if (p.kind == STX_POSITION_ID && p.has_seq) return value;
-    return NULL;
+    return value;
 }
 
 static int check_string(const struct key_def *d, const char *value, char *errbuf, size_t errlen)
@@ -189,8 +189,7 @@ static int check_string(const struct key_def *d, const char *value, char *errbuf
     if (strcmp(d->name, "group_start_id") == 0 && !start_id_value(value)) {
         if (errbuf && errlen)
             snprintf(errbuf, errlen,
-                     "group_start_id must be beginning, end, -, $, 0 or an id MS-SEQ, not '%s' "
-                     "(times and durations are not resolved when a group is created)",
+                     "group_start_id must be a position (%s), not '%s'", STX_POSITION_GRAMMAR,
                      value);
         return STX_EINVAL;
     }

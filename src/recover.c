@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "processor.h"
 
@@ -171,9 +172,29 @@ static void new_token(stx_processor *p)
     stx_random_hex(p->token, 16);
 }
 
+/* Where a group created now starts (XGROUP CREATE's id: entries after it
+ * are delivered): group_start_id resolved as everywhere else: after an id,
+ * with the entries of a time or of a duration ago (against this clock). */
+static int start_id(stx_processor *p, char *buf, size_t cap)
+{
+    const char *text = p->conf.group_start_id ? p->conf.group_start_id : "0";
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    stx_position pos;
+    if (stx_position_parse(text, (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000, &pos) !=
+            STX_OK ||
+        (pos.kind == STX_POSITION_ID ? stx_position_until(&pos, buf, cap)
+                                     : stx_position_after(&pos, buf, cap)) < 0)
+        return stx_fail(p, STX_EINVAL, "group_start_id '%s' is not a position", text);
+    return STX_OK;
+}
+
 /* NEW → EPOCH_TAKEN: a new epoch, fencing every older processor. */
 static int take_epoch(stx_processor *p)
 {
+    char start[64];
+    int rc = start_id(p, start, sizeof start);
+    if (rc != STX_OK) return rc;
     if (!p->lineage[0]) stx_random_hex(p->lineage, 16);
     new_token(p);
     stx_eval_begin(p);
@@ -181,12 +202,12 @@ static int take_epoch(stx_processor *p)
     stx_eval_str(p, p->key_meta);
     stx_eval_str(p, p->key_state);
     stx_eval_str(p, p->conf.group);
-    stx_eval_str(p, p->conf.group_start_id ? p->conf.group_start_id : "0");
+    stx_eval_str(p, start);
     stx_eval_str(p, p->lineage);
     stx_argv_add_u64(&p->argv, (unsigned long long)p->conf.state_schema_version);
     stx_eval_str(p, p->token);
     redisReply *r;
-    int rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_START, &p->argv, 3, &r);
+    rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_START, &p->argv, 3, &r);
     if (rc != STX_OK)
         return stx_fail(p, rc, "start on stream '%s': %s", p->conf.stream, p->conn.err);
     if (stx_reply_status(r) != STX_ST_OK) {

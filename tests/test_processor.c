@@ -560,3 +560,34 @@ Test(processor, cancelled_blocking_read_is_retriable)
     stx_processor_free(p);
     redisFree(rc);
 }
+
+/* group_start_id in the common position grammar: after an id, or with the
+ * entries from a time on, resolved when the group is created. */
+Test(processor, group_start_id_takes_ids_and_times)
+{
+    redisContext *c = test_redis_connect(&R);
+    for (int i = 1; i <= 3; i++) freeReplyObject(test_cmd(c, "XADD gs %d000-0 k 1", i));
+    static const struct { const char *start; int expect; } cases[] = {
+        {"2000-0", 1}, {"@2000", 2}, {"beginning", 3}, {"end", 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char group[16];
+        snprintf(group, sizeof group, "g%zu", i);
+        stx_config *conf = stx_config_new();
+        char err[256];
+        stx_config_set(conf, "url", R.url, NULL, 0);
+        stx_config_set(conf, "stream", "gs", NULL, 0);
+        stx_config_set(conf, "group", group, NULL, 0);
+        stx_config_set(conf, "block_ms", "20", NULL, 0);
+        stx_config_set(conf, "log_level", "error", NULL, 0);
+        cr_assert_eq(stx_config_set(conf, "group_start_id", cases[i].start, err, sizeof err), STX_OK,
+                     "%s", err);
+        struct counter_ctx ctx = {NULL, -1, 0};
+        stx_config_set_handler(conf, count_handler, &ctx);
+        stx_processor *p;
+        cr_assert_eq(stx_processor_new(&p, conf), STX_OK);
+        stx_config_free(conf);
+        cr_assert_eq(drain(p), cases[i].expect, "group_start_id %s", cases[i].start);
+        stx_processor_free(p);
+    }
+    redisFree(c);
+}
