@@ -210,6 +210,7 @@ int stx_dead_letter(stx_processor *p, const struct stx_msg *m, const char *reaso
         freeReplyObject(r);
         p->seq = seq;
         stx_set_offset(p, m->idv);
+        stx_rewind(p); /* from the new offset: the entry is not read again */
         memcpy(p->writer, p->token, sizeof p->writer);
         stx_snapshot_meta(p);
         p->stats.dead_lettered++;

@@ -759,3 +759,22 @@ Test(reliability, group_start_id_reads_back_its_default)
     cr_assert_str_eq(buf, "$");
     stx_config_free(conf);
 }
+
+/* Dead letters of a batch are dead letters only: none is read again and
+ * counted as a duplicate. */
+Test(reliability, dead_lettered_entries_are_not_counted_as_duplicates)
+{
+    redisContext *c = test_redis_connect(&R);
+    for (int i = 0; i < 4; i++) freeReplyObject(test_cmd(c, "XADD dd * k v"));
+    struct script s = {.always = STX_HANDLER_FAIL};
+    stx_processor *p = make("dd", &s, NULL);
+    for (int i = 0; i < 4; i++) cr_assert_eq(stx_processor_poll(p), STX_EHANDLER);
+    cr_assert_eq(stx_processor_poll(p), 0);
+    stx_stats st;
+    stx_processor_stats(p, &st);
+    cr_assert_eq(st.dead_lettered, 4);
+    cr_assert_eq(st.duplicates, 0);
+    cr_assert_eq(s.calls, 4);
+    stx_processor_free(p);
+    redisFree(c);
+}
