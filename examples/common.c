@@ -205,6 +205,24 @@ int ex_report(const ex_args *a, int (*print_value)(const void *value, size_t len
     int rc = !conf ? STX_ENOMEM : set(conf, a->prog, "url", a->url) ? STX_EINVAL : STX_OK;
     if (rc == STX_OK) rc = stx_client_new(&c, conf);
     stx_config_free(conf);
+    if (rc == STX_OK) {
+        /* A missing group is "not found" (exit 3), as for stx, not an empty report. */
+        stx_stream_info *info = NULL;
+        int found = 0, irc = stx_stream_info_get(c, a->stream, &info);
+        for (size_t i = 0; irc == STX_OK && i < info->ngroups; i++)
+            found |= strcmp(info->groups[i].name, a->group) == 0;
+        stx_stream_info_free(info);
+        if (irc == STX_OK || irc == STX_ENOTFOUND) {
+            if (!found) {
+                fprintf(stderr, "%s: report: stream '%s' has no group '%s'\n", a->prog, a->stream,
+                        a->group);
+                stx_client_free(c);
+                return 3;
+            }
+        } else {
+            rc = irc;
+        }
+    }
     /* HSCAN pages, not one HGETALL: a huge state does not block Redis. */
     if (rc == STX_OK) rc = stx_state_scan(c, a->stream, a->group, collect, &s);
     if (rc == STX_OK && s.n) qsort(s.v, s.n, sizeof *s.v, by_key);

@@ -59,7 +59,8 @@ int ex_run(const ex_args *a, stx_handler_fn handler, void *user_data, const char
 /* Print every committed state key of (a->stream, a->group), sorted by key,
  * as the key's bytes, a space, then what print_value writes for the value
  * (msgpack), then a newline.  print_value returns STX_OK or an error code,
- * which stops the report.  Returns the exit status: 0 or 1. */
+ * which stops the report.  Returns the exit status: 0, 1, or 3 when
+ * the stream has no such group. */
 int ex_report(const ex_args *a, int (*print_value)(const void *value, size_t len));
 /* A print_value for msgpack integers. */
 int ex_print_i64(const void *value, size_t len);
