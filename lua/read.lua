@@ -7,10 +7,11 @@
 -- crashes the process whenever it is handled is found and dead-lettered
 -- while its neighbours are never blamed for it:
 --   * each read records which run holds which batch (field "batch":
---     RUN:FIRST_ID:SIZE).  A run that finds the batch another run held
---     still first after the cursor knows that run died handling it, and
---     reads half as many (at least one): a crash narrows the batch around
---     the entry that causes it;
+--     RUN:FIRST_ID:LAST_ID:SIZE).  A run that finds the batch another run
+--     held still first after the cursor knows that run died handling it,
+--     and reads the entries up to LAST_ID at most half as many at a time
+--     (field "suspect": LAST_ID:SIZE, at least one): each crash narrows the
+--     batch around the entry that causes it;
 --   * an entry read alone (SIZE 1) gets a record RUN:N; a run that finds
 --     another run's record without the mark "h" counts one more attempt:
 --     that run died while the entry was the only one in hand.  "h" means
@@ -38,26 +39,39 @@ if not id_parse(ARGV[4]) then return {'BADARGS', 'cursor is not an id'} end
 
 local last = group_last_delivered(stream, ARGV[1])
 if not last then return {'NOGROUP', 'group ' .. ARGV[1] .. ' of stream ' .. stream .. ' does not exist'} end
-if id_cmp(ARGV[4], last) >= 0 then return {'OK', {}, {}} end
+-- Caught up: no batch is in hand (and an empty attempts hash costs the
+-- commits nothing).
+local function caught_up()
+  redis.call('HDEL', attempts, 'batch')
+  return {'OK', {}, {}}
+end
+if id_cmp(ARGV[4], last) >= 0 then return caught_up() end
 local run, failed = ARGV[5], ARGV[6]
 local size = tonumber(ARGV[7])
 if not size or size < 1 then return {'BADARGS', 'count'} end
 
+local after = redis.call('XRANGE', stream, '(' .. ARGV[4], last, 'COUNT', 1)
+if #after == 0 then return caught_up() end
+local first = after[1][1]
+
+-- A run that died holding the batch that starts here: the entries of that
+-- batch are read at most half as many at a time until they are passed.
 local held = redis.call('HGET', attempts, 'batch')
-local hrun, hfirst, hsize = string.match(held or '', '^([^:]*):([^:]*):(%d+)$')
-local entries
-if hrun and hrun ~= run then
-  entries = redis.call('XRANGE', stream, '(' .. ARGV[4], last, 'COUNT', 1)
-  if entries[1] and entries[1][1] == hfirst then
-    size = math.max(1, math.floor(tonumber(hsize) / 2))
-  end
+local hrun, hfirst, hlast, hsize = string.match(held or '', '^([^:]*):([^:]*):([^:]*):(%d+)$')
+if hrun and hrun ~= run and hfirst == first then
+  redis.call('HSET', attempts, 'suspect', hlast .. ':' .. math.max(1, math.floor(tonumber(hsize) / 2)))
 end
-if size > 1 or not entries then
-  entries = redis.call('XRANGE', stream, '(' .. ARGV[4], last, 'COUNT', size)
+local suspect = redis.call('HGET', attempts, 'suspect')
+local slast, ssize = string.match(suspect or '', '^([^:]*):(%d+)$')
+if slast and id_parse(slast) then
+  if id_cmp(first, slast) <= 0 then size = math.min(size, tonumber(ssize))
+  else redis.call('HDEL', attempts, 'suspect') end
 end
-if #entries == 0 then return {'OK', {}, {}} end
+
+local entries = size == 1 and after or redis.call('XRANGE', stream, '(' .. ARGV[4], last, 'COUNT', size)
 if #entries < size then size = #entries end
-redis.call('HSET', attempts, 'batch', run .. ':' .. entries[1][1] .. ':' .. size)
+redis.call('HSET', attempts, 'batch',
+           run .. ':' .. entries[1][1] .. ':' .. entries[#entries][1] .. ':' .. size)
 
 local ids = {}
 for i = 1, #entries do ids[i] = entries[i][1] end

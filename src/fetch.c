@@ -209,6 +209,7 @@ int stx_read_batch(stx_processor *p, redisReply **owner, const redisReply **entr
             if (stx_reply_status(r) == STX_ST_OK && r->elements == 3 &&
                 r->element[1]->type == REDIS_REPLY_ARRAY && r->element[2]->type == REDIS_REPLY_ARRAY) {
                 if (r->element[1]->elements > 0) {
+                    adapt_read_count(p, r->element[1]); /* recovery batches grow too */
                     *owner = r;
                     *entries = r->element[1];
                     *counts = r->element[2];
