@@ -813,11 +813,14 @@ Test(cli, replay_by_id_and_time)
     run_free(&r);
     stx(&r, "replay", "orders", "--from", "3-0", "--to", "3-0", "--json", NULL);
     expect_json(&r);
-    cr_assert_str_eq(r.out, "[{\"id\":\"3-0\",\"fields\":{\"k\":\"a\",\"sku\":\"apple\"}}]\n");
+    cr_assert_str_eq(r.out, "{\"from\":\"3-0\",\"after\":\"2-18446744073709551615\",\"to\":\"3-0\","
+                            "\"to_id\":\"3-0\",\"entries\":[{\"id\":\"3-0\",\"fields\":"
+                            "{\"k\":\"a\",\"sku\":\"apple\"}}]}\n");
     run_free(&r);
     stx(&r, "replay", "orders", "--from", "9-0", "--json", NULL);
     expect_json(&r);
-    cr_assert_str_eq(r.out, "[]\n");
+    cr_assert_str_eq(r.out, "{\"from\":\"9-0\",\"after\":\"8-18446744073709551615\",\"to\":\"+\","
+                            "\"to_id\":\"+\",\"entries\":[]}\n");
     run_free(&r);
     /* Trimmed history: the default "-" is the oldest entry still there, while
      * an explicit cursor before it reports the gap. */
@@ -839,9 +842,12 @@ Test(cli, replay_by_id_and_time)
     stx(&r, "replay", "timed", "--from", "1795341600000-1", "--to", "2026-11-22T10:00:01Z",
         "--json", NULL);
     expect_json(&r);
-    cr_assert_str_eq(r.out, "[{\"id\":\"1795341600000-1\",\"fields\":{\"n\":\"1\"}},"
+    /* The positions as written and as resolved, then the entries. */
+    cr_assert_str_eq(r.out, "{\"from\":\"1795341600000-1\",\"after\":\"1795341600000-0\","
+                            "\"to\":\"2026-11-22T10:00:01Z\",\"to_id\":\"1795341601000-18446744073709551615\","
+                            "\"entries\":[{\"id\":\"1795341600000-1\",\"fields\":{\"n\":\"1\"}},"
                             "{\"id\":\"1795341601000-0\",\"fields\":{\"n\":\"2\"}},"
-                            "{\"id\":\"1795341601000-1\",\"fields\":{\"n\":\"3\"}}]\n");
+                            "{\"id\":\"1795341601000-1\",\"fields\":{\"n\":\"3\"}}]}\n");
     run_free(&r);
     redisFree(c);
 }
@@ -898,7 +904,8 @@ Test(cli, tail_prints_and_stops)
     expect_out(&r, "1-0 k=a sku=apple\n2-0 k=b sku=apple\n");
     run_free(&r);
     stx(&r, "tail", "orders", "--from", "4-0", "--block-ms", "100", "--json", NULL);
-    expect_out(&r, "{\"id\":\"4-0\",\"fields\":{\"k\":\"c\",\"sku\":\"apple\"}}\n"
+    expect_out(&r, "{\"from\":\"4-0\",\"after\":\"3-18446744073709551615\"}\n"
+                   "{\"id\":\"4-0\",\"fields\":{\"k\":\"c\",\"sku\":\"apple\"}}\n"
                    "{\"id\":\"5-0\",\"fields\":{\"k\":\"a\",\"sku\":\"apple\"}}\n");
     /* NDJSON: every line on its own is a JSON document. */
     for (char *line = r.out, *nl; (nl = strchr(line, '\n')); line = nl + 1)
@@ -1690,7 +1697,10 @@ Test(cli, positions_everywhere)
     run_free(&r);
     stx(&r, "replay", "timed", "--to", "1d", "--json", NULL);
     expect_json(&r);
-    cr_assert(starts_with(r.out, "[{\"id\":\"1795341600000-0\""), "%s", r.out);
+    cr_assert(starts_with(r.out, "{\"from\":\"-\",\"after\":"), "%s", r.out);
+    cr_assert(strstr(r.out, "\"to\":\"1d\",\"to_id\":\"") &&
+                  strstr(r.out, "\"entries\":[{\"id\":\"1795341600000-0\""),
+              "%s", r.out);
     run_free(&r);
 
     stx(&r, "tail", "timed", "--from", "@1795341601000", "--limit", "1", NULL);

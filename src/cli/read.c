@@ -26,7 +26,9 @@ static const char replay_help[] =
     "\n"
     "Output: one line per entry, \"ID FIELD=VALUE ...\"; a value holding spaces,\n"
     "'=' or '\"' is quoted, control bytes and invalid UTF-8 appear as \\xNN.\n"
-    "--json: one array [{\"id\":\"...\",\"fields\":{\"FIELD\":\"VALUE\",...}},...].\n"
+    "--json: one object {\"from\":X,\"after\":ID,\"to\":Y,\"to_id\":ID,\"entries\":[...]}:\n"
+    "the positions as given, what they resolved to (entries after \"after\", up to\n"
+    "and with \"to_id\"), and the entries {\"id\":\"...\",\"fields\":{\"FIELD\":\"VALUE\",...}}.\n"
     "\n"
     "Exit codes: 2 for a bad position, 3 when the stream does not exist,\n"
     "6 when entries of the range were trimmed away (window expired).\n";
@@ -52,7 +54,9 @@ static const char tail_help[] =
     "                exit 3\n"
     "\n"
     "Output: one line per entry, \"ID FIELD=VALUE ...\" (as stx replay).\n"
-    "--json prints NDJSON: one JSON object per line and entry,\n"
+    "--json prints NDJSON: a first line {\"from\":X,\"after\":ID} (the position as\n"
+    "given and what it resolved to: entries after ID; \"$\" for new entries only),\n"
+    "then one JSON object per line and entry,\n"
     "{\"id\":\"...\",\"fields\":{\"FIELD\":\"VALUE\",...}}, not one array.\n"
     "\n"
     "Exit codes: 2 for a bad position, 3 when the stream does not exist (without\n"
@@ -123,8 +127,20 @@ int cmd_replay(cli *c, int argc, char **argv)
 
     jw w;
     jw_init(&w);
-    if (c->json)
+    if (c->json) {
+        /* What the user wrote, and what it resolved to. */
+        jw_obj(&w);
+        jw_key(&w, "from");
+        jw_str(&w, opts[0].value ? opts[0].value : "-");
+        jw_key(&w, "after");
+        jw_str(&w, after);
+        jw_key(&w, "to");
+        jw_str(&w, opts[1].value ? opts[1].value : "+");
+        jw_key(&w, "to_id");
+        jw_str(&w, to);
+        jw_key(&w, "entries");
         jw_arr(&w);
+    }
     long long got = 0;
     for (;;) {
         size_t page = PAGE;
@@ -164,6 +180,7 @@ int cmd_replay(cli *c, int argc, char **argv)
     }
     if (c->json) {
         jw_arr_end(&w);
+        jw_obj_end(&w);
         jw_print(&w, stdout);
     }
     jw_free(&w);
@@ -243,6 +260,7 @@ int cmd_tail(cli *c, int argc, char **argv)
 
     jw w;
     jw_init(&w);
+    int headed = !c->json; /* --json: the first line says where the tail starts */
     long long printed = 0;
     long backoff = 0; /* > 0 while the connection is down */
     while (!stop_requested) {
@@ -250,6 +268,18 @@ int cmd_tail(cli *c, int argc, char **argv)
         if (count > 0 && (unsigned long long)(count - printed) < page)
             page = (size_t)(count - printed);
         stx_entries *e = NULL;
+        if (checked && !headed) {
+            /* The position as given and as resolved (once the stream is
+             * known to exist, so an error leaves stdout empty). */
+            jw_obj(&w);
+            jw_key(&w, "from");
+            jw_str(&w, from);
+            jw_key(&w, "after");
+            jw_str(&w, cursor);
+            jw_obj_end(&w);
+            jw_print(&w, stdout);
+            headed = 1;
+        }
         waiting = 1;
         if (stop_requested)
             break;
