@@ -172,6 +172,9 @@ static int child_main(const workload *w, int exit_when_idle)
     }
     int code = rc == STX_OK || rc == STX_ESTOPPED ? 0 : rc == STX_EFENCED ? 3 : 1;
     if (code == 1) fprintf(stderr, "worker: %s: %s\n", stx_strerror(rc), stx_processor_errmsg(p));
+    /* A SIGTERM that arrives while the processor is freed (which may talk to
+     * Redis) must find no processor, not a dangling pointer. */
+    child_processor = NULL;
     stx_processor_free(p);
     if (ch.side) redisFree(ch.side);
     return code;
