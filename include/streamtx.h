@@ -170,8 +170,9 @@ STX_API int stx_msg_field(const stx_msg *msg, size_t i, const char **name, size_
 STX_API const char *stx_msg_get(const stx_msg *msg, const char *name, size_t *len);
 /** Which attempt at this entry the handler is making: 1 the first time;
  * one more for each earlier handler failure and each process that died
- * while it may have been handling the entry.  Commits Redis refused and
- * stops before the handler ran do not count.  Kept in the group's
+ * while the entry was the only one in hand (a crashed batch is read again
+ * in halves, down to one entry, so a crash is pinned on its cause).
+ * Commits Redis refused and stops do not count.  Kept in the group's
  * "attempts" hash, so it survives restarts; max_deliveries bounds it.
  * 0 as stx_msg_id() gives NULL. */
 STX_API uint64_t stx_msg_delivery_count(const stx_msg *msg);
