@@ -97,9 +97,10 @@ refused = wrong_type(stream, 'stream', true) or wrong_type(state, 'hash') or
           wrong_type(attempts, 'hash')
 if refused then return refused end
 for i = 5, #KEYS do
-  refused = wrong_type(KEYS[i], 'stream')
+  local t
+  refused, t = wrong_type(KEYS[i], 'stream')
   if refused then return refuse_handled(refused) end
-  if stream_full(KEYS[i]) then return refuse_handled({'FULL', KEYS[i]}) end
+  if stream_full(KEYS[i], t) then return refuse_handled({'FULL', KEYS[i]}) end
 end
 
 -- The offset never passes an entry that was not applied.  A batch is a run

@@ -23,10 +23,12 @@ local group, token, id = ARGV[1], ARGV[3], ARGV[5]
 
 local m, refused = guard(meta, ARGV[2], token, ARGV[4])
 if not m then return refused end
-refused = wrong_type(stream, 'stream', true) or wrong_type(dlq, 'stream') or
-          wrong_type(attempts, 'hash')
+local dlq_type
+refused = wrong_type(stream, 'stream', true)
+if not refused then refused, dlq_type = wrong_type(dlq, 'stream') end
+refused = refused or wrong_type(attempts, 'hash')
 if refused then return refused end
-if stream_full(dlq) then return {'FULL', dlq} end
+if stream_full(dlq, dlq_type) then return {'FULL', dlq} end
 if not id_parse(id) then return {'BADARGS', 'bad id ' .. id} end
 local offset = m[4]
 if id_cmp(id, offset) <= 0 then return {'DUP', offset} end

@@ -24,20 +24,20 @@ local function guard(meta, epoch, token, seq)
   return m
 end
 
--- nil when key holds one of the allowed types (or nothing), else the
--- refusal {"WRONGTYPE", key, type}.  want: 'stream' or 'hash'.
+-- nil and the key's type when key holds the wanted type (or nothing), else
+-- the refusal {"WRONGTYPE", key, type}.  want: 'stream' or 'hash'.
 local function wrong_type(key, want, must_exist)
   local t = redis.call('TYPE', key).ok
-  if t == want or (t == 'none' and not must_exist) then return nil end
+  if t == want or (t == 'none' and not must_exist) then return nil, t end
   if t == 'none' then return {'NOGROUP', 'stream ' .. key .. ' does not exist'} end
   return {'WRONGTYPE', key, t}
 end
 
--- Whether XADD * can still add to stream key: a stream whose last id is the
--- highest possible id refuses every new entry, which inside a script would
--- fail after earlier writes.
-local function stream_full(key)
-  if redis.call('EXISTS', key) == 0 then return false end
+-- Whether XADD * can still add to stream key (of type t, as wrong_type()
+-- returned it): a stream whose last id is the highest possible id refuses
+-- every new entry, which inside a script would fail after earlier writes.
+local function stream_full(key, t)
+  if t ~= 'stream' then return false end
   local info = redis.call('XINFO', 'STREAM', key)
   for i = 1, #info, 2 do
     if info[i] == 'last-generated-id' then
