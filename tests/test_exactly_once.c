@@ -680,3 +680,30 @@ Test(exactly_once, a_snapshot_in_use_is_not_shared_and_groups_keep_their_own)
     test_rmrf(snap);
     test_redis_stop(&r);
 }
+
+/* An operator trims entries the processor has not reached yet: they are
+ * gone, not applied and not waited for; everything the stream still holds
+ * is applied once, and nothing stays pending. */
+Test(exactly_once, xtrim_of_entries_not_yet_handled)
+{
+    test_redis r;
+    test_redis_start(&r, 0, NULL);
+    redisContext *c = test_redis_connect(&r);
+    produce(c, "xt", 100);
+    struct counter k = {NULL, NULL, -1, 0};
+    static const char *const kv[] = {"batch_size", "10", "pipeline", "0", NULL};
+    stx_processor *p = counter_new(&r, "xt", &k, kv);
+    int got = 0;
+    while (got < 20) {
+        int n = stx_processor_poll(p);
+        cr_assert_gt(n, 0, "%s", stx_processor_errmsg(p));
+        got += n;
+    }
+    cr_assert_eq(got, 20);
+    freeReplyObject(test_cmd(c, "XTRIM xt MAXLEN 50"));
+    drain(p);
+    check_exact(c, "xt", 70);
+    stx_processor_free(p);
+    redisFree(c);
+    test_redis_stop(&r);
+}
