@@ -735,7 +735,7 @@ STX_API int stx_group_reset(stx_client *c, const char *stream, const char *group
  * nothing of a mistyped or retired group is left behind.  The stream and its
  * entries stay.  Stop the group's processors first: one still running is
  * told its group vanished (STX_ENOGROUP) or is fenced.  *deleted_keys (if
- * not NULL) gets how many of the four keys existed.
+ * not NULL) gets how many of those keys existed.
  * @return STX_OK; STX_ENOGROUP when neither the group nor any of its keys
  * exists; STX_EWRONGTYPE when stream is not a stream; STX_EINVAL for a NULL
  * c, stream or group or empty names; connection errors. */
