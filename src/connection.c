@@ -31,6 +31,7 @@
  * connect_timeout_ms.  A command timeout gives STX_ETIMEOUT, a broken
  * stream STX_ECONN, both closing the session. */
 #include "connection.h"
+#include "reply.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -235,6 +236,7 @@ struct stx_session {
     SSL *ssl;
     BIO *rbio, *wbio;           /* owned by ssl: network bytes in and out */
     redisReader *reader;
+    stx_reply_builder builder;  /* the reader's objects: reply.h */
     char *out;                  /* commands appended, not yet sent */
     size_t out_len, out_cap;
     long timeout_ms;
@@ -848,7 +850,7 @@ static int read_reply(stx_conn *c, redisReply **reply, int errors_are_replies)
             s->replies++;
             rc = errors_are_replies ? STX_OK : check_reply(c, r);
             if (rc != STX_OK) {
-                freeReplyObject(r);
+                stx_reply_release(r);
                 return rc;
             }
             *reply = r;
@@ -906,7 +908,7 @@ static int simple(stx_conn *c, int argc, const char **argv)
 {
     redisReply *r;
     int rc = stx_conn_command(c, &r, argc, argv, NULL);
-    if (r) freeReplyObject(r);
+    if (r) stx_reply_release(r);
     return rc;
 }
 
@@ -935,12 +937,14 @@ int stx_conn_open(stx_conn *c)
     s->timeout_ms = c->command_timeout_ms;
     stx_url_where(&c->url, s->where, sizeof s->where);
     c->ctx = s;
-    s->reader = redisReaderCreate();
+    stx_reply_builder_init(&s->builder);
+    s->reader = redisReaderCreateWithFunctions(&s->builder.fn);
     if (!s->reader) return fail_close(c, STX_ENOMEM, "%s: out of memory", s->where);
     /* hiredis frees an emptied input buffer larger than maxbuf (16 KiB) and
      * grows a new one on the next feed: with 16 KiB reads that is a free,
      * a malloc and a copy per read.  Keep up to 1 MiB between replies. */
     s->reader->maxbuf = 1024 * 1024;
+    s->reader->privdata = &s->builder;
     if (c->url.tls && c->url.path[0])
         return fail_close(c, STX_EINVAL, "%s: TLS over a Unix socket is not supported", s->where);
     int64_t deadline = now_ms() + c->connect_timeout_ms;

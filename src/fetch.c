@@ -6,11 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reply.h"
 #include "processor.h"
 
 void stx_drop_prefetched(stx_processor *p)
 {
-    if (p->prefetched) freeReplyObject(p->prefetched);
+    if (p->prefetched) stx_reply_release(p->prefetched);
     p->prefetched = NULL;
 }
 
@@ -39,7 +40,7 @@ int stx_claim_pending(stx_processor *p)
         const char *next = stx_reply_str(r, 0);
         if (!next || strlen(next) >= sizeof cursor || r->elements < 2 ||
             r->element[1]->type != REDIS_REPLY_ARRAY) {
-            freeReplyObject(r);
+            stx_reply_release(r);
             return stx_fail(p, STX_EREDIS, "claiming pending entries: malformed XAUTOCLAIM reply");
         }
         const redisReply *ids = r->element[1];
@@ -65,14 +66,14 @@ int stx_claim_pending(stx_processor *p)
         if (p->argv.n > 3) {
             redisReply *ack;
             rc = stx_conn_command(&p->conn, &ack, (int)p->argv.n, p->argv.v, p->argv.len);
-            if (rc == STX_OK) freeReplyObject(ack);
+            if (rc == STX_OK) stx_reply_release(ack);
             else if (rc == STX_ECONN || rc == STX_ETIMEOUT) {
-                freeReplyObject(r);
+                stx_reply_release(r);
                 return stx_fail(p, rc, "acknowledging committed entries: %s", p->conn.err);
             }
         }
         strcpy(cursor, next);
-        freeReplyObject(r);
+        stx_reply_release(r);
         if (strcmp(cursor, "0-0") == 0) return STX_OK;
     }
 }
@@ -174,11 +175,11 @@ static int delivered_past_offset(stx_processor *p)
             redisReply *held;
             if (stx_conn_command(&p->conn, &held, 6, range, NULL) == STX_OK) {
                 past = held->type == REDIS_REPLY_ARRAY && held->elements > 0;
-                freeReplyObject(held);
+                stx_reply_release(held);
             }
         }
     }
-    freeReplyObject(r);
+    stx_reply_release(r);
     if (past) {
         stx_log(p, STX_LOG_INFO, "entries after offset %s were delivered but not committed; "
                 "reading them from the stream", p->offset_str);
@@ -215,12 +216,12 @@ int stx_read_batch(stx_processor *p, redisReply **owner, const redisReply **entr
                     *counts = r->element[2];
                     return STX_OK;
                 }
-                freeReplyObject(r);
+                stx_reply_release(r);
                 p->reading_pending = 0; /* caught up with what the group delivered */
                 continue;
             }
             rc = stx_refusal(p, r, "read");
-            freeReplyObject(r);
+            stx_reply_release(r);
             return rc;
         }
         int from_prefetch = p->prefetched != NULL;
@@ -242,11 +243,11 @@ int stx_read_batch(stx_processor *p, redisReply **owner, const redisReply **entr
         }
         const redisReply *e = new_entries(r);
         if (!e && from_prefetch) {
-            freeReplyObject(r); /* empty when sent: wait for entries now */
+            stx_reply_release(r); /* empty when sent: wait for entries now */
             continue;
         }
         if (!e) {
-            freeReplyObject(r);
+            stx_reply_release(r);
             /* Nothing new: but a paused processor may have read entries
              * after our offset that nobody committed. */
             return delivered_past_offset(p) ? STX_AGAIN : STX_OK;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "reply.h"
 #include "processor.h"
 
 /* ---- script replies ---------------------------------------------------- */
@@ -212,7 +213,7 @@ static int take_epoch(stx_processor *p)
         return stx_fail(p, rc, "start on stream '%s': %s", p->conf.stream, p->conn.err);
     if (stx_reply_status(r) != STX_ST_OK) {
         rc = stx_refusal(p, r, "start");
-        freeReplyObject(r);
+        stx_reply_release(r);
         return rc;
     }
     const char *off = stx_reply_str(r, 2), *lineage = stx_reply_str(r, 4),
@@ -221,13 +222,13 @@ static int take_epoch(stx_processor *p)
     if (stx_reply_u64(r, 1, &p->epoch) != 0 || !off || stx_id_parse(off, strlen(off), &offv) != 0 ||
         stx_reply_u64(r, 3, &p->seq) != 0 || !lineage || strlen(lineage) >= sizeof p->lineage ||
         stx_reply_u64(r, 5, &p->schema) != 0 || !writer) {
-        freeReplyObject(r);
+        stx_reply_release(r);
         return stx_fail(p, STX_EREDIS, "start: malformed reply (meta hash damaged?)");
     }
     stx_set_offset(p, offv);
     strcpy(p->lineage, lineage);
     snprintf(p->writer, sizeof p->writer, "%s", writer);
-    freeReplyObject(r);
+    stx_reply_release(r);
     p->phase = STX_PHASE_EPOCH_TAKEN;
     stx_log(p, STX_LOG_INFO, "started on stream '%s' group '%s' as '%s': epoch %" PRIu64
             ", offset %s, seq %" PRIu64, p->conf.stream, p->conf.group, p->consumer, p->epoch,
@@ -258,7 +259,7 @@ static int retake_epoch(stx_processor *p)
     if (stx_reply_status(r) != STX_ST_OK) {
         memcpy(p->token, token, sizeof token);
         rc = stx_refusal(p, r, "reconnect");
-        freeReplyObject(r);
+        stx_reply_release(r);
         return rc;
     }
     uint64_t epoch, seq;
@@ -266,7 +267,7 @@ static int retake_epoch(stx_processor *p)
     stx_id offv;
     if (stx_reply_u64(r, 1, &epoch) != 0 || stx_reply_u64(r, 2, &seq) != 0 || !off ||
         stx_id_parse(off, strlen(off), &offv) != 0 || !writer) {
-        freeReplyObject(r);
+        stx_reply_release(r);
         /* The epoch may be ours now, under a token we cannot prove: start over. */
         p->phase = STX_PHASE_NEW;
         return stx_fail(p, STX_EREDIS, "reconnect: malformed reply (meta hash damaged?)");
@@ -314,7 +315,7 @@ static int retake_epoch(stx_processor *p)
     stx_set_offset(p, offv);
     snprintf(p->writer, sizeof p->writer, "%s", writer);
     if (p->phase == STX_PHASE_RUNNING) p->phase = STX_PHASE_LOADED;
-    freeReplyObject(r);
+    stx_reply_release(r);
     stx_log(p, STX_LOG_INFO, "reconnected: epoch %" PRIu64 ", offset %s, seq %" PRIu64, p->epoch,
             p->offset_str, p->seq);
     return STX_OK;
