@@ -47,6 +47,7 @@ stx_status stx_reply_status(const redisReply *r)
         {"OK", STX_ST_OK}, {"FENCED", STX_ST_FENCED}, {"SEQ", STX_ST_SEQ}, {"DUP", STX_ST_DUP},
         {"GAP", STX_ST_GAP}, {"NOGROUP", STX_ST_NOGROUP}, {"WRONGTYPE", STX_ST_WRONGTYPE},
         {"FULL", STX_ST_FULL}, {"BADARGS", STX_ST_BADARGS}, {"SCHEMA", STX_ST_SCHEMA},
+        {"RANGE", STX_ST_RANGE},
     };
     const char *s = stx_reply_str(r, 0);
     if (!s) return STX_ST_MALFORMED;
@@ -328,7 +329,7 @@ static int go_running(stx_processor *p)
     if (p->conf.state_schema_version && (uint64_t)p->conf.state_schema_version != p->schema) {
         if ((rc = stx_migrate(p, p->schema)) != STX_OK) return rc;
     }
-    if ((rc = stx_claim_pending(p)) != STX_OK) return rc;
+    if ((rc = stx_ack_committed_pending(p)) != STX_OK) return rc;
     stx_rewind(p);
     p->phase = STX_PHASE_RUNNING;
     return STX_OK;
