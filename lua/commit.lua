@@ -10,8 +10,11 @@
 -- hash, KEYS[5..] streams the batch publishes to (each once).
 -- ARGV: group, epoch, token, expected seq, run id, n_ids, ids (ascending)...,
 --       n_puts, (key, value)..., n_dels, key...,
---       n_pubs, then per publish: index into KEYS, index of its source id
---       among the ids (1-based), n_pairs, (field, value)...
+--       n_pubs, n_blocks, then the blocks: msgpack objects, per publish
+--       its index into KEYS, the index of its source id among the ids
+--       (1-based), n_pairs, then each field and value as a string (whole
+--       publishes per block; a block holds at most 6100 values, within the
+--       C stack that unpacking it uses)
 --
 -- Returns {"OK", seq, publishes dropped} after writing (publishes of
 --   entries at or below the meta's replay_until are dropped: a rebuild
@@ -34,6 +37,7 @@
 -- #include guard.lua
 
 local MAX_PAIRS = 3000  -- unpack() of one XADD is bounded by Lua's C stack
+local BLOCK_VALUES = 6100 -- script_limits.h: STX_PUBLISH_BLOCK_VALUES
 
 local stream, meta, state, attempts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local group, epoch, token, run = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
@@ -57,20 +61,42 @@ if not n_dels then return {'BADARGS', 'n_dels'} end
 local dels_at = pos
 pos = pos + n_dels
 local n_pubs = tonumber(ARGV[pos]); pos = pos + 1
-if not n_pubs then return {'BADARGS', 'n_pubs'} end
-local pubs = {}
-for i = 1, n_pubs do
-  local k, src, n_pairs = tonumber(ARGV[pos]), tonumber(ARGV[pos + 1]), tonumber(ARGV[pos + 2])
-  if not k or k < 5 or k > #KEYS or not src or src < 1 or src > n_ids or not n_pairs or
-     n_pairs < 1 then
-    return {'BADARGS', 'bad publish ' .. i}
+local n_blocks = tonumber(ARGV[pos]); pos = pos + 1
+if not n_pubs or not n_blocks or n_blocks > n_pubs then return {'BADARGS', 'n_pubs'} end
+-- Every block is decoded and every publish's header checked before
+-- anything is written: a block that does not decode must not stop the
+-- script half-way through its writes.  The field names and values are not
+-- checked one by one (type() on each cost more than the XADDs): the
+-- library writes each as a msgpack string (commit.c), which cmsgpack
+-- always makes a Lua string.  Only the library calls this script (the
+-- guard wants the group's epoch and token), so a nil, boolean or table
+-- where XADD wants a string would take an encoder other than its own.
+local blocks = {}
+local nkeys, seen = #KEYS, 0
+for b = 1, n_blocks do
+  local blob = ARGV[pos + b - 1]
+  local ok, t = pcall(function() return {cmsgpack.unpack(blob)} end)
+  if not ok or #t > BLOCK_VALUES then return {'BADARGS', 'block ' .. b .. ' does not decode'} end
+  local i, len = 1, #t
+  while i <= len do
+    local k, src, n_pairs = t[i], t[i + 1], t[i + 2]
+    seen = seen + 1
+    if type(k) ~= 'number' or k < 5 or k > nkeys or k % 1 ~= 0 or type(src) ~= 'number' or
+       src < 1 or src > n_ids or src % 1 ~= 0 or type(n_pairs) ~= 'number' or n_pairs < 1 or
+       n_pairs % 1 ~= 0 then
+      return {'BADARGS', 'bad publish ' .. seen}
+    end
+    if n_pairs > MAX_PAIRS then
+      return {'BADARGS', 'publish ' .. seen .. ' has more than ' .. MAX_PAIRS .. ' fields'}
+    end
+    local last_value = i + 2 + 2 * n_pairs
+    if last_value > len then return {'BADARGS', 'publish ' .. seen .. ' is cut short'} end
+    i = last_value + 1
   end
-  if n_pairs > MAX_PAIRS then
-    return {'BADARGS', 'publish ' .. i .. ' has more than ' .. MAX_PAIRS .. ' fields'}
-  end
-  pubs[i] = {k, pos + 3, n_pairs, ARGV[ids_at + src - 1]}
-  pos = pos + 3 + 2 * n_pairs
+  blocks[b] = t
 end
+if seen ~= n_pubs then return {'BADARGS', 'publish count'} end
+pos = pos + n_blocks
 if pos - 1 ~= #ARGV then return {'BADARGS', 'argument count'} end
 
 -- The ids come from one read, in stream order; checking the ends costs the
@@ -130,12 +156,17 @@ if n_puts > 0 then call_ranges('HSET', state, puts_at, n_puts, 2) end
 if n_dels > 0 then call_ranges('HDEL', state, dels_at, n_dels, 1) end
 if redis.call('EXISTS', attempts) == 1 then call_ranges('HDEL', attempts, ids_at, n_ids, 1) end
 local dropped = 0
-for i = 1, n_pubs do
-  local p = pubs[i]
-  if replay_until and id_cmp(p[4], replay_until) <= 0 then
-    dropped = dropped + 1
-  else
-    redis.call('XADD', KEYS[p[1]], '*', unpack(ARGV, p[2], p[2] + 2 * p[3] - 1))
+for b = 1, n_blocks do
+  local t = blocks[b]
+  local i, len = 1, #t
+  while i <= len do
+    local last_value = i + 2 + 2 * t[i + 2]
+    if replay_until and id_cmp(ARGV[ids_at + t[i + 1] - 1], replay_until) <= 0 then
+      dropped = dropped + 1
+    else
+      redis.call('XADD', KEYS[t[i]], '*', unpack(t, i + 3, last_value))
+    end
+    i = last_value + 1
   end
 end
 return {'OK', new_seq, dropped}

@@ -5,6 +5,7 @@
  * stands, is refused before anything is written.  A write whose outcome is
  * unknown enters IN_DOUBT (recover.c). */
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 
 #include "reply.h"
 #include "processor.h"
+#include "script_limits.h"
 
 void stx_eval_begin(stx_processor *p)
 {
@@ -39,6 +41,98 @@ static size_t target_index(const char **targets, size_t *n, const char *stream)
         if (strcmp(targets[i], stream) == 0) return i;
     targets[*n] = stream;
     return (*n)++;
+}
+
+/* The publishes go to commit.lua as a few msgpack blocks, not as one
+ * argument per field name and value: Redis makes every argument of a
+ * command an object and every element of a script's ARGV a Lua string,
+ * which with one publish per entry cost more than the XADDs themselves.
+ * A block is the concatenation of, per publish: its target's index in
+ * KEYS, the index of its source entry among the ids (both 1-based), its
+ * number of pairs, then each field name and value as a msgpack string
+ * (binary-safe). */
+static int blocks_reserve(stx_processor *p, size_t more)
+{
+    if (p->pub_blocks_cap - p->pub_blocks_len >= more) return 0;
+    size_t cap = p->pub_blocks_cap ? p->pub_blocks_cap : 4096;
+    while (cap - p->pub_blocks_len < more) {
+        if (cap > SIZE_MAX / 2) return -1;
+        cap *= 2;
+    }
+    unsigned char *b = realloc(p->pub_blocks, cap);
+    if (!b) return -1;
+    p->pub_blocks = b;
+    p->pub_blocks_cap = cap;
+    return 0;
+}
+
+static void put_be(unsigned char *w, uint64_t v, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--, v >>= 8) w[i] = (unsigned char)(v & 0xff);
+}
+
+/* A msgpack unsigned integer (v < 2^32) or string header of v bytes. */
+static int put_header(stx_processor *p, uint64_t v, int str)
+{
+    if (blocks_reserve(p, 5) != 0) return -1;
+    unsigned char *w = p->pub_blocks + p->pub_blocks_len;
+    size_t n;
+    if (!str && v < 128) { w[0] = (unsigned char)v; n = 1; }
+    else if (str && v < 32) { w[0] = (unsigned char)(0xa0 | v); n = 1; }
+    else if (str && v < 256) { w[0] = 0xd9; w[1] = (unsigned char)v; n = 2; }
+    else if (v < 65536) { w[0] = str ? 0xda : 0xcd; put_be(w + 1, v, 2); n = 3; }
+    else if (v <= UINT32_MAX) { w[0] = str ? 0xdb : 0xce; put_be(w + 1, v, 4); n = 5; }
+    else return -1;
+    p->pub_blocks_len += n;
+    return 0;
+}
+
+static int put_string(stx_processor *p, const char *s, size_t len)
+{
+    if (put_header(p, len, 1) != 0 || blocks_reserve(p, len) != 0) return -1;
+    if (len) memcpy(p->pub_blocks + p->pub_blocks_len, s, len);
+    p->pub_blocks_len += len;
+    return 0;
+}
+
+/* Encode the batch's publishes into p->pub_blocks and append n_pubs,
+ * n_blocks and the blocks to p->argv. */
+static int add_publishes(stx_processor *p, const size_t *target_of, const size_t *source_of)
+{
+    size_t n = p->pubs.n;
+    size_t *ends = malloc((n ? n : 1) * sizeof *ends); /* at most one block per publish */
+    if (!ends) return -1;
+    size_t nblocks = 0, values = 0;
+    p->pub_blocks_len = 0;
+    for (size_t i = 0; i < n; i++) {
+        const stx_pub *pub = &p->pubs.v[i];
+        size_t need = 3 + 2 * pub->npairs;
+        if (values && values + need > STX_PUBLISH_BLOCK_VALUES) {
+            ends[nblocks++] = p->pub_blocks_len;
+            values = 0;
+        }
+        values += need;
+        if (put_header(p, 5 + target_of[i], 0) != 0 || put_header(p, 1 + source_of[i], 0) != 0 ||
+            put_header(p, pub->npairs, 0) != 0) {
+            free(ends);
+            return -1;
+        }
+        for (size_t j = 0; j < 2 * pub->npairs; j++)
+            if (put_string(p, pub->ptrs[j], pub->lens[j]) != 0) {
+                free(ends);
+                return -1;
+            }
+    }
+    if (values) ends[nblocks++] = p->pub_blocks_len;
+    stx_argv_add_u64(&p->argv, n);
+    stx_argv_add_u64(&p->argv, nblocks);
+    size_t start = 0;
+    for (size_t b = 0; b < nblocks; b++) {
+        stx_argv_add_ref(&p->argv, (const char *)p->pub_blocks + start, ends[b] - start);
+        start = ends[b];
+    }
+    free(ends);
+    return 0;
 }
 
 /* Send the commit in p->argv and, when allowed, the next read behind it
@@ -111,18 +205,15 @@ int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int pref
     stx_argv_add_u64(&p->argv, n);
     for (size_t i = 0; i < n; i++) stx_eval_str(p, msgs[i]->id);
     stx_add_changes(p, NULL, NULL);
-    stx_argv_add_u64(&p->argv, p->pubs.n);
-    for (size_t i = 0; i < p->pubs.n; i++) {
-        const stx_pub *pub = &p->pubs.v[i];
-        stx_argv_add_u64(&p->argv, 5 + target_of[i]);
-        stx_argv_add_u64(&p->argv, 1 + source_of[i]);
-        stx_argv_add_u64(&p->argv, pub->npairs);
-        for (size_t j = 0; j < 2 * pub->npairs; j++)
-            stx_argv_add_ref(&p->argv, pub->ptrs[j], pub->lens[j]);
-    }
+    int enc = add_publishes(p, target_of, source_of);
     free(targets);
     free(target_of);
     free(source_of);
+    if (enc != 0) {
+        stx_cache_discard(p);
+        stx_rewind(p);
+        return stx_fail(p, STX_ENOMEM, "commit: out of memory");
+    }
 
     redisReply *r;
     uint64_t t0 = stx_monotonic_us();

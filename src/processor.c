@@ -167,6 +167,7 @@ void stx_processor_free(stx_processor *p)
     stx_sm_free(&p->batch);
     stx_txn_release(&p->txn);
     stx_pubs_free(&p->pubs);
+    free(p->pub_blocks);
     stx_argv_free(&p->argv);
     stx_argv_free(&p->read_argv);
     if (p->prefetched) stx_reply_release(p->prefetched);

@@ -140,6 +140,8 @@ struct stx_processor {
     stx_statemap state;
     stx_statemap batch;
     stx_pubs pubs;
+    unsigned char *pub_blocks;  /* the commit's publishes, msgpack-encoded (commit.c) */
+    size_t pub_blocks_len, pub_blocks_cap;
     size_t batch_bytes;         /* staged by the batch so far (state and publishes) */
     struct stx_txn txn;
     struct stx_msg *msgs;       /* owned for p's lifetime: a late stx_msg_* call reads valid memory */

@@ -11,4 +11,9 @@
  * so the library refuses it first, where the caller can still react. */
 #define STX_MAX_PUBLISH_PAIRS 3000
 
+/* Values in one block of commit.lua's publishes (msgpack objects the script
+ * unpacks into one table, through the same C stack): a block holds whole
+ * publishes, so one of STX_MAX_PUBLISH_PAIRS (3 + 6000 values) must fit. */
+#define STX_PUBLISH_BLOCK_VALUES 6100
+
 #endif

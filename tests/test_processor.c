@@ -591,3 +591,99 @@ Test(processor, group_start_id_takes_ids_and_times)
     }
     redisFree(c);
 }
+
+/* Publishes reach their streams byte for byte, whatever their size (each
+ * msgpack string length class: 0, 31, 32, 255, 256, 65535, 65536 and
+ * more), and a batch whose publishes need more than one block of
+ * commit.lua's arguments commits them all, in order. */
+static const size_t publish_sizes[] = {0, 31, 32, 255, 256, 65535, 65543};
+#define NSIZES (sizeof publish_sizes / sizeof publish_sizes[0])
+#define WIDE_PAIRS 2000
+
+static unsigned char publish_byte(size_t i, size_t j) { return (unsigned char)((j * 31 + i * 7) % 256); }
+
+static int publishing_handler(const stx_msg *msg, stx_txn *txn, void *ud)
+{
+    (void)ud;
+    size_t klen;
+    const char *k = stx_msg_get(msg, "k", &klen);
+    size_t i = (size_t)atoi(k);
+    size_t len = publish_sizes[i];
+    char *v = malloc(len + 1);
+    for (size_t j = 0; j < len; j++) v[j] = (char)publish_byte(i, j);
+    const char *names[] = {"k", "bin"};
+    size_t name_lens[] = {1, 3};
+    const char *values[] = {k, v};
+    size_t value_lens[] = {klen, len};
+    int rc = stx_txn_publish(txn, "pb-out", 2, names, name_lens, values, value_lens);
+    free(v);
+    if (rc != STX_OK || (i != 2 && i != 5)) return rc;
+    /* two wide publishes: 2 x (3 + 2 x 2001) values do not fit one block */
+    static char fbuf[WIDE_PAIRS][8], vbuf[WIDE_PAIRS][8];
+    static const char *wn[WIDE_PAIRS], *wv[WIDE_PAIRS];
+    size_t wnl[WIDE_PAIRS], wvl[WIDE_PAIRS];
+    for (size_t j = 0; j < WIDE_PAIRS; j++) {
+        snprintf(fbuf[j], sizeof fbuf[j], "f%zu", j);
+        snprintf(vbuf[j], sizeof vbuf[j], "%zu", j * i);
+        wn[j] = fbuf[j];
+        wv[j] = vbuf[j];
+        wnl[j] = strlen(fbuf[j]);
+        wvl[j] = strlen(vbuf[j]);
+    }
+    return stx_txn_publish(txn, "pb-wide", WIDE_PAIRS, wn, wnl, wv, wvl);
+}
+
+Test(processor, publishes_are_byte_exact_across_blocks)
+{
+    redisContext *c = test_redis_connect(&R);
+    for (size_t i = 0; i < NSIZES; i++) freeReplyObject(test_cmd(c, "XADD pb * k %d", (int)i));
+    stx_config *conf = stx_config_new();
+    char err[256];
+    cr_assert_eq(stx_config_set(conf, "url", R.url, err, sizeof err), STX_OK, "%s", err);
+    stx_config_set(conf, "stream", "pb", NULL, 0);
+    stx_config_set(conf, "group", "g", NULL, 0);
+    stx_config_set(conf, "block_ms", "20", NULL, 0);
+    stx_config_set(conf, "log_level", "error", NULL, 0);
+    stx_config_set(conf, "batch_size", "16", NULL, 0);
+    cr_assert_eq(stx_config_set(conf, "max_fields", "2500", err, sizeof err), STX_OK, "%s", err);
+    stx_config_set_handler(conf, publishing_handler, NULL);
+    stx_processor *p;
+    cr_assert_eq(stx_processor_new(&p, conf), STX_OK, "%s", stx_processor_errmsg(p));
+    stx_config_free(conf);
+    cr_assert_eq(drain(p), (int)NSIZES);
+    stx_stats st;
+    stx_processor_stats(p, &st);
+    cr_assert_eq(st.commits, 1, "one batch, one commit");
+
+    redisReply *out = test_cmd(c, "XRANGE pb-out - +");
+    cr_assert_eq(out->elements, NSIZES);
+    for (size_t i = 0; i < NSIZES; i++) {
+        const redisReply *f = out->element[i]->element[1];
+        const redisReply *bin = NULL;
+        for (size_t j = 0; j + 1 < f->elements; j += 2)
+            if (strcmp(f->element[j]->str, "bin") == 0) bin = f->element[j + 1];
+        cr_assert_not_null(bin);
+        cr_assert_eq(bin->len, publish_sizes[i], "entry %zu: %zu bytes", i, (size_t)bin->len);
+        for (size_t j = 0; j < bin->len; j++)
+            cr_assert_eq((unsigned char)bin->str[j], publish_byte(i, j), "entry %zu byte %zu", i, j);
+    }
+    freeReplyObject(out);
+    redisReply *wide = test_cmd(c, "XRANGE pb-wide - +");
+    cr_assert_eq(wide->elements, 2);
+    for (size_t w = 0; w < 2; w++) {
+        const redisReply *f = wide->element[w]->element[1];
+        /* the pairs, then the envelope's causation_id */
+        cr_assert_eq(f->elements, 2 * (WIDE_PAIRS + 1));
+        size_t i = w == 0 ? 2 : 5;
+        for (size_t j = 0; j < WIDE_PAIRS; j++) {
+            char name[8], value[8];
+            snprintf(name, sizeof name, "f%zu", j);
+            snprintf(value, sizeof value, "%zu", j * i);
+            cr_assert_str_eq(f->element[2 * j]->str, name);
+            cr_assert_str_eq(f->element[2 * j + 1]->str, value);
+        }
+    }
+    freeReplyObject(wide);
+    stx_processor_free(p);
+    redisFree(c);
+}
