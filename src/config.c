@@ -79,6 +79,8 @@ static const struct key_def keys[] = {
     {"handler_warn_ms", INT(handler_warn_ms, 1, 86400000)},
     {"stats_interval_ms", INT(stats_interval_ms, 0, 3600000)},
     {"client_name", STR(client_name)},
+    {"commit_wait_replicas", INT(commit_wait_replicas, 0, 100)},
+    {"commit_wait_timeout_ms", INT(commit_wait_timeout_ms, 1, 3600000)},
     {"state_schema_version", INT(state_schema_version, 0, 4294967295L)},
 };
 
@@ -104,6 +106,7 @@ static void set_defaults(struct stx_config *c)
     c->retry_max_ms = 30000;
     c->handler_warn_ms = 10000;
     c->stats_interval_ms = 5000;
+    c->commit_wait_timeout_ms = 1000;
 }
 
 stx_config *stx_config_new(void)

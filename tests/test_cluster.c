@@ -385,3 +385,62 @@ Test(cluster, processor_continues_through_failover)
     redisFree(m);
     test_cluster_stop(&tc);
 }
+
+static int count_handler(const stx_msg *msg, stx_txn *txn, void *ud)
+{
+    (void)ud;
+    size_t klen;
+    const char *k = stx_msg_get(msg, "k", &klen);
+    if (!k) return stx_txn_fail(txn, "no k");
+    int64_t v;
+    return stx_txn_incr(txn, k, klen, 1, &v);
+}
+
+/* Run a processor in this process over n entries of stream; returns its stats. */
+static stx_stats run_counting(const test_cluster *tc, const char *stream, int n,
+                              const char *replicas, const char *timeout_ms)
+{
+    unsigned slot = stx_key_slot(stream, strlen(stream));
+    redisContext *m = test_cluster_connect(tc, test_cluster_owner(tc, slot));
+    for (int i = 0; i < n; i++) freeReplyObject(test_cmd(m, "XADD %s * k %d", stream, i % 3));
+    redisFree(m);
+    stx_config *conf = stx_config_new();
+    char err[256];
+    const char *kv[] = {"url", tc->url, "stream", stream, "group", "g", "consumer", "c",
+                        "block_ms", "50", "batch_size", "2", "log_level", "error",
+                        "commit_wait_replicas", replicas, "commit_wait_timeout_ms", timeout_ms,
+                        NULL};
+    for (int i = 0; kv[i]; i += 2)
+        cr_assert_eq(stx_config_set(conf, kv[i], kv[i + 1], err, sizeof err), STX_OK, "%s", err);
+    stx_config_set_handler(conf, count_handler, NULL);
+    stx_processor *p;
+    cr_assert_eq(stx_processor_new(&p, conf), STX_OK);
+    stx_config_free(conf);
+    int total = 0;
+    for (;;) {
+        int k = stx_processor_poll(p);
+        cr_assert(k >= 0, "poll: %s: %s", stx_strerror(k), stx_processor_errmsg(p));
+        if (k == 0 && total >= n) break;
+        total += k;
+    }
+    cr_assert_eq(total, n);
+    stx_stats st;
+    stx_processor_stats(p, &st);
+    stx_processor_free(p);
+    return st;
+}
+
+/* WAIT goes to the node of the commit: its one replica acknowledges each
+ * commit; asking for two counts every commit as unacknowledged. */
+Test(cluster, commit_wait_replicas)
+{
+    test_cluster tc;
+    test_cluster_start(&tc, 0);
+    stx_stats st = run_counting(&tc, "{cw}one", 10, "1", "2000");
+    cr_assert_geq(st.commits, 5);
+    cr_assert_eq(st.commits_unreplicated, 0);
+    st = run_counting(&tc, "{cw}two", 10, "2", "5");
+    cr_assert_geq(st.commits, 5);
+    cr_assert_eq(st.commits_unreplicated, st.commits);
+    test_cluster_stop(&tc);
+}
