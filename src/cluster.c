@@ -26,11 +26,15 @@
  *     again before the next command (when no reply is pending), and the
  *     command is sent to addr;
  *   ASK slot addr: ASKING + the command, once, to addr (the map stays);
- *   TRYAGAIN (keys of a multi-key command half migrated) and CLUSTERDOWN
- *     (a master lost, no replica promoted yet): wait, with jitter, doubling
- *     from 20 ms up to 500 ms, and send again, for at most the command
- *     timeout in all; then STX_EREDIS_REFUSED (retriable).
- * At most MAX_REDIRECTS redirections per command.  A command inside
+ *   TRYAGAIN (keys of a multi-key command half migrated; after an ASK,
+ *     the importing node says it too while some keys of a script are not
+ *     there yet) and CLUSTERDOWN (a master lost, no replica promoted yet):
+ *     wait, with jitter, doubling from 20 ms up to 500 ms, and send again
+ *     (after an ASK, to the importing node with ASKING), for at most the
+ *     command timeout in all; then STX_EREDIS_REFUSED (retriable: the
+ *     command did not run).
+ * At most MAX_REDIRECTS redirections per command; more is
+ * STX_EREDIS_REFUSED too.  A command inside
  * MULTI is not redirected (it would run outside the transaction): its
  * error stands and EXEC fails, as the caller expects of a failed MULTI.
  * Before a command is sent again to a node that has replies pending for
@@ -822,6 +826,7 @@ static int read_routed(stx_conn *c, redisReply **reply, int raw)
     }
     int64_t deadline = now_ms() + cl->timeout_ms;
     long backoff = BACKOFF_FIRST_MS;
+    int ask_target = -1; /* the importing node an ASK named, for a TRYAGAIN there */
     for (int redirects = 0;;) {
         char host[256];
         int port = 0;
@@ -830,9 +835,16 @@ static int read_routed(stx_conn *c, redisReply **reply, int raw)
         if (kind == R_NONE) break;
         int target = p->node, asking = 0;
         if (kind == R_MOVED || kind == R_ASK) {
-            if (++redirects > MAX_REDIRECTS) break;
-            target = node_add(c, host, port);
-            if (target < 0) break;
+            target = ++redirects > MAX_REDIRECTS ? -1 : node_add(c, host, port);
+            if (target < 0) {
+                /* MOVED and ASK mean the command did not run: retriable. */
+                snprintf(c->err, sizeof c->err, "Redis Cluster: too many redirections (last: %.600s)",
+                         r->str);
+                freeReplyObject(r);
+                q_pop(cl);
+                return STX_EREDIS_REFUSED;
+            }
+            ask_target = kind == R_ASK ? target : -1;
             if (kind == R_MOVED) {
                 cl->stats.moved++;
                 long s = redirect_slot(r);
@@ -859,7 +871,13 @@ static int read_routed(stx_conn *c, redisReply **reply, int raw)
             backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
             if (kind == R_DOWN && cl->q_len == 1) refresh(c, -1, -1);
             int slot = stx_cluster_command_slot(p->argc, p->argv, p->lens, NULL, 0);
-            if (slot >= 0 && cl->owner[slot] >= 0) target = cl->owner[slot];
+            if (kind == R_TRYAGAIN && ask_target >= 0) {
+                /* Keys half imported: the importing node again, with ASKING. */
+                target = ask_target;
+                asking = 1;
+            } else if (slot >= 0 && cl->owner[slot] >= 0) {
+                target = cl->owner[slot];
+            }
         }
         freeReplyObject(r);
         r = NULL;

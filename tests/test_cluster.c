@@ -15,6 +15,7 @@
 #include "config.h"
 #include "harness.h"
 #include "keys.h"
+#include "processor.h"
 #include "streamtx.h"
 #include "url.h"
 #include "workload.h"
@@ -396,7 +397,8 @@ static int count_handler(const stx_msg *msg, stx_txn *txn, void *ud)
     const char *k = stx_msg_get(msg, "k", &klen);
     if (!k) return stx_txn_fail(txn, "no k");
     int64_t v;
-    return stx_txn_incr(txn, k, klen, 1, &v);
+    int rc = stx_txn_incr(txn, k, klen, 1, &v);
+    return rc == STX_OK ? stx_txn_incr(txn, "total", 5, 1, &v) : rc;
 }
 
 /* Run a processor in this process over n entries of stream; returns its stats. */
@@ -445,5 +447,102 @@ Test(cluster, commit_wait_replicas)
     st = run_counting(&tc, "{cw}two", 10, "2", "5");
     cr_assert_geq(st.commits, 5);
     cr_assert_eq(st.commits_unreplicated, st.commits);
+    test_cluster_stop(&tc);
+}
+
+static int64_t state_at(const test_cluster *tc, int node, const char *stream, const char *key)
+{
+    char name[256];
+    cr_assert(stx_key_name(name, sizeof name, stream, "g", "state") > 0);
+    redisContext *m = test_cluster_connect(tc, node);
+    redisReply *r = test_cmd(m, "HGET %s %s", name, key);
+    cr_assert_eq(r->type, REDIS_REPLY_STRING, "state key %s missing", key);
+    int64_t v;
+    cr_assert_eq(stx_mp_read_i64(r->str, r->len, &v), STX_OK);
+    freeReplyObject(r);
+    redisFree(m);
+    return v;
+}
+
+/* Poll until at least `until` entries were committed in all (retriable
+ * errors are retried, as stx_processor_run() would). */
+static void poll_until(stx_processor *p, long *total, long until)
+{
+    int64_t deadline = test_now_ms() + 30000;
+    while (*total < until) {
+        int k = stx_processor_poll(p);
+        if (k < 0) {
+            cr_assert_eq(stx_error_class_of(k), STX_CLASS_RETRIABLE, "poll: %s: %s",
+                         stx_strerror(k), stx_processor_errmsg(p));
+            wl_sleep_ms(20);
+        } else {
+            *total += k;
+        }
+        cr_assert(test_now_ms() < deadline, "stuck at %ld of %ld", *total, until);
+    }
+}
+
+/* The slot of a running processor moves to another master: while its keys
+ * are at the target (IMPORTING) every commit and pipelined read goes there
+ * with ASK (and the script is loaded there on NOSCRIPT); once the slot is
+ * the target's, MOVED.  Every entry is counted once. */
+Test(cluster, processor_through_slot_migration)
+{
+    test_cluster tc;
+    test_cluster_start(&tc, 0);
+    const char *stream = "{mig}s";
+    unsigned slot = stx_key_slot("mig", 3);
+    int from = test_cluster_owner(&tc, slot), to = test_cluster_other_master(&tc, from);
+    redisContext *m = test_cluster_connect(&tc, from);
+    for (int i = 0; i < 90; i++) freeReplyObject(test_cmd(m, "XADD %s * k %d", stream, i % 3));
+    redisFree(m);
+    stx_config *conf = stx_config_new();
+    char err[256];
+    const char *kv[] = {"url", tc.url, "stream", stream, "group", "g", "consumer", "c",
+                        "block_ms", "50", "batch_size", "2", "log_level", "error",
+                        "command_timeout_ms", "1000", NULL};
+    for (int i = 0; kv[i]; i += 2)
+        cr_assert_eq(stx_config_set(conf, kv[i], kv[i + 1], err, sizeof err), STX_OK, "%s", err);
+    stx_config_set_handler(conf, count_handler, NULL);
+    stx_processor *p;
+    cr_assert_eq(stx_processor_new(&p, conf), STX_OK);
+    stx_config_free(conf);
+    long total = 0;
+    poll_until(p, &total, 20);
+
+    test_cluster_migrate_begin(&tc, slot, from, to);
+    while (test_cluster_migrate_keys(&tc, slot, from, to, 100) > 0) {
+    }
+    /* A few polls while the keys are at the target: the read goes there
+     * with ASK; a commit whose keys do not all exist there yet (the
+     * attempts hash, created by the commit) is refused with TRYAGAIN until
+     * the migration ends, which the processor retries. */
+    for (int i = 0; i < 3; i++) {
+        int k = stx_processor_poll(p);
+        if (k > 0) total += k;
+        else if (k < 0)
+            cr_assert_eq(stx_error_class_of(k), STX_CLASS_RETRIABLE, "poll: %s: %s",
+                         stx_strerror(k), stx_processor_errmsg(p));
+    }
+    stx_cluster_stats st;
+    stx_cluster_get_stats(&p->conn, &st);
+    cr_assert_gt(st.ask, 0, "commands went to the importing node with ASK");
+
+    test_cluster_migrate_finish(&tc, slot, from, to);
+    test_cluster_wait_ok(&tc, slot, 10000);
+    poll_until(p, &total, 90);
+    cr_assert_eq(stx_processor_poll(p), 0);
+    stx_cluster_get_stats(&p->conn, &st);
+    cr_assert_gt(st.moved, 0, "the processor followed the slot to its new master");
+    stx_stats ps;
+    stx_processor_stats(p, &ps);
+    cr_assert_eq(ps.committed, 90);
+    stx_processor_free(p);
+    for (int k = 0; k < 3; k++) {
+        char key[4];
+        snprintf(key, sizeof key, "%d", k);
+        cr_assert_eq(state_at(&tc, to, stream, key), 30, "count of k=%d", k);
+    }
+    cr_assert_eq(state_at(&tc, to, stream, "total"), 90);
     test_cluster_stop(&tc);
 }
