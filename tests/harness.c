@@ -754,10 +754,23 @@ void test_cluster_wait_ok(const test_cluster *c, unsigned slot, long timeout_ms)
 
 void test_cluster_start(test_cluster *c, int appendonly)
 {
-    static const char *const extra[] = {
+    test_cluster_start_with(c, appendonly, NULL);
+}
+
+void test_cluster_start_with(test_cluster *c, int appendonly, const char *const *more)
+{
+    static const char *const base[] = {
         "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
         "--cluster-node-timeout", "1500", "--repl-diskless-sync", "yes",
-        "--repl-diskless-sync-delay", "0", NULL};
+        "--repl-diskless-sync-delay", "0"};
+    const char *extra[MAX_EXTRA_ARGS + 1];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) extra[n++] = base[i];
+    for (size_t i = 0; more && more[i]; i++) {
+        cr_assert(n < MAX_EXTRA_ARGS, "test_cluster_start_with: too many arguments");
+        extra[n++] = more[i];
+    }
+    extra[n] = NULL;
     memset(c, 0, sizeof *c);
     char cmd[1024];
     int o = snprintf(cmd, sizeof cmd, "redis-cli --cluster create");

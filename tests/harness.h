@@ -87,6 +87,9 @@ typedef struct test_cluster {
  * on the slot map, and every replica's link is up and synced (asserts,
  * within 30 s). */
 void test_cluster_start(test_cluster *c, int appendonly);
+/* The same with more redis-server arguments (NULL-terminated; the harness
+ * itself connects as the default user, without a password). */
+void test_cluster_start_with(test_cluster *c, int appendonly, const char *const *more);
 /* Kill every node and remove their directories. */
 void test_cluster_stop(test_cluster *c);
 /* hiredis connection to node i (asserts). */

@@ -289,6 +289,44 @@ Test(cluster, ask_and_tryagain_during_migration)
     test_cluster_stop(&tc);
 }
 
+/* Every node's session authenticates: the default user may touch only
+ * keys h:*, the user in the URL everything. */
+Test(cluster, auth_on_every_node)
+{
+    static const char *const acl[] = {"--user", "default", "on", "nopass", "~h:*", "&*", "+@all",
+                                      "--user", "app", "on", ">s3cret", "~*", "&*", "+@all",
+                                      NULL};
+    test_cluster tc;
+    test_cluster_start_with(&tc, 0, acl);
+    char url[600];
+    snprintf(url, sizeof url, "redis://app:s3cret@%s", tc.url + strlen("redis://"));
+    stx_config *conf = stx_config_new();
+    char err[256];
+    cr_assert_eq(stx_config_set(conf, "url", url, err, sizeof err), STX_OK, "%s", err);
+    stx_client *c;
+    cr_assert_eq(stx_client_new(&c, conf), STX_OK, "%s", c ? stx_client_errmsg(c) : "");
+    stx_config_free(conf);
+    /* Keys on every master. */
+    static const char *const keys[] = {"{a}1", "{b}1", "{c}1", "{d}1", "{e}1", "{f}1"};
+    int seen[TEST_CLUSTER_NODES] = {0};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        set_key(c, keys[i], "v");
+        expect_value(c, keys[i], "v");
+        seen[test_cluster_owner(&tc, stx_key_slot(keys[i], strlen(keys[i])))] = 1;
+    }
+    int masters = 0;
+    for (int i = 0; i < TEST_CLUSTER_NODES; i++) masters += seen[i];
+    cr_assert_eq(masters, 3, "the keys reach all three masters");
+    stx_client_free(c);
+
+    /* Without the credentials: refused (NOPERM), not sent elsewhere. */
+    c = cluster_client(&tc, NULL);
+    redisReply *r;
+    cr_assert_eq(client_cmd(c, &r, "SET", "{a}1", "x"), STX_EAUTH, "%s", stx_client_errmsg(c));
+    stx_client_free(c);
+    test_cluster_stop(&tc);
+}
+
 /* Retry a produce through a failover (the client does not retry itself). */
 static int produce_retrying(stx_client *c, const char *stream, const char *idem,
                             stx_produce_result *res)
