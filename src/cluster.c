@@ -691,7 +691,7 @@ static int append_routed(stx_conn *c, int forced_slot, int argc, const char **ar
         return rc;
     }
     int i;
-    if (cl->multi_open && cl->multi_node >= 0 && (slot < 0 || ends)) {
+    if (cl->multi_open && cl->multi_node >= 0) { /* the transaction's node */
         i = cl->multi_node;
     } else {
         int rc = route_open(c, slot, &i);
@@ -811,9 +811,15 @@ static int read_routed(stx_conn *c, redisReply **reply, int raw)
         int i = cl->last >= 0 && (size_t)cl->last < cl->n ? cl->last : 0;
         int rc = node_open(c, i);
         if (rc != STX_OK) return fail_all(c, i, rc);
-        cl->multi_open = 0;
+        /* node_append() sends the held MULTI first; here it is all. */
+        cl->multi_node = -1;
         const char *multi[] = {"MULTI"};
-        if ((rc = node_append(c, i, 1, multi, NULL)) != STX_OK) return rc;
+        cl->multi_open = 0;
+        if ((rc = stx_conn_append(&cl->nodes[i].conn, 1, multi, NULL)) != STX_OK)
+            return fail_all(c, i, rc);
+        cl->multi_open = 1;
+        cl->multi_node = i;
+        cl->last = i;
         for (size_t k = 0; k < cl->q_len; k++)
             if (cl->q[(cl->q_head + k) % cl->q_cap].node < 0)
                 cl->q[(cl->q_head + k) % cl->q_cap].node = i;
@@ -830,9 +836,9 @@ static int read_routed(stx_conn *c, redisReply **reply, int raw)
     for (int redirects = 0;;) {
         char host[256];
         int port = 0;
-        int kind = p->in_multi ? R_NONE
-                               : redirect_of(r, host, sizeof host, &port, &cl->nodes[p->node]);
-        if (kind == R_NONE) break;
+        int kind = redirect_of(r, host, sizeof host, &port, &cl->nodes[p->node]);
+        if (p->in_multi && kind == R_MOVED) cl->stale = 1; /* not followed, but learned */
+        if (p->in_multi || kind == R_NONE) break;
         int target = p->node, asking = 0;
         if (kind == R_MOVED || kind == R_ASK) {
             target = ++redirects > MAX_REDIRECTS ? -1 : node_add(c, host, port);

@@ -224,6 +224,21 @@ Test(cluster, moved_after_migration_and_refresh)
     cr_assert_str_eq(r1->str, key[1]);
     freeReplyObject(r0);
     freeReplyObject(r1);
+    /* MULTI/EXEC (stx_read_range reads XINFO and XRANGE in one) goes to
+     * the node of the keys after it, wherever the last command went. */
+    for (int s = 0; s < 3; s++) {
+        static const char *const streams[] = {"{m}s", "{z}s", "{q}s"};
+        stx_field f = {"v", 1, "1", 1};
+        stx_produce_result res;
+        cr_assert_eq(stx_produce(c, streams[s], &f, 1, NULL, &res), STX_OK, "%s",
+                     stx_client_errmsg(c));
+        set_key(c, "elsewhere", "x"); /* the last command went to another slot */
+        stx_entries *e;
+        cr_assert_eq(stx_read_range(c, streams[s], "0", NULL, 10, &e), STX_OK, "%s",
+                     stx_client_errmsg(c));
+        cr_assert_eq(stx_entries_count(e), 1);
+        stx_entries_free(e);
+    }
     const char *ev[] = {"EVAL", "return 1", "2", "{m}a", "{n}b"};
     redisReply *r;
     cr_assert_eq(stx_client_command(c, "EVAL", &r, 5, ev, NULL), STX_EINVAL);
