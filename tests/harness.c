@@ -757,7 +757,22 @@ void test_cluster_start(test_cluster *c, int appendonly)
     test_cluster_start_with(c, appendonly, NULL);
 }
 
+static void cluster_start(test_cluster *c, int appendonly, const char *const *more,
+                          const char *tls_dir);
+
 void test_cluster_start_with(test_cluster *c, int appendonly, const char *const *more)
+{
+    cluster_start(c, appendonly, more, NULL);
+}
+
+void test_cluster_start_tls(test_cluster *c, const char *dir)
+{
+    static const char *const tls[] = {"--tls-cluster", "yes", "--tls-replication", "yes", NULL};
+    cluster_start(c, 0, tls, dir);
+}
+
+static void cluster_start(test_cluster *c, int appendonly, const char *const *more,
+                          const char *tls_dir)
 {
     static const char *const base[] = {
         "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
@@ -772,14 +787,25 @@ void test_cluster_start_with(test_cluster *c, int appendonly, const char *const 
     }
     extra[n] = NULL;
     memset(c, 0, sizeof *c);
-    char cmd[1024];
-    int o = snprintf(cmd, sizeof cmd, "redis-cli --cluster create");
+    char cmd[2048];
+    int o = tls_dir ? snprintf(cmd, sizeof cmd, "redis-cli --tls --cacert %s/ca.crt --cluster create",
+                               tls_dir)
+                    : snprintf(cmd, sizeof cmd, "redis-cli --cluster create");
     int u = snprintf(c->url, sizeof c->url, "redis://");
+    int t = snprintf(c->tls_url, sizeof c->tls_url, "rediss://");
     for (int i = 0; i < TEST_CLUSTER_NODES; i++) {
-        test_redis_start(&c->node[i], appendonly, extra);
-        o += snprintf(cmd + o, sizeof cmd - (size_t)o, " 127.0.0.1:%d", c->node[i].port);
+        if (tls_dir)
+            test_redis_start_tls(&c->node[i], tls_dir, "server", "no", extra);
+        else
+            test_redis_start(&c->node[i], appendonly, extra);
+        /* With --tls-cluster the bus is at the TLS port + 10000: the cluster
+         * is made on the TLS ports. */
+        o += snprintf(cmd + o, sizeof cmd - (size_t)o, " 127.0.0.1:%d",
+                      tls_dir ? c->node[i].tls_port : c->node[i].port);
         u += snprintf(c->url + u, sizeof c->url - (size_t)u, "%s127.0.0.1:%d", i ? "," : "",
                       c->node[i].port);
+        t += snprintf(c->tls_url + t, sizeof c->tls_url - (size_t)t, "%s127.0.0.1:%d",
+                      i ? "," : "", c->node[i].tls_port);
         redisContext *ctx = test_cluster_connect(c, i);
         redisReply *r = test_cmd(ctx, "CLUSTER MYID");
         cr_assert(r->type == REDIS_REPLY_STRING && r->len == 40, "CLUSTER MYID: bad reply");

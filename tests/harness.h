@@ -79,6 +79,7 @@ typedef struct test_cluster {
     test_redis node[TEST_CLUSTER_NODES];
     char id[TEST_CLUSTER_NODES][41];    /* CLUSTER MYID of each node */
     char url[512];                      /* every node as a seed: "redis://h:p,h:p,..." */
+    char tls_url[512];                  /* test_cluster_start_tls(): "rediss://..." TLS ports */
 } test_cluster;
 
 /* Start the 6 nodes (cluster-enabled, node timeout 1500 ms, diskless sync
@@ -90,6 +91,11 @@ void test_cluster_start(test_cluster *c, int appendonly);
 /* The same with more redis-server arguments (NULL-terminated; the harness
  * itself connects as the default user, without a password). */
 void test_cluster_start_with(test_cluster *c, int appendonly, const char *const *more);
+/* The same over TLS (test_redis_start_tls() with dir/server.crt, client
+ * certificates not asked for; bus and replication over TLS too): clients
+ * use c->tls_url with tls_ca_file dir/ca.crt; the plain ports stay for the
+ * harness. */
+void test_cluster_start_tls(test_cluster *c, const char *dir);
 /* Kill every node and remove their directories. */
 void test_cluster_stop(test_cluster *c);
 /* hiredis connection to node i (asserts). */

@@ -342,6 +342,40 @@ Test(cluster, auth_on_every_node)
     test_cluster_stop(&tc);
 }
 
+/* TLS to every node: the slot map a TLS client gets names the TLS ports,
+ * and each node's session makes its own handshake with the URL's TLS
+ * settings. */
+Test(cluster, tls_on_every_node)
+{
+    char dir[64], ca[128];
+    test_tmpdir(dir, sizeof dir);
+    test_tls_make(dir);
+    snprintf(ca, sizeof ca, "%s/ca.crt", dir);
+    test_cluster tc;
+    test_cluster_start_tls(&tc, dir);
+    stx_config *conf = stx_config_new();
+    char err[256];
+    cr_assert_eq(stx_config_set(conf, "url", tc.tls_url, err, sizeof err), STX_OK, "%s", err);
+    cr_assert_eq(stx_config_set(conf, "tls_ca_file", ca, err, sizeof err), STX_OK, "%s", err);
+    stx_client *c;
+    cr_assert_eq(stx_client_new(&c, conf), STX_OK, "%s", c ? stx_client_errmsg(c) : "");
+    stx_config_free(conf);
+    cr_assert(stx_cluster_on(&c->conn));
+    static const char *const keys[] = {"{a}1", "{b}1", "{c}1", "{d}1", "{e}1", "{f}1"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        set_key(c, keys[i], "v");
+        expect_value(c, keys[i], "v");
+        unsigned slot = stx_key_slot(keys[i], strlen(keys[i]));
+        char where[64], want[64];
+        cr_assert_eq(stx_cluster_slot_where(&c->conn, slot, where, sizeof where), STX_OK);
+        snprintf(want, sizeof want, "127.0.0.1:%d", tc.node[test_cluster_owner(&tc, slot)].tls_port);
+        cr_assert_str_eq(where, want);
+    }
+    stx_client_free(c);
+    test_cluster_stop(&tc);
+    test_rmrf(dir);
+}
+
 /* Retry a produce through a failover (the client does not retry itself). */
 static int produce_retrying(stx_client *c, const char *stream, const char *idem,
                             stx_produce_result *res)
