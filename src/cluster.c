@@ -64,6 +64,7 @@
 #include <time.h>
 
 #include "keys.h"
+#include "reply.h"
 #include "streamtx.h"
 
 #define MAX_REDIRECTS 5
@@ -360,7 +361,7 @@ static int slots_from(stx_conn *c, int i)
     if (rc != STX_OK) return rc;
     cl_node asked = cl->nodes[i]; /* nodes may move when the reply adds some */
     rc = apply_slots(c, r, &asked);
-    freeReplyObject(r);
+    stx_reply_release(r);
     if (rc != STX_OK)
         snprintf(cl->nodes[i].conn.err, sizeof cl->nodes[i].conn.err,
                  "%s:%d: malformed CLUSTER SLOTS reply", asked.host, asked.port);
@@ -419,7 +420,7 @@ void stx_cluster_close(stx_conn *c)
     for (size_t i = 0; i < cl->n; i++) stx_conn_close(&cl->nodes[i].conn);
     for (size_t k = 0; k < cl->q_len; k++) {
         cl_pending *p = &cl->q[(cl->q_head + k) % cl->q_cap];
-        if (p->ahead) freeReplyObject(p->ahead);
+        if (p->ahead) stx_reply_release(p->ahead);
         free(p->argv);
     }
     free(cl->q);
@@ -448,7 +449,7 @@ static int detect(stx_conn *c)
     int rc = stx_conn_command(c, &r, 2, argv, NULL);
     if (rc == STX_ECONN || rc == STX_ETIMEOUT || rc == STX_ENOMEM || rc == STX_ETLS) return rc;
     int on = rc == STX_OK && r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_state:");
-    if (r) freeReplyObject(r);
+    if (r) stx_reply_release(r);
     c->err[0] = '\0';
     return on;
 }
@@ -781,7 +782,7 @@ static int resend(stx_conn *c, cl_pending *p, int i, int asking, redisReply **r)
     if (asking) {
         redisReply *ok;
         if ((rc = stx_conn_read_raw(nc, &ok)) != STX_OK) return fail_all(c, i, rc);
-        freeReplyObject(ok);
+        stx_reply_release(ok);
     }
     if ((rc = stx_conn_read_raw(nc, r)) != STX_OK) return fail_all(c, i, rc);
     p->node = i;
@@ -846,7 +847,7 @@ static int read_routed(stx_conn *c, redisReply **reply, int raw)
                 /* MOVED and ASK mean the command did not run: retriable. */
                 snprintf(c->err, sizeof c->err, "Redis Cluster: too many redirections (last: %.600s)",
                          r->str);
-                freeReplyObject(r);
+                stx_reply_release(r);
                 q_pop(cl);
                 return STX_EREDIS_REFUSED;
             }
@@ -868,7 +869,7 @@ static int read_routed(stx_conn *c, redisReply **reply, int raw)
                 snprintf(c->err, sizeof c->err,
                          "Redis Cluster still answers %.600s after %ld ms of retries", r->str,
                          cl->timeout_ms);
-                freeReplyObject(r);
+                stx_reply_release(r);
                 q_pop(cl);
                 return STX_EREDIS_REFUSED;
             }
@@ -885,7 +886,7 @@ static int read_routed(stx_conn *c, redisReply **reply, int raw)
                 target = cl->owner[slot];
             }
         }
-        freeReplyObject(r);
+        stx_reply_release(r);
         r = NULL;
         int rc = resend(c, p, target, asking, &r);
         if (rc != STX_OK) return rc;
@@ -894,7 +895,7 @@ static int read_routed(stx_conn *c, redisReply **reply, int raw)
     if (!raw) {
         int rc = stx_conn_check_reply(c, r);
         if (rc != STX_OK) {
-            freeReplyObject(r);
+            stx_reply_release(r);
             return rc;
         }
     }

@@ -14,6 +14,7 @@
 #include <inttypes.h>
 
 #include "processor.h"
+#include "reply.h"
 
 void stx_commit_wait(stx_processor *p)
 {
@@ -28,7 +29,7 @@ void stx_commit_wait(stx_processor *p)
     int rc = stx_conn_command(&p->conn, &r, 3, argv, NULL);
     stx_conn_set_timeout(&p->conn, p->conf.command_timeout_ms);
     long long acked = rc == STX_OK && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-    if (r) freeReplyObject(r);
+    if (r) stx_reply_release(r);
     if (acked >= p->conf.commit_wait_replicas) return;
     p->stats.commits_unreplicated++;
     uint64_t now = stx_monotonic_us();

@@ -16,6 +16,7 @@
 #include "harness.h"
 #include "keys.h"
 #include "processor.h"
+#include "reply.h"
 #include "streamtx.h"
 #include "url.h"
 #include "workload.h"
@@ -53,7 +54,7 @@ static void set_key(stx_client *c, const char *key, const char *value)
     redisReply *r;
     int rc = client_cmd(c, &r, "SET", key, value);
     cr_assert_eq(rc, STX_OK, "SET %s: %s", key, stx_client_errmsg(c));
-    freeReplyObject(r);
+    stx_reply_release(r);
 }
 
 static void expect_value(stx_client *c, const char *key, const char *value)
@@ -63,7 +64,7 @@ static void expect_value(stx_client *c, const char *key, const char *value)
     cr_assert_eq(rc, STX_OK, "GET %s: %s", key, stx_client_errmsg(c));
     cr_assert_eq(r->type, REDIS_REPLY_STRING, "GET %s: type %d", key, r->type);
     cr_assert_str_eq(r->str, value, "GET %s", key);
-    freeReplyObject(r);
+    stx_reply_release(r);
 }
 
 /* ---- slots and seeds, no cluster needed ------------------------------- */
@@ -222,8 +223,8 @@ Test(cluster, moved_after_migration_and_refresh)
     cr_assert_eq(stx_conn_read(&c->conn, &r1), STX_OK);
     cr_assert_str_eq(r0->str, key[0]);
     cr_assert_str_eq(r1->str, key[1]);
-    freeReplyObject(r0);
-    freeReplyObject(r1);
+    stx_reply_release(r0);
+    stx_reply_release(r1);
     /* MULTI/EXEC (stx_read_range reads XINFO and XRANGE in one) goes to
      * the node of the keys after it, wherever the last command went. */
     for (int s = 0; s < 3; s++) {
@@ -298,7 +299,7 @@ Test(cluster, ask_and_tryagain_during_migration)
     cr_assert_eq(rc, STX_OK, "%s", stx_client_errmsg(c));
     cr_assert_eq(r->elements, 10);
     for (int i = 0; i < 10; i++) cr_assert_str_eq(r->element[i]->str, key[i]);
-    freeReplyObject(r);
+    stx_reply_release(r);
     expect_value(c, "{a}new", "n");
     stx_client_free(c);
     test_cluster_stop(&tc);
@@ -407,7 +408,7 @@ Test(cluster, noscript_reload_after_failover)
     redisReply *w;
     cr_assert_eq(client_cmd(c, &w, "WAIT", "1", "5000"), STX_OK, "%s", stx_client_errmsg(c));
     cr_assert_eq(w->integer, 1);
-    freeReplyObject(w);
+    stx_reply_release(w);
     unsigned long reloads = c->scripts.reloads;
 
     int now = test_cluster_kill_master(&tc, slot);
