@@ -461,6 +461,9 @@ typedef struct stx_stats {
     uint64_t slow_handlers;  /**< handler calls longer than handler_warn_ms */
     /** Commit latency (EVALSHA sent to reply read), in microseconds. */
     uint64_t commit_us_p50, commit_us_p99, commit_us_max;
+    /** Commits that fewer than commit_wait_replicas replicas acknowledged
+     * within commit_wait_timeout_ms (WAIT after each commit; 0 when off). */
+    uint64_t commits_unreplicated;
 } stx_stats;
 
 /** Copy the counters into *out (all zero for a NULL p; no-op for a NULL out). */

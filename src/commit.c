@@ -248,6 +248,7 @@ int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int pref
         stx_cache_discard(p);
         p->stats.commits++;
         p->stats.committed += n;
+        stx_commit_wait(p);
         if (dropped)
             stx_log(p, STX_LOG_INFO, "%" PRIu64 " publishes of replayed entries not sent again "
                     "(the group is rebuilding state below its earlier offset)", dropped);

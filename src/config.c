@@ -12,7 +12,8 @@
 enum kind {
     K_STRING, K_INT, K_URL, K_HOST, K_PORT, K_DB, K_USER, K_PASSWORD, K_ENUM,
     K_TLS_FLAG,         /* int field of url (tls, tls_opts.verify): 0 or 1 */
-    K_TLS_PATH          /* char[] field of url.tls_opts */
+    K_TLS_PATH,         /* char[] field of url.tls_opts */
+    K_NODES             /* url.nodes: cluster seeds, "host:port,..." */
 };
 
 struct key_def {
@@ -26,6 +27,8 @@ struct key_def {
 static const char *const sync_choices[] = {"data", "full", "none", NULL};
 static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
 static const char *const backoff_choices[] = {"exponential", "linear", "constant", NULL};
+/* In the order of STX_CLUSTER_AUTO, _ON, _OFF (url.h). */
+static const char *const cluster_choices[] = {"auto", "on", "off", NULL};
 
 #define STR(field) K_STRING, offsetof(struct stx_config, field), 0, 0, NULL
 #define INT(field, lo, hi) K_INT, offsetof(struct stx_config, field), lo, hi, NULL
@@ -45,6 +48,9 @@ static const struct key_def keys[] = {
     {"tls_cert_file", K_TLS_PATH, offsetof(stx_url, tls_opts.cert_file), 0, 0, NULL},
     {"tls_key_file", K_TLS_PATH, offsetof(stx_url, tls_opts.key_file), 0, 0, NULL},
     {"tls_server_name", K_TLS_PATH, offsetof(stx_url, tls_opts.server_name), 0, 0, NULL},
+    /* Redis Cluster (cluster.c); kept when url is set again. */
+    {"cluster", K_ENUM, offsetof(struct stx_config, url.cluster), 0, 0, cluster_choices},
+    {"cluster_nodes", K_NODES, 0, 0, 0, NULL},
     {"stream", STR(stream)},
     {"group", STR(group)},
     {"consumer", STR(consumer)},
@@ -73,6 +79,8 @@ static const struct key_def keys[] = {
     {"handler_warn_ms", INT(handler_warn_ms, 1, 86400000)},
     {"stats_interval_ms", INT(stats_interval_ms, 0, 3600000)},
     {"client_name", STR(client_name)},
+    {"commit_wait_replicas", INT(commit_wait_replicas, 0, 100)},
+    {"commit_wait_timeout_ms", INT(commit_wait_timeout_ms, 1, 3600000)},
     {"state_schema_version", INT(state_schema_version, 0, 4294967295L)},
 };
 
@@ -98,6 +106,7 @@ static void set_defaults(struct stx_config *c)
     c->retry_max_ms = 30000;
     c->handler_warn_ms = 10000;
     c->stats_interval_ms = 5000;
+    c->commit_wait_timeout_ms = 1000;
 }
 
 stx_config *stx_config_new(void)
@@ -212,6 +221,8 @@ int stx_config_set(stx_config *c, const char *key, const char *value, char *errb
             return STX_EINVAL;
         }
         u.tls_opts = c->url.tls_opts; /* the tls_* keys are not part of a URL */
+        u.cluster = c->url.cluster;   /* nor are cluster and cluster_nodes */
+        memcpy(u.nodes, c->url.nodes, sizeof u.nodes);
         c->url = u;
         return STX_OK;
     }
@@ -221,6 +232,18 @@ int stx_config_set(stx_config *c, const char *key, const char *value, char *errb
         strcpy(c->url.host, value);
         c->url.path[0] = '\0'; /* a host means TCP */
         if (!c->url.port) c->url.port = 6379;
+        return STX_OK;
+    case K_NODES:
+        if (!*value) {
+            c->url.nodes[0] = '\0';
+            return STX_OK;
+        }
+        if (stx_url_parse_nodes(value, strlen(value), c->url.nodes, sizeof c->url.nodes, err,
+                                sizeof err) != STX_OK) {
+            c->url.nodes[0] = '\0';
+            if (errbuf && errlen) snprintf(errbuf, errlen, "cluster_nodes: %s", err);
+            return STX_EINVAL;
+        }
         return STX_OK;
     case K_TLS_FLAG:
         if (strcmp(value, "0") != 0 && strcmp(value, "1") != 0) {
@@ -314,10 +337,12 @@ int stx_config_get(const stx_config *c, const char *key, char *buf, size_t bufle
             snprintf(buf, buflen, "unix://%s%s%s?db=%d", c->url.user, auth, c->url.path,
                      c->url.db);
         else
-            snprintf(buf, buflen, "%s://%s%s%s:%d/%d", c->url.tls ? "rediss" : "redis",
-                     c->url.user, auth, c->url.host, c->url.port, c->url.db);
+            snprintf(buf, buflen, "%s://%s%s%s:%d%s%s/%d", c->url.tls ? "rediss" : "redis",
+                     c->url.user, auth, c->url.host, c->url.port, c->url.seeds[0] ? "," : "",
+                     c->url.seeds, c->url.db);
         break;
     }
+    case K_NODES: snprintf(buf, buflen, "%s", c->url.nodes); break;
     case K_TLS_FLAG:
         snprintf(buf, buflen, "%d", *(const int *)(const void *)((const char *)&c->url + d->offset));
         break;

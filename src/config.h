@@ -33,6 +33,8 @@ struct stx_config {
     long retry_max_ms;
     long handler_warn_ms;       /* a handler call longer than this is reported */
     long stats_interval_ms;     /* heartbeat period (heartbeat.c); 0: none */
+    long commit_wait_replicas;  /* replwait.c: WAIT for this many after each commit; 0: off */
+    long commit_wait_timeout_ms;
     char *client_name;          /* CLIENT SETNAME of the connection; NULL: "stx:CONSUMER" */
     stx_handler_fn handler;
     void *handler_data;

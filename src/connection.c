@@ -54,6 +54,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "cluster.h"
 #include "streamtx.h"
 
 /* ------------------------------------------------------------------ */
@@ -296,6 +297,10 @@ void stx_conn_init(stx_conn *c, const stx_url *url, long connect_timeout_ms,
 
 void stx_conn_close(stx_conn *c)
 {
+    if (c->cluster) {
+        stx_cluster_close(c);
+        return;
+    }
     session_free(c->ctx);
     c->ctx = NULL;
 }
@@ -698,7 +703,7 @@ int stx_conn_reply_code(const char *text)
     return k ? k->code : STX_EREDIS;
 }
 
-static int check_reply(stx_conn *c, redisReply *r)
+static int check_reply(stx_conn *c, const redisReply *r)
 {
     if (r->type != REDIS_REPLY_ERROR) return STX_OK;
     const char *text = r->str ? r->str : "error reply";
@@ -781,6 +786,7 @@ static size_t decimal_len(size_t v)
  * copy the whole command once more. */
 int stx_conn_append(stx_conn *c, int argc, const char **argv, const size_t *lens)
 {
+    if (c->cluster) return stx_cluster_append(c, argc, argv, lens);
     if (!c->ctx) {
         snprintf(c->err, sizeof c->err, "not connected");
         return STX_ECONN;
@@ -872,13 +878,25 @@ static int read_reply(stx_conn *c, redisReply **reply, int errors_are_replies)
 
 int stx_conn_read(stx_conn *c, redisReply **reply)
 {
+    if (c->cluster) return stx_cluster_read(c, reply);
     return read_reply(c, reply, 0);
+}
+
+int stx_conn_read_raw(stx_conn *c, redisReply **reply)
+{
+    return read_reply(c, reply, 1);
+}
+
+int stx_conn_check_reply(stx_conn *c, const redisReply *reply)
+{
+    return check_reply(c, reply);
 }
 
 int stx_conn_command(stx_conn *c, redisReply **reply, int argc, const char **argv,
                      const size_t *lens)
 {
     *reply = NULL;
+    if (c->cluster) return stx_cluster_command(c, reply, argc, argv, lens, 0);
     int rc = stx_conn_append(c, argc, argv, lens);
     return rc == STX_OK ? read_reply(c, reply, 0) : rc;
 }
@@ -887,12 +905,17 @@ int stx_conn_command_raw(stx_conn *c, redisReply **reply, int argc, const char *
                          const size_t *lens)
 {
     *reply = NULL;
+    if (c->cluster) return stx_cluster_command(c, reply, argc, argv, lens, 1);
     int rc = stx_conn_append(c, argc, argv, lens);
     return rc == STX_OK ? read_reply(c, reply, 1) : rc;
 }
 
 void stx_conn_set_timeout(stx_conn *c, long timeout_ms)
 {
+    if (c->cluster) {
+        stx_cluster_set_timeout(c, timeout_ms);
+        return;
+    }
     if (c->ctx) c->ctx->timeout_ms = timeout_ms;
 }
 
@@ -926,6 +949,12 @@ static int setup_failed(stx_conn *c, int rc, int refused_code, const char *prefi
 }
 
 int stx_conn_open(stx_conn *c)
+{
+    if (c->url.cluster != STX_CLUSTER_OFF) return stx_cluster_open(c);
+    return stx_conn_open_node(c);
+}
+
+int stx_conn_open_node(stx_conn *c)
 {
     stx_conn_close(c);
     stx_session *s = calloc(1, sizeof *s);

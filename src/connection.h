@@ -13,6 +13,8 @@
 
 /* The open stream (socket, TLS state, reply parser): connection.c. */
 typedef struct stx_session stx_session;
+/* Routing over the nodes of a Redis Cluster: cluster.c. */
+typedef struct stx_cluster stx_cluster;
 
 /* Default bound of one reply (stx_conn.max_reply_bytes). */
 #define STX_CONN_MAX_REPLY_BYTES (1024UL * 1024 * 1024)
@@ -30,6 +32,11 @@ typedef struct stx_conn {
     const char *name;           /* CLIENT SETNAME after connecting, or NULL;
                                    sent as stx_conn_client_name() makes it */
     char err[1024];             /* message of the last failure */
+    /* Set while connected to a Redis Cluster: the calls below are routed
+     * by cluster.c and ctx only says "connected" (it is one node's session,
+     * owned by the cluster).  NULL on a single Redis. */
+    stx_cluster *cluster;
+    char cluster_known[1024];   /* nodes learned, tried again at the next open */
 } stx_conn;
 
 /* Set up c (not connected).  url is copied. */
@@ -40,6 +47,8 @@ void stx_conn_init(stx_conn *c, const stx_url *url, long connect_timeout_ms,
  * while connecting), STX_ETLS (TLS settings, certificate check or
  * handshake refused), STX_EAUTH, STX_ETIMEOUT, STX_ENOMEM; c->err says why. */
 int stx_conn_open(stx_conn *c);
+/* stx_conn_open() to exactly c->url, never routed (cluster.c's sessions). */
+int stx_conn_open_node(stx_conn *c);
 /* Close the connection (no-op when closed); c can be opened again. */
 void stx_conn_close(stx_conn *c);
 
@@ -59,6 +68,11 @@ int stx_conn_command_raw(stx_conn *c, redisReply **reply, int argc, const char *
  * replies in order (the first read sends everything appended). */
 int stx_conn_append(stx_conn *c, int argc, const char **argv, const size_t *lens);
 int stx_conn_read(stx_conn *c, redisReply **reply);
+/* As stx_conn_read(), an error reply being a reply (STX_OK). */
+int stx_conn_read_raw(stx_conn *c, redisReply **reply);
+/* The code of reply (STX_OK unless an error reply), its text in c->err
+ * as stx_conn_read() would have set it; reply is not freed. */
+int stx_conn_check_reply(stx_conn *c, const redisReply *reply);
 
 /* Code of an error reply's text: NOSCRIPT → STX_ENOTFOUND, NOGROUP →
  * STX_ENOGROUP, WRONGTYPE → STX_EWRONGTYPE, OOM/MISCONF/READONLY/NOREPLICAS/

@@ -158,9 +158,17 @@ struct stx_processor {
     /* Commit latencies in log-spaced buckets: bucket b covers
      * [2^(b/4), 2^((b+1)/4)) microseconds, so percentiles are within 19%. */
     uint64_t latency[STX_LATENCY_BUCKETS];
+    /* commit_wait_replicas (replwait.c): when it last logged, and the
+     * count of unacknowledged commits then. */
+    uint64_t wait_logged_us, wait_logged_count;
     char errmsg[1024];
     char logbuf[1200];
 };
+
+/* After a commit that landed: WAIT for conf.commit_wait_replicas replicas
+ * (when set), counting and logging the commits they did not acknowledge in
+ * time.  The commit stands either way. */
+void stx_commit_wait(stx_processor *p);
 
 /* Returned inside the library when the poll loop must go round again
  * (read again, or recover first). */

@@ -120,6 +120,83 @@ static int parse_unix(const char *p, stx_url *out, char *err, size_t errlen)
     return STX_OK;
 }
 
+/* host[:port] or [v6]:port in [p, end) into host and *port (left as it
+ * is when absent).  0 or -1 (message in err). */
+static int parse_hostport(const char *p, const char *end, char *out_host, size_t cap,
+                          int *out_port, char *err, size_t errlen)
+{
+    const char *host = p, *port = NULL;
+    size_t host_len;
+    if (*p == '[') {
+        const char *rb = memchr(p, ']', (size_t)(end - p));
+        if (!rb) {
+            snprintf(err, errlen, "URL has an unterminated [IPv6] host");
+            return -1;
+        }
+        host = p + 1;
+        host_len = (size_t)(rb - host);
+        if (rb + 1 < end) {
+            if (rb[1] != ':') {
+                snprintf(err, errlen, "URL has junk after the [IPv6] host");
+                return -1;
+            }
+            port = rb + 2;
+        }
+    } else {
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        host_len = (size_t)((colon ? colon : end) - p);
+        if (colon) port = colon + 1;
+    }
+    if (host_len == 0 || host_len >= cap) {
+        snprintf(err, errlen, "URL has an empty or too long host");
+        return -1;
+    }
+    for (size_t i = 0; i < host_len; i++) {
+        unsigned char c = (unsigned char)host[i];
+        if (!(isalnum(c) || c == '.' || c == '-' || c == '_' || c == ':')) {
+            snprintf(err, errlen, "URL host has an invalid character");
+            return -1;
+        }
+    }
+    memcpy(out_host, host, host_len);
+    out_host[host_len] = '\0';
+    long v;
+    if (port) {
+        if (parse_uint(port, (size_t)(end - port), 65535, &v) != 0 || v == 0) {
+            snprintf(err, errlen, "URL port must be a number from 1 to 65535");
+            return -1;
+        }
+        *out_port = (int)v;
+    }
+    return 0;
+}
+
+int stx_url_parse_nodes(const char *list, size_t len, char *out, size_t cap, char *err,
+                        size_t errlen)
+{
+    size_t o = 0;
+    const char *end = list + len;
+    if (cap) out[0] = '\0';
+    for (const char *p = list; p <= end;) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *item_end = comma ? comma : end;
+        char host[256];
+        int port = 6379;
+        if (parse_hostport(p, item_end, host, sizeof host, &port, err, errlen) != 0)
+            return STX_EINVAL;
+        int n = snprintf(out + o, cap - o, strchr(host, ':') ? "%s[%s]:%d" : "%s%s:%d",
+                         o ? "," : "", host, port);
+        if (n < 0 || (size_t)n >= cap - o) {
+            snprintf(err, errlen, "too many cluster nodes (at most %zu bytes)", cap - 1);
+            return STX_EINVAL;
+        }
+        o += (size_t)n;
+        if (!comma) break;
+        p = comma + 1;
+    }
+    return STX_OK;
+}
+
 int stx_url_parse(const char *url, stx_url *out, char *err, size_t errlen)
 {
     static const struct {
@@ -145,49 +222,16 @@ int stx_url_parse(const char *url, stx_url *out, char *err, size_t errlen)
     const char *slash = memchr(p, '/', (size_t)(end - p));
     if (parse_auth(&p, slash ? slash : end, out, err, errlen) != 0) return STX_EINVAL;
     const char *host_end = slash ? slash : end;
-    const char *host = p, *port = NULL;
-    size_t host_len;
-    if (*p == '[') {
-        const char *rb = memchr(p, ']', (size_t)(host_end - p));
-        if (!rb) {
-            snprintf(err, errlen, "URL has an unterminated [IPv6] host");
-            return STX_EINVAL;
-        }
-        host = p + 1;
-        host_len = (size_t)(rb - host);
-        if (rb + 1 < host_end) {
-            if (rb[1] != ':') {
-                snprintf(err, errlen, "URL has junk after the [IPv6] host");
-                return STX_EINVAL;
-            }
-            port = rb + 2;
-        }
-    } else {
-        const char *colon = memchr(p, ':', (size_t)(host_end - p));
-        host_len = (size_t)((colon ? colon : host_end) - p);
-        if (colon) port = colon + 1;
-    }
-    if (host_len == 0 || host_len >= sizeof out->host) {
-        snprintf(err, errlen, "URL has an empty or too long host");
+    /* redis://h1:7000,h2:7001: the first node is the URL's address, the
+     * others are further cluster seeds. */
+    const char *comma = memchr(p, ',', (size_t)(host_end - p));
+    if (comma && stx_url_parse_nodes(comma + 1, (size_t)(host_end - comma - 1), out->seeds,
+                                     sizeof out->seeds, err, errlen) != STX_OK)
         return STX_EINVAL;
-    }
-    for (size_t i = 0; i < host_len; i++) {
-        unsigned char c = (unsigned char)host[i];
-        if (!(isalnum(c) || c == '.' || c == '-' || c == '_' || c == ':')) {
-            snprintf(err, errlen, "URL host has an invalid character");
-            return STX_EINVAL;
-        }
-    }
-    memcpy(out->host, host, host_len);
-    out->host[host_len] = '\0';
+    if (parse_hostport(p, comma ? comma : host_end, out->host, sizeof out->host, &out->port,
+                       err, errlen) != 0)
+        return STX_EINVAL;
     long v;
-    if (port) {
-        if (parse_uint(port, (size_t)(host_end - port), 65535, &v) != 0 || v == 0) {
-            snprintf(err, errlen, "URL port must be a number from 1 to 65535");
-            return STX_EINVAL;
-        }
-        out->port = (int)v;
-    }
     if (slash && slash + 1 < end) {
         if (parse_uint(slash + 1, (size_t)(end - slash - 1), 1000000, &v) != 0) {
             snprintf(err, errlen, "URL database must be a number");

@@ -25,17 +25,31 @@ typedef struct stx_url {
     char path[108];             /* Unix socket path (sun_path size); "" for TCP */
     int tls;                    /* 1: TLS (rediss://, or the tls key) */
     stx_tls_opts tls_opts;
+    /* Redis Cluster: further seed nodes, "host:port[,host:port...]", from
+     * the URL (redis://h1:7000,h2:7001) and from the cluster_nodes key. */
+    char seeds[1024];
+    char nodes[1024];
+    int cluster;                /* STX_CLUSTER_AUTO (default), _ON or _OFF */
 } stx_url;
+
+/* url.cluster: AUTO detects a cluster with one CLUSTER INFO at connect. */
+enum { STX_CLUSTER_AUTO = 0, STX_CLUSTER_ON = 1, STX_CLUSTER_OFF = 2 };
 
 /* Parse url into *out (defaults: port 6379, db 0, no user or password, TLS
  * off except for rediss://, tls_opts.verify 1).  Accepted forms:
- *   redis://[[user]:password@]host[:port][/db]
+ *   redis://[[user]:password@]host[:port][,host[:port]...][/db]
  *   rediss://... (the same, with TLS)
  *   unix://[[user]:password@]/path/to/redis.sock[?db=N]
  *   redis+unix://... (the same as unix://)
  * Percent-escapes in user and password are decoded; an IPv6 host is written
  * in brackets.  STX_OK or STX_EINVAL with the reason in err. */
 int stx_url_parse(const char *url, stx_url *out, char *err, size_t errlen);
+
+/* Check a list "host[:port][,host[:port]...]" (cluster seeds) and copy it
+ * into out (cap bytes), ports made explicit (6379 when absent).  STX_OK or
+ * STX_EINVAL with the reason in err. */
+int stx_url_parse_nodes(const char *list, size_t len, char *out, size_t cap, char *err,
+                        size_t errlen);
 
 /* "host:port" or "unix:PATH" for messages. */
 void stx_url_where(const stx_url *u, char *buf, size_t cap);

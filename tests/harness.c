@@ -610,3 +610,334 @@ void test_script_sha(redisContext *c, int which, char out[41])
     memcpy(out, r->str, 41);
     freeReplyObject(r);
 }
+
+/* ------------------------------------------------------------------ */
+/* Redis Cluster                                                        */
+
+redisContext *test_cluster_connect(const test_cluster *c, int i)
+{
+    return test_redis_connect(&c->node[i]);
+}
+
+/* A connection to node i, or NULL when it does not answer. */
+static redisContext *try_connect(const test_cluster *c, int i)
+{
+    if (c->node[i].pid <= 0)
+        return NULL;
+    struct timeval tv = { 2, 0 };
+    redisContext *ctx = redisConnectWithTimeout("127.0.0.1", c->node[i].port, tv);
+    if (ctx != NULL && ctx->err) {
+        redisFree(ctx);
+        ctx = NULL;
+    }
+    if (ctx != NULL)
+        redisSetTimeout(ctx, tv);
+    return ctx;
+}
+
+static int index_of_port(const test_cluster *c, long long port)
+{
+    for (int i = 0; i < TEST_CLUSTER_NODES; i++)
+        if (c->node[i].port == port)
+            return i;
+    return -1;
+}
+
+/* Owner index of every slot as node i sees it (-1 unknown); 0 or -1 when
+ * the node does not answer. */
+static int slot_owners(const test_cluster *c, int i, int *owner)
+{
+    for (int s = 0; s < 16384; s++)
+        owner[s] = -1;
+    redisContext *ctx = try_connect(c, i);
+    if (ctx == NULL)
+        return -1;
+    redisReply *r = redisCommand(ctx, "CLUSTER SLOTS");
+    int ok = r != NULL && r->type == REDIS_REPLY_ARRAY;
+    for (size_t k = 0; ok && k < r->elements; k++) {
+        redisReply *e = r->element[k];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+            e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2)
+            continue;
+        int m = index_of_port(c, e->element[2]->element[1]->integer);
+        for (long long s = e->element[0]->integer; s <= e->element[1]->integer && s < 16384; s++)
+            owner[s] = m;
+    }
+    if (r != NULL)
+        freeReplyObject(r);
+    redisFree(ctx);
+    return ok ? 0 : -1;
+}
+
+int test_cluster_master_of(const test_cluster *c, int ask, unsigned slot)
+{
+    static int owner[16384];
+    if (slot_owners(c, ask, owner) != 0)
+        return -1;
+    return owner[slot % 16384];
+}
+
+static int info_has(redisContext *ctx, const char *cmd, const char *needle)
+{
+    redisReply *r = redisCommand(ctx, cmd);
+    int has = r != NULL && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) &&
+              strstr(r->str, needle) != NULL;
+    if (r != NULL)
+        freeReplyObject(r);
+    return has;
+}
+
+/* Whether the live nodes are settled: state ok, all nodes known, one slot
+ * map (every slot, or only `slot` when >= 0, on a live master), replicas
+ * synced.  why gets the first thing that is not. */
+static int cluster_settled(const test_cluster *c, int slot, char *why, size_t cap)
+{
+    static int first[16384], other[16384];
+    int have_first = 0;
+    for (int i = 0; i < TEST_CLUSTER_NODES; i++) {
+        if (c->node[i].pid <= 0)
+            continue;
+        redisContext *ctx = try_connect(c, i);
+        if (ctx == NULL) {
+            snprintf(why, cap, "node %d does not answer", i);
+            return 0;
+        }
+        int ok = info_has(ctx, "CLUSTER INFO", "cluster_state:ok");
+        if (ok && slot < 0)
+            ok = info_has(ctx, "CLUSTER INFO", "cluster_known_nodes:6");
+        if (!ok)
+            snprintf(why, cap, "node %d: cluster_state not ok (or not all nodes known)", i);
+        if (ok && info_has(ctx, "INFO replication", "role:slave")) {
+            ok = info_has(ctx, "INFO replication", "master_link_status:up") &&
+                 info_has(ctx, "INFO replication", "master_sync_in_progress:0");
+            if (!ok)
+                snprintf(why, cap, "replica %d not in sync", i);
+        }
+        redisFree(ctx);
+        if (!ok)
+            return 0;
+        int *owner = have_first ? other : first;
+        if (slot_owners(c, i, owner) != 0) {
+            snprintf(why, cap, "node %d: CLUSTER SLOTS failed", i);
+            return 0;
+        }
+        for (int s = slot < 0 ? 0 : slot; s < (slot < 0 ? 16384 : slot + 1); s++) {
+            if (owner[s] < 0 || c->node[owner[s]].pid <= 0) {
+                snprintf(why, cap, "node %d: slot %d has no live master", i, s);
+                return 0;
+            }
+            if (have_first && owner[s] != first[s]) {
+                snprintf(why, cap, "nodes disagree on slot %d", s);
+                return 0;
+            }
+        }
+        have_first = 1;
+    }
+    return 1;
+}
+
+static void wait_settled(const test_cluster *c, int slot, long timeout_ms)
+{
+    char why[200] = "";
+    int64_t deadline = test_now_ms() + timeout_ms;
+    while (!cluster_settled(c, slot, why, sizeof why)) {
+        cr_assert(test_now_ms() < deadline, "cluster not ready after %ld ms: %s", timeout_ms,
+                  why);
+        sleep_ms(50);
+    }
+}
+
+void test_cluster_wait_ok(const test_cluster *c, unsigned slot, long timeout_ms)
+{
+    wait_settled(c, (int)(slot % 16384), timeout_ms);
+}
+
+void test_cluster_start(test_cluster *c, int appendonly)
+{
+    test_cluster_start_with(c, appendonly, NULL);
+}
+
+static void cluster_start(test_cluster *c, int appendonly, const char *const *more,
+                          const char *tls_dir);
+
+void test_cluster_start_with(test_cluster *c, int appendonly, const char *const *more)
+{
+    cluster_start(c, appendonly, more, NULL);
+}
+
+void test_cluster_start_tls(test_cluster *c, const char *dir)
+{
+    static const char *const tls[] = {"--tls-cluster", "yes", "--tls-replication", "yes", NULL};
+    cluster_start(c, 0, tls, dir);
+}
+
+static void cluster_start(test_cluster *c, int appendonly, const char *const *more,
+                          const char *tls_dir)
+{
+    static const char *const base[] = {
+        "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+        "--cluster-node-timeout", "1500", "--repl-diskless-sync", "yes",
+        "--repl-diskless-sync-delay", "0"};
+    const char *extra[MAX_EXTRA_ARGS + 1];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) extra[n++] = base[i];
+    for (size_t i = 0; more && more[i]; i++) {
+        cr_assert(n < MAX_EXTRA_ARGS, "test_cluster_start_with: too many arguments");
+        extra[n++] = more[i];
+    }
+    extra[n] = NULL;
+    memset(c, 0, sizeof *c);
+    char cmd[2048];
+    int o = tls_dir ? snprintf(cmd, sizeof cmd, "redis-cli --tls --cacert %s/ca.crt --cluster create",
+                               tls_dir)
+                    : snprintf(cmd, sizeof cmd, "redis-cli --cluster create");
+    int u = snprintf(c->url, sizeof c->url, "redis://");
+    int t = snprintf(c->tls_url, sizeof c->tls_url, "rediss://");
+    for (int i = 0; i < TEST_CLUSTER_NODES; i++) {
+        if (tls_dir)
+            test_redis_start_tls(&c->node[i], tls_dir, "server", "no", extra);
+        else
+            test_redis_start(&c->node[i], appendonly, extra);
+        /* With --tls-cluster the bus is at the TLS port + 10000: the cluster
+         * is made on the TLS ports. */
+        o += snprintf(cmd + o, sizeof cmd - (size_t)o, " 127.0.0.1:%d",
+                      tls_dir ? c->node[i].tls_port : c->node[i].port);
+        u += snprintf(c->url + u, sizeof c->url - (size_t)u, "%s127.0.0.1:%d", i ? "," : "",
+                      c->node[i].port);
+        t += snprintf(c->tls_url + t, sizeof c->tls_url - (size_t)t, "%s127.0.0.1:%d",
+                      i ? "," : "", c->node[i].tls_port);
+        redisContext *ctx = test_cluster_connect(c, i);
+        redisReply *r = test_cmd(ctx, "CLUSTER MYID");
+        cr_assert(r->type == REDIS_REPLY_STRING && r->len == 40, "CLUSTER MYID: bad reply");
+        memcpy(c->id[i], r->str, 41);
+        freeReplyObject(r);
+        redisFree(ctx);
+    }
+    snprintf(cmd + o, sizeof cmd - (size_t)o,
+             " --cluster-replicas 1 --cluster-yes >%s/create.log 2>&1", c->node[0].dir);
+    int rc = system(cmd);
+    if (rc != 0) {
+        char path[300], log[LOG_TAIL_BYTES + 1];
+        snprintf(path, sizeof path, "%s/create.log", c->node[0].dir);
+        file_tail(path, log, sizeof log);
+        cr_assert_fail("redis-cli --cluster create failed (%d):\n%s", rc, log);
+    }
+    wait_settled(c, -1, 30000);
+}
+
+void test_cluster_stop(test_cluster *c)
+{
+    if (c == NULL)
+        return;
+    for (int i = 0; i < TEST_CLUSTER_NODES; i++)
+        test_redis_stop(&c->node[i]);
+}
+
+int test_cluster_owner(const test_cluster *c, unsigned slot)
+{
+    for (int i = 0; i < TEST_CLUSTER_NODES; i++)
+        if (c->node[i].pid > 0) {
+            int m = test_cluster_master_of(c, i, slot);
+            cr_assert(m >= 0 && c->node[m].pid > 0, "slot %u has no live master (node %d says %d)",
+                      slot, i, m);
+            return m;
+        }
+    cr_assert_fail("no live node");
+    return -1;
+}
+
+int test_cluster_other_master(const test_cluster *c, int i)
+{
+    for (int s = 0; s < 16384; s += 1000) {
+        int m = test_cluster_owner(c, (unsigned)s);
+        if (m != i)
+            return m;
+    }
+    cr_assert_fail("no master other than node %d", i);
+    return -1;
+}
+
+int test_cluster_kill_master(test_cluster *c, unsigned slot)
+{
+    int m = test_cluster_owner(c, slot);
+    test_redis_kill(&c->node[m]);
+    wait_settled(c, (int)(slot % 16384), 30000);
+    return test_cluster_owner(c, slot);
+}
+
+void test_cluster_migrate_begin(const test_cluster *c, unsigned slot, int from, int to)
+{
+    redisContext *src = test_cluster_connect(c, from), *dst = test_cluster_connect(c, to);
+    freeReplyObject(test_cmd(dst, "CLUSTER SETSLOT %u IMPORTING %s", slot, c->id[from]));
+    freeReplyObject(test_cmd(src, "CLUSTER SETSLOT %u MIGRATING %s", slot, c->id[to]));
+    redisFree(src);
+    redisFree(dst);
+}
+
+long test_cluster_migrate_keys(const test_cluster *c, unsigned slot, int from, int to, long n)
+{
+    redisContext *src = test_cluster_connect(c, from);
+    redisReply *keys = test_cmd(src, "CLUSTER GETKEYSINSLOT %u %ld", slot, n);
+    long moved = (long)keys->elements;
+    if (moved > 0) {
+        size_t argc = 7 + keys->elements;
+        const char **full = calloc(argc, sizeof *full);
+        size_t *flens = calloc(argc, sizeof *flens);
+        cr_assert(full && flens, "out of memory");
+        char port[16];
+        snprintf(port, sizeof port, "%d", c->node[to].port);
+        const char *head[] = {"MIGRATE", "127.0.0.1", port, "", "0", "5000", "KEYS"};
+        for (int i = 0; i < 7; i++) {
+            full[i] = head[i];
+            flens[i] = strlen(head[i]);
+        }
+        for (size_t k = 0; k < keys->elements; k++) {
+            full[7 + k] = keys->element[k]->str;
+            flens[7 + k] = keys->element[k]->len;
+        }
+        redisReply *r = redisCommandArgv(src, (int)argc, full, flens);
+        cr_assert(r != NULL && r->type != REDIS_REPLY_ERROR, "MIGRATE: %s",
+                  r ? r->str : src->errstr);
+        freeReplyObject(r);
+        free(full);
+        free(flens);
+    }
+    freeReplyObject(keys);
+    redisFree(src);
+    return moved;
+}
+
+void test_cluster_migrate_finish(const test_cluster *c, unsigned slot, int from, int to)
+{
+    /* The target first, then the source, then the other masters. */
+    int order[TEST_CLUSTER_NODES], n = 0;
+    order[n++] = to;
+    order[n++] = from;
+    for (int i = 0; i < TEST_CLUSTER_NODES; i++)
+        if (i != to && i != from)
+            order[n++] = i;
+    for (int k = 0; k < n; k++) {
+        redisContext *ctx = try_connect(c, order[k]);
+        if (ctx == NULL)
+            continue;
+        if (k < 2 || !info_has(ctx, "INFO replication", "role:slave")) {
+            redisReply *r = redisCommand(ctx, "CLUSTER SETSLOT %u NODE %s", slot, c->id[to]);
+            cr_assert(r != NULL && r->type != REDIS_REPLY_ERROR, "SETSLOT NODE on %d: %s",
+                      order[k], r ? r->str : ctx->errstr);
+            freeReplyObject(r);
+        }
+        redisFree(ctx);
+    }
+}
+
+void test_cluster_migrate_slot(const test_cluster *c, unsigned slot, int to)
+{
+    int from = test_cluster_owner(c, slot);
+    if (from == to)
+        return;
+    test_cluster_migrate_begin(c, slot, from, to);
+    while (test_cluster_migrate_keys(c, slot, from, to, 100) > 0) {
+    }
+    test_cluster_migrate_finish(c, slot, from, to);
+    wait_settled(c, (int)slot, 10000);
+}

@@ -70,6 +70,62 @@ void test_rmrf(const char *path);
 /* Unique key prefix for this test process ("t<pid>-<counter>"). */
 const char *test_unique(const char *base, char *buf, size_t cap);
 
+/* ---- Redis Cluster on loopback ------------------------------------- */
+
+#define TEST_CLUSTER_NODES 6
+
+/* 3 masters with 1 replica each, made by redis-cli --cluster create. */
+typedef struct test_cluster {
+    test_redis node[TEST_CLUSTER_NODES];
+    char id[TEST_CLUSTER_NODES][41];    /* CLUSTER MYID of each node */
+    char url[512];                      /* every node as a seed: "redis://h:p,h:p,..." */
+    char tls_url[512];                  /* test_cluster_start_tls(): "rediss://..." TLS ports */
+} test_cluster;
+
+/* Start the 6 nodes (cluster-enabled, node timeout 1500 ms, diskless sync
+ * without delay; appendonly as test_redis_start()), create the cluster and
+ * wait until every node says cluster_state:ok, knows all nodes and agrees
+ * on the slot map, and every replica's link is up and synced (asserts,
+ * within 30 s). */
+void test_cluster_start(test_cluster *c, int appendonly);
+/* The same with more redis-server arguments (NULL-terminated; the harness
+ * itself connects as the default user, without a password). */
+void test_cluster_start_with(test_cluster *c, int appendonly, const char *const *more);
+/* The same over TLS (test_redis_start_tls() with dir/server.crt, client
+ * certificates not asked for; bus and replication over TLS too): clients
+ * use c->tls_url with tls_ca_file dir/ca.crt; the plain ports stay for the
+ * harness. */
+void test_cluster_start_tls(test_cluster *c, const char *dir);
+/* Kill every node and remove their directories. */
+void test_cluster_stop(test_cluster *c);
+/* hiredis connection to node i (asserts). */
+redisContext *test_cluster_connect(const test_cluster *c, int i);
+/* Index of the node that is master of slot, as node `ask` (a live node)
+ * sees it; -1 when none. */
+int test_cluster_master_of(const test_cluster *c, int ask, unsigned slot);
+/* Index of the live master of slot, as every live node agrees (asserts). */
+int test_cluster_owner(const test_cluster *c, unsigned slot);
+/* Wait until every live node says cluster_state:ok and agrees that slot is
+ * served by a live master, and every live replica is in sync (asserts
+ * within timeout_ms). */
+void test_cluster_wait_ok(const test_cluster *c, unsigned slot, long timeout_ms);
+/* SIGKILL the master of slot and wait until one of its replicas serves the
+ * slot (test_cluster_wait_ok).  Returns the new master's index. */
+int test_cluster_kill_master(test_cluster *c, unsigned slot);
+/* A live master other than node i (asserts). */
+int test_cluster_other_master(const test_cluster *c, int i);
+/* Slot migration by hand, in the steps Redis documents:
+ *   begin:  target SETSLOT IMPORTING source, source SETSLOT MIGRATING target;
+ *   keys:   MIGRATE up to n of the slot's keys from source to target (returns
+ *           how many moved);
+ *   finish: SETSLOT NODE target on the target, the source and the other
+ *           masters.
+ * test_cluster_migrate_slot() does all three, moving every key. */
+void test_cluster_migrate_begin(const test_cluster *c, unsigned slot, int from, int to);
+long test_cluster_migrate_keys(const test_cluster *c, unsigned slot, int from, int to, long n);
+void test_cluster_migrate_finish(const test_cluster *c, unsigned slot, int from, int to);
+void test_cluster_migrate_slot(const test_cluster *c, unsigned slot, int to);
+
 /* Milliseconds of CLOCK_MONOTONIC. */
 int64_t test_now_ms(void);
 

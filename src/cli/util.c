@@ -172,6 +172,7 @@ const char cli_connection_help[] =
     "Connection options (for every command, before or after it):\n"
     "  --url URL               redis://[user:password@]host[:port][/db],\n"
     "                          rediss://... for TLS, unix:///path/to/redis.sock?db=N;\n"
+    "                          Redis Cluster seeds: redis://h1:7000,h2:7001,...;\n"
     "                          default: $STX_URL, else " STX_DEFAULT_URL "\n"
     "  --tls                   use TLS (as a rediss:// URL does)\n"
     "  --tls-ca-file FILE      CA certificates to verify the server with\n"
