@@ -74,6 +74,7 @@ static const struct key_def keys[] = {
     {"stats_interval_ms", INT(stats_interval_ms, 0, 3600000)},
     {"client_name", STR(client_name)},
     {"state_schema_version", INT(state_schema_version, 0, 4294967295L)},
+    {"lease_ttl_ms", INT(lease_ttl_ms, 300, 3600000)}, /* members (member.c) */
 };
 
 static void set_defaults(struct stx_config *c)
@@ -98,6 +99,7 @@ static void set_defaults(struct stx_config *c)
     c->retry_max_ms = 30000;
     c->handler_warn_ms = 10000;
     c->stats_interval_ms = 5000;
+    c->lease_ttl_ms = 10000;
 }
 
 stx_config *stx_config_new(void)

@@ -33,6 +33,7 @@ struct stx_config {
     long retry_max_ms;
     long handler_warn_ms;       /* a handler call longer than this is reported */
     long stats_interval_ms;     /* heartbeat period (heartbeat.c); 0: none */
+    long lease_ttl_ms;          /* a member's partition leases (member.c) */
     char *client_name;          /* CLIENT SETNAME of the connection; NULL: "stx:CONSUMER" */
     stx_handler_fn handler;
     void *handler_data;
