@@ -615,3 +615,174 @@ Test(partitions, members_kill_join_pause)
     for (unsigned i = 0; i < NPART; i++) cr_assert_str_eq(own[i], "", "partition %u", i);
     redisFree(c);
 }
+
+/* ---- members in one thread: snapshots and the stx views ------------------ */
+
+static int counting(const stx_msg *msg, stx_txn *txn, void *ud)
+{
+    (void)ud;
+    size_t len;
+    const char *k = stx_msg_get(msg, "k", &len);
+    if (!k) return STX_HANDLER_FAIL;
+    return stx_txn_incr(txn, k, len, 1, NULL);
+}
+
+static stx_member *member(const char *stream, const char *name, const char *snapdir)
+{
+    stx_config *c = stx_config_new();
+    const char *kv[] = {"url", R.url, "stream", stream, "group", "g", "consumer", name,
+                        "lease_ttl_ms", "3000", "block_ms", "20", "stats_interval_ms", "0",
+                        "snapshot_dir", snapdir, NULL};
+    for (int i = 0; kv[i]; i += 2)
+        cr_assert_eq(stx_config_set(c, kv[i], kv[i + 1], NULL, 0), STX_OK, "%s", kv[i]);
+    stx_config_set_handler(c, counting, NULL);
+    stx_config_set_log(c, quiet, NULL);
+    stx_member *m;
+    cr_assert_eq(stx_member_new(&m, c), STX_OK);
+    stx_config_free(c);
+    return m;
+}
+
+/* Poll until every partition's offset is its last id. */
+static void drain(stx_member *m, redisContext *c, const char *stream, unsigned n)
+{
+    int64_t deadline = test_now_ms() + 20000;
+    for (;;) {
+        int rc = stx_member_poll(m);
+        cr_assert_geq(rc, 0, "%s: %s", stx_strerror(rc), stx_member_errmsg(m));
+        int done = 1;
+        for (unsigned i = 0; i < n && done; i++) {
+            char part[80], meta[256];
+            stx_partition_name(part, sizeof part, stream, i);
+            stx_key_name(meta, sizeof meta, part, "g", "meta");
+            redisReply *l = test_cmd(c, "XREVRANGE %s + - COUNT 1", part);
+            redisReply *o = test_cmd(c, "HGET %s offset", meta);
+            done = l->elements == 0 ||
+                   (o->type == REDIS_REPLY_STRING && strcmp(o->str, l->element[0]->element[0]->str) == 0);
+            freeReplyObject(l);
+            freeReplyObject(o);
+        }
+        if (done) return;
+        cr_assert(test_now_ms() < deadline, "not drained");
+    }
+}
+
+static void produce_keys(stx_client *cl, const char *stream, int n)
+{
+    char k[16];
+    for (int i = 0; i < n; i++) {
+        snprintf(k, sizeof k, "k%d", i % 10);
+        stx_field f[] = {{"k", 1, k, strlen(k)}};
+        stx_produce_result res;
+        cr_assert_eq(stx_produce_keyed(cl, stream, k, strlen(k), f, 1, NULL, &res, NULL), STX_OK);
+    }
+}
+
+static void load_counts(const stx_member *m, unsigned n, uint64_t *snap, uint64_t *redis,
+                        uint64_t *committed)
+{
+    *snap = *redis = *committed = 0;
+    for (unsigned i = 0; i < n; i++) {
+        stx_stats s;
+        stx_member_partition_stats(m, i, &s);
+        *snap += s.snapshot_loads;
+        *redis += s.redis_loads;
+        *committed += s.committed;
+    }
+}
+
+static char *run_stx(const char *args)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s --url %s %s", STX_CLI_PATH, R.url, args);
+    FILE *f = popen(cmd, "r");
+    cr_assert(f);
+    char *out = calloc(1, 16384);
+    size_t n = fread(out, 1, 16383, f);
+    out[n] = '\0';
+    cr_assert_eq(pclose(f), 0, "%s", cmd);
+    return out;
+}
+
+Test(partitions, snapshot_only_when_current)
+{
+    char s[64], dir_a[256], dir_b[256];
+    test_unique("sn", s, sizeof s);
+    test_tmpdir(dir_a, sizeof dir_a);
+    test_tmpdir(dir_b, sizeof dir_b);
+    stx_client *cl = test_client(&R);
+    redisContext *c = test_redis_connect(&R);
+    cr_assert_eq(stx_stream_create(cl, s, 2), STX_OK);
+    produce_keys(cl, s, 100);
+    uint64_t snap, redis, committed;
+
+    /* Host A serves both partitions, then stops (releasing them). */
+    stx_member *a = member(s, "a", dir_a);
+    drain(a, c, s, 2);
+    cr_assert(stx_member_owns(a, 0) && stx_member_owns(a, 1));
+    load_counts(a, 2, &snap, &redis, &committed);
+    cr_assert_eq(committed, 100);
+    cr_assert_eq(redis, 2);
+    stx_member_free(a);
+
+    /* A again: nobody committed since, its snapshots are current. */
+    produce_keys(cl, s, 50);
+    a = member(s, "a", dir_a);
+    drain(a, c, s, 2);
+    load_counts(a, 2, &snap, &redis, &committed);
+    cr_assert_eq(snap, 2);
+    cr_assert_eq(redis, 0);
+    cr_assert_eq(committed, 50);
+    stx_member_free(a);
+
+    /* Host B takes over and commits: A's snapshots are now behind. */
+    produce_keys(cl, s, 50);
+    stx_member *b = member(s, "b", dir_b);
+    drain(b, c, s, 2);
+    load_counts(b, 2, &snap, &redis, &committed);
+    cr_assert_eq(redis, 2);
+    cr_assert_eq(committed, 50);
+    stx_member_free(b);
+
+    produce_keys(cl, s, 50);
+    a = member(s, "a", dir_a);
+    drain(a, c, s, 2);
+    load_counts(a, 2, &snap, &redis, &committed);
+    cr_assert_eq(snap, 0, "a stale snapshot was loaded");
+    cr_assert_eq(redis, 2);
+    cr_assert_eq(committed, 50);
+    for (int k = 0; k < 10; k++) {
+        char key[16], part[80];
+        snprintf(key, sizeof key, "k%d", k);
+        stx_partition_name(part, sizeof part, s, (unsigned)stx_partition_of(key, strlen(key), 2));
+        int64_t n = 0;
+        char state[256];
+        stx_key_name(state, sizeof state, part, "g", "state");
+        redisReply *r = test_cmd(c, "HGET %s %s", state, key);
+        cr_assert_eq(stx_mp_read_i64(r->str, r->len, &n), STX_OK);
+        freeReplyObject(r);
+        cr_assert_eq(n, 25, "%s: %" PRId64, key, n);
+    }
+
+    /* The stx views while A holds the leases. */
+    char args[256];
+    snprintf(args, sizeof args, "info %s", s);
+    char *out = run_stx(args);
+    cr_assert(strstr(out, "2 partitions"), "%s", out);
+    cr_assert(strstr(out, stx_member_id(a)), "%s", out);
+    free(out);
+    snprintf(args, sizeof args, "members %s g --json", s);
+    out = run_stx(args);
+    char want[256];
+    snprintf(want, sizeof want, "\"id\":\"%s\"", stx_member_id(a));
+    cr_assert(strstr(out, want), "%s", out);
+    cr_assert(strstr(out, "\"partitions\":[0,1]"), "%s", out);
+    cr_assert(strstr(out, "\"unowned\":[]"), "%s", out);
+    free(out);
+    stx_member_free(a);
+
+    test_rmrf(dir_a);
+    test_rmrf(dir_b);
+    redisFree(c);
+    stx_client_free(cl);
+}
