@@ -487,12 +487,17 @@ STX_API int stx_processor_state_get(stx_processor *p, const void *key, size_t ke
  *  - "state": hash, state key -> msgpack value;
  *  - "dlq": stream, the group's dead letters;
  *  - "attempts": hash, entry id -> handler attempts so far;
- *  - "live": hash, processor id -> its last heartbeat (JSON), expiring.
+ *  - "live": hash, processor id -> its last heartbeat (JSON), expiring;
+ *  - "lease": hash, of a partition's stream: owner, expires_ms, epoch
+ *    (see @ref member);
+ *  - "members": hash, of a logical partitioned stream: member id ->
+ *    "EXPIRES_MS HOST PID", expiring.
  * Examples: stream "orders", group "g": "{orders}:stx:6:orders:g:meta";
  * stream "app:{eu}:orders": "{eu}:stx:15:app:{eu}:orders:g:state".
  * @{ */
 
-/** Write the name of the KIND key ("meta", "state", "dlq", "attempts" or "live")
+/** Write the name of the KIND key ("meta", "state", "dlq", "attempts", "live",
+ * "lease" or "members")
  * of (stream, group) into buf (cap bytes, NUL-terminated).
  * 2 * strlen(stream) + strlen(group) + 48 bytes always suffice.
  * @return the length of the name, or STX_EINVAL (bad kind, empty names, any
