@@ -1070,6 +1070,9 @@ STX_API int stx_produce_keyed(stx_client *c, const char *stream, const void *key
  * @return as stx_read_range(), plus STX_ENOTFOUND (not partitioned). */
 STX_API int stx_read_range_all(stx_client *c, const char *stream, const char *after,
                                const char *to, size_t limit, stx_entries **out);
+/** stx_read_time() over every partition, merged as stx_read_range_all(). */
+STX_API int stx_read_time_all(stx_client *c, const char *stream, int64_t from_ms, int64_t to_ms,
+                              size_t limit, stx_entries **out);
 /** The partition a message was read from, parsed from its stream name
  * ("{S#N}" gives N), or -1 when the stream is not a partition (or msg is
  * NULL or outside its handler call). */

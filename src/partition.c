@@ -258,3 +258,20 @@ int stx_read_range_all(stx_client *c, const char *stream, const char *after, con
     }
     return stx_entries_merge(c, parts, n, limit, after, out);
 }
+
+int stx_read_time_all(stx_client *c, const char *stream, int64_t from_ms, int64_t to_ms,
+                      size_t limit, stx_entries **out)
+{
+    if (!c || !out) return STX_EINVAL;
+    *out = NULL;
+    if (from_ms < 0 || to_ms < from_ms)
+        return stx_client_fail(c, STX_EINVAL, "read_time: bad interval [%lld, %lld]",
+                               (long long)from_ms, (long long)to_ms);
+    /* The ids of [from_ms, to_ms]: after the last id of from_ms - 1, up to
+     * the last id of to_ms. */
+    char after[STX_ID_MAX + 2], to[STX_ID_MAX + 2];
+    if (from_ms == 0) snprintf(after, sizeof after, "0");
+    else snprintf(after, sizeof after, "%lld-%llu", (long long)from_ms - 1, (unsigned long long)UINT64_MAX);
+    snprintf(to, sizeof to, "%lld-%llu", (long long)to_ms, (unsigned long long)UINT64_MAX);
+    return stx_read_range_all(c, stream, after, to, limit, out);
+}

@@ -202,6 +202,16 @@ Test(partitions, merged_read)
     cr_assert_str_eq(stx_entries_last_id(e), after);
     stx_entries_free(e);
     cr_assert_eq(stx_read_range_all(c, "nope", "0", NULL, 7, &e), STX_ENOTFOUND);
+    /* By time: everything from the first entry's millisecond on. */
+    cr_assert_eq(stx_read_range_all(c, s, "0", NULL, 1, &e), STX_OK);
+    long long first_ms = atoll(stx_msg_id(stx_entries_at(e, 0)));
+    stx_entries_free(e);
+    cr_assert_eq(stx_read_time_all(c, s, first_ms, INT64_MAX / 2, 1000, &e), STX_OK);
+    cr_assert_eq(stx_entries_count(e), 60);
+    stx_entries_free(e);
+    cr_assert_eq(stx_read_time_all(c, s, 0, first_ms - 1, 1000, &e), STX_OK);
+    cr_assert_eq(stx_entries_count(e), 0);
+    stx_entries_free(e);
     stx_client_free(c);
 }
 
@@ -785,4 +795,102 @@ Test(partitions, snapshot_only_when_current)
     test_rmrf(dir_b);
     redisFree(c);
     stx_client_free(cl);
+}
+
+Test(partitions, grow_while_serving)
+{
+    char s[64], dir[256];
+    test_unique("gr", s, sizeof s);
+    test_tmpdir(dir, sizeof dir);
+    stx_client *cl = test_client(&R);
+    redisContext *c = test_redis_connect(&R);
+    cr_assert_eq(stx_stream_create(cl, s, 2), STX_OK);
+    produce_keys(cl, s, 40);
+    stx_member *m = member(s, "solo", dir);
+    drain(m, c, s, 2);
+    cr_assert_eq(stx_member_partitions(m), 2);
+    cr_assert_eq(stx_stream_grow(cl, s, 4), STX_OK);
+    produce_keys(cl, s, 40); /* now over 4 partitions */
+    /* The member sees the new count at its next renewal (lease 3 s: 1 s). */
+    int64_t deadline = test_now_ms() + 10000;
+    while (stx_member_partitions(m) < 4 || !stx_member_owns(m, 2) || !stx_member_owns(m, 3)) {
+        cr_assert_geq(stx_member_poll(m), 0, "%s", stx_member_errmsg(m));
+        cr_assert(test_now_ms() < deadline, "new partitions not served");
+    }
+    drain(m, c, s, 4);
+    uint64_t total = 0;
+    for (unsigned i = 0; i < 4; i++) {
+        stx_stats st;
+        stx_member_partition_stats(m, i, &st);
+        total += st.committed;
+    }
+    cr_assert_eq(total, 80);
+    /* Every key's count is 8, split over its old and new partition. */
+    for (int k = 0; k < 10; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", k);
+        int64_t sum = 0;
+        for (unsigned n = 2; n <= 4; n += 2) {
+            char part[80], state[256];
+            stx_partition_name(part, sizeof part, s, (unsigned)stx_partition_of(key, strlen(key), n));
+            stx_key_name(state, sizeof state, part, "g", "state");
+            redisReply *r = test_cmd(c, "HGET %s %s", state, key);
+            int64_t v = 0;
+            if (r->type == REDIS_REPLY_STRING) cr_assert_eq(stx_mp_read_i64(r->str, r->len, &v), STX_OK);
+            freeReplyObject(r);
+            sum += v;
+            if (stx_partition_of(key, strlen(key), 2) == stx_partition_of(key, strlen(key), 4)) break;
+        }
+        cr_assert_eq(sum, 8, "%s: %" PRId64, key, sum);
+    }
+    stx_member_stop(m);
+    cr_assert_eq(stx_member_poll(m), STX_ESTOPPED);
+    char members[256];
+    stx_key_name(members, sizeof members, s, "g", "members");
+    cr_assert_eq(test_cmd_int(c, "HLEN %s", members), 0);
+    stx_member_free(m);
+    test_rmrf(dir);
+    redisFree(c);
+    stx_client_free(cl);
+}
+
+Test(partitions, cli)
+{
+    char s[64], args[512];
+    test_unique("cli", s, sizeof s);
+    snprintf(args, sizeof args, "create %s --partitions 8", s);
+    char *out = run_stx(args);
+    snprintf(args, sizeof args, "%s: 8 partitions\n", s);
+    cr_assert_str_eq(out, args);
+    free(out);
+    snprintf(args, sizeof args, "produce %s --key sku-01 qty=1", s);
+    out = run_stx(args);
+    cr_assert(strstr(out, " partition 4\n"), "%s", out);
+    free(out);
+    snprintf(args, sizeof args, "produce %s --key order-42 qty=2 --json", s);
+    out = run_stx(args);
+    cr_assert(strstr(out, "\"partition\":6}"), "%s", out);
+    free(out);
+    snprintf(args, sizeof args, "replay %s", s);
+    out = run_stx(args);
+    cr_assert(strncmp(out, "[4] ", 4) == 0 && strstr(out, " qty=1\n[6] "), "%s", out);
+    free(out);
+    snprintf(args, sizeof args, "tail %s --from beginning --limit 2 --json", s);
+    out = run_stx(args);
+    cr_assert(strstr(out, "{\"partition\":4,") && strstr(out, "{\"partition\":6,"), "%s", out);
+    free(out);
+    snprintf(args, sizeof args, "info %s --json", s);
+    out = run_stx(args);
+    cr_assert(strstr(out, "\"partitions\":8"), "%s", out);
+    free(out);
+    /* Refusals and their exit codes. */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s --url %s create %s --partitions 4 --grow 2>/dev/null", STX_CLI_PATH,
+             R.url, s);
+    cr_assert_eq(WEXITSTATUS(system(cmd)), 2);
+    snprintf(cmd, sizeof cmd, "%s --url %s create %s --partitions 4 2>/dev/null", STX_CLI_PATH,
+             R.url, s);
+    cr_assert_eq(WEXITSTATUS(system(cmd)), 5);
+    snprintf(cmd, sizeof cmd, "%s --url %s members nope g 2>/dev/null", STX_CLI_PATH, R.url);
+    cr_assert_eq(WEXITSTATUS(system(cmd)), 3);
 }
