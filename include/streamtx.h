@@ -1129,8 +1129,9 @@ typedef struct stx_member stx_member;
 STX_API int stx_member_new(stx_member **out, const stx_config *conf);
 /** One round: heartbeat, renew, release and acquire when due (every
  * lease_ttl_ms / 3), then one poll of each owned partition (round-robin,
- * at most one batch each; waiting up to block_ms in all when none has
- * anything).  @return messages committed (>= 0); STX_EHANDLER (as
+ * at most one batch each, each read waiting 1 ms at most; when none had
+ * anything, it waits min(block_ms, 20 ms) before returning 0).
+ * @return messages committed (>= 0); STX_EHANDLER (as
  * stx_processor_poll(); errmsg names the partition); STX_ESTOPPED after
  * stx_member_stop() (the member then released its partitions and left the
  * member hash); STX_ENOTFOUND when the stream is not partitioned; retriable
