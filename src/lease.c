@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "partition.h"
+#include "reply.h"
 
 static long long num(const redisReply *r, size_t i)
 {
@@ -47,6 +48,6 @@ int stx_lease_call(stx_client *c, const char *lease_key, const char *op, const c
     } else {
         rc = stx_client_fail(c, STX_EREDIS, "lease %s: unexpected reply from the script", op);
     }
-    freeReplyObject(r);
+    stx_reply_release(r);
     return rc;
 }

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "partition.h"
+#include "reply.h"
 #include "processor.h"
 
 struct part {
@@ -207,7 +208,7 @@ static void leave(stx_member *m)
     if (stx_client_ready(m->client) == STX_OK &&
         stx_script_run(&m->client->scripts, &m->client->conn, STX_SCRIPT_MEMBER, &m->client->argv,
                        1, &r) == STX_OK)
-        freeReplyObject(r);
+        stx_reply_release(r);
     stx_argv_reset(&m->client->argv);
 }
 
@@ -355,7 +356,7 @@ static int beat(stx_member *m, char ***live, size_t *nlive)
         rc = stx_client_reply_is(r, "WRONGTYPE")
                  ? mfail(m, STX_EWRONGTYPE, "member hash '%.200s' is not a hash", m->members_key)
                  : mfail(m, STX_EREDIS, "member heartbeat: unexpected reply");
-        freeReplyObject(r);
+        stx_reply_release(r);
         return rc;
     }
     size_t n = (r->elements - 2) / 2;
@@ -365,7 +366,7 @@ static int beat(stx_member *m, char ***live, size_t *nlive)
         const char *s = stx_client_elem_str(r, 2 + 2 * k);
         if (!s || !(v[k] = strdup(s))) rc = STX_ENOMEM;
     }
-    freeReplyObject(r);
+    stx_reply_release(r);
     if (rc != STX_OK) {
         for (size_t k = 0; v && k < n; k++) free(v[k]);
         free(v);

@@ -11,6 +11,7 @@
  * The partition of a message key is CRC-32 (IEEE 802.3, zlib's crc32(),
  * the one every language ships) of the key's bytes, modulo P. */
 #include "partition.h"
+#include "reply.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -155,7 +156,7 @@ static int count_call(stx_client *c, const char *what, const char *stream, const
                              stx_client_elem_str(r, 1) ? stx_client_elem_str(r, 1) : "?");
     else
         rc = stx_client_fail(c, STX_EREDIS, "%s: unexpected reply from the script", what);
-    freeReplyObject(r);
+    stx_reply_release(r);
     return rc;
 }
 
@@ -193,7 +194,7 @@ int stx_partition_count(stx_client *c, const char *stream, unsigned *n)
         else
             *n = (unsigned)v;
     }
-    freeReplyObject(r);
+    stx_reply_release(r);
     return rc;
 }
 
