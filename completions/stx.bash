@@ -47,7 +47,7 @@ _stx()
     local global="--url --json --help --version --tls --tls-ca-file --tls-ca-dir
         --tls-cert-file --tls-key-file --tls-server-name --tls-insecure"
     local commands="streams info produce tail replay pending dlq state reset group trim
-        health version help"
+        health version help create members"
     local positions="beginning end - \$ 0 1h 30m 1d"
 
     case $prev in
@@ -56,7 +56,7 @@ _stx()
     --tls-ca-dir) COMPREPLY=($(compgen -d -- "$cur")); return ;;
     --to | --from) COMPREPLY=($(compgen -W "$positions" -- "$cur")); return ;;
     --limit | --count | --block-ms | --maxlen | --max-age | --tls-server-name | \
-        --idempotency-key) return ;;
+        --idempotency-key | --key | --partitions) return ;;
     esac
 
     # The command and its positional words so far (options and their values
@@ -67,7 +67,7 @@ _stx()
         case $w in
         --url | --tls-ca-file | --tls-ca-dir | --tls-cert-file | --tls-key-file | \
             --tls-server-name | --to | --from | --limit | --count | --block-ms | --maxlen | \
-            --max-age | --idempotency-key) ((i++)) ;;
+            --max-age | --idempotency-key | --key | --partitions) ((i++)) ;;
         -*) ;;
         *) if [[ -z $cmd ]]; then cmd=$w; else args+=("$w"); fi ;;
         esac
@@ -87,7 +87,8 @@ _stx()
     reset) opts="--to --clear-state --reemit --force --yes" ;;
     group) opts="--yes" ;;
     trim) opts="--safe --maxlen --max-age" ;;
-    produce) opts="--idempotency-key --maxlen" ;;
+    produce) opts="--idempotency-key --maxlen --key" ;;
+    create) opts="--partitions --grow" ;;
     esac
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "$opts --json --help --url" -- "$cur"))

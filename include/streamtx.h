@@ -490,12 +490,17 @@ STX_API int stx_processor_state_get(stx_processor *p, const void *key, size_t ke
  *  - "state": hash, state key -> msgpack value;
  *  - "dlq": stream, the group's dead letters;
  *  - "attempts": hash, entry id -> handler attempts so far;
- *  - "live": hash, processor id -> its last heartbeat (JSON), expiring.
+ *  - "live": hash, processor id -> its last heartbeat (JSON), expiring;
+ *  - "lease": hash, of a partition's stream: owner, expires_ms, epoch
+ *    (see @ref member);
+ *  - "members": hash, of a logical partitioned stream: member id ->
+ *    "EXPIRES_MS HOST PID", expiring.
  * Examples: stream "orders", group "g": "{orders}:stx:6:orders:g:meta";
  * stream "app:{eu}:orders": "{eu}:stx:15:app:{eu}:orders:g:state".
  * @{ */
 
-/** Write the name of the KIND key ("meta", "state", "dlq", "attempts" or "live")
+/** Write the name of the KIND key ("meta", "state", "dlq", "attempts", "live",
+ * "lease" or "members")
  * of (stream, group) into buf (cap bytes, NUL-terminated).
  * 2 * strlen(stream) + strlen(group) + 48 bytes always suffice.
  * @return the length of the name, or STX_EINVAL (bad kind, empty names, any
@@ -992,6 +997,169 @@ STX_API size_t stx_reply_count(const stx_reply *r);
 /** Element i of an ARRAY reply, owned by r; NULL when i is out of range,
  * r is not an array or r is NULL. */
 STX_API const stx_reply *stx_reply_at(const stx_reply *r, size_t i);
+/** @} */
+
+/** @defgroup partitions Partitioned streams
+ * A logical stream S of P partitions is P streams: partition i is the
+ * stream "{S#i}" (stx_partition_name()), so every partition has a hash tag
+ * of its own and all the keys of one partition (its stream, and the meta,
+ * state, dlq, attempts, live and lease keys of its groups) share its Redis
+ * Cluster slot.  P is kept in the hash "{S}:stx-parts:LEN:S" (field
+ * "partitions"), set by stx_stream_create() and raised only by
+ * stx_stream_grow().  A partitioned stream's name holds no '{' or '}'.
+ *
+ * A message key K goes to partition crc32(K) % P: CRC-32 as zlib,
+ * Python's zlib.crc32, Java's java.util.zip.CRC32 and Go's
+ * hash/crc32.ChecksumIEEE compute it (IEEE 802.3 polynomial, reflected,
+ * init and final xor 0xFFFFFFFF).  Vectors: crc32("123456789") =
+ * 0xCBF43926; with P = 8, "sku-00" -> 0x477D1BD2 -> 2, "sku-01" ->
+ * 0x307A2B44 -> 4, "order-42" -> 0x57F706DE -> 6; the empty key -> 0 -> 0.
+ *
+ * Growing P from P1 to P2 changes the partition of most keys (every key
+ * whose crc32 % P2 differs from crc32 % P1; about 1 - P1/P2 of them).
+ * Entries already written stay where they are, so a key's entries written
+ * before and after the grow live in two partitions and are ordered only
+ * within each.  Where per-key order matters across a grow, stop the
+ * producers, let the consumers drain every partition, grow, then resume.
+ * @{ */
+
+/** The CRC-32 of key (IEEE, as zlib's crc32()); a NULL key hashes as empty. */
+STX_API uint32_t stx_partition_hash(const void *key, size_t len);
+/** The partition of key among partitions (1 to 1024): crc32(key) % partitions,
+ * or STX_EINVAL. */
+STX_API int stx_partition_of(const void *key, size_t key_len, unsigned partitions);
+/** Write the name of partition `partition` of stream ("{STREAM#N}") into buf
+ * (cap bytes; strlen(stream) + 16 always suffice).  @return its length,
+ * STX_EINVAL (NULL or empty stream, a stream name with a brace, partition
+ * 1024 or more, NULL buf), STX_ELIMIT (cap too small). */
+STX_API int stx_partition_name(char *buf, size_t cap, const char *stream, unsigned partition);
+/** Create the partitioned stream (only its metadata: each partition's
+ * stream appears with its first entry or group).  Creating it again with
+ * the same count is not an error.
+ * @return STX_OK; STX_ECONFLICT when it exists with another count;
+ * STX_EINVAL (partitions not in 1..1024, a bad name); connection errors. */
+STX_API int stx_stream_create(stx_client *c, const char *stream, unsigned partitions);
+/** Raise the partition count of stream to partitions (see above for what a
+ * grow does to the key -> partition mapping); the same count is a no-op.
+ * Running members pick the new partitions up at their next lease renewal.
+ * @return STX_OK; STX_EINVAL when partitions is below the current count
+ * (shrinking is refused: the dropped partitions' entries and state would be
+ * orphaned); STX_ENOTFOUND when stream was never created. */
+STX_API int stx_stream_grow(stx_client *c, const char *stream, unsigned partitions);
+/** The partition count of stream.  @return STX_OK; STX_ENOTFOUND (not a
+ * partitioned stream); STX_EINVAL; connection errors. */
+STX_API int stx_stream_partitions(stx_client *c, const char *stream, unsigned *partitions);
+/** Produce one message to partitioned stream: to partition crc32(key) % P
+ * when key is not NULL (an empty key is a key); without a key, to
+ * crc32(idempotency key) % P when opts has one (a retry finds its dedup
+ * record), else to the partitions in turn.  The count P is read from Redis
+ * on each call (one round trip more than stx_produce(); a program producing
+ * much computes stx_partition_of() and stx_partition_name() itself and
+ * uses stx_produce_batch()).  Idempotency works per partition, as
+ * stx_produce() describes.  *partition (if not NULL) gets the partition.
+ * @return as stx_produce(), plus STX_ENOTFOUND when stream is not
+ * partitioned. */
+STX_API int stx_produce_keyed(stx_client *c, const char *stream, const void *key, size_t key_len,
+                              const stx_field *fields, size_t nfields,
+                              const stx_produce_opts *opts, stx_produce_result *result,
+                              unsigned *partition);
+/** stx_read_range() over every partition of stream, merged by id (entries
+ * of equal ids in partition order); stx_msg_stream() of each names its
+ * partition, stx_msg_partition() gives its number.  At most limit entries
+ * (0: 1000), except that entries of one id are never split, so resuming
+ * after stx_entries_last_id() misses nothing.  Entry ids of different
+ * partitions are comparable as times; on one Redis they are also unique
+ * within a millisecond only per partition.
+ * @return as stx_read_range(), plus STX_ENOTFOUND (not partitioned). */
+STX_API int stx_read_range_all(stx_client *c, const char *stream, const char *after,
+                               const char *to, size_t limit, stx_entries **out);
+/** stx_read_time() over every partition, merged as stx_read_range_all(). */
+STX_API int stx_read_time_all(stx_client *c, const char *stream, int64_t from_ms, int64_t to_ms,
+                              size_t limit, stx_entries **out);
+/** The partition a message was read from, parsed from its stream name
+ * ("{S#N}" gives N), or -1 when the stream is not a partition (or msg is
+ * NULL or outside its handler call). */
+STX_API int stx_msg_partition(const stx_msg *msg);
+/** @} */
+
+/** @defgroup member Members: many partitions in one handle
+ * A member serves some of the partitions of a consumer group of a
+ * partitioned stream, together with other members (threads, processes,
+ * hosts), each partition by one member at a time.  It is configured as a
+ * processor (stx_config: stream = the logical stream, group, handler, url,
+ * batch_size, ...) plus lease_ttl_ms (default 10000).  It runs in the
+ * caller's thread: stx_member_poll() does the membership work when due and
+ * polls each partition it owns once, round-robin, each with at most one
+ * batch, so a busy partition cannot starve the others.  Inside, one
+ * stx_processor per owned partition does the work, with the same
+ * exactly-once commit as a single processor.
+ *
+ * Leases: a partition's owner holds its lease key (stx_key_name() kind
+ * "lease" of the partition's stream and the group: owner token, expires_ms,
+ * epoch), written by a script with Redis' own clock (TIME).  The owner
+ * renews it every lease_ttl_ms / 3; a lease that ran out may be taken by
+ * another member, which then takes the partition's epoch as any new
+ * processor does (fencing every commit of the old owner).  So a member
+ * paused past its lease (SIGSTOP, a long GC, a partitioned network) finds,
+ * when it resumes, its commits refused (STX_EFENCED inside) and drops the
+ * partition: it writes nothing.
+ *
+ * Membership: each member records itself in the group's member hash (kind
+ * "members" of the logical stream and the group: id -> Redis time it
+ * expires) at each renewal, and computes the owner of each partition by
+ * rendezvous hashing over the live members (the member with the highest
+ * hash64(member id, partition) wins): deterministic, the same on every
+ * member, and sticky (a member joining or leaving moves only the
+ * partitions it wins or held).  A member releases a partition that another
+ * live member now wins, between two polls (so at a commit boundary: the
+ * batch in hand was committed), and takes the partitions it wins once their
+ * leases are free.  A joining member gets its share (about P/N) within one
+ * renewal period after the others see it (at most lease_ttl_ms); a dead
+ * member's partitions are taken within lease_ttl_ms plus one renewal
+ * period.
+ *
+ * The LMDB snapshot (snapshot_dir) is per partition (its own stream
+ * name), and a partition that moved is loaded from it only when it is
+ * provably Redis' state (same lineage, commit seq and writer): after
+ * another member committed, it is rebuilt from Redis.
+ * @{ */
+typedef struct stx_member stx_member;
+
+/** Create a member from conf (copied).  No I/O.  As stx_processor_new(),
+ * *out is set even on failure (unless out of memory) for stx_member_errmsg().
+ * @return STX_OK, STX_EINVAL (no stream, group or handler, a stream name a
+ * partitioned stream cannot have), STX_ENOMEM. */
+STX_API int stx_member_new(stx_member **out, const stx_config *conf);
+/** One round: heartbeat, renew, release and acquire when due (every
+ * lease_ttl_ms / 3), then one poll of each owned partition (round-robin,
+ * at most one batch each, each read waiting 1 ms at most; when none had
+ * anything, it waits min(block_ms, 20 ms) before returning 0).
+ * @return messages committed (>= 0); STX_EHANDLER (as
+ * stx_processor_poll(); errmsg names the partition); STX_ESTOPPED after
+ * stx_member_stop() (the member then released its partitions and left the
+ * member hash); STX_ENOTFOUND when the stream is not partitioned; retriable
+ * errors (the next poll goes on). */
+STX_API int stx_member_poll(stx_member *m);
+/** Poll until stx_member_stop() (returns STX_OK) or a fatal error.
+ * Handler failures and retriable errors are logged and retried as
+ * stx_processor_run() does. */
+STX_API int stx_member_run(stx_member *m);
+/** Ask poll()/run() to return; async-signal-safe and thread-safe.  NULL: no-op. */
+STX_API void stx_member_stop(stx_member *m);
+/** Release the partitions still held, leave the member hash and free.  NULL: no-op. */
+STX_API void stx_member_free(stx_member *m);
+/** Message of the last error ("" none; a static text for NULL). */
+STX_API const char *stx_member_errmsg(const stx_member *m);
+/** The member's id (consumer name, '-', 8 random hex digits): its field in the
+ * member hash and the owner of its leases ("" for NULL). */
+STX_API const char *stx_member_id(const stx_member *m);
+/** Number of partitions of the stream as last seen (0 before the first poll). */
+STX_API unsigned stx_member_partitions(const stx_member *m);
+/** Whether the member owns partition i now (0 for NULL or out of range). */
+STX_API int stx_member_owns(const stx_member *m, unsigned i);
+/** Counters of partition i's processor while this member owned it (added
+ * up over every time it did); all zero for a NULL m or i out of range. */
+STX_API void stx_member_partition_stats(const stx_member *m, unsigned i, stx_stats *out);
 /** @} */
 
 /** @defgroup router Router: handlers by event type

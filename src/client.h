@@ -18,6 +18,7 @@ struct stx_client {
     stx_scripts scripts;        /* SHAs survive reconnects; NOSCRIPT reloads */
     stx_argv argv;              /* reused by every script call */
     char errmsg[1024];          /* message of the last failed call, "" after a success */
+    unsigned long spread;       /* next partition of a keyless stx_produce_keyed() */
 };
 
 /* Start a public call: clear the message and reconnect when the previous

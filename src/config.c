@@ -82,6 +82,7 @@ static const struct key_def keys[] = {
     {"commit_wait_replicas", INT(commit_wait_replicas, 0, 100)},
     {"commit_wait_timeout_ms", INT(commit_wait_timeout_ms, 1, 3600000)},
     {"state_schema_version", INT(state_schema_version, 0, 4294967295L)},
+    {"lease_ttl_ms", INT(lease_ttl_ms, 300, 3600000)}, /* members (member.c) */
 };
 
 static void set_defaults(struct stx_config *c)
@@ -107,6 +108,7 @@ static void set_defaults(struct stx_config *c)
     c->handler_warn_ms = 10000;
     c->stats_interval_ms = 5000;
     c->commit_wait_timeout_ms = 1000;
+    c->lease_ttl_ms = 10000;
 }
 
 stx_config *stx_config_new(void)

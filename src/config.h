@@ -35,6 +35,7 @@ struct stx_config {
     long stats_interval_ms;     /* heartbeat period (heartbeat.c); 0: none */
     long commit_wait_replicas;  /* replwait.c: WAIT for this many after each commit; 0: off */
     long commit_wait_timeout_ms;
+    long lease_ttl_ms;          /* a member's partition leases (member.c) */
     char *client_name;          /* CLIENT SETNAME of the connection; NULL: "stx:CONSUMER" */
     stx_handler_fn handler;
     void *handler_data;

@@ -27,7 +27,8 @@
  * "{orders}:stx:6:orders:g:meta".
  *
  * Keys:
- *   "{T}:stx:LEN:STREAM:GROUP:KIND"  KIND one of meta, state, dlq, attempts, live
+ *   "{T}:stx:LEN:STREAM:GROUP:KIND"  KIND one of meta, state, dlq, attempts, live,
+ *                                    lease (a partition's), members (a logical stream's)
  *   "{T}:stx-idem:LEN:STREAM:KEY"    KEY any bytes
  * LEN is the decimal byte length of STREAM.
  *
@@ -142,7 +143,8 @@ static int kind_ok(const char *kind)
 {
     return kind && (strcmp(kind, "meta") == 0 || strcmp(kind, "state") == 0 ||
                     strcmp(kind, "dlq") == 0 || strcmp(kind, "attempts") == 0 ||
-                    strcmp(kind, "live") == 0);
+                    strcmp(kind, "live") == 0 || strcmp(kind, "lease") == 0 ||
+                    strcmp(kind, "members") == 0);
 }
 
 int stx_key_name(char *buf, size_t cap, const char *stream, const char *group,

@@ -27,6 +27,7 @@
 #include "client.h"
 #include "text.h"
 #include "processor.h" /* struct stx_msg, stx_msg_decode */
+#include "partition.h"
 
 #define DEFAULT_LIMIT 1000
 
@@ -36,6 +37,8 @@ struct stx_entries {
     size_t n;
     char *stream;               /* what stx_msg_stream() returns */
     char last_id[STX_ID_MAX];
+    stx_entries **parts;        /* a merge: the results whose entries msgs view */
+    size_t nparts;
 };
 
 size_t stx_entries_count(const stx_entries *e)
@@ -57,6 +60,8 @@ void stx_entries_free(stx_entries *e)
 {
     if (!e) return;
     if (e->reply) stx_reply_release(e->reply);
+    for (size_t i = 0; i < e->nparts; i++) stx_entries_free(e->parts[i]);
+    free(e->parts);
     free(e->msgs);
     free(e->stream);
     free(e);
@@ -91,6 +96,48 @@ static int entries_make(stx_client *c, const char *what, const char *stream, red
         e->n++;
     }
     if (n) stx_id_format(e->msgs[n - 1].idv, e->last_id);
+    *out = e;
+    return STX_OK;
+}
+
+int stx_entries_merge(stx_client *c, stx_entries **parts, size_t n, size_t limit,
+                      const char *after, stx_entries **out)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += parts[i] ? parts[i]->n : 0;
+    stx_entries *e = calloc(1, sizeof *e);
+    size_t *at = calloc(n ? n : 1, sizeof *at);
+    if (!e || !(e->stream = strdup("")) || (total && !(e->msgs = calloc(total, sizeof *e->msgs))) ||
+        !at) {
+        if (e) {
+            free(e->stream);
+            free(e->msgs);
+        }
+        free(e);
+        free(at);
+        for (size_t i = 0; i < n; i++) stx_entries_free(parts[i]);
+        free(parts);
+        return stx_client_fail(c, STX_ENOMEM, "read: out of memory");
+    }
+    e->parts = parts;
+    e->nparts = n;
+    snprintf(e->last_id, sizeof e->last_id, "%s", after && strcmp(after, "0") ? after : "0-0");
+    /* Take the lowest head each time; stop at the limit, but never between
+     * entries of one id: the cursor (the last id) resumes after all of them. */
+    for (;;) {
+        size_t best = n;
+        for (size_t i = 0; i < n; i++)
+            if (parts[i] && at[i] < parts[i]->n &&
+                (best == n || stx_id_cmp(parts[i]->msgs[at[i]].idv, parts[best]->msgs[at[best]].idv) < 0))
+                best = i;
+        if (best == n) break;
+        const struct stx_msg *m = &parts[best]->msgs[at[best]];
+        if (e->n >= limit && stx_id_cmp(m->idv, e->msgs[e->n - 1].idv) != 0) break;
+        e->msgs[e->n++] = *m;
+        at[best]++;
+    }
+    free(at);
+    if (e->n) stx_id_format(e->msgs[e->n - 1].idv, e->last_id);
     *out = e;
     return STX_OK;
 }

@@ -18,6 +18,9 @@ extern const char stx_lua_migrate[];
 extern const char stx_lua_produce[];
 extern const char stx_lua_reset[];
 extern const char stx_lua_trim[];
+extern const char stx_lua_partitions[];
+extern const char stx_lua_lease[];
+extern const char stx_lua_member[];
 
 void stx_scripts_init(stx_scripts *sc)
 {
@@ -32,6 +35,9 @@ void stx_scripts_init(stx_scripts *sc)
     sc->s[STX_SCRIPT_PRODUCE] = (stx_script){"produce", stx_lua_produce, ""};
     sc->s[STX_SCRIPT_RESET] = (stx_script){"reset", stx_lua_reset, ""};
     sc->s[STX_SCRIPT_TRIM] = (stx_script){"trim", stx_lua_trim, ""};
+    sc->s[STX_SCRIPT_PARTITIONS] = (stx_script){"partitions", stx_lua_partitions, ""};
+    sc->s[STX_SCRIPT_LEASE] = (stx_script){"lease", stx_lua_lease, ""};
+    sc->s[STX_SCRIPT_MEMBER] = (stx_script){"member", stx_lua_member, ""};
 }
 
 void stx_argv_init(stx_argv *a)

@@ -199,6 +199,15 @@ int cli_finish(const cli *c);
 /* subcommands: each gets the words after its name                      */
 
 int cmd_info(cli *c, int argc, char **argv);
+/* partitions.c: stx create, stx members, and the views of a partitioned
+ * stream that info, replay and tail switch to. */
+int cmd_create(cli *c, int argc, char **argv);
+int cmd_members(cli *c, int argc, char **argv);
+int cli_info_partitioned(cli *c, const char *stream, unsigned n);
+int cli_replay_partitioned(cli *c, const char *stream, const char *after, const char *to,
+                           long long limit);
+int cli_tail_partitioned(cli *c, const char *stream, unsigned n, const char *after,
+                         long long limit, long long block_ms);
 int cmd_produce(cli *c, int argc, char **argv);
 int cmd_tail(cli *c, int argc, char **argv);
 int cmd_replay(cli *c, int argc, char **argv);

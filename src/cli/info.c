@@ -29,6 +29,14 @@ static const char help[] =
     "\"interval_commit_us_p50\":..,\"interval_commit_us_p99\":..,\"last_error\":..|null}.\n"
     "Ids of an empty stream are null.\n"
     "\n"
+    "\n"
+    "For a partitioned stream (stx create), one row per partition and group:\n"
+    "partition, length, group, offset, lag, pending, epoch, the owner of the\n"
+    "partition's lease and the time left on it (Redis' clock).  --json:\n"
+    "  {\"stream\":..,\"partitions\":P,\"parts\":[{\"partition\":..,\"stream\":..,\"length\":..,\n"
+    "   \"last_id\":..,\"groups\":[{\"name\":..,\"offset\":..,\"lag\":..,\"pending\":..,\n"
+    "   \"epoch\":..,\"owner\":..|null,\"lease_expires_in_ms\":..|null}]}]}\n"
+    "\n"
     "Exit codes: 3 when the stream does not exist, 4 when the key is not a stream.\n";
 
 static const char *or_dash(const char *s)
@@ -53,6 +61,9 @@ int cmd_info(cli *c, int argc, char **argv)
     const char *stream = argv[0];
     if ((rc = cli_connect(c)) != 0)
         return rc;
+    unsigned nparts = 0;
+    if (stx_stream_partitions(c->client, stream, &nparts) == STX_OK)
+        return cli_info_partitioned(c, stream, nparts);
     stx_stream_info *info = NULL;
     rc = stx_stream_info_get(c->client, stream, &info);
     /* A wrong type may be the stream's or one of a group's keys: the

@@ -5,8 +5,8 @@
 #include "cli.h"
 
 static const char help[] =
-    "usage: stx produce STREAM FIELD=VALUE... [--idempotency-key K] [--maxlen N]\n"
-    "                   [--json]\n"
+    "usage: stx produce STREAM FIELD=VALUE... [--key K] [--idempotency-key K]\n"
+    "                   [--maxlen N] [--json]\n"
     "\n"
     "Add one entry to STREAM and print its id.  Each FIELD=VALUE is split at its\n"
     "first '='; the value may be empty or hold further '=' signs.\n"
@@ -16,15 +16,21 @@ static const char help[] =
     "                       \"duplicate\"; the same key with other fields fails\n"
     "                       with exit code 5\n"
     "  --maxlen N           trim the stream to about N entries (XADD MAXLEN ~ N)\n"
+    "  --key K              the message key of a partitioned stream (stx create):\n"
+    "                       the entry goes to partition crc32(K) % P; without\n"
+    "                       --key, to crc32(idempotency key) % P, else to the\n"
+    "                       partitions in turn\n"
     "\n"
-    "Output: ID, or \"ID duplicate\".  --json: {\"id\":\"...\",\"duplicate\":false}\n"
-    "Exit codes: 4 when STREAM is not a stream, 5 on an idempotency conflict.\n";
+    "Output: ID, or \"ID duplicate\"; for a partitioned stream \"ID partition N\".\n"
+    "--json: {\"id\":\"...\",\"duplicate\":false} (and \"partition\":N)\n"
+    "Exit codes: 3 for --key when STREAM is not partitioned, 4 when STREAM is not\n"
+    "a stream, 5 on an idempotency conflict.\n";
 
 int cmd_produce(cli *c, int argc, char **argv)
 {
-    cli_opt opts[] = {{"--idempotency-key", 1, NULL}, {"--maxlen", 1, NULL}};
+    cli_opt opts[] = {{"--idempotency-key", 1, NULL}, {"--maxlen", 1, NULL}, {"--key", 1, NULL}};
     int npos, rc;
-    if ((rc = cli_parse(c, argc, argv, opts, 2, 2, -1, &npos, help)) != 0)
+    if ((rc = cli_parse(c, argc, argv, opts, 3, 2, -1, &npos, help)) != 0)
         return rc;
     stx_produce_opts po;
     memset(&po, 0, sizeof po);
@@ -55,7 +61,19 @@ int cmd_produce(cli *c, int argc, char **argv)
     }
     stx_produce_result res;
     memset(&res, 0, sizeof res);
-    rc = stx_produce(c->client, stream, fields, nfields, &po, &res);
+    unsigned nparts = 0, partition = 0;
+    int partitioned = stx_stream_partitions(c->client, stream, &nparts) == STX_OK;
+    if (opts[2].value && !partitioned) {
+        free(fields);
+        return cli_fail(c, CLI_EXIT_NOTFOUND, "--key: '%s' is not a partitioned stream (stx create)",
+                        stream);
+    }
+    if (partitioned)
+        rc = stx_produce_keyed(c->client, stream, opts[2].value,
+                               opts[2].value ? strlen(opts[2].value) : 0, fields, nfields, &po,
+                               &res, &partition);
+    else
+        rc = stx_produce(c->client, stream, fields, nfields, &po, &res);
     free(fields);
     if (rc == STX_EWRONGTYPE)
         return cli_fail(c, CLI_EXIT_WRONGTYPE, "key '%s' is not a stream", stream);
@@ -73,11 +91,18 @@ int cmd_produce(cli *c, int argc, char **argv)
         jw_str(&w, res.id);
         jw_key(&w, "duplicate");
         jw_bool(&w, res.duplicate);
+        if (partitioned) {
+            jw_key(&w, "partition");
+            jw_i64(&w, partition);
+        }
         jw_obj_end(&w);
         jw_print(&w, stdout);
         jw_free(&w);
     } else {
-        printf("%s%s\n", res.id, res.duplicate ? " duplicate" : "");
+        printf("%s%s", res.id, res.duplicate ? " duplicate" : "");
+        if (partitioned)
+            printf(" partition %u", partition);
+        putchar('\n');
     }
     return 0;
 }

@@ -30,6 +30,10 @@ static const char replay_help[] =
     "the positions as given, what they resolved to (entries after \"after\", up to\n"
     "and with \"to_id\"), and the entries {\"id\":\"...\",\"fields\":{\"FIELD\":\"VALUE\",...}}.\n"
     "\n"
+    "A partitioned stream (stx create) is read over all its partitions, merged\n"
+    "by id; each line starts with \"[N] \" (the partition), each JSON entry has\n"
+    "\"partition\":N.  One partition alone is the stream {STREAM#N}.\n"
+    "\n"
     "Exit codes: 2 for a bad position, 3 when the stream does not exist,\n"
     "6 when entries of the range were trimmed away (window expired).\n";
 
@@ -58,6 +62,11 @@ static const char tail_help[] =
     "given and what it resolved to: entries after ID; \"$\" for new entries only),\n"
     "then one JSON object per line and entry,\n"
     "{\"id\":\"...\",\"fields\":{\"FIELD\":\"VALUE\",...}}, not one array.\n"
+    "\n"
+    "A partitioned stream (stx create) is tailed over all its partitions (one\n"
+    "cursor each, polled every 100 ms when idle); each line starts with \"[N] \"\n"
+    "(the partition), each JSON line has \"partition\":N and no first line.  One\n"
+    "partition alone is the stream {STREAM#N}.\n"
     "\n"
     "Exit codes: 2 for a bad position, 3 when the stream does not exist (without\n"
     "--wait), 4 when STREAM is not a stream, 6 when entries after the starting\n"
@@ -102,6 +111,9 @@ int cmd_replay(cli *c, int argc, char **argv)
         return rc;
     if ((rc = cli_connect(c)) != 0)
         return rc;
+    unsigned nparts = 0;
+    if (stx_stream_partitions(c->client, stream, &nparts) == STX_OK)
+        return cli_replay_partitioned(c, stream, after, to, limit);
     if (strcmp(after, "$") == 0) {
         /* From the end: nothing is after the last entry (a missing stream
          * is reported by the read below). */
@@ -254,6 +266,9 @@ int cmd_tail(cli *c, int argc, char **argv)
 
     if ((rc = cli_connect(c)) != 0)
         return rc;
+    unsigned nparts = 0;
+    if (stx_stream_partitions(c->client, stream, &nparts) == STX_OK)
+        return cli_tail_partitioned(c, stream, nparts, cursor, count, block);
     /* A tail of a stream that is not there is most often a typo: say so
      * (once Redis answers), unless asked to wait for it. */
     int checked = opts[4].value != NULL;

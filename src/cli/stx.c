@@ -12,6 +12,8 @@ static const char usage[] =
     "Commands:\n"
     "  streams                           streams with streamtx groups, and their lag\n"
     "  info STREAM                       length, ids and consumer groups of a stream\n"
+    "  create STREAM --partitions P      create a partitioned stream (--grow: raise P)\n"
+    "  members STREAM GROUP              live members of a partitioned stream's group\n"
     "  produce STREAM FIELD=VALUE...     add an entry (optionally idempotent)\n"
     "  tail STREAM                       print entries as they arrive\n"
     "  replay STREAM --from X --to Y     print the entries between two positions\n"
@@ -72,6 +74,7 @@ static const struct command {
     {"state", cmd_state},     {"reset", cmd_reset},     {"trim", cmd_trim},
     {"health", cmd_health},   {"top", cmd_top},         {"streams", cmd_streams},
     {"group", cmd_group},     {"version", cmd_version}, {"help", cmd_help},
+    {"create", cmd_create},   {"members", cmd_members},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
