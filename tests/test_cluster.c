@@ -314,7 +314,7 @@ Test(cluster, auth_on_every_node)
                                       NULL};
     test_cluster tc;
     test_cluster_start_with(&tc, 0, acl);
-    char url[600];
+    char url[1100];
     snprintf(url, sizeof url, "redis://app:s3cret@%s", tc.url + strlen("redis://"));
     stx_config *conf = stx_config_new();
     char err[256];
