@@ -146,6 +146,14 @@ int stx_member_new(stx_member **out, const stx_config *conf)
     if (stx_partition_name_ok(NULL, m->conf.stream) != STX_OK)
         return mfail(m, STX_EINVAL, "stream '%.200s': a partitioned stream's name is not empty "
                      "and holds no '{' or '}'", m->conf.stream);
+    /* Leases are renewed between two polls: a commit blocked in WAIT (no
+     * replica answering, as after a failover) longer than a renewal period
+     * lets every lease of the member run out, and members then take each
+     * other's partitions in turn without getting work done. */
+    if (m->conf.commit_wait_replicas > 0 && m->conf.commit_wait_timeout_ms >= m->conf.lease_ttl_ms / 3)
+        return mfail(m, STX_EINVAL, "commit_wait_timeout_ms (%ld) must be below a third of "
+                     "lease_ttl_ms (%ld): a member renews its leases between two commits",
+                     m->conf.commit_wait_timeout_ms, m->conf.lease_ttl_ms);
     char host[256] = "local";
     gethostname(host, sizeof host - 1);
     host[sizeof host - 1] = '\0';

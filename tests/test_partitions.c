@@ -255,6 +255,30 @@ Test(partitions, lease_by_redis_clock)
     stx_client_free(c);
 }
 
+static int counting_noop(const stx_msg *msg, stx_txn *txn, void *ud)
+{
+    (void)msg, (void)txn, (void)ud;
+    return STX_OK;
+}
+
+Test(partitions, member_refuses_wait_longer_than_renewal)
+{
+    stx_config *c = stx_config_new();
+    const char *kv[] = {"url", R.url, "stream", "s", "group", "g", "lease_ttl_ms", "3000",
+                        "commit_wait_replicas", "1", "commit_wait_timeout_ms", "1000", NULL};
+    for (int i = 0; kv[i]; i += 2) cr_assert_eq(stx_config_set(c, kv[i], kv[i + 1], NULL, 0), STX_OK);
+    stx_config_set_handler(c, counting_noop, NULL);
+    stx_member *m;
+    cr_assert_eq(stx_member_new(&m, c), STX_EINVAL);
+    cr_assert(strstr(stx_member_errmsg(m), "commit_wait_timeout_ms (1000) must be below a third of "
+                                           "lease_ttl_ms (3000)"), "%s", stx_member_errmsg(m));
+    stx_member_free(m);
+    cr_assert_eq(stx_config_set(c, "commit_wait_timeout_ms", "999", NULL, 0), STX_OK);
+    cr_assert_eq(stx_member_new(&m, c), STX_OK, "%s", stx_member_errmsg(m));
+    stx_member_free(m);
+    stx_config_free(c);
+}
+
 /* ---- members of the inventory workload ----------------------------------- */
 
 static void quiet(stx_log_level level, const char *line, void *ud)
