@@ -187,6 +187,7 @@ static void part_close(stx_member *m, struct part *pt)
     pt->acc.retries += s.retries;
     pt->acc.dead_lettered += s.dead_lettered;
     pt->acc.slow_handlers += s.slow_handlers;
+    pt->acc.commits_unreplicated += s.commits_unreplicated;
     if (s.commit_us_max > pt->acc.commit_us_max) pt->acc.commit_us_max = s.commit_us_max;
     pt->acc.commit_us_p50 = s.commit_us_p50;
     pt->acc.commit_us_p99 = s.commit_us_p99;
@@ -285,6 +286,7 @@ void stx_member_partition_stats(const stx_member *m, unsigned i, stx_stats *out)
     out->retries += s.retries;
     out->dead_lettered += s.dead_lettered;
     out->slow_handlers += s.slow_handlers;
+    out->commits_unreplicated += s.commits_unreplicated;
     out->commit_us_p50 = s.commit_us_p50;
     out->commit_us_p99 = s.commit_us_p99;
     if (s.commit_us_max > out->commit_us_max) out->commit_us_max = s.commit_us_max;

@@ -279,6 +279,47 @@ Test(partitions, member_refuses_wait_longer_than_renewal)
     stx_config_free(c);
 }
 
+/* commit_wait_replicas on a Redis without replicas: every commit is
+ * counted in the member's per-partition stats as not acknowledged. */
+Test(partitions, member_counts_unreplicated_commits)
+{
+    char s[64];
+    test_unique("wr", s, sizeof s);
+    stx_client *cl = test_client(&R);
+    cr_assert_eq(stx_stream_create(cl, s, 2), STX_OK);
+    stx_field f[] = {{"k", 1, "a", 1}};
+    stx_produce_result res;
+    for (int i = 0; i < 20; i++)
+        cr_assert_eq(stx_produce_keyed(cl, s, NULL, 0, f, 1, NULL, &res, NULL), STX_OK);
+    stx_config *c = stx_config_new();
+    const char *kv[] = {"url", R.url, "stream", s, "group", "g", "lease_ttl_ms", "3000",
+                        "block_ms", "20", "batch_size", "4", "commit_wait_replicas", "1",
+                        "commit_wait_timeout_ms", "5", "log_level", "error", NULL};
+    for (int i = 0; kv[i]; i += 2) cr_assert_eq(stx_config_set(c, kv[i], kv[i + 1], NULL, 0), STX_OK);
+    stx_config_set_handler(c, counting_noop, NULL);
+    stx_member *m;
+    cr_assert_eq(stx_member_new(&m, c), STX_OK, "%s", stx_member_errmsg(m));
+    stx_config_free(c);
+    uint64_t committed = 0, commits = 0, unrepl = 0;
+    int64_t deadline = test_now_ms() + 20000;
+    while (committed < 20) {
+        cr_assert_geq(stx_member_poll(m), 0, "%s", stx_member_errmsg(m));
+        cr_assert(test_now_ms() < deadline, "not drained");
+        committed = commits = unrepl = 0;
+        for (unsigned i = 0; i < 2; i++) {
+            stx_stats st;
+            stx_member_partition_stats(m, i, &st);
+            committed += st.committed;
+            commits += st.commits;
+            unrepl += st.commits_unreplicated;
+        }
+    }
+    cr_assert_geq(commits, 6); /* batches of 4 over two partitions */
+    cr_assert_eq(unrepl, commits);
+    stx_member_free(m);
+    stx_client_free(cl);
+}
+
 /* ---- members of the inventory workload ----------------------------------- */
 
 static void quiet(stx_log_level level, const char *line, void *ud)
