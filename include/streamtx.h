@@ -1128,8 +1128,10 @@ typedef struct stx_member stx_member;
 /** Create a member from conf (copied).  No I/O.  As stx_processor_new(),
  * *out is set even on failure (unless out of memory) for stx_member_errmsg().
  * @return STX_OK, STX_EINVAL (no stream, group or handler, a stream name a
- * partitioned stream cannot have, commit_wait_replicas with a
- * commit_wait_timeout_ms not below lease_ttl_ms / 3), STX_ENOMEM. */
+ * partitioned stream cannot have, command_timeout_ms plus (with
+ * commit_wait_replicas) commit_wait_timeout_ms not below two thirds of
+ * lease_ttl_ms: a poll may wait that long, and leases are renewed between
+ * polls), STX_ENOMEM. */
 STX_API int stx_member_new(stx_member **out, const stx_config *conf);
 /** One round: heartbeat, renew, release and acquire when due (every
  * lease_ttl_ms / 3), then one poll of each owned partition (round-robin,

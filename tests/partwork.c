@@ -72,37 +72,63 @@ redisContext *pw_conn(partwork *w, unsigned i)
     return w->node[m];
 }
 
+/* One sale or restock of a random SKU (of partition only, when only >= 0):
+ * the XADD appended to c (after an ASKING when asking), the model updated.
+ * Returns the partition. */
+static unsigned produce_one(partwork *w, redisContext *const *conn, int only, int asking)
+{
+    char part[80], sku[16];
+    int k;
+    unsigned p;
+    do {
+        k = (int)(wl_rand(&w->seed) % WL_SKUS);
+        snprintf(sku, sizeof sku, "sku-%02d", k);
+        p = (unsigned)stx_partition_of(sku, strlen(sku), w->parts);
+    } while (only >= 0 && p != (unsigned)only);
+    /* Restocks come more often once a SKU is low, so stock hovers
+     * around the threshold and crosses it many times. */
+    int low = w->stock[k] <= WL_THRESHOLD + 5;
+    int restock = wl_rand(&w->seed) % (low ? 3 : 12) == 0;
+    int qty = restock ? 10 + (int)(wl_rand(&w->seed) % 21) : 1 + (int)(wl_rand(&w->seed) % 5);
+    stx_partition_name(part, sizeof part, w->stream, p);
+    if (asking) redisAppendCommand(conn[p], "ASKING");
+    redisAppendCommand(conn[p], "XADD %s * type %s sku %s qty %d", part,
+                       restock ? "restock" : "sale", sku, qty);
+    int64_t before = w->stock[k];
+    w->stock[k] += restock ? qty : -qty;
+    if (before > WL_THRESHOLD && w->stock[k] <= WL_THRESHOLD) w->crossings++;
+    return p;
+}
+
+static void read_replies(redisContext *c, long n)
+{
+    for (long e = 0; e < n; e++) {
+        redisReply *r;
+        cr_assert_eq(redisGetReply(c, (void **)&r), REDIS_OK, "XADD: %s", c->errstr);
+        cr_assert(r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS, "XADD: %s",
+                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        freeReplyObject(r);
+    }
+}
+
 void pw_produce(partwork *w, long n)
 {
     redisContext *conn[PW_MAX_PARTS];
     for (unsigned i = 0; i < w->parts; i++) conn[i] = pw_conn(w, i);
     /* Replies come back per connection in the order of its commands. */
     long pending[PW_MAX_PARTS] = {0};
-    char part[80], sku[16];
-    for (long e = 0; e < n; e++) {
-        int k = (int)(wl_rand(&w->seed) % WL_SKUS);
-        /* Restocks come more often once a SKU is low, so stock hovers
-         * around the threshold and crosses it many times. */
-        int low = w->stock[k] <= WL_THRESHOLD + 5;
-        int restock = wl_rand(&w->seed) % (low ? 3 : 12) == 0;
-        int qty = restock ? 10 + (int)(wl_rand(&w->seed) % 21) : 1 + (int)(wl_rand(&w->seed) % 5);
-        snprintf(sku, sizeof sku, "sku-%02d", k);
-        unsigned p = (unsigned)stx_partition_of(sku, strlen(sku), w->parts);
-        stx_partition_name(part, sizeof part, w->stream, p);
-        redisAppendCommand(conn[p], "XADD %s * type %s sku %s qty %d", part,
-                           restock ? "restock" : "sale", sku, qty);
-        pending[p]++;
-        int64_t before = w->stock[k];
-        w->stock[k] += restock ? qty : -qty;
-        if (before > WL_THRESHOLD && w->stock[k] <= WL_THRESHOLD) w->crossings++;
-    }
-    for (unsigned p = 0; p < w->parts; p++)
-        for (long e = 0; e < pending[p]; e++) {
-            redisReply *r;
-            cr_assert_eq(redisGetReply(conn[p], (void **)&r), REDIS_OK, "XADD: %s", conn[p]->errstr);
-            cr_assert_eq(r->type, REDIS_REPLY_STRING, "XADD: %s", r->type == REDIS_REPLY_ERROR ? r->str : "");
-            freeReplyObject(r);
-        }
+    for (long e = 0; e < n; e++) pending[produce_one(w, conn, -1, 0)]++;
+    for (unsigned p = 0; p < w->parts; p++) read_replies(conn[p], pending[p]);
+    w->produced += n;
+}
+
+void pw_produce_asking(partwork *w, unsigned i, redisContext *c, long n)
+{
+    cr_assert(i < w->parts);
+    redisContext *conn[PW_MAX_PARTS] = {0};
+    conn[i] = c;
+    for (long e = 0; e < n; e++) produce_one(w, conn, (int)i, 1);
+    read_replies(c, 2 * n);
     w->produced += n;
 }
 
@@ -154,13 +180,14 @@ pid_t pw_spawn(const partwork *w, const char *name)
     cr_assert_neq(pid, -1);
     if (pid) return pid;
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    char lease[24], batch[24];
+    char lease[24], batch[24], timeout[24];
+    snprintf(timeout, sizeof timeout, "%ld", w->command_timeout_ms ? w->command_timeout_ms : 600);
     snprintf(lease, sizeof lease, "%ld", w->lease_ttl_ms ? w->lease_ttl_ms : 1000);
     snprintf(batch, sizeof batch, "%d", w->batch_size ? w->batch_size : 64);
     stx_config *c = stx_config_new();
     const char *kv[] = {"url", w->url, "stream", w->stream, "group", w->group, "consumer", name,
                         "lease_ttl_ms", lease, "block_ms", "100", "batch_size", batch,
-                        "command_timeout_ms", "2000", "stats_interval_ms", "0", "log_level", "info",
+                        "command_timeout_ms", timeout, "stats_interval_ms", "0", "log_level", "info",
                         NULL};
     for (int i = 0; kv[i]; i += 2)
         if (stx_config_set(c, kv[i], kv[i + 1], NULL, 0) != STX_OK) _exit(2);

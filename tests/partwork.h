@@ -29,6 +29,7 @@ typedef struct partwork {
     redisContext *one;          /* the connection to redis */
     redisContext *node[TEST_CLUSTER_NODES]; /* connections to cluster nodes */
     long lease_ttl_ms;          /* 0: 1000 */
+    long command_timeout_ms;    /* 0: 600 (with the WAIT timeout, below 2/3 of the lease) */
     int batch_size;             /* 0: 64 */
     const char *const *conf;    /* more member configuration: key, value, ..., NULL */
 } partwork;
@@ -48,6 +49,9 @@ void pw_reconnect(partwork *w);
 /* XADD n sales and restocks, each to the partition of its SKU (pipelined
  * per node). */
 void pw_produce(partwork *w, long n);
+/* XADD n entries to partition i only, on connection c, each after an
+ * ASKING (c is the importing node of a slot being migrated). */
+void pw_produce_asking(partwork *w, unsigned i, redisContext *c, long n);
 /* Fork a member named name (its id starts with "name-"): it runs until
  * SIGTERM (exit 0) or an error (exit 1). */
 pid_t pw_spawn(const partwork *w, const char *name);

@@ -265,15 +265,29 @@ Test(partitions, member_refuses_wait_longer_than_renewal)
 {
     stx_config *c = stx_config_new();
     const char *kv[] = {"url", R.url, "stream", "s", "group", "g", "lease_ttl_ms", "3000",
-                        "commit_wait_replicas", "1", "commit_wait_timeout_ms", "1000", NULL};
+                        "command_timeout_ms", "1000", "commit_wait_replicas", "1",
+                        "commit_wait_timeout_ms", "1000", NULL};
     for (int i = 0; kv[i]; i += 2) cr_assert_eq(stx_config_set(c, kv[i], kv[i + 1], NULL, 0), STX_OK);
     stx_config_set_handler(c, counting_noop, NULL);
     stx_member *m;
     cr_assert_eq(stx_member_new(&m, c), STX_EINVAL);
-    cr_assert(strstr(stx_member_errmsg(m), "commit_wait_timeout_ms (1000) must be below a third of "
-                                           "lease_ttl_ms (3000)"), "%s", stx_member_errmsg(m));
+    cr_assert(strstr(stx_member_errmsg(m), "command_timeout_ms (1000) + commit_wait_timeout_ms "
+                                           "(1000) must be below two thirds of lease_ttl_ms (3000)"),
+              "%s", stx_member_errmsg(m));
     stx_member_free(m);
     cr_assert_eq(stx_config_set(c, "commit_wait_timeout_ms", "999", NULL, 0), STX_OK);
+    cr_assert_eq(stx_member_new(&m, c), STX_OK, "%s", stx_member_errmsg(m));
+    stx_member_free(m);
+    /* Without commit_wait_replicas only the command timeout counts; the
+     * defaults (5000, 10000) fit. */
+    cr_assert_eq(stx_config_set(c, "commit_wait_replicas", "0", NULL, 0), STX_OK);
+    cr_assert_eq(stx_config_set(c, "command_timeout_ms", "2000", NULL, 0), STX_OK);
+    cr_assert_eq(stx_member_new(&m, c), STX_EINVAL);
+    cr_assert(strstr(stx_member_errmsg(m), "command_timeout_ms (2000) must be below two thirds"),
+              "%s", stx_member_errmsg(m));
+    stx_member_free(m);
+    cr_assert_eq(stx_config_set(c, "command_timeout_ms", "5000", NULL, 0), STX_OK);
+    cr_assert_eq(stx_config_set(c, "lease_ttl_ms", "10000", NULL, 0), STX_OK);
     cr_assert_eq(stx_member_new(&m, c), STX_OK, "%s", stx_member_errmsg(m));
     stx_member_free(m);
     stx_config_free(c);
@@ -293,7 +307,7 @@ Test(partitions, member_counts_unreplicated_commits)
         cr_assert_eq(stx_produce_keyed(cl, s, NULL, 0, f, 1, NULL, &res, NULL), STX_OK);
     stx_config *c = stx_config_new();
     const char *kv[] = {"url", R.url, "stream", s, "group", "g", "lease_ttl_ms", "3000",
-                        "block_ms", "20", "batch_size", "4", "commit_wait_replicas", "1",
+                        "command_timeout_ms", "1500", "block_ms", "20", "batch_size", "4", "commit_wait_replicas", "1",
                         "commit_wait_timeout_ms", "5", "log_level", "error", NULL};
     for (int i = 0; kv[i]; i += 2) cr_assert_eq(stx_config_set(c, kv[i], kv[i + 1], NULL, 0), STX_OK);
     stx_config_set_handler(c, counting_noop, NULL);
@@ -418,7 +432,8 @@ static stx_member *member(const char *stream, const char *name, const char *snap
 {
     stx_config *c = stx_config_new();
     const char *kv[] = {"url", R.url, "stream", stream, "group", "g", "consumer", name,
-                        "lease_ttl_ms", "3000", "block_ms", "20", "stats_interval_ms", "0",
+                        "lease_ttl_ms", "3000", "command_timeout_ms", "1500", "block_ms", "20",
+                        "stats_interval_ms", "0",
                         "snapshot_dir", snapdir, NULL};
     for (int i = 0; kv[i]; i += 2)
         cr_assert_eq(stx_config_set(c, kv[i], kv[i + 1], NULL, 0), STX_OK, "%s", kv[i]);
