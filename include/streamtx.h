@@ -982,6 +982,15 @@ typedef struct stx_reply stx_reply;
  * run); STX_ENOMEM. */
 STX_API int stx_client_call(stx_client *c, size_t argc, const char *const *argv, const size_t *lens,
                             stx_reply **out);
+/** Where key lives on a Redis Cluster: "host:port" of the master of its
+ * slot, as the client last learned the slot map (a MOVED since then is
+ * learned by the next command), into buf (NUL-terminated).
+ * @return the length written; STX_ESTATE when c is connected to a single
+ * Redis, not a cluster; STX_ENOTFOUND (no master of the slot known);
+ * STX_ELIMIT (cap too small); STX_EINVAL (a NULL argument, cap 0);
+ * connection errors. */
+STX_API int stx_client_node_of(stx_client *c, const char *key, size_t key_len, char *buf,
+                               size_t cap);
 /** Free a reply of stx_client_call() (never one of its elements).  NULL is a
  * no-op. */
 STX_API void stx_reply_free(stx_reply *r);
