@@ -135,9 +135,19 @@ void pw_produce_asking(partwork *w, unsigned i, redisContext *c, long n)
 /* ---- the member child ------------------------------------------------------ */
 
 /* The alerts go to a stream in the partition's slot. */
+struct handler_conf {
+    unsigned parts;
+    long delay_us;
+};
+
 static int handler(const stx_msg *msg, stx_txn *txn, void *ud)
 {
-    const unsigned *parts = ud;
+    const struct handler_conf *hc = ud;
+    const unsigned *parts = &hc->parts;
+    if (hc->delay_us) {
+        struct timespec ts = {0, hc->delay_us * 1000L};
+        nanosleep(&ts, NULL);
+    }
     size_t sku_len;
     const char *sku = stx_msg_get(msg, "sku", &sku_len);
     const char *type = stx_msg_get(msg, "type", NULL), *qty = stx_msg_get(msg, "qty", NULL);
@@ -193,9 +203,10 @@ pid_t pw_spawn(const partwork *w, const char *name)
         if (stx_config_set(c, kv[i], kv[i + 1], NULL, 0) != STX_OK) _exit(2);
     for (int i = 0; w->conf && w->conf[i]; i += 2)
         if (stx_config_set(c, w->conf[i], w->conf[i + 1], NULL, 0) != STX_OK) _exit(2);
-    static unsigned parts;
-    parts = w->parts;
-    stx_config_set_handler(c, handler, &parts);
+    static struct handler_conf hc;
+    hc.parts = w->parts;
+    hc.delay_us = w->handler_delay_us;
+    stx_config_set_handler(c, handler, &hc);
     stx_config_set_log(c, log_line, NULL);
     stx_member *m;
     if (stx_member_new(&m, c) != STX_OK) _exit(2);

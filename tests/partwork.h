@@ -31,6 +31,7 @@ typedef struct partwork {
     long lease_ttl_ms;          /* 0: 1000 */
     long command_timeout_ms;    /* 0: 600 (with the WAIT timeout, below 2/3 of the lease) */
     int batch_size;             /* 0: 64 */
+    long handler_delay_us;      /* the handler sleeps this long per entry (0: no sleep) */
     const char *const *conf;    /* more member configuration: key, value, ..., NULL */
 } partwork;
 
