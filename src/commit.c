@@ -219,7 +219,10 @@ int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int pref
         unsigned slot = all_out ? 0 : stx_key_slot(p->conf.stream, strlen(p->conf.stream));
         for (size_t i = 0; i < p->pubs.n; i++) {
             const char *t = p->pubs.v[i].stream;
-            outbox[i] = all_out || stx_key_slot(t, strlen(t)) != slot;
+            /* A run of publishes to one target (the usual case) computes
+             * its slot once. */
+            if (i > 0 && strcmp(t, p->pubs.v[i - 1].stream) == 0) outbox[i] = outbox[i - 1];
+            else outbox[i] = all_out || stx_key_slot(t, strlen(t)) != slot;
             if (outbox[i]) n_out++;
             else target_of[i] = target_index(targets, &ntargets, t);
         }

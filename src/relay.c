@@ -88,16 +88,18 @@ static struct stx_blocked *find_blocked(stx_relay *r, const char *target, size_t
     return NULL;
 }
 
-/* Block target for the rest of this step and until its retry time. */
-static void block(stx_relay *r, const char *target, size_t len)
+/* Block target for the rest of this step and until its retry time.  -1
+ * when it cannot be recorded: the step must then end, or a later entry of
+ * the target could pass the refused ones (and the mark would skip them). */
+static int block(stx_relay *r, const char *target, size_t len)
 {
     struct stx_blocked *b = find_blocked(r, target, len);
     if (!b) {
         struct stx_blocked *v = realloc(r->blocked, (r->nblocked + 1) * sizeof *v);
-        if (!v) return; /* not blocked: tried again in the next step, still in order */
+        if (!v) return -1;
         r->blocked = v;
         char *t = malloc(len + 1);
-        if (!t) return;
+        if (!t) return -1;
         memcpy(t, target, len);
         t[len] = '\0';
         b = &r->blocked[r->nblocked++];
@@ -107,6 +109,7 @@ static void block(stx_relay *r, const char *target, size_t len)
                               : RETRY_FIRST_MS;
     b->retry_at_us = mono_us() + (uint64_t)b->delay_ms * 1000u;
     b->skip = 1;
+    return 0;
 }
 
 static void unblock(stx_relay *r, const char *target, size_t len)
@@ -235,9 +238,8 @@ static int relay_target(stx_relay *r, stx_conn *c, stx_scripts *sc, stx_argv *a,
                      ? rep->element[1]->str
                      : "unexpected reply");
     stx_reply_release(rep);
-    struct stx_blocked *b = find_blocked(r, t->str, t->len);
-    int first = !b;
-    block(r, t->str, t->len);
+    int first = !find_blocked(r, t->str, t->len);
+    if (block(r, t->str, t->len) != 0) return STX_ENOMEM;
     note(fn, ctx, first ? 2 : 0, r); /* warn once per blocking; debug while it lasts */
     return STX_OK;
 }
@@ -250,49 +252,76 @@ static int command(stx_conn *c, redisReply **rep, int argc, const char **argv)
 }
 
 /* Delete the confirmed entries, then read the outbox's length and the id
- * of its oldest entry. */
+ * of its oldest entry: one pipeline, every command on the outbox's key. */
 static int finish(stx_relay *r, stx_conn *c, const ids *done)
 {
+    size_t sent = 0;
     for (size_t i = 0; i < done->n;) {
         size_t n = done->n - i > 500 ? 500 : done->n - i;
         const char **argv = malloc((n + 2) * sizeof *argv);
         size_t *lens = malloc((n + 2) * sizeof *lens);
-        if (!argv || !lens) {
-            free(argv);
-            free(lens);
-            return STX_ENOMEM;
+        int rc = argv && lens ? STX_OK : STX_ENOMEM;
+        if (rc == STX_OK) {
+            argv[0] = "XDEL";
+            argv[1] = r->outbox;
+            for (size_t k = 0; k < n; k++) argv[2 + k] = done->v[i + k];
+            for (size_t k = 0; k < n + 2; k++) lens[k] = strlen(argv[k]);
+            rc = stx_conn_append(c, (int)(n + 2), argv, lens);
         }
-        argv[0] = "XDEL";
-        argv[1] = r->outbox;
-        for (size_t k = 0; k < n; k++) argv[2 + k] = done->v[i + k];
-        for (size_t k = 0; k < n + 2; k++) lens[k] = strlen(argv[k]);
-        redisReply *rep;
-        int rc = stx_conn_command(c, &rep, (int)(n + 2), argv, lens);
         free(argv);
         free(lens);
-        if (rc != STX_OK) return rc;
-        stx_reply_release(rep);
+        if (rc != STX_OK) {
+            stx_conn_close(c); /* nothing half-sent stays on it; the caller reconnects */
+            return rc;
+        }
+        sent++;
         i += n;
     }
-    redisReply *rep;
-    int rc = command(c, &rep, 2, (const char *[]){"XLEN", r->outbox});
-    if (rc != STX_OK) return rc;
-    r->len = rep->type == REDIS_REPLY_INTEGER && rep->integer > 0 ? (uint64_t)rep->integer : 0;
-    stx_reply_release(rep);
+    const char *xlen[] = {"XLEN", r->outbox};
+    const char *first[] = {"XRANGE", r->outbox, "-", "+", "COUNT", "1"};
+    size_t xlen_lens[2] = {4, strlen(r->outbox)};
+    size_t first_lens[6] = {6, strlen(r->outbox), 1, 1, 5, 1};
+    int rc = stx_conn_append(c, 2, xlen, xlen_lens);
+    if (rc == STX_OK) rc = stx_conn_append(c, 6, first, first_lens);
+    if (rc != STX_OK) {
+        stx_conn_close(c);
+        return rc;
+    }
+    redisReply *rep[2] = {NULL, NULL};
+    int bad = STX_OK;
+    for (size_t k = 0; k < sent; k++) {
+        redisReply *d = NULL;
+        int x = stx_conn_read(c, &d);
+        if (x == STX_OK) stx_reply_release(d);
+        else if (bad == STX_OK) bad = x;
+        if (x == STX_ECONN || x == STX_ETIMEOUT) return x;
+    }
+    for (int k = 0; k < 2; k++) {
+        int x = stx_conn_read(c, &rep[k]);
+        if (x != STX_OK) {
+            if (bad == STX_OK) bad = x;
+            rep[k] = NULL;
+            if (x == STX_ECONN || x == STX_ETIMEOUT) {
+                stx_reply_release(rep[0]);
+                return x;
+            }
+        }
+    }
+    if (bad == STX_OK && rep[0]->type == REDIS_REPLY_INTEGER)
+        r->len = rep[0]->integer > 0 ? (uint64_t)rep[0]->integer : 0;
     r->age_ms = 0;
-    if (r->len == 0) return STX_OK;
-    rc = command(c, &rep, 6, (const char *[]){"XRANGE", r->outbox, "-", "+", "COUNT", "1"});
-    if (rc != STX_OK) return rc;
-    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 &&
-        rep->element[0]->type == REDIS_REPLY_ARRAY && rep->element[0]->elements >= 1 &&
-        rep->element[0]->element[0]->type == REDIS_REPLY_STRING) {
+    const redisReply *f = rep[1];
+    if (bad == STX_OK && f->type == REDIS_REPLY_ARRAY && f->elements == 1 &&
+        f->element[0]->type == REDIS_REPLY_ARRAY && f->element[0]->elements >= 1 &&
+        f->element[0]->element[0]->type == REDIS_REPLY_STRING) {
         stx_id id;
-        const redisReply *s = rep->element[0]->element[0];
+        const redisReply *s = f->element[0]->element[0];
         uint64_t now = wall_ms();
         if (stx_id_parse(s->str, s->len, &id) == 0 && id.ms < now) r->age_ms = now - id.ms;
     }
-    stx_reply_release(rep);
-    return STX_OK;
+    stx_reply_release(rep[0]);
+    stx_reply_release(rep[1]);
+    return bad;
 }
 
 int stx_relay_step(stx_relay *r, stx_conn *c, stx_scripts *sc, stx_argv *a, long budget,
