@@ -238,9 +238,12 @@ STX_API int stx_txn_put_str(stx_txn *txn, const void *key, size_t key_len,
  * are copied.  Unless a field of that name is among the pairs given, the
  * library adds the envelope fields "causation_id" (the source message id)
  * and "correlation_id" (copied from the source message when it has one).
- * On Redis Cluster the target stream must hash to the input stream's slot
- * (give it the same hash tag, e.g. "{orders}:alerts"): one script cannot
- * write to two slots.
+ * On Redis Cluster a target in the input stream's slot (the same hash
+ * tag, e.g. "{orders}:alerts") is written by the commit itself; a target
+ * in any other slot (one script cannot write two slots) goes through the
+ * group's outbox and is relayed after the commit, exactly once and in
+ * commit order per target (see @ref outbox; publish_mode=outbox does that
+ * for every target on any Redis).
  *
  * One publish holds at most 3000 field/value pairs, the envelope fields
  * the library adds included (so 2998 pairs of the handler's own are always
