@@ -500,3 +500,80 @@ Test(outbox, refusing_target_bound_and_zombie)
     redisFree(c);
     test_redis_stop(&r);
 }
+
+/* ---- on the cluster: a target whose master is out of memory ------------- */
+
+static int to_ab(const stx_msg *msg, stx_txn *txn, void *ud)
+{
+    const char *const *t = ud;
+    size_t nl;
+    const char *n = stx_msg_get(msg, "n", &nl);
+    if (!n) return STX_HANDLER_FAIL;
+    int rc = stx_txn_publishv(txn, t[0], "n", n, NULL);
+    return rc == STX_OK ? stx_txn_publishv(txn, t[1], "n", n, NULL) : rc;
+}
+
+Test(outbox_cluster, target_out_of_memory)
+{
+    test_cluster tc;
+    test_cluster_start(&tc, 0);
+    struct env e = {.url = tc.url, .tc = &tc};
+    char s[64], a[96], b[96];
+    test_unique("{oom}", s, sizeof s);
+    int src = test_cluster_owner(&tc, stx_key_slot(s, strlen(s)));
+    /* Target a on another master than the source, target b on a third. */
+    int na = -1, nb = -1;
+    for (int i = 0; na < 0 || nb < 0; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "%s-t%d", s + 5, i);
+        int o = test_cluster_owner(&tc, stx_key_slot(name, strlen(name)));
+        if (na < 0 && o != src) {
+            na = o;
+            snprintf(a, sizeof a, "%s", name);
+        } else if (nb < 0 && na >= 0 && o != src && o != na) {
+            nb = o;
+            snprintf(b, sizeof b, "%s", name);
+        }
+        cr_assert_lt(i, 10000);
+    }
+    for (int i = 0; i < 30; i++) freeReplyObject(test_cmd(at(&e, s), "XADD %s * n %d", s, i));
+    redisContext *oom = test_cluster_connect(&tc, na);
+    freeReplyObject(test_cmd(oom, "CONFIG SET maxmemory 1"));
+
+    const char *targets[2] = {a, b};
+    stx_config *conf = stx_config_new();
+    const char *kv[] = {"url", tc.url, "stream", s, "group", "g", "block_ms", "20",
+                        "batch_size", "8", "log_level", "error", NULL};
+    for (int i = 0; kv[i]; i += 2) cr_assert_eq(stx_config_set(conf, kv[i], kv[i + 1], NULL, 0), STX_OK);
+    stx_config_set_handler(conf, to_ab, (void *)targets);
+    stx_config_set_log(conf, quiet, NULL);
+    stx_processor *p;
+    cr_assert_eq(stx_processor_new(&p, conf), STX_OK);
+    stx_config_free(conf);
+    poll_for(p, 1500);
+    stx_stats st;
+    stx_processor_stats(p, &st);
+    /* Processing and the other target go on; a's entries wait. */
+    cr_assert_eq(st.committed, 30, "%s", stx_processor_errmsg(p));
+    cr_assert_gt(st.relay_refusals, 0);
+    cr_assert_eq(st.outbox_len, 30);
+    cr_assert_eq(test_cmd_int(at(&e, b), "XLEN %s", b), 30);
+    cr_assert_eq(test_cmd_int(oom, "EXISTS %s", a), 0);
+
+    freeReplyObject(test_cmd(oom, "CONFIG SET maxmemory 0"));
+    int64_t deadline = test_now_ms() + 20000;
+    do {
+        poll_for(p, 200);
+        stx_processor_stats(p, &st);
+    } while (st.outbox_len && test_now_ms() < deadline);
+    cr_assert_eq(st.outbox_len, 0);
+    redisReply *r = test_cmd(oom, "XRANGE %s - +", a);
+    cr_assert_eq(r->elements, 30);
+    for (size_t i = 0; i < r->elements; i++)
+        cr_assert_eq(atoi(r->element[i]->element[1]->element[1]->str), (int)i, "commit order");
+    freeReplyObject(r);
+    stx_processor_free(p);
+    redisFree(oom);
+    env_close(&e);
+    test_cluster_stop(&tc);
+}
