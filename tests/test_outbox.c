@@ -373,6 +373,20 @@ Test(outbox, single_redis_kills_and_pause)
 
 /* ---- one processor: a refusing target, the bound, a zombie replay ------- */
 
+/* stx --url URL ARGS: its stdout (and 2>&1 when err), exit status 0 asserted. */
+static char *run_stx(const char *url, const char *args)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s --url %s %s 2>/dev/null", STX_CLI_PATH, url, args);
+    FILE *f = popen(cmd, "r");
+    cr_assert(f);
+    char *out = calloc(1, 16384);
+    size_t n = fread(out, 1, 16383, f);
+    out[n] = '\0';
+    cr_assert_eq(pclose(f), 0, "%s", cmd);
+    return out;
+}
+
 static int to_two(const stx_msg *msg, stx_txn *txn, void *ud)
 {
     const char *base = ud;
@@ -437,6 +451,21 @@ Test(outbox, refusing_target_bound_and_zombie)
         cr_assert_str_eq(f->element[4]->str, "stx-source-id");
     }
 
+    /* The operator's view: the held entries and the refusal. */
+    char args[256], want[512];
+    snprintf(args, sizeof args, "--json relay %s g", s);
+    char *out = run_stx(r.url, args);
+    snprintf(want, sizeof want, "{\"streams\":[{\"stream\":\"%s\",\"relayed\":0,\"refusals\":1,"
+             "\"length\":%zu,\"oldest_age_ms\":", s, kept->elements);
+    cr_assert(strncmp(out, want, strlen(want)) == 0, "%s", out);
+    free(out);
+    snprintf(args, sizeof args, "info %s", s);
+    out = run_stx(r.url, args);
+    snprintf(want, sizeof want, "STREAM%*sGROUP  OUTBOX  OLDEST\n%s  g      %zu", (int)strlen(s) - 4,
+             "", s, kept->elements);
+    cr_assert(strstr(out, want), "%s", out);
+    free(out);
+
     /* The target takes writes again: everything arrives, in order. */
     freeReplyObject(test_cmd(c, "DEL %s", bad));
     int64_t deadline = test_now_ms() + 20000;
@@ -488,6 +517,13 @@ Test(outbox, refusing_target_bound_and_zombie)
     free(lens);
     free(relayed);
     freeReplyObject(kept);
+
+    snprintf(args, sizeof args, "--json relay %s g", s);
+    out = run_stx(r.url, args);
+    snprintf(want, sizeof want, "{\"streams\":[{\"stream\":\"%s\",\"relayed\":0,\"refusals\":0,"
+             "\"length\":0,\"oldest_age_ms\":0}]}\n", s);
+    cr_assert_str_eq(out, want);
+    free(out);
 
     /* The operator's relay finds nothing left. */
     stx_client *cl = test_client(&r);
