@@ -1,0 +1,174 @@
+/* stx archive STREAM --pg URL: the archiver, its schema and its lag. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "streamtx_archive.h"
+
+static const char help[] =
+    "usage: stx archive STREAM --pg URL [--batch N] [--once] [--status] [--json]\n"
+    "       stx archive --init --pg URL\n"
+    "\n"
+    "Copy every entry of STREAM into PostgreSQL, exactly once: each batch's\n"
+    "rows and the archived offset are committed in one transaction, and the\n"
+    "entries are acknowledged in Redis (group \"" STX_ARCHIVE_GROUP "\") only after\n"
+    "that commit.  A restart resumes from PostgreSQL's offset.  Runs until\n"
+    "SIGINT/SIGTERM; a lost Redis or PostgreSQL connection is retried with a\n"
+    "backoff (50 ms doubling to 5 s).  On exit it prints what it archived.\n"
+    "\n"
+    "  --pg URL     the PostgreSQL database: a libpq URI or connection string,\n"
+    "               postgresql://user:password@host:port/db?sslmode=require\n"
+    "               (sslmode, passfile and the PG* environment variables work\n"
+    "               as in psql)\n"
+    "  --init       install or upgrade the archive's tables (schema version\n"
+    "               " "1" ") and exit; nothing else ever creates them\n"
+    "  --batch N    entries per batch and transaction (default 500)\n"
+    "  --once       stop when the archive has caught up with the stream\n"
+    "  --status     print the archived offset, the rows archived and the\n"
+    "               entries not yet archived, and exit\n"
+    "\n"
+    "--json prints one object: {\"stream\":..,\"offset\":..,\"archived\":..,\n"
+    "\"behind\":..|null} (--status), {\"schema_from\":N,\"schema\":N} (--init), or\n"
+    "{\"stream\":..,\"entries\":..,\"batches\":..,\"skipped\":..,\"pg_reconnects\":..,\n"
+    "\"offset\":..} when the archiver stops.\n"
+    "\n"
+    "Exit codes: 1 when PostgreSQL or Redis fail (an authentication failure, a\n"
+    "missing schema: run --init), 2 for bad arguments.\n";
+
+static stx_archive *running;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stx_archive_stop(running);
+}
+
+int cli_archive_open(cli *c, const char *url, stx_archive **out)
+{
+    int rc = stx_archive_open(out, url);
+    if (rc != STX_OK) {
+        cli_fail(c, CLI_EXIT_RUNTIME, "%s", *out ? stx_archive_errmsg(*out) : stx_strerror(rc));
+        stx_archive_close(*out);
+        *out = NULL;
+        return CLI_EXIT_RUNTIME;
+    }
+    return 0;
+}
+
+int cli_archive_fail(cli *c, const stx_archive *a, int rc)
+{
+    const char *m = stx_archive_errmsg(a);
+    if (rc == STX_EWINDOW_EXPIRED || rc == STX_EINVALID_CURSOR || !*m) return cli_fail_stx(c, rc, NULL);
+    return cli_fail(c, cli_exit_code(rc), "%s", m);
+}
+
+static int status(cli *c, stx_archive *a, const char *stream)
+{
+    stx_archive_lag lag;
+    int rc = stx_archive_lag_get(a, c->client, stream, &lag);
+    if (rc != STX_OK) return cli_archive_fail(c, a, rc);
+    if (c->json) {
+        jw w;
+        jw_init(&w);
+        jw_obj(&w);
+        jw_key(&w, "stream");
+        jw_str(&w, stream);
+        jw_key(&w, "offset");
+        jw_str(&w, lag.offset);
+        jw_key(&w, "archived");
+        jw_i64(&w, lag.archived);
+        jw_key(&w, "behind");
+        if (lag.behind >= 0) jw_i64(&w, lag.behind);
+        else jw_null(&w);
+        jw_obj_end(&w);
+        jw_print(&w, stdout);
+        jw_free(&w);
+    } else {
+        printf("offset %s\narchived %lld\n", lag.offset, lag.archived);
+        if (lag.behind >= 0) printf("behind %lld\n", lag.behind);
+        else printf("behind ? (%s)\n", lag.has_group ? "Redis cannot tell" : "no archive group");
+    }
+    return 0;
+}
+
+int cmd_archive(cli *c, int argc, char **argv)
+{
+    cli_opt opts[] = {{"--pg", 1, NULL},   {"--init", 0, NULL}, {"--batch", 1, NULL},
+                      {"--once", 0, NULL}, {"--status", 0, NULL}};
+    int npos, rc;
+    if ((rc = cli_parse(c, argc, argv, opts, 5, 0, 1, &npos, help)) != 0) return rc;
+    if (!opts[0].value) return cli_fail(c, CLI_EXIT_USAGE, "--pg URL is required");
+    if (!opts[1].value && npos != 1) return cli_fail(c, CLI_EXIT_USAGE, "missing STREAM");
+    if (opts[1].value && npos != 0) return cli_fail(c, CLI_EXIT_USAGE, "--init takes no STREAM");
+    long long batch = 0;
+    if (opts[2].value && (rc = cli_opt_ll(c, &opts[2], 1, &batch)) != 0) return rc;
+    if (batch > 100000) return cli_fail(c, CLI_EXIT_USAGE, "--batch: at most 100000");
+    stx_archive *a;
+    if ((rc = cli_archive_open(c, opts[0].value, &a)) != 0) return rc;
+    if (opts[1].value) {
+        int from = 0;
+        rc = stx_archive_migrate(a, &from);
+        if (rc != STX_OK) {
+            rc = cli_archive_fail(c, a, rc);
+        } else if (c->json) {
+            printf("{\"schema_from\":%d,\"schema\":%d}\n", from, STX_ARCHIVE_SCHEMA_VERSION);
+        } else if (from == STX_ARCHIVE_SCHEMA_VERSION) {
+            printf("archive schema at version %d already\n", from);
+        } else {
+            printf("archive schema migrated from version %d to %d\n", from,
+                   STX_ARCHIVE_SCHEMA_VERSION);
+        }
+        stx_archive_close(a);
+        return rc;
+    }
+    const char *stream = argv[0];
+    if ((rc = cli_connect(c)) != 0) {
+        stx_archive_close(a);
+        return rc;
+    }
+    if (opts[4].value) {
+        rc = status(c, a, stream);
+        stx_archive_close(a);
+        return rc;
+    }
+    running = a;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    rc = stx_archive_run(a, c->client, stream, (size_t)batch, opts[3].value != NULL);
+    stx_archive_stats st;
+    stx_archive_stats_get(a, &st);
+    if (rc != STX_OK) {
+        rc = cli_archive_fail(c, a, rc);
+    } else if (c->json) {
+        jw w;
+        jw_init(&w);
+        jw_obj(&w);
+        jw_key(&w, "stream");
+        jw_str(&w, stream);
+        jw_key(&w, "entries");
+        jw_i64(&w, (long long)st.entries);
+        jw_key(&w, "batches");
+        jw_i64(&w, (long long)st.batches);
+        jw_key(&w, "skipped");
+        jw_i64(&w, (long long)st.skipped);
+        jw_key(&w, "pg_reconnects");
+        jw_i64(&w, (long long)st.pg_reconnects);
+        jw_key(&w, "offset");
+        jw_str(&w, st.offset);
+        jw_obj_end(&w);
+        jw_print(&w, stdout);
+        jw_free(&w);
+    } else {
+        printf("archived %llu entries in %llu batches; offset %s\n",
+               (unsigned long long)st.entries, (unsigned long long)st.batches,
+               st.offset[0] ? st.offset : "-");
+    }
+    running = NULL;
+    stx_archive_close(a);
+    return rc;
+}
