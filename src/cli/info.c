@@ -28,6 +28,13 @@ static const char help[] =
     "\"failures_per_s\":..,\"dead_lettered_per_s\":.., the stx_stats counters,\n"
     "\"interval_commit_us_p50\":..,\"interval_commit_us_p99\":..,\"last_error\":..|null}.\n"
     "Ids of an empty stream are null.\n"
+#ifdef STX_HAVE_ARCHIVE
+    "\n"
+    "  --pg URL   also show the archive (stx archive) in this PostgreSQL\n"
+    "             database: its offset, the rows archived and the entries not\n"
+    "             yet archived (--json: \"archive\":{\"offset\":..,\"archived\":..,\n"
+    "             \"behind\":..|null})\n"
+#endif
     "\n"
     "Exit codes: 3 when the stream does not exist, 4 when the key is not a stream.\n";
 
@@ -48,11 +55,31 @@ static void json_id(jw *w, const char *key, const char *id)
 int cmd_info(cli *c, int argc, char **argv)
 {
     int npos, rc;
-    if ((rc = cli_parse(c, argc, argv, NULL, 0, 1, 1, &npos, help)) != 0)
+    cli_opt opts[] = {{"--pg", 1, NULL}};
+#ifdef STX_HAVE_ARCHIVE
+    size_t nopts = 1;
+#else
+    size_t nopts = 0;
+#endif
+    if ((rc = cli_parse(c, argc, argv, opts, nopts, 1, 1, &npos, help)) != 0)
         return rc;
     const char *stream = argv[0];
     if ((rc = cli_connect(c)) != 0)
         return rc;
+#ifdef STX_HAVE_ARCHIVE
+    stx_archive_lag lag;
+    if (opts[0].value) {
+        stx_archive *a;
+        if ((rc = cli_archive_open(c, opts[0].value, &a)) != 0)
+            return rc;
+        rc = stx_archive_lag_get(a, c->client, stream, &lag);
+        if (rc != STX_OK)
+            rc = cli_archive_fail(c, a, rc);
+        stx_archive_close(a);
+        if (rc != 0)
+            return rc;
+    }
+#endif
     stx_stream_info *info = NULL;
     rc = stx_stream_info_get(c->client, stream, &info);
     /* A wrong type may be the stream's or one of a group's keys: the
@@ -131,6 +158,22 @@ int cmd_info(cli *c, int argc, char **argv)
             jw_obj_end(&w);
         }
         jw_arr_end(&w);
+#ifdef STX_HAVE_ARCHIVE
+        if (opts[0].value) {
+            jw_key(&w, "archive");
+            jw_obj(&w);
+            jw_key(&w, "offset");
+            jw_str(&w, lag.offset);
+            jw_key(&w, "archived");
+            jw_i64(&w, lag.archived);
+            jw_key(&w, "behind");
+            if (lag.behind >= 0)
+                jw_i64(&w, lag.behind);
+            else
+                jw_null(&w);
+            jw_obj_end(&w);
+        }
+#endif
         jw_obj_end(&w);
         jw_print(&w, stdout);
         jw_free(&w);
@@ -153,6 +196,19 @@ int cmd_info(cli *c, int argc, char **argv)
     tbl_cellf(&t, "%lld", info->entries_added);
     tbl_cell(&t, "groups");
     tbl_cellf(&t, "%zu", info->ngroups);
+#ifdef STX_HAVE_ARCHIVE
+    if (opts[0].value) {
+        tbl_cell(&t, "archive-offset");
+        tbl_cell(&t, lag.offset);
+        tbl_cell(&t, "archive-rows");
+        tbl_cellf(&t, "%lld", lag.archived);
+        tbl_cell(&t, "archive-behind");
+        if (lag.behind >= 0)
+            tbl_cellf(&t, "%lld", lag.behind);
+        else
+            tbl_cell(&t, "?");
+    }
+#endif
     tbl_print(&t, stdout);
     tbl_free(&t);
 
