@@ -90,7 +90,7 @@ bad:
 static int append_rows(stx_archive *a, PGresult *r, stx_entries *e)
 {
     for (int i = 0; i < PQntuples(r); i++) {
-        uint64_t ms, seq;
+        uint64_t ms = 0, seq = 0;
         size_t nn, nv;
         const char **names = NULL, **vals = NULL;
         size_t *nl = NULL, *vl = NULL;
