@@ -429,6 +429,12 @@ Test(archive, kill_loop_and_postgres_restart_archive_each_entry_once)
     produce_range(c, stream, produced, total);
     long before = pg_ll(pc, "SELECT count(*) FROM stx_archive_entries");
     cr_assert(before > 0, "the killed archivers archived nothing");
+    /* How far the killed archivers got (the row count of the offset row
+     * must equal the rows: each batch counted once). */
+    long offset_rows = pg_ll(pc, "SELECT archived FROM stx_archive_offsets");
+    fprintf(stderr, "archive kill loop: %ld entries, %d kills, 1 PostgreSQL crash; %ld archived "
+                    "before the last run (offset row: %ld)\n",
+            total, kills, before, offset_rows);
     /* The last run catches up and exits. */
     const char *once[] = {"archive", stream, "--pg", pg.url, "--batch", "300", "--once", NULL};
     cr_assert_eq(wait_exit(spawn_stx(once)), 0);
