@@ -675,3 +675,46 @@ Test(archive, cli_commands)
     cr_assert_eq(system(cmd), 0, "%s", cmd);
     stx_client_free(c);
 }
+
+/* PostgreSQL goes away under a running archiver: the run retries with a
+ * backoff, reconnects when it is back, and archives everything once. */
+Test(archive, run_reconnects_after_a_postgres_restart)
+{
+    char stream[64];
+    test_unique("reconnect", stream, sizeof stream);
+    migrate();
+    stx_client *c = test_client(&redis);
+    redisContext *rc = test_redis_connect(&redis);
+    stx_archive *a = archive_open();
+    produce_range(c, stream, 0, 500);
+    size_t n = 0;
+    cr_assert_eq(stx_archive_step(a, c, stream, 200, 0, &n), STX_OK, "%s", stx_archive_errmsg(a));
+    cr_assert_eq(n, 200);
+    pg_crash(&pg);
+    cr_assert_eq(stx_archive_step(a, c, stream, 200, 0, &n), STX_ECONN);
+    cr_assert_eq(stx_error_class_of(STX_ECONN), STX_CLASS_RETRIABLE);
+    /* The server comes back while stx_archive_run() is retrying. */
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        wl_sleep_ms(700);
+        pg_start(&pg);
+        _exit(0);
+    }
+    cr_assert_eq(stx_archive_run(a, c, stream, 200, 1), STX_OK, "%s", stx_archive_errmsg(a));
+    cr_assert_eq(wait_exit(pid), 0);
+    pg.running = 1;
+    stx_archive_stats st;
+    stx_archive_stats_get(a, &st);
+    cr_assert_eq(st.entries, 500);
+    cr_assert(st.errors >= 1);
+    cr_assert(st.pg_reconnects >= 1);
+    PGconn *pc = pg_conn(&pg);
+    char last[64];
+    last_id(rc, stream, last, sizeof last);
+    check_archive(pc, stream, 500, last);
+    PQfinish(pc);
+    stx_archive_close(a);
+    redisFree(rc);
+    stx_client_free(c);
+}
