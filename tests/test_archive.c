@@ -718,3 +718,47 @@ Test(archive, run_reconnects_after_a_postgres_restart)
     redisFree(rc);
     stx_client_free(c);
 }
+
+/* NULL in each pointer argument: an error, never a crash. */
+Test(archive, misuse_is_an_error)
+{
+    stx_client *c = test_client(&redis);
+    stx_archive *a = archive_open();
+    stx_entries *e = NULL;
+    stx_archive_stats st;
+    memset(&st, 0xff, sizeof st);
+    stx_archive_stats_get(NULL, &st);
+    cr_assert_eq(st.entries, 0);
+    stx_archive_stats_get(a, NULL);
+    stx_archive_close(NULL);
+    stx_archive_stop(NULL);
+    cr_assert(stx_archive_errmsg(NULL)[0]);
+    cr_assert_eq(stx_archive_open(NULL, pg.url), STX_EINVAL);
+    cr_assert_eq(stx_archive_schema(NULL, &(int){0}), STX_EINVAL);
+    cr_assert_eq(stx_archive_schema(a, NULL), STX_EINVAL);
+    cr_assert_eq(stx_archive_migrate(NULL, NULL), STX_EINVAL);
+    cr_assert_eq(stx_archive_step(NULL, c, "s", 0, 0, NULL), STX_EINVAL);
+    cr_assert_eq(stx_archive_step(a, NULL, "s", 0, 0, NULL), STX_EINVAL);
+    cr_assert_eq(stx_archive_step(a, c, NULL, 0, 0, NULL), STX_EINVAL);
+    cr_assert_eq(stx_archive_step(a, c, "s", 0, -1, NULL), STX_EINVAL);
+    cr_assert_eq(stx_archive_run(NULL, c, "s", 0, 1), STX_EINVAL);
+    cr_assert_eq(stx_archive_run(a, NULL, "s", 0, 1), STX_EINVAL);
+    stx_archive_lag lag;
+    cr_assert_eq(stx_archive_lag_get(NULL, c, "s", &lag), STX_EINVAL);
+    cr_assert_eq(stx_archive_lag_get(a, NULL, "s", &lag), STX_EINVAL);
+    cr_assert_eq(stx_archive_lag_get(a, c, NULL, &lag), STX_EINVAL);
+    cr_assert_eq(stx_archive_lag_get(a, c, "s", NULL), STX_EINVAL);
+    cr_assert_eq(stx_archive_read_range(a, NULL, "s", "0", NULL, 0, &e), STX_EINVAL);
+    cr_assert_eq(stx_archive_read_range(a, c, NULL, "0", NULL, 0, &e), STX_EINVAL);
+    cr_assert_eq(stx_archive_read_range(a, c, "s", NULL, NULL, 0, &e), STX_EINVALID_CURSOR);
+    cr_assert_eq(stx_archive_read_range(a, c, "s", "0", NULL, 0, NULL), STX_EINVAL);
+    cr_assert_eq(stx_archive_read_time(a, NULL, "s", 0, 1, 0, &e), STX_EINVAL);
+    cr_assert_eq(stx_archive_read_time(a, c, "s", 0, 1, 0, NULL), STX_EINVAL);
+    cr_assert_eq(stx_archive_read_time(a, c, "s", 2, 1, 0, &e), STX_EINVAL);
+    long long d;
+    cr_assert_eq(stx_archive_trim(NULL, c, "s", 0, 0, &d), STX_EINVAL);
+    cr_assert_eq(stx_archive_trim(a, NULL, "s", 0, 0, &d), STX_EINVAL);
+    cr_assert_eq(stx_archive_trim(a, c, NULL, 0, 0, &d), STX_EINVAL);
+    stx_archive_close(a);
+    stx_client_free(c);
+}
