@@ -90,6 +90,8 @@ typedef struct stx_archive_stats {
     uint64_t errors;            /**< failed steps (retried by stx_archive_run) */
     uint64_t last_batch_us;     /**< COPY + UPDATE + COMMIT of the last batch */
     char offset[48];            /**< the archived offset ("" before the first step) */
+    long long behind;           /**< entries not yet archived at the last progress
+                                     call (-1: not known; see stx_archive_lag_get()) */
 } stx_archive_stats;
 
 /** Archive one batch of stream: read up to batch entries (0: 500) through
@@ -110,6 +112,13 @@ STX_API int stx_archive_step(stx_archive *a, stx_client *c, const char *stream, 
  * @return STX_OK (stopped or caught up) or the failure that ended it. */
 STX_API int stx_archive_run(stx_archive *a, stx_client *c, const char *stream, size_t batch,
                             int once);
+/** Live stats: stx_archive_run() calls fn (in its own, the caller's,
+ * thread) about every interval_ms with the counters, `behind` freshly
+ * read from Redis (one XINFO GROUPS per call); also while it waits to
+ * retry.  fn NULL (or interval_ms <= 0) turns it off. */
+STX_API void stx_archive_set_progress(stx_archive *a,
+                                      void (*fn)(const stx_archive_stats *st, void *ud),
+                                      void *ud, long interval_ms);
 /** Make stx_archive_run() return after the current step (within about a
  * second).  Safe from another thread or a signal handler. */
 STX_API void stx_archive_stop(stx_archive *a);

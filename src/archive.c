@@ -156,6 +156,7 @@ int stx_archive_open(stx_archive **out, const char *conninfo)
         return STX_ENOMEM;
     }
     atomic_init(&a->stop, 0);
+    a->stats.behind = -1;
     *out = a;
     return connect_pg(a);
 }
@@ -782,6 +783,31 @@ int stx_archive_step(stx_archive *a, stx_client *c, const char *stream, size_t b
     return rc;
 }
 
+void stx_archive_set_progress(stx_archive *a, void (*fn)(const stx_archive_stats *st, void *ud),
+                              void *ud, long interval_ms)
+{
+    if (!a) return;
+    a->progress = interval_ms > 0 ? fn : NULL;
+    a->progress_ud = ud;
+    a->progress_ms = interval_ms;
+    a->progress_at_us = 0;
+}
+
+/* Which entries are behind: the archive group's lag plus its pending. */
+static long long behind_of(stx_archive *a, stx_client *c, const char *stream);
+
+static void progress_tick(stx_archive *a, stx_client *c, const char *stream)
+{
+    if (!a->progress) return;
+    uint64_t now = now_us();
+    if (a->progress_at_us == 0) a->progress_at_us = now + (uint64_t)a->progress_ms * 1000u;
+    if (now < a->progress_at_us) return;
+    a->progress_at_us = now + (uint64_t)a->progress_ms * 1000u;
+    long long b = behind_of(a, c, stream);
+    a->stats.behind = b < 0 ? -1 : b;
+    a->progress(&a->stats, a->progress_ud);
+}
+
 static int retriable(int rc)
 {
     return rc == STX_ECONN || rc == STX_ETIMEOUT || rc == STX_EREDIS_REFUSED || rc == STX_ENOGROUP;
@@ -794,6 +820,7 @@ int stx_archive_run(stx_archive *a, stx_client *c, const char *stream, size_t ba
     while (!atomic_load(&a->stop)) {
         size_t n;
         int rc = stx_archive_step(a, c, stream, batch, once ? 0 : 1000, &n);
+        progress_tick(a, c, stream);
         if (rc == STX_OK) {
             backoff = BACKOFF_MIN_MS;
             if (once && a->caught_up) return STX_OK;
@@ -804,6 +831,7 @@ int stx_archive_run(stx_archive *a, stx_client *c, const char *stream, size_t ba
         for (long slept = 0; slept < backoff && !atomic_load(&a->stop); slept += 50) {
             struct timespec ts = {0, 50 * 1000000L};
             nanosleep(&ts, NULL);
+            progress_tick(a, c, stream);
         }
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }
@@ -822,10 +850,21 @@ int stx_archive_lag_get(stx_archive *a, stx_client *c, const char *stream, stx_a
     if (rc == STX_OK) rc = stx_archive_offset(a, stream, &ms, &seq, &out->archived, NULL);
     if (rc != STX_OK) return rc;
     fmt_id(out->offset, sizeof out->offset, ms, seq);
+    long long b = behind_of(a, c, stream);
+    if (b == -2) return stx_archive_fail(a, STX_ECONN, "lag: %s", stx_client_errmsg(c));
+    out->has_group = b != -3;
+    out->behind = b < 0 ? -1 : b;
+    return STX_OK;
+}
+
+/* -1: Redis cannot tell; -2: the call failed; -3: no archive group. */
+static long long behind_of(stx_archive *a, stx_client *c, const char *stream)
+{
+    (void)a;
     const char *argv[] = {"XINFO", "GROUPS", stream};
     stx_reply *r;
-    rc = stx_client_call(c, 3, argv, NULL, &r);
-    if (rc != STX_OK) return stx_archive_fail(a, rc, "lag: %s", stx_client_errmsg(c));
+    if (stx_client_call(c, 3, argv, NULL, &r) != STX_OK) return -2;
+    long long behind = -3;
     /* Entries after the offset: the group's lag (not delivered) plus its
      * pending entries (delivered, not yet committed and acked). */
     for (size_t i = 0; i < stx_reply_count(r); i++) {
@@ -843,11 +882,8 @@ int stx_archive_lag_get(stx_archive *a, stx_client *c, const char *stream, stx_a
                 lag = stx_reply_integer(v);
             if (strcmp(k, "pending") == 0) pending = stx_reply_integer(v);
         }
-        if (ours) {
-            out->has_group = 1;
-            out->behind = lag < 0 ? -1 : lag + pending;
-        }
+        if (ours) behind = lag < 0 ? -1 : lag + pending;
     }
     stx_reply_free(r);
-    return STX_OK;
+    return behind;
 }

@@ -23,6 +23,10 @@ struct stx_archive {
     int synced;
     int caught_up;              /* the last step found nothing new */
     uint64_t off_ms, off_seq;
+    void (*progress)(const stx_archive_stats *st, void *ud);
+    void *progress_ud;
+    long progress_ms;
+    uint64_t progress_at_us;    /* next progress call */
     unsigned char *buf;         /* COPY data of a batch */
     size_t len, cap;
 };

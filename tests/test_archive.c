@@ -676,6 +676,18 @@ Test(archive, cli_commands)
     stx_client_free(c);
 }
 
+typedef struct seen_progress {
+    stx_archive_stats last;
+    int calls;
+} seen_progress;
+
+static void count_progress(const stx_archive_stats *st, void *ud)
+{
+    seen_progress *s = ud;
+    s->last = *st;
+    s->calls++;
+}
+
 /* PostgreSQL goes away under a running archiver: the run retries with a
  * backoff, reconnects when it is back, and archives everything once. */
 Test(archive, run_reconnects_after_a_postgres_restart)
@@ -701,9 +713,15 @@ Test(archive, run_reconnects_after_a_postgres_restart)
         pg_start(&pg);
         _exit(0);
     }
+    seen_progress seen;
+    memset(&seen, 0, sizeof seen);
+    stx_archive_set_progress(a, count_progress, &seen, 100);
     cr_assert_eq(stx_archive_run(a, c, stream, 200, 1), STX_OK, "%s", stx_archive_errmsg(a));
     cr_assert_eq(wait_exit(pid), 0);
     pg.running = 1;
+    /* Live stats came while it waited for PostgreSQL (700 ms, every 100). */
+    cr_assert(seen.calls >= 3, "%d progress calls", seen.calls);
+    cr_assert(seen.last.behind >= 0 && seen.last.behind <= 300, "behind %lld", seen.last.behind);
     stx_archive_stats st;
     stx_archive_stats_get(a, &st);
     cr_assert_eq(st.entries, 500);

@@ -8,7 +8,8 @@
 #include "streamtx_archive.h"
 
 static const char help[] =
-    "usage: stx archive STREAM --pg URL [--batch N] [--once] [--status] [--json]\n"
+    "usage: stx archive STREAM --pg URL [--batch N] [--once] [--status] [--progress S]\n"
+    "                  [--json]\n"
     "       stx archive --init --pg URL\n"
     "\n"
     "Copy every entry of STREAM into PostgreSQL, exactly once: each batch's\n"
@@ -28,6 +29,9 @@ static const char help[] =
     "  --once       stop when the archive has caught up with the stream\n"
     "  --status     print the archived offset, the rows archived and the\n"
     "               entries not yet archived, and exit\n"
+    "  --progress S every S seconds, one line of live stats on stderr: the\n"
+    "               offset, entries archived (and per second since the last\n"
+    "               line), entries behind, PostgreSQL reconnects, retried errors\n"
     "\n"
     "--json prints one object: {\"stream\":..,\"offset\":..,\"archived\":..,\n"
     "\"behind\":..|null} (--status), {\"schema_from\":N,\"schema\":N} (--init), or\n"
@@ -38,6 +42,34 @@ static const char help[] =
     "missing schema: run --init), 2 for bad arguments.\n";
 
 static stx_archive *running;
+
+typedef struct progress {
+    uint64_t entries;
+    double at;
+} progress;
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void on_progress(const stx_archive_stats *st, void *ud)
+{
+    progress *p = ud;
+    double now = mono_s(), dt = now - p->at;
+    char behind[32] = "?";
+    if (st->behind >= 0) snprintf(behind, sizeof behind, "%lld", st->behind);
+    fprintf(stderr,
+            "stx: archive: offset %s, %llu entries (%.0f/s), behind %s, pg reconnects %llu, "
+            "errors %llu\n",
+            st->offset[0] ? st->offset : "-", (unsigned long long)st->entries,
+            dt > 0 ? (double)(st->entries - p->entries) / dt : 0.0, behind,
+            (unsigned long long)st->pg_reconnects, (unsigned long long)st->errors);
+    p->entries = st->entries;
+    p->at = now;
+}
 
 static void on_signal(int sig)
 {
@@ -96,9 +128,11 @@ static int status(cli *c, stx_archive *a, const char *stream)
 int cmd_archive(cli *c, int argc, char **argv)
 {
     cli_opt opts[] = {{"--pg", 1, NULL},   {"--init", 0, NULL}, {"--batch", 1, NULL},
-                      {"--once", 0, NULL}, {"--status", 0, NULL}};
+                      {"--once", 0, NULL}, {"--status", 0, NULL}, {"--progress", 1, NULL}};
     int npos, rc;
-    if ((rc = cli_parse(c, argc, argv, opts, 5, 0, 1, &npos, help)) != 0) return rc;
+    if ((rc = cli_parse(c, argc, argv, opts, 6, 0, 1, &npos, help)) != 0) return rc;
+    long long every = 0;
+    if (opts[5].value && (rc = cli_opt_ll(c, &opts[5], 1, &every)) != 0) return rc;
     if (!opts[0].value) return cli_fail(c, CLI_EXIT_USAGE, "--pg URL is required");
     if (!opts[1].value && npos != 1) return cli_fail(c, CLI_EXIT_USAGE, "missing STREAM");
     if (opts[1].value && npos != 0) return cli_fail(c, CLI_EXIT_USAGE, "--init takes no STREAM");
@@ -133,6 +167,8 @@ int cmd_archive(cli *c, int argc, char **argv)
         stx_archive_close(a);
         return rc;
     }
+    progress pr = {0, mono_s()};
+    if (every > 0) stx_archive_set_progress(a, on_progress, &pr, (long)every * 1000);
     running = a;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
