@@ -83,6 +83,17 @@ static int connect_pg(stx_archive *a)
         return stx_archive_fail(a, connect_code(msg), "archive: PostgreSQL: %s", msg);
     }
     PQsetNoticeProcessor(a->pg, no_notice, NULL);
+    /* type and key are sent as UTF-8 (checked by is_text()), whatever the
+     * environment's PGCLIENTENCODING says. */
+    if (PQsetClientEncoding(a->pg, "UTF8") != 0) {
+        char msg[900];
+        snprintf(msg, sizeof msg, "%s", PQerrorMessage(a->pg));
+        one_line(msg);
+        PQfinish(a->pg);
+        a->pg = NULL;
+        return stx_archive_fail(a, STX_ECONN, "archive: PostgreSQL: setting client_encoding: %s",
+                                msg);
+    }
     if (a->opened_once) a->stats.pg_reconnects++;
     a->opened_once = 1;
     return STX_OK;

@@ -53,12 +53,10 @@ static const char trim_help[] =
     "  --maxlen N          keep (about) the newest N entries\n"
     "  --max-age DURATION  delete entries older than DURATION: a number and a\n"
     "                      unit, ms s m h d w, or several (7d, 12h, 30m, 1h30m)\n"
-#ifdef STX_HAVE_ARCHIVE
     "  --archived          also keep every entry not yet archived: nothing after\n"
     "                      the archived offset in PostgreSQL (--pg) goes; refused\n"
     "                      when nothing of STREAM was ever archived\n"
     "  --pg URL            the archive's PostgreSQL database (with --archived)\n"
-#endif
     "\n"
     "Prints the number of entries deleted (--json: {\"deleted\":N}).\n"
     "Exit codes: 2 without --safe or for a bad number or duration, 3 when the\n"
@@ -175,17 +173,16 @@ int cmd_trim(cli *c, int argc, char **argv)
     cli_opt opts[] = {{"--safe", 0, NULL}, {"--maxlen", 1, NULL}, {"--max-age", 1, NULL},
                       {"--archived", 0, NULL}, {"--pg", 1, NULL}};
     int npos, rc;
-#ifdef STX_HAVE_ARCHIVE
-    size_t nopts = 5;
-#else
-    size_t nopts = 3;
-#endif
-    if ((rc = cli_parse(c, argc, argv, opts, nopts, 1, 1, &npos, trim_help)) != 0)
+    if ((rc = cli_parse(c, argc, argv, opts, 5, 1, 1, &npos, trim_help)) != 0)
         return rc;
     if (opts[3].value && !opts[4].value)
         return cli_fail(c, CLI_EXIT_USAGE, "--archived needs --pg URL (the archive's database)");
     if (opts[4].value && !opts[3].value)
         return cli_fail(c, CLI_EXIT_USAGE, "--pg is only for --archived");
+#ifndef STX_HAVE_ARCHIVE
+    if (opts[3].value)
+        return cli_no_archive(c, "--archived");
+#endif
     const char *stream = argv[0];
     long long maxlen = 0;
     int64_t max_age = 0;

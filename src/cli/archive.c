@@ -5,7 +5,6 @@
 #include <time.h>
 
 #include "cli.h"
-#include "streamtx_archive.h"
 
 static const char help[] =
     "usage: stx archive STREAM --pg URL [--batch N] [--once] [--status] [--progress S]\n"
@@ -14,7 +13,7 @@ static const char help[] =
     "\n"
     "Copy every entry of STREAM into PostgreSQL, exactly once: each batch's\n"
     "rows and the archived offset are committed in one transaction, and the\n"
-    "entries are acknowledged in Redis (group \"" STX_ARCHIVE_GROUP "\") only after\n"
+    "entries are acknowledged in Redis (group \"stx-archive\") only after\n"
     "that commit.  A restart resumes from PostgreSQL's offset.  Runs until\n"
     "SIGINT/SIGTERM; a lost Redis or PostgreSQL connection is retried with a\n"
     "backoff (50 ms doubling to 5 s).  On exit it prints what it archived.\n"
@@ -24,7 +23,7 @@ static const char help[] =
     "               (sslmode, passfile and the PG* environment variables work\n"
     "               as in psql)\n"
     "  --init       install or upgrade the archive's tables (schema version\n"
-    "               " "1" ") and exit; nothing else ever creates them\n"
+    "               1) and exit; nothing else ever creates them\n"
     "  --batch N    entries per batch and transaction (default 500)\n"
     "  --once       stop when the archive has caught up with the stream\n"
     "  --status     print the archived offset, the rows archived and the\n"
@@ -41,6 +40,14 @@ static const char help[] =
     "Exit codes: 1 when PostgreSQL or Redis fail (an authentication failure, a\n"
     "missing schema: run --init), 2 for bad arguments.\n";
 
+int cli_no_archive(const cli *c, const char *opt)
+{
+    return cli_fail(c, CLI_EXIT_USAGE,
+                    "%s: this stx was built without the archive (STX_BUILD_ARCHIVE=OFF, no libpq)",
+                    opt);
+}
+
+#ifdef STX_HAVE_ARCHIVE
 static stx_archive *running;
 
 typedef struct progress {
@@ -125,6 +132,8 @@ static int status(cli *c, stx_archive *a, const char *stream)
     return 0;
 }
 
+#endif
+
 int cmd_archive(cli *c, int argc, char **argv)
 {
     cli_opt opts[] = {{"--pg", 1, NULL},   {"--init", 0, NULL}, {"--batch", 1, NULL},
@@ -139,6 +148,9 @@ int cmd_archive(cli *c, int argc, char **argv)
     long long batch = 0;
     if (opts[2].value && (rc = cli_opt_ll(c, &opts[2], 1, &batch)) != 0) return rc;
     if (batch > 100000) return cli_fail(c, CLI_EXIT_USAGE, "--batch: at most 100000");
+#ifndef STX_HAVE_ARCHIVE
+    return cli_no_archive(c, "archive");
+#else
     stx_archive *a;
     if ((rc = cli_archive_open(c, opts[0].value, &a)) != 0) return rc;
     if (opts[1].value) {
@@ -207,4 +219,5 @@ int cmd_archive(cli *c, int argc, char **argv)
     running = NULL;
     stx_archive_close(a);
     return rc;
+#endif
 }

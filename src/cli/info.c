@@ -28,13 +28,11 @@ static const char help[] =
     "\"failures_per_s\":..,\"dead_lettered_per_s\":.., the stx_stats counters,\n"
     "\"interval_commit_us_p50\":..,\"interval_commit_us_p99\":..,\"last_error\":..|null}.\n"
     "Ids of an empty stream are null.\n"
-#ifdef STX_HAVE_ARCHIVE
     "\n"
     "  --pg URL   also show the archive (stx archive) in this PostgreSQL\n"
     "             database: its offset, the rows archived and the entries not\n"
     "             yet archived (--json: \"archive\":{\"offset\":..,\"archived\":..,\n"
     "             \"behind\":..|null})\n"
-#endif
     "\n"
     "Exit codes: 3 when the stream does not exist, 4 when the key is not a stream.\n";
 
@@ -56,13 +54,12 @@ int cmd_info(cli *c, int argc, char **argv)
 {
     int npos, rc;
     cli_opt opts[] = {{"--pg", 1, NULL}};
-#ifdef STX_HAVE_ARCHIVE
-    size_t nopts = 1;
-#else
-    size_t nopts = 0;
-#endif
-    if ((rc = cli_parse(c, argc, argv, opts, nopts, 1, 1, &npos, help)) != 0)
+    if ((rc = cli_parse(c, argc, argv, opts, 1, 1, 1, &npos, help)) != 0)
         return rc;
+#ifndef STX_HAVE_ARCHIVE
+    if (opts[0].value)
+        return cli_no_archive(c, "--pg");
+#endif
     const char *stream = argv[0];
     if ((rc = cli_connect(c)) != 0)
         return rc;

@@ -23,12 +23,10 @@ static const char replay_help[] =
     "2d).  --from defaults to the first entry, --to to the last.\n"
     "\n"
     "  --limit N   print at most N entries\n"
-#ifdef STX_HAVE_ARCHIVE
     "  --pg URL    read through the archive (stx archive) in this PostgreSQL\n"
     "              database: entries trimmed from Redis are read from it and\n"
     "              joined to what Redis holds, in id order, each once; --from\n"
     "              beginning then means the archive's first entry\n"
-#endif
     "\n"
     "Output: one line per entry, \"ID FIELD=VALUE ...\"; a value holding spaces,\n"
     "'=' or '\"' is quoted, control bytes and invalid UTF-8 appear as \\xNN.\n"
@@ -97,12 +95,7 @@ int cmd_replay(cli *c, int argc, char **argv)
     cli_opt opts[] = {{"--from", 1, NULL}, {"--to", 1, NULL}, {"--limit", 1, NULL},
                       {"--pg", 1, NULL}};
     int npos, rc;
-#ifdef STX_HAVE_ARCHIVE
-    size_t nopts = 4;
-#else
-    size_t nopts = 3;
-#endif
-    if ((rc = cli_parse(c, argc, argv, opts, nopts, 1, 1, &npos, replay_help)) != 0)
+    if ((rc = cli_parse(c, argc, argv, opts, 4, 1, 1, &npos, replay_help)) != 0)
         return rc;
 #ifdef STX_HAVE_ARCHIVE
     stx_archive *archive = NULL;
@@ -112,6 +105,8 @@ int cmd_replay(cli *c, int argc, char **argv)
     stx_archive_close(archive);
     return rc;
 #else
+    if (opts[3].value)
+        return cli_no_archive(c, "--pg");
     return replay_run(c, argc, argv, opts, NULL);
 #endif
 }

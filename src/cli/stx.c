@@ -23,9 +23,7 @@ static const char usage[] =
     "  reset STREAM GROUP --to POSITION  move a group to another position\n"
     "  group delete STREAM GROUP         delete a group and every key of it\n"
     "  trim STREAM --safe                trim entries every group has processed\n"
-#ifdef STX_HAVE_ARCHIVE
     "  archive STREAM --pg URL           copy the stream into PostgreSQL, exactly once\n"
-#endif
     "  health                            server version, scripts, persistence\n"
     "  top [STREAM [GROUP]]              live view of groups and their processors\n"
     "  version                           as --version\n"
@@ -75,9 +73,7 @@ static const struct command {
     {"state", cmd_state},     {"reset", cmd_reset},     {"trim", cmd_trim},
     {"health", cmd_health},   {"top", cmd_top},         {"streams", cmd_streams},
     {"group", cmd_group},     {"version", cmd_version}, {"help", cmd_help},
-#ifdef STX_HAVE_ARCHIVE
     {"archive", cmd_archive},
-#endif
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
