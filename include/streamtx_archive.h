@@ -94,7 +94,8 @@ typedef struct stx_archive_stats {
                                      call (-1: not known; see stx_archive_lag_get()) */
 } stx_archive_stats;
 
-/** Archive one batch of stream: read up to batch entries (0: 500) through
+/** Archive one batch of stream: read up to batch entries (0: 500; at most
+ * 100000) through
  * the group, waiting up to block_ms for the first (0: do not wait), write
  * them and the offset in one transaction, then XACK them.  The first call
  * for a stream (and the first after a failure) creates the group if
@@ -129,11 +130,14 @@ STX_API void stx_archive_stats_get(const stx_archive *a, stx_archive_stats *out)
 typedef struct stx_archive_lag {
     char offset[48];            /**< archived offset ("0-0": none yet) */
     long long archived;         /**< rows archived for the stream */
-    long long behind;           /**< stream entries after the offset, -1 when unknown */
+    long long behind;           /**< entries not yet archived, -1 when unknown */
     int has_group;              /**< the archive group exists in Redis */
 } stx_archive_lag;
-/** The archive's lag for stream, from PostgreSQL (offset) and Redis (the
- * entries after it: XLEN of the range, bounded by the group's lag).
+/** The archive's lag for stream: the offset and row count from PostgreSQL,
+ * and the entries not yet archived from Redis (the archive group's lag,
+ * entries not yet delivered, plus its pending entries, delivered but not
+ * yet committed and acknowledged; -1 when Redis cannot tell the lag or
+ * there is no archive group).
  * @return STX_OK, connection errors, STX_ESCHEMA, STX_EARCHIVE. */
 STX_API int stx_archive_lag_get(stx_archive *a, stx_client *c, const char *stream,
                                 stx_archive_lag *out);
