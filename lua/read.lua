@@ -25,7 +25,15 @@
 -- ARGV[7] the most entries to read
 -- Returns {"OK", entries, counts} (counts[i]: attempts at entries[i] so
 -- far, this one not included), {"OK", {}, {}} when the group delivered
--- nothing after the cursor, or a refusal: FENCED, NOGROUP, WRONGTYPE.
+-- nothing after the cursor, or a refusal: FENCED, NOGROUP, WRONGTYPE; or,
+-- when no entry of the batch can hold an attempt record (the hash holds
+-- none, no handler failed, more than one entry is read), {"RANGE", size,
+-- last}: the batch is the first SIZE entries after the cursor up to LAST
+-- (the group's last delivered id), none attempted before, and the caller
+-- reads them itself with an XRANGE sent behind this script.  Passing
+-- entries through a script converts each one into Lua and back, which cost
+-- more than the rest of the recovery of an entry; the batch record then
+-- holds an empty LAST_ID, found from FIRST_ID and SIZE when a run needs it.
 
 -- #include ids.lua
 -- #include guard.lua
@@ -59,13 +67,26 @@ local first = after[1][1]
 local held = redis.call('HGET', attempts, 'batch')
 local hrun, hfirst, hlast, hsize = string.match(held or '', '^([^:]*):([^:]*):([^:]*):(%d+)$')
 if hrun and hrun ~= run and hfirst == first then
+  if hlast == '' then -- the batch was read by its caller: find its last entry
+    local b = redis.call('XRANGE', stream, hfirst, last, 'COUNT', tonumber(hsize))
+    hlast = b[#b][1]
+  end
   redis.call('HSET', attempts, 'suspect', hlast .. ':' .. math.max(1, math.floor(tonumber(hsize) / 2)))
 end
 local suspect = redis.call('HGET', attempts, 'suspect')
 local slast, ssize = string.match(suspect or '', '^([^:]*):(%d+)$')
 if slast and id_parse(slast) then
   if id_cmp(first, slast) <= 0 then size = math.min(size, tonumber(ssize))
-  else redis.call('HDEL', attempts, 'suspect') end
+  else
+    redis.call('HDEL', attempts, 'suspect')
+    suspect = nil
+  end
+end
+
+if size > 1 and failed == '' and
+   redis.call('HLEN', attempts) == (held and 1 or 0) + (suspect and 1 or 0) then
+  redis.call('HSET', attempts, 'batch', run .. ':' .. first .. '::' .. size)
+  return {'RANGE', tostring(size), last}
 end
 
 local entries = size == 1 and after or redis.call('XRANGE', stream, '(' .. ARGV[4], last, 'COUNT', size)

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "reply.h"
 #include "client.h"
 #include "keys.h"
 #include "processor.h" /* stx_random_hex */
@@ -123,7 +124,7 @@ int stx_group_reset(stx_client *c, const char *stream, const char *group, const 
     if (rc != STX_OK) return stx_client_fail(c, rc, "reset: %s", c->conn.err);
     if (stx_client_reply_is(r, "GAP")) rc = reset_gap(c, stream, r);
     else if (!stx_client_reply_is(r, "OK")) rc = script_status(c, r, "reset");
-    freeReplyObject(r);
+    stx_reply_release(r);
     return rc;
 }
 
@@ -165,14 +166,14 @@ int stx_group_delete(stx_client *c, const char *stream, const char *group,
     } else {
         rc = stx_client_fail(c, STX_EREDIS, "group delete: unexpected XGROUP DESTROY reply");
     }
-    if (r) freeReplyObject(r);
+    if (r) stx_reply_release(r);
     r = NULL;
     if (rc == STX_OK) {
         const char *del[] = {"DEL", keys[0], keys[1], keys[2], keys[3]};
         rc = stx_conn_command(&c->conn, &r, 5, del, NULL);
         if (rc != STX_OK) rc = stx_client_fail(c, rc, "group delete: DEL: %s", c->conn.err);
         else if (r->type == REDIS_REPLY_INTEGER) deleted = r->integer;
-        if (r) freeReplyObject(r);
+        if (r) stx_reply_release(r);
     }
     for (size_t i = 0; i < NKINDS; i++) free(keys[i]);
     if (rc != STX_OK) return rc;
@@ -199,12 +200,12 @@ static int list_groups(stx_client *c, const char *stream, redisReply **owner, co
     if (rc == STX_EREDIS && strstr(c->conn.err, "no such key")) return STX_OK;
     if (rc != STX_OK) return stx_client_fail(c, rc, "trim: XINFO GROUPS: %s", c->conn.err);
     if (r->type != REDIS_REPLY_ARRAY) {
-        freeReplyObject(r);
+        stx_reply_release(r);
         return stx_client_fail(c, STX_EREDIS, "trim: unexpected XINFO GROUPS reply");
     }
     *names = calloc(r->elements ? r->elements : 1, sizeof **names);
     if (!*names) {
-        freeReplyObject(r);
+        stx_reply_release(r);
         return oom(c, "trim");
     }
     for (size_t i = 0; i < r->elements; i++) {
@@ -217,7 +218,7 @@ static int list_groups(stx_client *c, const char *stream, redisReply **owner, co
         if (!name) {
             free(*names);
             *names = NULL;
-            freeReplyObject(r);
+            stx_reply_release(r);
             return stx_client_fail(c, STX_EREDIS, "trim: XINFO GROUPS reply without a name");
         }
         (*names)[(*n)++] = name;
@@ -264,11 +265,11 @@ static int trim_once(stx_client *c, const char *stream, long long maxlen, long l
             rc = script_status(c, r, "trim");
         }
     }
-    if (r) freeReplyObject(r);
+    if (r) stx_reply_release(r);
     for (size_t i = 0; metas && i < n; i++) free(metas[i]);
     free(metas);
     free(names);
-    if (groups) freeReplyObject(groups);
+    if (groups) stx_reply_release(groups);
     return rc;
 }
 
@@ -331,26 +332,26 @@ int stx_state_read(stx_client *c, const char *stream, const char *group, const v
     free(name);
     if (rc != STX_OK) return rc;
     if (r->type == REDIS_REPLY_NIL) {
-        freeReplyObject(r);
+        stx_reply_release(r);
         char shown[128];
         stx_printable(key, key_len, shown, sizeof shown);
         return stx_client_fail(c, STX_ENOTFOUND, "state_read: no key '%s' in the state of "
                                "stream '%.200s' group '%.200s'", shown, stream, group);
     }
     if (r->type != REDIS_REPLY_STRING) {
-        freeReplyObject(r);
+        stx_reply_release(r);
         return stx_client_fail(c, STX_EREDIS, "state_read: unexpected HGET reply");
     }
     char *copy = malloc(r->len + 1); /* NUL-terminated for convenience */
     if (!copy) {
-        freeReplyObject(r);
+        stx_reply_release(r);
         return oom(c, "state_read");
     }
     memcpy(copy, r->str, r->len);
     copy[r->len] = '\0';
     *value = copy;
     *value_len = r->len;
-    freeReplyObject(r);
+    stx_reply_release(r);
     return STX_OK;
 }
 
@@ -377,7 +378,7 @@ int stx_state_scan(stx_client *c, const char *stream, const char *group,
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
             r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof cursor ||
             r->element[1]->type != REDIS_REPLY_ARRAY || r->element[1]->elements % 2) {
-            freeReplyObject(r);
+            stx_reply_release(r);
             rc = stx_client_fail(c, STX_EREDIS, "state_scan: unexpected HSCAN reply");
             break;
         }
@@ -390,7 +391,7 @@ int stx_state_scan(stx_client *c, const char *stream, const char *group,
             if (!stx_sm_put(&seen, k->str, k->len, NULL, 0, 0)) rc = oom(c, "state_scan");
             else rc = fn(ud, k->str, k->len, v->str, v->len);
         }
-        freeReplyObject(r);
+        stx_reply_release(r);
     } while (rc == STX_OK && strcmp(cursor, "0") != 0);
     stx_sm_free(&seen);
     free(name);
@@ -449,10 +450,10 @@ static int read_stream_and_groups(stx_client *c, const char *stream, redisReply 
     redisReply *r[4];
     rc = stx_client_read_all(c, 4, r);
     for (int i = 0; i < 3; i++)
-        if (r[i]) freeReplyObject(r[i]);
+        if (r[i]) stx_reply_release(r[i]);
     *exec = r[3];
     if (rc != STX_OK) {
-        if (*exec) freeReplyObject(*exec);
+        if (*exec) stx_reply_release(*exec);
         *exec = NULL;
         return stx_client_fail(c, rc, "stream_info: %s", c->conn.err);
     }
@@ -475,7 +476,7 @@ static int read_stream_and_groups(stx_client *c, const char *stream, redisReply 
         }
     }
     if (rc != STX_OK) {
-        freeReplyObject(*exec);
+        stx_reply_release(*exec);
         *exec = NULL;
     }
     return rc;
@@ -531,7 +532,7 @@ static int read_streamtx_parts(stx_client *c, const char *stream, stx_stream_inf
         g->dlq_length = int_of(r[3 * i + 2], 0);
     }
     for (size_t i = 0; r && i < 3 * n; i++)
-        if (r[i]) freeReplyObject(r[i]);
+        if (r[i]) stx_reply_release(r[i]);
     for (size_t i = 0; keys && i < 3 * n; i++) free(keys[i]);
     free(keys);
     free(r);
@@ -567,7 +568,7 @@ int stx_stream_info_get(stx_client *c, const char *stream, stx_stream_info **out
             else rc = stx_client_fail(c, rc, "stream_info: unexpected XINFO GROUPS reply");
         }
     }
-    freeReplyObject(x);
+    stx_reply_release(x);
     if (rc == STX_OK) rc = read_streamtx_parts(c, stream, info);
     if (rc != STX_OK) {
         stx_stream_info_free(info);

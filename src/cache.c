@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reply.h"
 #include "codec.h"
 #include "processor.h"
 
@@ -43,7 +44,7 @@ static int load_from_redis(stx_processor *p)
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
             r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof cursor ||
             r->element[1]->type != REDIS_REPLY_ARRAY || r->element[1]->elements % 2) {
-            freeReplyObject(r);
+            stx_reply_release(r);
             return stx_fail(p, STX_EREDIS, "loading state: malformed HSCAN reply");
         }
         memcpy(cursor, r->element[0]->str, r->element[0]->len + 1);
@@ -52,11 +53,11 @@ static int load_from_redis(stx_processor *p)
             const redisReply *k = kv->element[i], *v = kv->element[i + 1];
             if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
             if (state_add(p, k->str, k->len, v->str, v->len) != STX_OK) {
-                freeReplyObject(r);
+                stx_reply_release(r);
                 return stx_fail(p, STX_ENOMEM, "loading state: out of memory");
             }
         }
-        freeReplyObject(r);
+        stx_reply_release(r);
     } while (strcmp(cursor, "0") != 0);
     p->stats.redis_loads++;
     return STX_OK;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reply.h"
 #include "client.h"
 
 static const redisReply *rep(const stx_reply *r)
@@ -45,7 +46,7 @@ int stx_client_call(stx_client *c, size_t argc, const char *const *argv, const s
 
 void stx_reply_free(stx_reply *r)
 {
-    if (r) freeReplyObject(r);
+    if (r) stx_reply_release((redisReply *)(void *)r);
 }
 
 stx_reply_type stx_reply_type_of(const stx_reply *r)

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "reply.h"
 #include "processor.h"
 
 void stx_eval_begin(stx_processor *p)
@@ -142,13 +143,13 @@ int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int pref
     uint64_t seq;
     if (st == STX_ST_OK) {
         if (stx_reply_u64(r, 1, &seq) != 0) {
-            freeReplyObject(r);
+            stx_reply_release(r);
             return stx_enter_doubt(p, STX_DOUBT_COMMIT, msgs[n - 1]->idv, n, 1, STX_EREDIS,
                                    "commit (malformed reply)");
         }
         uint64_t dropped = 0;
         stx_reply_u64(r, 2, &dropped);
-        freeReplyObject(r);
+        stx_reply_release(r);
         p->seq = seq;
         stx_set_offset(p, msgs[n - 1]->idv);
         memcpy(p->writer, p->token, sizeof p->writer);
@@ -169,11 +170,11 @@ int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int pref
                 "moved past it (XGROUP SETID, XACK or XGROUP DELCONSUMER by another client, or "
                 "a paused processor's read); reading the stream again from offset %s",
                 id ? id : "?", p->conf.stream, p->offset_str);
-        freeReplyObject(r);
+        stx_reply_release(r);
         return STX_AGAIN;
     }
     rc = stx_refusal(p, r, "commit");
-    freeReplyObject(r);
+    stx_reply_release(r);
     return rc;
 }
 
@@ -207,7 +208,7 @@ int stx_dead_letter(stx_processor *p, const struct stx_msg *m, const char *reaso
     stx_status st = stx_reply_status(r);
     uint64_t seq;
     if (st == STX_ST_OK && stx_reply_u64(r, 1, &seq) == 0) {
-        freeReplyObject(r);
+        stx_reply_release(r);
         p->seq = seq;
         stx_set_offset(p, m->idv);
         stx_rewind(p); /* from the new offset: the entry is not read again */
@@ -217,11 +218,11 @@ int stx_dead_letter(stx_processor *p, const struct stx_msg *m, const char *reaso
         return STX_OK;
     }
     if (st == STX_ST_GAP) {
-        freeReplyObject(r);
+        stx_reply_release(r);
         return STX_AGAIN; /* entries before it come first */
     }
     rc = stx_refusal(p, r, "dead-letter");
-    freeReplyObject(r);
+    stx_reply_release(r);
     return rc;
 }
 
@@ -280,11 +281,11 @@ int stx_migrate(stx_processor *p, uint64_t from)
         const char *stored = st == STX_ST_SCHEMA ? stx_reply_str(r, 1) : NULL;
         rc = stored ? stx_fail(p, STX_ESCHEMA, "schema changed to %s during the migration", stored)
                     : stx_refusal(p, r, "migrate");
-        freeReplyObject(r);
+        stx_reply_release(r);
         stx_cache_discard(p);
         return rc;
     }
-    freeReplyObject(r);
+    stx_reply_release(r);
     p->seq = seq;
     p->schema = to;
     memcpy(p->writer, p->token, sizeof p->writer);

@@ -31,6 +31,7 @@
  * connect_timeout_ms.  A command timeout gives STX_ETIMEOUT, a broken
  * stream STX_ECONN, both closing the session. */
 #include "connection.h"
+#include "reply.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -105,9 +106,19 @@ static void gate_element_done(gate *g)
     g->cost = 0;
 }
 
+/* what names the element for the message: "an element", "a status or
+ * error line", or NULL for the header just read (g->type, g->num), which is
+ * described only when refused: formatting it for every header would cost
+ * more than parsing the reply. */
 static int gate_add(gate *g, unsigned long long n, char *why, size_t cap, const char *what)
 {
     if (n > g->max || g->cost > g->max - n) {
+        char header[64];
+        if (!what) {
+            snprintf(header, sizeof header, "%s of %llu",
+                     g->type == '$' ? "a bulk string" : "an array", g->num);
+            what = header;
+        }
         snprintf(why, cap,
                  "reply refused: %s would take the reply over its bound of %llu bytes "
                  "(broken or hostile server?)",
@@ -126,7 +137,7 @@ static int gate_feed(gate *g, const unsigned char *p, size_t n, char *why, size_
         unsigned char ch = p[i];
         switch (g->state) {
         case G_TYPE:
-            if (!strchr("+-:$*", ch) || ch == '\0') {
+            if (ch != '+' && ch != '-' && ch != ':' && ch != '$' && ch != '*') {
                 if (g->seen == 0 && (ch == 0x15 || ch == 0x16))
                     snprintf(why, cap, "the server answered with TLS: this port speaks TLS "
                                        "(use rediss:// or set tls to 1)");
@@ -149,10 +160,6 @@ static int gate_feed(gate *g, const unsigned char *p, size_t n, char *why, size_
                             snprintf(why, cap, "protocol error: malformed %c length", g->type);
                         return GATE_PROTOCOL;
                     }
-                    char what[64];
-                    snprintf(what, sizeof what, "%s of %s%llu",
-                             g->type == '$' ? "a bulk string" : "an array",
-                             g->neg ? "-" : "", g->num);
                     g->state = G_TYPE;
                     if (g->neg || g->num == 0) { /* nil or empty */
                         if (g->type == '$' && !g->neg) {
@@ -164,12 +171,12 @@ static int gate_feed(gate *g, const unsigned char *p, size_t n, char *why, size_
                         break;
                     }
                     if (g->type == '$') {
-                        if (gate_add(g, g->num + 1, why, cap, what) != 0) return -1;
+                        if (gate_add(g, g->num + 1, why, cap, NULL) != 0) return -1;
                         g->state = G_BULK;
                         g->bulk_left = g->num + 2;
                     } else {
                         /* num <= 10^18, so num * 8 cannot overflow */
-                        if (gate_add(g, g->num * 8, why, cap, what) != 0) return -1;
+                        if (gate_add(g, g->num * 8, why, cap, NULL) != 0) return -1;
                         if (g->depth == GATE_DEPTH) {
                             snprintf(why, cap, "reply refused: arrays nested deeper than %d",
                                      GATE_DEPTH);
@@ -186,12 +193,21 @@ static int gate_feed(gate *g, const unsigned char *p, size_t n, char *why, size_
                 } else g->bad = 1;
                 break;
             }
-            /* +, -, ': a line of text */
-            if (ch == '\n') {
+            /* +, -, ': a line of text, counted up to its '\n' at once */
+            {
+                const unsigned char *nl = memchr(p + i, '\n', n - i);
+                size_t text = nl ? (size_t)(nl - (p + i)) : n - i;
+                if (text && gate_add(g, text, why, cap, "a status or error line") != 0)
+                    return -1;
+                if (!nl) {
+                    i += text - 1;
+                    g->seen += text - 1;
+                    break;
+                }
+                i += text;
+                g->seen += text;
                 g->state = G_TYPE;
                 gate_element_done(g);
-            } else if (gate_add(g, 1, why, cap, "a status or error line") != 0) {
-                return -1;
             }
             break;
         case G_BULK: {
@@ -220,6 +236,7 @@ struct stx_session {
     SSL *ssl;
     BIO *rbio, *wbio;           /* owned by ssl: network bytes in and out */
     redisReader *reader;
+    stx_reply_builder builder;  /* the reader's objects: reply.h */
     char *out;                  /* commands appended, not yet sent */
     size_t out_len, out_cap;
     long timeout_ms;
@@ -736,6 +753,32 @@ static int flush_out(stx_conn *c)
     return io == IO_OK ? STX_OK : io_failure(c, io, "sending");
 }
 
+/* Decimal digits of v into p (no terminator); returns the count. */
+static size_t put_decimal(char *p, size_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++) p[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static size_t decimal_len(size_t v)
+{
+    size_t n = 1;
+    while (v >= 10) {
+        v /= 10;
+        n++;
+    }
+    return n;
+}
+
+/* The command is written in RESP straight into the output buffer: going
+ * through redisFormatCommandArgv would allocate, sprintf each length and
+ * copy the whole command once more. */
 int stx_conn_append(stx_conn *c, int argc, const char **argv, const size_t *lens)
 {
     if (!c->ctx) {
@@ -743,23 +786,46 @@ int stx_conn_append(stx_conn *c, int argc, const char **argv, const size_t *lens
         return STX_ECONN;
     }
     stx_session *s = c->ctx;
-    char *cmd = NULL;
-    int n = redisFormatCommandArgv(&cmd, argc, argv, lens);
-    if (n < 0 || !cmd) return fail_close(c, STX_ENOMEM, "%s: out of memory", s->where);
-    if (s->out_len + (size_t)n > s->out_cap) {
-        size_t cap = s->out_cap ? s->out_cap : 4096;
-        while (cap < s->out_len + (size_t)n) cap *= 2;
-        char *out = realloc(s->out, cap);
-        if (!out) {
-            redisFreeCommand(cmd);
+    if (argc <= 0) {
+        snprintf(c->err, sizeof c->err, "empty command");
+        return STX_EINVAL;
+    }
+    size_t need = 1 + decimal_len((size_t)argc) + 2;
+    for (int i = 0; i < argc; i++) {
+        size_t len = lens ? lens[i] : strlen(argv[i]);
+        size_t one = 1 + decimal_len(len) + 2 + 2;
+        if (len > SIZE_MAX - one || need > SIZE_MAX - one - len)
             return fail_close(c, STX_ENOMEM, "%s: out of memory", s->where);
+        need += one + len;
+    }
+    if (need > s->out_cap - s->out_len) {
+        size_t cap = s->out_cap ? s->out_cap : 4096;
+        while (cap - s->out_len < need) {
+            if (cap > SIZE_MAX / 2) return fail_close(c, STX_ENOMEM, "%s: out of memory", s->where);
+            cap *= 2;
         }
+        char *out = realloc(s->out, cap);
+        if (!out) return fail_close(c, STX_ENOMEM, "%s: out of memory", s->where);
         s->out = out;
         s->out_cap = cap;
     }
-    memcpy(s->out + s->out_len, cmd, (size_t)n);
-    s->out_len += (size_t)n;
-    redisFreeCommand(cmd);
+    char *w = s->out + s->out_len;
+    *w++ = '*';
+    w += put_decimal(w, (size_t)argc);
+    *w++ = '\r';
+    *w++ = '\n';
+    for (int i = 0; i < argc; i++) {
+        size_t len = lens ? lens[i] : strlen(argv[i]);
+        *w++ = '$';
+        w += put_decimal(w, len);
+        *w++ = '\r';
+        *w++ = '\n';
+        if (len) memcpy(w, argv[i], len);
+        w += len;
+        *w++ = '\r';
+        *w++ = '\n';
+    }
+    s->out_len = (size_t)(w - s->out);
     return STX_OK;
 }
 
@@ -784,7 +850,7 @@ static int read_reply(stx_conn *c, redisReply **reply, int errors_are_replies)
             s->replies++;
             rc = errors_are_replies ? STX_OK : check_reply(c, r);
             if (rc != STX_OK) {
-                freeReplyObject(r);
+                stx_reply_release(r);
                 return rc;
             }
             *reply = r;
@@ -842,7 +908,7 @@ static int simple(stx_conn *c, int argc, const char **argv)
 {
     redisReply *r;
     int rc = stx_conn_command(c, &r, argc, argv, NULL);
-    if (r) freeReplyObject(r);
+    if (r) stx_reply_release(r);
     return rc;
 }
 
@@ -871,8 +937,14 @@ int stx_conn_open(stx_conn *c)
     s->timeout_ms = c->command_timeout_ms;
     stx_url_where(&c->url, s->where, sizeof s->where);
     c->ctx = s;
-    s->reader = redisReaderCreate();
+    stx_reply_builder_init(&s->builder);
+    s->reader = redisReaderCreateWithFunctions(&s->builder.fn);
     if (!s->reader) return fail_close(c, STX_ENOMEM, "%s: out of memory", s->where);
+    /* hiredis frees an emptied input buffer larger than maxbuf (16 KiB) and
+     * grows a new one on the next feed: with 16 KiB reads that is a free,
+     * a malloc and a copy per read.  Keep up to 1 MiB between replies. */
+    s->reader->maxbuf = 1024 * 1024;
+    s->reader->privdata = &s->builder;
     if (c->url.tls && c->url.path[0])
         return fail_close(c, STX_EINVAL, "%s: TLS over a Unix socket is not supported", s->where);
     int64_t deadline = now_ms() + c->connect_timeout_ms;

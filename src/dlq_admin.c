@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reply.h"
 #include "client.h"
 #include "text.h"
 
@@ -37,7 +38,7 @@ static int redrive_chunk(stx_client *c, const char *stream, const char *dlq,
     if (stx_client_reply_is(r, "OK") && r->elements >= 2 &&
         r->element[1]->type == REDIS_REPLY_INTEGER) {
         *moved += (size_t)r->element[1]->integer;
-        freeReplyObject(r);
+        stx_reply_release(r);
         return STX_OK;
     }
     const char *a = stx_client_elem_str(r, 1), *b = stx_client_elem_str(r, 2);
@@ -49,7 +50,7 @@ static int redrive_chunk(stx_client *c, const char *stream, const char *dlq,
                              "(no stx.fields); nothing moved", a ? a : "?");
     else
         rc = stx_client_fail(c, STX_EREDIS, "dlq redrive: unexpected reply");
-    freeReplyObject(r);
+    stx_reply_release(r);
     return rc;
 }
 

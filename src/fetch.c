@@ -6,11 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reply.h"
 #include "processor.h"
 
 void stx_drop_prefetched(stx_processor *p)
 {
-    if (p->prefetched) freeReplyObject(p->prefetched);
+    if (p->prefetched) stx_reply_release(p->prefetched);
     p->prefetched = NULL;
 }
 
@@ -21,11 +22,57 @@ void stx_rewind(stx_processor *p)
     p->cursor = p->offset;
 }
 
+/* Acknowledge the entries pending at or below the offset: committed, but
+ * read again by a processor that was paused past its commit.  Only these
+ * are acknowledged at the start; the entries after the offset are read
+ * from the stream and acknowledged by their commits, whoever they are
+ * pending under, and what is left when recovery has caught up is claimed
+ * then (stx_claim_pending): moving a pending list of 100,000 entries to a
+ * new consumer name before reading them cost a third of their recovery. */
+int stx_ack_committed_pending(stx_processor *p)
+{
+    char start[STX_ID_MAX + 2] = "-";
+    for (;;) {
+        const char *argv[] = {"XPENDING", p->conf.stream, p->conf.group, start, p->offset_str,
+                              "1000"};
+        redisReply *r;
+        int rc = stx_conn_command(&p->conn, &r, 6, argv, NULL);
+        if (rc != STX_OK)
+            return stx_fail(p, rc, "reading the pending list (XPENDING): %s", p->conn.err);
+        if (r->type != REDIS_REPLY_ARRAY) {
+            stx_reply_release(r);
+            return stx_fail(p, STX_EREDIS, "reading the pending list: malformed XPENDING reply");
+        }
+        stx_argv_reset(&p->argv);
+        stx_argv_add_ref(&p->argv, "XACK", 4);
+        stx_argv_add_ref(&p->argv, p->conf.stream, strlen(p->conf.stream));
+        stx_argv_add_ref(&p->argv, p->conf.group, strlen(p->conf.group));
+        for (size_t i = 0; i < r->elements; i++) {
+            const char *id = stx_reply_str(r->element[i], 0);
+            if (id) stx_argv_add_ref(&p->argv, id, strlen(id));
+        }
+        size_t got = r->elements;
+        if (p->argv.n > 3) {
+            const char *lastid = p->argv.v[p->argv.n - 1];
+            if (strlen(lastid) > STX_ID_MAX) got = 0;
+            else snprintf(start, sizeof start, "(%s", lastid);
+            redisReply *ack;
+            rc = stx_conn_command(&p->conn, &ack, (int)p->argv.n, p->argv.v, p->argv.len);
+            if (rc == STX_OK) stx_reply_release(ack);
+        }
+        stx_reply_release(r);
+        if (rc != STX_OK)
+            return stx_fail(p, rc, "acknowledging committed entries: %s", p->conn.err);
+        if (got < 1000) return STX_OK;
+    }
+}
+
 /* Move every entry pending under another consumer name of the group into
  * ours, and acknowledge those the offset has passed (committed: a paused
  * processor read them again) and those deleted while pending, which
  * XAUTOCLAIM drops from the pending list and names.  Reading itself goes
- * by the offset, not by the pending list; this keeps the list truthful. */
+ * by the offset, not by the pending list; this keeps the list truthful.
+ * Run when recovery has caught up, when the list is short. */
 int stx_claim_pending(stx_processor *p)
 {
     char cursor[STX_ID_MAX] = "0-0";
@@ -39,7 +86,7 @@ int stx_claim_pending(stx_processor *p)
         const char *next = stx_reply_str(r, 0);
         if (!next || strlen(next) >= sizeof cursor || r->elements < 2 ||
             r->element[1]->type != REDIS_REPLY_ARRAY) {
-            freeReplyObject(r);
+            stx_reply_release(r);
             return stx_fail(p, STX_EREDIS, "claiming pending entries: malformed XAUTOCLAIM reply");
         }
         const redisReply *ids = r->element[1];
@@ -65,14 +112,14 @@ int stx_claim_pending(stx_processor *p)
         if (p->argv.n > 3) {
             redisReply *ack;
             rc = stx_conn_command(&p->conn, &ack, (int)p->argv.n, p->argv.v, p->argv.len);
-            if (rc == STX_OK) freeReplyObject(ack);
+            if (rc == STX_OK) stx_reply_release(ack);
             else if (rc == STX_ECONN || rc == STX_ETIMEOUT) {
-                freeReplyObject(r);
+                stx_reply_release(r);
                 return stx_fail(p, rc, "acknowledging committed entries: %s", p->conn.err);
             }
         }
         strcpy(cursor, next);
-        freeReplyObject(r);
+        stx_reply_release(r);
         if (strcmp(cursor, "0-0") == 0) return STX_OK;
     }
 }
@@ -95,6 +142,91 @@ static void build_recovery_read(stx_processor *p)
     stx_argv_add_ref(a, p->run_id, strlen(p->run_id));
     stx_argv_add_copy(a, p->failed_id, strlen(p->failed_id));
     stx_argv_add_u64(a, (unsigned long long)p->read_count);
+}
+
+/* The first size entries of an XRANGE reply up to id last: the batch
+ * read.lua's {"RANGE", size, last} names.  Cutting in place is safe: the
+ * elements belong to the reply's blocks, not to the array. */
+static int cut_range(redisReply *x, const redisReply *r)
+{
+    uint64_t size;
+    const redisReply *lastr = r->elements == 3 ? r->element[2] : NULL;
+    stx_id last;
+    if (!x || x->type != REDIS_REPLY_ARRAY || stx_reply_u64(r, 1, &size) != 0 || !lastr ||
+        lastr->type != REDIS_REPLY_STRING || stx_id_parse(lastr->str, lastr->len, &last) != 0)
+        return -1;
+    size_t keep = 0;
+    while (keep < x->elements && keep < size) {
+        const redisReply *e = x->element[keep];
+        stx_id id;
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 || e->element[0]->type != REDIS_REPLY_STRING ||
+            stx_id_parse(e->element[0]->str, e->element[0]->len, &id) != 0)
+            return -1;
+        if (stx_id_cmp(id, last) > 0) break;
+        keep++;
+    }
+    x->elements = keep;
+    return 0;
+}
+
+/* read.lua, with an XRANGE of the entries after the cursor behind it in
+ * the same round trip: when the script answers RANGE, *range holds the
+ * batch (cut to what the script named); otherwise *range is NULL.  The
+ * XRANGE runs right after the script in Redis (one connection's commands
+ * run in order), so it sees what the script saw. */
+static int recovery_read(stx_processor *p, redisReply **r, redisReply **range)
+{
+    *r = *range = NULL;
+    build_recovery_read(p);
+    char from[STX_ID_MAX + 2] = "(";
+    strcat(from, p->read_cursor);
+    char count[24];
+    snprintf(count, sizeof count, "%ld", p->read_count);
+    const char *xr[] = {"XRANGE", p->conf.stream, from, "+", "COUNT", count};
+    int rc = stx_script_append(&p->scripts, &p->conn, STX_SCRIPT_READ, &p->read_argv, 3);
+    if (rc == STX_OK) rc = stx_conn_append(&p->conn, 6, xr, NULL);
+    if (rc != STX_OK) return stx_fail(p, rc, "read: %s", p->conn.err);
+    redisReply *x = NULL;
+    rc = stx_conn_read(&p->conn, r);
+    if (rc == STX_ECONN || rc == STX_ETIMEOUT) return stx_fail(p, rc, "read: %s", p->conn.err);
+    int xrc = stx_conn_read(&p->conn, &x);
+    if (xrc == STX_ECONN || xrc == STX_ETIMEOUT) {
+        stx_reply_release(*r);
+        *r = NULL;
+        return stx_fail(p, xrc, "read: %s", p->conn.err);
+    }
+    if (rc == STX_ENOTFOUND) {
+        /* NOSCRIPT (a restarted or flushed script cache): load and run it
+         * alone, then read the range alone. */
+        stx_reply_release(x);
+        x = NULL;
+        p->scripts.reloads++;
+        p->scripts.s[STX_SCRIPT_READ].sha[0] = '\0';
+        rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_READ, &p->read_argv, 3, r);
+        if (rc == STX_OK && stx_reply_status(*r) == STX_ST_RANGE &&
+            (xrc = stx_conn_command(&p->conn, &x, 6, xr, NULL)) != STX_OK) {
+            stx_reply_release(*r);
+            *r = NULL;
+            return stx_fail(p, xrc, "read: %s", p->conn.err);
+        }
+    }
+    if (rc != STX_OK) {
+        stx_reply_release(x);
+        return stx_fail(p, rc, "read: %s", p->conn.err);
+    }
+    if (stx_reply_status(*r) == STX_ST_RANGE) {
+        if (xrc != STX_OK || cut_range(x, *r) != 0) {
+            stx_reply_release(x);
+            stx_reply_release(*r);
+            *r = NULL;
+            return stx_fail(p, xrc != STX_OK ? xrc : STX_EREDIS, "read: %s",
+                            xrc != STX_OK ? p->conn.err : "malformed recovery range");
+        }
+        *range = x;
+    } else {
+        stx_reply_release(x);
+    }
+    return STX_OK;
 }
 
 void stx_build_new_read(stx_processor *p, long block_ms)
@@ -174,11 +306,11 @@ static int delivered_past_offset(stx_processor *p)
             redisReply *held;
             if (stx_conn_command(&p->conn, &held, 6, range, NULL) == STX_OK) {
                 past = held->type == REDIS_REPLY_ARRAY && held->elements > 0;
-                freeReplyObject(held);
+                stx_reply_release(held);
             }
         }
     }
-    freeReplyObject(r);
+    stx_reply_release(r);
     if (past) {
         stx_log(p, STX_LOG_INFO, "entries after offset %s were delivered but not committed; "
                 "reading them from the stream", p->offset_str);
@@ -202,10 +334,23 @@ int stx_read_batch(stx_processor *p, redisReply **owner, const redisReply **entr
         redisReply *r;
         int rc;
         if (p->reading_pending) {
-            build_recovery_read(p);
-            rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_READ, &p->read_argv, 3, &r);
-            if (rc != STX_OK) return stx_fail(p, rc, "read: %s", p->conn.err);
+            redisReply *range = NULL;
+            rc = recovery_read(p, &r, &range);
+            if (rc != STX_OK) return rc;
             p->failed_id[0] = '\0';
+            if (stx_reply_status(r) == STX_ST_RANGE) {
+                stx_reply_release(r);
+                if (!range) return stx_fail(p, STX_EREDIS, "read: malformed XRANGE reply");
+                if (range->elements == 0) {
+                    stx_reply_release(range); /* deleted since the script looked: again */
+                    continue;
+                }
+                adapt_read_count(p, range);
+                *owner = range;
+                *entries = range;
+                return STX_OK;
+            }
+            stx_reply_release(range);
             if (stx_reply_status(r) == STX_ST_OK && r->elements == 3 &&
                 r->element[1]->type == REDIS_REPLY_ARRAY && r->element[2]->type == REDIS_REPLY_ARRAY) {
                 if (r->element[1]->elements > 0) {
@@ -215,12 +360,13 @@ int stx_read_batch(stx_processor *p, redisReply **owner, const redisReply **entr
                     *counts = r->element[2];
                     return STX_OK;
                 }
-                freeReplyObject(r);
+                stx_reply_release(r);
                 p->reading_pending = 0; /* caught up with what the group delivered */
+                if ((rc = stx_claim_pending(p)) != STX_OK) return rc;
                 continue;
             }
             rc = stx_refusal(p, r, "read");
-            freeReplyObject(r);
+            stx_reply_release(r);
             return rc;
         }
         int from_prefetch = p->prefetched != NULL;
@@ -242,11 +388,11 @@ int stx_read_batch(stx_processor *p, redisReply **owner, const redisReply **entr
         }
         const redisReply *e = new_entries(r);
         if (!e && from_prefetch) {
-            freeReplyObject(r); /* empty when sent: wait for entries now */
+            stx_reply_release(r); /* empty when sent: wait for entries now */
             continue;
         }
         if (!e) {
-            freeReplyObject(r);
+            stx_reply_release(r);
             /* Nothing new: but a paused processor may have read entries
              * after our offset that nobody committed. */
             return delivered_past_offset(p) ? STX_AGAIN : STX_OK;

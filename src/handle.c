@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reply.h"
 #include "processor.h"
 
 /* Delay before delivery attempt+1 of an entry whose handler asked for a
@@ -141,7 +142,7 @@ static int ack_committed(stx_processor *p, struct stx_msg *const *msgs, size_t n
     redisReply *r;
     int rc = stx_conn_command(&p->conn, &r, (int)p->argv.n, p->argv.v, p->argv.len);
     if (rc != STX_OK) return stx_fail(p, rc, "acknowledging committed entries: %s", p->conn.err);
-    freeReplyObject(r);
+    stx_reply_release(r);
     p->stats.duplicates += n;
     return STX_OK;
 }
@@ -229,7 +230,7 @@ int stx_poll_once(stx_processor *p)
     if (!r) return 0;
     size_t n = entries->elements;
     if (reserve_msgs(p, n) != STX_OK) {
-        freeReplyObject(r);
+        stx_reply_release(r);
         stx_rewind(p);
         return stx_fail(p, STX_ENOMEM, "out of memory");
     }
@@ -264,7 +265,7 @@ int stx_poll_once(stx_processor *p)
     } else if (bad >= 0) {
         stx_rewind(p);
     }
-    freeReplyObject(r);
+    stx_reply_release(r);
     if (rc == 0 && ok == 0 && bad < 0) return 0;
     if (rc == 0) return STX_AGAIN; /* nothing committed: read again at once */
     return rc;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reply.h"
 #include "client.h"
 #include "scripts.h"
 
@@ -56,7 +57,7 @@ static int info_get(stx_client *c, const char *section, const char *field, char 
         snprintf(out, cap, "INFO %s: %s missing", section, field);
         rc = STX_EREDIS;
     }
-    freeReplyObject(r);
+    stx_reply_release(r);
     return rc;
 }
 
@@ -77,7 +78,7 @@ static int config_get(stx_client *c, const char *name, char *out, size_t cap)
         snprintf(out, cap, "CONFIG GET %s: no such setting", name);
         rc = STX_EREDIS;
     }
-    freeReplyObject(r);
+    stx_reply_release(r);
     return rc;
 }
 
@@ -129,10 +130,10 @@ static int check_scripts(stx_client *c, stx_health *h)
             snprintf(add(h, "scripts", STX_HEALTH_FAIL)->detail, 512,
                      "SCRIPT LOAD of %s.lua failed: %.400s", sc.s[i].name,
                      r ? "unexpected reply" : c->errmsg);
-            freeReplyObject(r);
+            stx_reply_release(r);
             return STX_OK;
         }
-        freeReplyObject(r);
+        stx_reply_release(r);
         int n = snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "", sc.s[i].name);
         if (n > 0 && (size_t)n < sizeof names - used) used += (size_t)n;
     }

@@ -24,6 +24,7 @@
  * What: a flat JSON object of numbers and strings (keys in write_json()),
  * readable with redis-cli and by any JSON reader; stx_live_get() parses it
  * back.  Strings escape '"', '\\' and control bytes; other bytes are kept. */
+#include "reply.h"
 #include "heartbeat.h"
 
 #include <errno.h>
@@ -367,12 +368,12 @@ static void prune(stx_processor *p, stx_heartbeat *hb)
         }
         if (n > 2) {
             redisReply *d;
-            if (stx_conn_command(&p->conn, &d, (int)n, del, lens) == STX_OK) freeReplyObject(d);
+            if (stx_conn_command(&p->conn, &d, (int)n, del, lens) == STX_OK) stx_reply_release(d);
         }
     }
     free(del);
     free(lens);
-    freeReplyObject(r);
+    stx_reply_release(r);
 }
 
 void stx_heartbeat_tick(stx_processor *p)
@@ -410,7 +411,7 @@ void stx_heartbeat_tick(stx_processor *p)
     for (int i = 0; i < 4; i++) {
         redisReply *r = NULL;
         rc = stx_conn_read(&p->conn, &r);
-        if (r) freeReplyObject(r);
+        if (r) stx_reply_release(r);
         if (rc != STX_OK && first == STX_OK) first = rc;
         if (!p->conn.ctx) break; /* closed: the poll's recovery reconnects */
     }
@@ -425,7 +426,7 @@ void stx_heartbeat_leave(stx_processor *p)
     if (!hb->published || !p->conn.ctx) return;
     const char *argv[] = {"HDEL", hb->key, p->run_id};
     redisReply *r;
-    if (stx_conn_command(&p->conn, &r, 3, argv, NULL) == STX_OK) freeReplyObject(r);
+    if (stx_conn_command(&p->conn, &r, 3, argv, NULL) == STX_OK) stx_reply_release(r);
     hb->published = 0;
 }
 
@@ -462,7 +463,7 @@ int stx_live_get(stx_client *c, const char *stream, const char *group, stx_live 
     if (!l || (r->type == REDIS_REPLY_ARRAY && r->elements &&
                !(l->procs = calloc(r->elements / 2 + 1, sizeof *l->procs)))) {
         free(l);
-        freeReplyObject(r);
+        stx_reply_release(r);
         return stx_client_fail(c, STX_ENOMEM, "out of memory");
     }
     long long now = wall_ms();
@@ -473,14 +474,14 @@ int stx_live_get(stx_client *c, const char *stream, const char *group, stx_live 
         rc = parse_json(v->str, v->len, lp);
         if (rc == STX_ENOMEM) {
             live_processor_clear(lp);
-            freeReplyObject(r);
+            stx_reply_release(r);
             stx_live_free(l);
             return stx_client_fail(c, STX_ENOMEM, "out of memory");
         }
         if (rc != STX_OK || expired(lp, now)) live_processor_clear(lp);
         else l->n++;
     }
-    freeReplyObject(r);
+    stx_reply_release(r);
     if (l->n > 1) qsort(l->procs, l->n, sizeof *l->procs, by_consumer);
     *out = l;
     return STX_OK;

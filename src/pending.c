@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reply.h"
 #include "client.h"
 
 #define DEFAULT_LIMIT 100
@@ -111,8 +112,8 @@ int stx_pending_get(stx_client *c, const char *stream, const char *group, size_t
     if (rc == STX_OK) rc = stx_client_command(c, "pending (XPENDING)", &ent, 6, a2, NULL);
     if (rc == STX_OK) rc = take_summary(p, sum);
     if (rc == STX_OK) rc = take_entries(p, ent);
-    freeReplyObject(sum);
-    freeReplyObject(ent);
+    stx_reply_release(sum);
+    stx_reply_release(ent);
     if (rc != STX_OK) {
         stx_pending_free(p);
         if (rc == STX_EREDIS && !c->errmsg[0])

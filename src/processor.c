@@ -2,6 +2,7 @@
  * and statistics.  Recovery is in recover.c, the state cache in cache.c,
  * reading in fetch.c, handling in handle.c and the writing scripts in
  * commit.c. */
+#include "reply.h"
 #include "processor.h"
 
 #include "heartbeat.h"
@@ -168,7 +169,7 @@ void stx_processor_free(stx_processor *p)
     stx_pubs_free(&p->pubs);
     stx_argv_free(&p->argv);
     stx_argv_free(&p->read_argv);
-    if (p->prefetched) freeReplyObject(p->prefetched);
+    if (p->prefetched) stx_reply_release(p->prefetched);
     stx_config_release(&p->conf);
     free(p->msgs);
     free(p->msg_ptrs);

@@ -109,7 +109,7 @@ struct stx_doubt {
 /* Script replies, parsed once. */
 typedef enum stx_status {
     STX_ST_OK, STX_ST_FENCED, STX_ST_SEQ, STX_ST_DUP, STX_ST_GAP, STX_ST_NOGROUP,
-    STX_ST_WRONGTYPE, STX_ST_FULL, STX_ST_BADARGS, STX_ST_SCHEMA, STX_ST_MALFORMED
+    STX_ST_WRONGTYPE, STX_ST_FULL, STX_ST_BADARGS, STX_ST_SCHEMA, STX_ST_RANGE, STX_ST_MALFORMED
 } stx_status;
 
 struct stx_processor {
@@ -212,6 +212,7 @@ void stx_build_new_read(stx_processor *p, long block_ms);
 void stx_rewind(stx_processor *p);          /* read again from the offset */
 void stx_drop_prefetched(stx_processor *p);
 int stx_claim_pending(stx_processor *p);
+int stx_ack_committed_pending(stx_processor *p);
 
 /* commit.c: the writing scripts. */
 int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int prefetch);

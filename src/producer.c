@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reply.h"
 #include "client.h"
 #include "keys.h"
 #include "script_limits.h"
@@ -167,7 +168,7 @@ static int produce(stx_client *c, const char *stream, const stx_produce_msg *msg
             stx_client_fail(c, rc, "produce to '%.200s': %s", stream, c->conn.err);
         else {
             rc = parse_reply(c, r, msgs, n, results);
-            freeReplyObject(r);
+            stx_reply_release(r);
             if (rc != STX_OK) memset(results, 0, n * sizeof *results);
         }
     }

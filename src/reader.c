@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reply.h"
 #include "client.h"
 #include "text.h"
 #include "processor.h" /* struct stx_msg, stx_msg_decode */
@@ -57,7 +58,9 @@ const char *stx_entries_last_id(const stx_entries *e)
 void stx_entries_free(stx_entries *e)
 {
     if (!e) return;
-    if (e->reply) freeReplyObject(e->reply);
+    if (e->reply) stx_reply_release(e->reply);
+    /* Built by stx_entries_append() with plain mallocs, in hiredis' layout:
+     * freeReplyObject() frees exactly those. */
     for (size_t i = 0; i < e->nbuilt; i++) freeReplyObject(e->built[i]);
     free(e->built);
     free(e->msgs);
@@ -75,7 +78,7 @@ static int entries_make(stx_client *c, const char *what, const char *stream, red
     if (!e || !(e->stream = strdup(stream)) || (n && !(e->msgs = calloc(n, sizeof *e->msgs)))) {
         if (e) free(e->stream);
         free(e);
-        if (owner) freeReplyObject(owner);
+        if (owner) stx_reply_release(owner);
         return stx_client_fail(c, STX_ENOMEM, "%s: out of memory", what);
     }
     e->reply = owner;
@@ -280,24 +283,24 @@ static int range_read(stx_client *c, const char *what, const char *stream, const
     redisReply *r[4];
     rc = stx_client_read_all(c, 4, r);
     for (int i = 0; i < 3; i++)
-        if (r[i]) freeReplyObject(r[i]);
+        if (r[i]) stx_reply_release(r[i]);
     redisReply *x = r[3];
     if (rc != STX_OK) {
-        if (x) freeReplyObject(x);
+        if (x) stx_reply_release(x);
         return stx_client_fail(c, rc, "%s: %s", what, c->conn.err);
     }
     if (x->type != REDIS_REPLY_ARRAY || x->elements != 2) {
-        freeReplyObject(x);
+        stx_reply_release(x);
         return stx_client_fail(c, STX_EREDIS, "%s: unexpected EXEC reply", what);
     }
     const redisReply *info = x->element[0], *range = x->element[1];
     if (range->type == REDIS_REPLY_ERROR || (info->type == REDIS_REPLY_ERROR && !no_such_key(info))) {
         rc = exec_error(c, what, range->type == REDIS_REPLY_ERROR ? range : info);
-        freeReplyObject(x);
+        stx_reply_release(x);
         return rc;
     }
     if (range->type != REDIS_REPLY_ARRAY) {
-        freeReplyObject(x);
+        stx_reply_release(x);
         return stx_client_fail(c, STX_EREDIS, "%s: unexpected XRANGE reply", what);
     }
     if (check && !no_such_key(info)) { /* a stream that does not exist lost nothing */
@@ -307,7 +310,7 @@ static int range_read(stx_client *c, const char *what, const char *stream, const
         else
             rc = window_check(c, what, stream, &xi, after);
         if (rc != STX_OK) {
-            freeReplyObject(x);
+            stx_reply_release(x);
             return rc;
         }
     }
@@ -379,7 +382,7 @@ static int last_generated(stx_client *c, const char *stream, stx_id *out)
     if (rc != STX_OK) return stx_client_fail(c, rc, "tail: %s", c->conn.err);
     stx_xinfo x;
     rc = stx_xinfo_parse(r, &x);
-    freeReplyObject(r);
+    stx_reply_release(r);
     if (rc != STX_OK) return stx_client_fail(c, rc, "tail: unexpected XINFO STREAM reply");
     *out = x.last_generated;
     return STX_OK;
@@ -399,7 +402,7 @@ static int gap_check(stx_client *c, const char *stream, stx_id after, stx_id fir
     if (rc != STX_OK) return stx_client_fail(c, rc, "tail: %s", c->conn.err);
     stx_xinfo x;
     rc = stx_xinfo_parse(r, &x);
-    freeReplyObject(r);
+    stx_reply_release(r);
     if (rc != STX_OK) return stx_client_fail(c, rc, "tail: unexpected XINFO STREAM reply");
     if (stx_id_cmp(after, x.max_deleted) >= 0 || stx_id_cmp(x.max_deleted, first) >= 0)
         return STX_OK;
@@ -446,7 +449,7 @@ int stx_tail(stx_client *c, const char *stream, const char *after, long block_ms
         return stx_client_fail(c, rc, "tail (XREAD BLOCK): %s", c->conn.err);
     }
     if (r->type == REDIS_REPLY_NIL) {
-        freeReplyObject(r);
+        stx_reply_release(r);
         *out = now;
         return STX_OK;
     }
@@ -456,7 +459,7 @@ int stx_tail(stx_client *c, const char *stream, const char *after, long block_ms
         r->element[0]->elements == 2 && r->element[0]->element[1]->type == REDIS_REPLY_ARRAY)
         arr = r->element[0]->element[1];
     if (!arr) {
-        freeReplyObject(r);
+        stx_reply_release(r);
         return stx_client_fail(c, STX_EREDIS, "tail: unexpected XREAD reply");
     }
     rc = entries_make(c, "tail", stream, r, arr, a, out);

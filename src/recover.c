@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "reply.h"
 #include "processor.h"
 
 /* ---- script replies ---------------------------------------------------- */
@@ -46,6 +47,7 @@ stx_status stx_reply_status(const redisReply *r)
         {"OK", STX_ST_OK}, {"FENCED", STX_ST_FENCED}, {"SEQ", STX_ST_SEQ}, {"DUP", STX_ST_DUP},
         {"GAP", STX_ST_GAP}, {"NOGROUP", STX_ST_NOGROUP}, {"WRONGTYPE", STX_ST_WRONGTYPE},
         {"FULL", STX_ST_FULL}, {"BADARGS", STX_ST_BADARGS}, {"SCHEMA", STX_ST_SCHEMA},
+        {"RANGE", STX_ST_RANGE},
     };
     const char *s = stx_reply_str(r, 0);
     if (!s) return STX_ST_MALFORMED;
@@ -212,7 +214,7 @@ static int take_epoch(stx_processor *p)
         return stx_fail(p, rc, "start on stream '%s': %s", p->conf.stream, p->conn.err);
     if (stx_reply_status(r) != STX_ST_OK) {
         rc = stx_refusal(p, r, "start");
-        freeReplyObject(r);
+        stx_reply_release(r);
         return rc;
     }
     const char *off = stx_reply_str(r, 2), *lineage = stx_reply_str(r, 4),
@@ -221,13 +223,13 @@ static int take_epoch(stx_processor *p)
     if (stx_reply_u64(r, 1, &p->epoch) != 0 || !off || stx_id_parse(off, strlen(off), &offv) != 0 ||
         stx_reply_u64(r, 3, &p->seq) != 0 || !lineage || strlen(lineage) >= sizeof p->lineage ||
         stx_reply_u64(r, 5, &p->schema) != 0 || !writer) {
-        freeReplyObject(r);
+        stx_reply_release(r);
         return stx_fail(p, STX_EREDIS, "start: malformed reply (meta hash damaged?)");
     }
     stx_set_offset(p, offv);
     strcpy(p->lineage, lineage);
     snprintf(p->writer, sizeof p->writer, "%s", writer);
-    freeReplyObject(r);
+    stx_reply_release(r);
     p->phase = STX_PHASE_EPOCH_TAKEN;
     stx_log(p, STX_LOG_INFO, "started on stream '%s' group '%s' as '%s': epoch %" PRIu64
             ", offset %s, seq %" PRIu64, p->conf.stream, p->conf.group, p->consumer, p->epoch,
@@ -258,7 +260,7 @@ static int retake_epoch(stx_processor *p)
     if (stx_reply_status(r) != STX_ST_OK) {
         memcpy(p->token, token, sizeof token);
         rc = stx_refusal(p, r, "reconnect");
-        freeReplyObject(r);
+        stx_reply_release(r);
         return rc;
     }
     uint64_t epoch, seq;
@@ -266,7 +268,7 @@ static int retake_epoch(stx_processor *p)
     stx_id offv;
     if (stx_reply_u64(r, 1, &epoch) != 0 || stx_reply_u64(r, 2, &seq) != 0 || !off ||
         stx_id_parse(off, strlen(off), &offv) != 0 || !writer) {
-        freeReplyObject(r);
+        stx_reply_release(r);
         /* The epoch may be ours now, under a token we cannot prove: start over. */
         p->phase = STX_PHASE_NEW;
         return stx_fail(p, STX_EREDIS, "reconnect: malformed reply (meta hash damaged?)");
@@ -314,7 +316,7 @@ static int retake_epoch(stx_processor *p)
     stx_set_offset(p, offv);
     snprintf(p->writer, sizeof p->writer, "%s", writer);
     if (p->phase == STX_PHASE_RUNNING) p->phase = STX_PHASE_LOADED;
-    freeReplyObject(r);
+    stx_reply_release(r);
     stx_log(p, STX_LOG_INFO, "reconnected: epoch %" PRIu64 ", offset %s, seq %" PRIu64, p->epoch,
             p->offset_str, p->seq);
     return STX_OK;
@@ -327,7 +329,7 @@ static int go_running(stx_processor *p)
     if (p->conf.state_schema_version && (uint64_t)p->conf.state_schema_version != p->schema) {
         if ((rc = stx_migrate(p, p->schema)) != STX_OK) return rc;
     }
-    if ((rc = stx_claim_pending(p)) != STX_OK) return rc;
+    if ((rc = stx_ack_committed_pending(p)) != STX_OK) return rc;
     stx_rewind(p);
     p->phase = STX_PHASE_RUNNING;
     return STX_OK;

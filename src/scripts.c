@@ -1,4 +1,5 @@
 /* Script loading and EVALSHA with transparent reload. */
+#include "reply.h"
 #include "scripts.h"
 
 #include <stdio.h>
@@ -118,12 +119,12 @@ static int load_one(stx_scripts *sc, stx_conn *c, int which)
     if (rc != STX_OK) return rc;
     if (r->type != REDIS_REPLY_STRING || r->len != 40) {
         snprintf(c->err, sizeof c->err, "SCRIPT LOAD %s: unexpected reply", s->name);
-        freeReplyObject(r);
+        stx_reply_release(r);
         return STX_EREDIS;
     }
     memcpy(s->sha, r->str, 40);
     s->sha[40] = '\0';
-    freeReplyObject(r);
+    stx_reply_release(r);
     return STX_OK;
 }
 

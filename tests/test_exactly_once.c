@@ -585,6 +585,49 @@ static stx_processor *captured_new(const test_redis *r, const char *stream, stru
     return p;
 }
 
+/* 1,000 entries pending under a dead consumer are read from the stream by
+ * the offset in full batches (the script cache lost half-way), acknowledged
+ * by their commits where they stand, and the list is empty at the end. */
+Test(exactly_once, a_dead_consumers_pending_list_is_worked_off_in_batches)
+{
+    test_redis r;
+    test_redis_start(&r, 0, NULL);
+    redisContext *c = test_redis_connect(&r);
+    freeReplyObject(test_cmd(c, "XGROUP CREATE rp g 0 MKSTREAM"));
+    produce(c, "rp", 1000);
+    freeReplyObject(test_cmd(c, "XREADGROUP GROUP g dead COUNT 1000 STREAMS rp >"));
+    struct counter k = {NULL, NULL, -1, 0};
+    static const char *const kv[] = {"batch_size", "64", NULL};
+    stx_processor *p = counter_new(&r, "rp", &k, kv);
+    long done = 0;
+    for (int i = 0; i < 4; i++) {
+        int n = stx_processor_poll(p);
+        cr_assert(n > 0, "poll %d: %d %s", i, n, stx_processor_errmsg(p));
+        done += n;
+    }
+    /* Mid-recovery: what was committed left the dead consumer's list. */
+    redisReply *pend = test_cmd(c, "XPENDING rp g");
+    cr_assert_eq(pend->element[0]->integer, 1000 - done);
+    cr_assert_eq(pend->element[3]->elements, 1);
+    cr_assert_str_eq(pend->element[3]->element[0]->element[0]->str, "dead");
+    freeReplyObject(pend);
+    freeReplyObject(test_cmd(c, "SCRIPT FLUSH"));
+    done += drain(p);
+    cr_assert_eq(done, 1000);
+    cr_assert_eq(k.calls, 1000);
+    check_exact(c, "rp", 1000);
+    pend = test_cmd(c, "XPENDING rp g");
+    cr_assert_eq(pend->element[0]->integer, 0);
+    freeReplyObject(pend);
+    stx_stats st;
+    stx_processor_stats(p, &st);
+    cr_assert_geq(st.script_reloads, 1);
+    cr_assert_eq(st.duplicates, 0);
+    stx_processor_free(p);
+    redisFree(c);
+    test_redis_stop(&r);
+}
+
 Test(exactly_once, an_entry_deleted_while_pending_is_reported)
 {
     test_redis r;

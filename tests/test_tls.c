@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 
 #include "connection.h"
+#include "reply.h"
 #include "harness.h"
 #include "streamtx.h"
 #include "workload.h"
@@ -479,7 +480,7 @@ Test(session, bounded_replies_pass_when_within_the_bound)
     for (int i = 0; i < 2000; i++) {
         redisReply *rep;
         cr_assert_eq(stx_conn_read(&c, &rep), STX_OK, "%s", c.err);
-        freeReplyObject(rep);
+        stx_reply_release(rep);
     }
     for (int round = 0; round < 3; round++) {
         const char *argv[] = {"XRANGE", "big", "-", "+"};
@@ -490,7 +491,7 @@ Test(session, bounded_replies_pass_when_within_the_bound)
         cr_assert_eq(stx_conn_read(&c, &rep), STX_OK, "%s", c.err);
         cr_assert_eq(rep->elements, 2000);
         cr_assert_eq(rep->element[1999]->element[1]->element[1]->len, sizeof value);
-        freeReplyObject(rep);
+        stx_reply_release(rep);
     }
     /* Past the bound: refused, the session closed, reopened fine. */
     c.max_reply_bytes = 1u << 20;
@@ -503,7 +504,7 @@ Test(session, bounded_replies_pass_when_within_the_bound)
     const char *xlen[] = {"XLEN", "big"};
     cr_assert_eq(stx_conn_command(&c, &rep, 2, xlen, NULL), STX_OK);
     cr_assert_eq(rep->integer, 2000);
-    freeReplyObject(rep);
+    stx_reply_release(rep);
     stx_conn_close(&c);
     test_redis_stop(&r);
 }

@@ -1,5 +1,5 @@
 /* Fuzz the decoder of stream entries: arbitrary bytes are parsed as RESP
- * by hiredis, as a Redis reply would be, and every reply is handed to the
+ * by hiredis into the library's reply blocks, as a Redis reply would be, and every reply is handed to the
  * message view (stx_msg_decode) and read back through the public calls. */
 #include <stddef.h>
 #include <stdint.h>
@@ -7,6 +7,7 @@
 #include <hiredis/hiredis.h>
 
 #include "processor.h"
+#include "reply.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -58,8 +59,12 @@ static int counts_fit(const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!counts_fit(data, size)) return 0;
-    redisReader *reader = redisReaderCreate();
+    /* the builder the library's sessions use (reply.c) */
+    stx_reply_builder builder;
+    stx_reply_builder_init(&builder);
+    redisReader *reader = redisReaderCreateWithFunctions(&builder.fn);
     if (!reader) return 0;
+    reader->privdata = &builder;
     redisReaderFeed(reader, (const char *)data, size);
     for (int i = 0; i < 64; i++) {
         void *reply = NULL;
@@ -69,7 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* The processor also walks arrays of entries. */
         if (r->type == REDIS_REPLY_ARRAY)
             for (size_t j = 0; j < r->elements; j++) use(r->element[j]);
-        freeReplyObject(reply);
+        stx_reply_release(reply);
     }
     redisReaderFree(reader);
     return 0;
