@@ -780,3 +780,60 @@ Test(archive, misuse_is_an_error)
     stx_archive_close(a);
     stx_client_free(c);
 }
+
+/* The two moments a crash can leave behind, built by hand: PostgreSQL
+ * ahead of Redis (committed, not acknowledged) and Redis ahead of
+ * PostgreSQL (acknowledged entries the database does not hold, as after a
+ * restore of an older backup).  A new archiver goes by PostgreSQL's offset
+ * in both: nothing twice, nothing missing. */
+Test(archive, restart_goes_by_postgres_offset_not_redis)
+{
+    char stream[64], mid[64], last[64];
+    test_unique("offsets", stream, sizeof stream);
+    migrate();
+    stx_client *c = test_client(&redis);
+    redisContext *rc = test_redis_connect(&redis);
+    PGconn *pc = pg_conn(&pg);
+    produce_range(c, stream, 0, 100);
+    id_of(rc, stream, 49, mid, sizeof mid);
+    last_id(rc, stream, last, sizeof last);
+    stx_archive *a = archive_open();
+    cr_assert_eq(stx_archive_run(a, c, stream, 30, 1), STX_OK, "%s", stx_archive_errmsg(a));
+    stx_archive_close(a);
+
+    /* Committed, not acknowledged: every entry pending again. */
+    freeReplyObject(test_cmd(rc, "XGROUP SETID %s " STX_ARCHIVE_GROUP " 0", stream));
+    freeReplyObject(test_cmd(rc, "XREADGROUP GROUP " STX_ARCHIVE_GROUP " archiver COUNT 1000 STREAMS %s >",
+                             stream));
+    redisReply *r = test_cmd(rc, "XPENDING %s " STX_ARCHIVE_GROUP, stream);
+    cr_assert_eq(r->element[0]->integer, 100);
+    freeReplyObject(r);
+    a = archive_open();
+    size_t n = 99;
+    cr_assert_eq(stx_archive_step(a, c, stream, 0, 0, &n), STX_OK, "%s", stx_archive_errmsg(a));
+    cr_assert_eq(n, 0);
+    r = test_cmd(rc, "XPENDING %s " STX_ARCHIVE_GROUP, stream);
+    cr_assert_eq(r->element[0]->integer, 0, "what PostgreSQL holds is acknowledged");
+    freeReplyObject(r);
+    check_archive(pc, stream, 100, last);
+    stx_archive_close(a);
+
+    /* Acknowledged, not in PostgreSQL: the second half goes again. */
+    uint64_t ms, seq;
+    sscanf(mid, "%lu-%lu", &ms, &seq);
+    char sql[256];
+    snprintf(sql, sizeof sql, "DELETE FROM stx_archive_entries WHERE (ms, seq) > (%lu, %lu)", ms, seq);
+    pg_do(pc, sql);
+    snprintf(sql, sizeof sql, "UPDATE stx_archive_offsets SET ms = %lu, seq = %lu, archived = 50", ms, seq);
+    pg_do(pc, sql);
+    a = archive_open();
+    cr_assert_eq(stx_archive_run(a, c, stream, 30, 1), STX_OK, "%s", stx_archive_errmsg(a));
+    stx_archive_stats st;
+    stx_archive_stats_get(a, &st);
+    cr_assert_eq(st.entries, 50);
+    check_archive(pc, stream, 100, last);
+    stx_archive_close(a);
+    PQfinish(pc);
+    redisFree(rc);
+    stx_client_free(c);
+}
