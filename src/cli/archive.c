@@ -40,6 +40,17 @@ static const char help[] =
     "Exit codes: 1 when PostgreSQL or Redis fail (an authentication failure, a\n"
     "missing schema: run --init), 2 for bad arguments.\n";
 
+#ifdef STX_HAVE_ARCHIVE
+/* The archive's message without its "archive: " when the command is
+ * archive ("stx: archive: archive: ..." says it twice). */
+static const char *message(const cli *c, const stx_archive *a, int rc)
+{
+    const char *m = a ? stx_archive_errmsg(a) : stx_strerror(rc);
+    if (c->sub && strcmp(c->sub, "archive") == 0 && strncmp(m, "archive: ", 9) == 0) m += 9;
+    return *m ? m : stx_strerror(rc);
+}
+#endif
+
 int cli_no_archive(const cli *c, const char *opt)
 {
     return cli_fail(c, CLI_EXIT_USAGE,
@@ -88,7 +99,7 @@ int cli_archive_open(cli *c, const char *url, stx_archive **out)
 {
     int rc = stx_archive_open(out, url);
     if (rc != STX_OK) {
-        cli_fail(c, CLI_EXIT_RUNTIME, "%s", *out ? stx_archive_errmsg(*out) : stx_strerror(rc));
+        cli_fail(c, CLI_EXIT_RUNTIME, "%s", message(c, *out, rc));
         stx_archive_close(*out);
         *out = NULL;
         return CLI_EXIT_RUNTIME;
@@ -98,7 +109,7 @@ int cli_archive_open(cli *c, const char *url, stx_archive **out)
 
 int cli_archive_fail(cli *c, const stx_archive *a, int rc)
 {
-    const char *m = stx_archive_errmsg(a);
+    const char *m = message(c, a, rc);
     if (rc == STX_EWINDOW_EXPIRED || rc == STX_EINVALID_CURSOR || !*m) return cli_fail_stx(c, rc, NULL);
     return cli_fail(c, cli_exit_code(rc), "%s", m);
 }
@@ -152,7 +163,20 @@ int cmd_archive(cli *c, int argc, char **argv)
     return cli_no_archive(c, "archive");
 #else
     stx_archive *a;
-    if ((rc = cli_archive_open(c, opts[0].value, &a)) != 0) return rc;
+    if (opts[1].value || opts[4].value || opts[3].value) {
+        if ((rc = cli_archive_open(c, opts[0].value, &a)) != 0) return rc;
+    } else {
+        /* A long-running archiver started before its database: the run
+         * retries the connection like any later loss of it. */
+        rc = stx_archive_open(&a, opts[0].value);
+        if (rc == STX_ECONN) {
+            cli_warn(c, "%s; retrying", message(c, a, rc));
+        } else if (rc != STX_OK) {
+            cli_fail(c, CLI_EXIT_RUNTIME, "%s", message(c, a, rc));
+            stx_archive_close(a);
+            return CLI_EXIT_RUNTIME;
+        }
+    }
     if (opts[1].value) {
         int from = 0;
         rc = stx_archive_migrate(a, &from);
