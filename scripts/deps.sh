@@ -7,16 +7,17 @@
 #   demo     build + redis-server and redis-cli (scripts/demo.sh)
 #   package  build + dpkg-dev (scripts/package.sh: cpack's dpkg-shlibdeps)
 #   test     (default) build + Criterion, redis-server, redis-cli, valgrind,
-#            clang and its sanitizer/libFuzzer runtime
+#            clang and its sanitizer/libFuzzer runtime, postgresql-15 (the
+#            archive tests start their own server; no system service is used)
 #
 # Nothing installed is missing: does nothing (no apt-get update).
 # Something missing, running as root: apt-get update + install.
 # Something missing, not root: prints the command to run and exits 1.
 set -euo pipefail
 
-build_pkgs=(cmake pkg-config gcc make libhiredis-dev libmsgpack-dev liblmdb-dev zlib1g-dev libssl-dev)
+build_pkgs=(cmake pkg-config gcc make libhiredis-dev libmsgpack-dev liblmdb-dev zlib1g-dev libssl-dev libpq-dev)
 redis_pkgs=(redis-server redis-tools)
-test_pkgs=(libcriterion-dev redis-server redis-tools valgrind clang libclang-rt-14-dev openssl)
+test_pkgs=(libcriterion-dev redis-server redis-tools valgrind clang libclang-rt-14-dev openssl postgresql-15)
 
 what=${1:-test}
 case "$what" in
@@ -25,7 +26,7 @@ case "$what" in
   package) pkgs=("${build_pkgs[@]}" dpkg-dev) ;;
   test) pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
   -h | --help)
-    sed -n '2,14s/^# \{0,1\}//p' "$0"
+    sed -n '2,16s/^# \{0,1\}//p' "$0"
     exit 0
     ;;
   *)

@@ -25,6 +25,7 @@ static const char usage[] =
     "  reset STREAM GROUP --to POSITION  move a group to another position\n"
     "  group delete STREAM GROUP         delete a group and every key of it\n"
     "  trim STREAM --safe                trim entries every group has processed\n"
+    "  archive STREAM --pg URL           copy the stream into PostgreSQL, exactly once\n"
     "  health                            server version, scripts, persistence\n"
     "  top [STREAM [GROUP]]              live view of groups and their processors\n"
     "  version                           as --version\n"
@@ -75,6 +76,7 @@ static const struct command {
     {"health", cmd_health},   {"top", cmd_top},         {"streams", cmd_streams},
     {"group", cmd_group},     {"version", cmd_version}, {"help", cmd_help},
     {"create", cmd_create},   {"members", cmd_members},
+    {"archive", cmd_archive},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
