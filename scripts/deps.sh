@@ -3,7 +3,8 @@
 #
 #   scripts/deps.sh [build|demo|package|test]
 #
-#   build    compiler, CMake and the libraries the library and examples link
+#   build    compiler, CMake and the libraries the library, examples and stx
+#            (stx serve: libwebsockets) link
 #   demo     build + redis-server and redis-cli (scripts/demo.sh)
 #   package  build + dpkg-dev (scripts/package.sh: cpack's dpkg-shlibdeps)
 #   test     (default) build + Criterion, redis-server, redis-cli, valgrind,
@@ -14,7 +15,8 @@
 # Something missing, not root: prints the command to run and exits 1.
 set -euo pipefail
 
-build_pkgs=(cmake pkg-config gcc make libhiredis-dev libmsgpack-dev liblmdb-dev zlib1g-dev libssl-dev)
+build_pkgs=(cmake pkg-config gcc make libhiredis-dev libmsgpack-dev liblmdb-dev zlib1g-dev libssl-dev
+  libwebsockets-dev)
 redis_pkgs=(redis-server redis-tools)
 test_pkgs=(libcriterion-dev redis-server redis-tools valgrind clang libclang-rt-14-dev openssl)
 
@@ -25,7 +27,7 @@ case "$what" in
   package) pkgs=("${build_pkgs[@]}" dpkg-dev) ;;
   test) pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
   -h | --help)
-    sed -n '2,14s/^# \{0,1\}//p' "$0"
+    sed -n '2,15s/^# \{0,1\}//p' "$0"
     exit 0
     ;;
   *)

@@ -215,6 +215,8 @@ int cmd_top(cli *c, int argc, char **argv);
 void cli_live_json(jw *w, const stx_live_processor *p, long long now_ms);
 
 int cmd_streams(cli *c, int argc, char **argv);
+/* src/serve/serve.c: the HTTP gateway. */
+int cmd_serve(cli *c, int argc, char **argv);
 int cmd_group(cli *c, int argc, char **argv);
 
 /* Ask on the terminal (stderr, stdin); 1 when the answer is yes. */

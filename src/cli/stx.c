@@ -25,6 +25,8 @@ static const char usage[] =
     "  trim STREAM --safe                trim entries every group has processed\n"
     "  health                            server version, scripts, persistence\n"
     "  top [STREAM [GROUP]]              live view of groups and their processors\n"
+    "  serve                             HTTP gateway: produce, history, live SSE and\n"
+    "                                    WebSocket, /metrics, web console\n"
     "  version                           as --version\n"
     "  help [COMMAND]                    this text, or a command's\n"
     "Run 'stx COMMAND --help' for the options of a command.\n"
@@ -72,6 +74,7 @@ static const struct command {
     {"state", cmd_state},     {"reset", cmd_reset},     {"trim", cmd_trim},
     {"health", cmd_health},   {"top", cmd_top},         {"streams", cmd_streams},
     {"group", cmd_group},     {"version", cmd_version}, {"help", cmd_help},
+    {"serve", cmd_serve},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
