@@ -424,7 +424,7 @@ int serve_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
             return 0;
         }
         if (s->is_post) {
-            char cl[32];
+            char cl[32] = "";
             if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 &&
                 strtoll(cl, NULL, 10) > srv->o.max_body) {
                 s->body_too_big = 1;
@@ -432,6 +432,19 @@ int serve_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
                 s->close_after = 1;
                 lws_callback_on_writable(wsi);
                 return 0;
+            }
+            /* lws calls BODY_COMPLETION only after body bytes: a POST
+             * without any is complete now. */
+            if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0 ||
+                strtoll(cl, NULL, 10) == 0) {
+                if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+                    serve_error(s, 411, "length_required", NULL,
+                                "send the body with a Content-Length");
+                    s->close_after = 1;
+                } else {
+                    dispatch(srv, s);
+                }
+                lws_callback_on_writable(wsi);
             }
             return 0; /* the body comes next */
         }
@@ -441,7 +454,7 @@ int serve_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
         return 0;
     }
     case LWS_CALLBACK_HTTP_BODY:
-        if (s->status) return 0; /* answered already (413) */
+        if (s->status || len == 0) return 0; /* answered already (413), or nothing */
         if (s->body_too_big || s->body_len + len > (size_t)srv->o.max_body) {
             s->body_too_big = 1;
             return 0;

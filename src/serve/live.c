@@ -14,8 +14,9 @@
  * entry.  A client that resumes from an id older than base_id reads the
  * history with stx_read_range() from its cursor first, page by page, and
  * joins the ring once its cursor reaches base_id: it then starts at the
- * first ring entry after its cursor, so nothing is sent twice and nothing
- * is skipped.  A client whose next entry has left the ring fell more than
+ * first ring entry after its cursor (entries the reader pushes later that
+ * the history page already held are skipped by id), so nothing is sent
+ * twice and nothing is skipped.  A client whose next entry has left the ring fell more than
  * send_buffer entries behind: it is disconnected with a reason, and memory
  * stays bounded by the ring and one pending page per client.
  *
@@ -368,9 +369,10 @@ static int write_unit(session *s)
         free(s->pending);
         s->pending = NULL;
         s->pending_len = s->pending_off = 0;
-    } else {
-        lws_callback_on_writable(s->wsi);
     }
+    /* Pending frames go one per callback; a wakeup that came meanwhile
+     * found the client busy, so look at the ring again either way. */
+    lws_callback_on_writable(s->wsi);
     return 0;
 }
 
@@ -494,6 +496,13 @@ void live_writable(server *srv, session *s)
     size_t bytes = 0;
     while (!slow && s->next_seq < ls->next_seq && bytes < PAGE_BYTES) {
         ring_entry *re = &ls->ring[s->next_seq % ls->cap];
+        /* A client that joined from history may have read past what the
+         * reader had pushed when it joined: those entries come through
+         * the ring later and are skipped here. */
+        if (serve_id_cmp(re->id, s->cursor) <= 0) {
+            s->next_seq++;
+            continue;
+        }
         page_add(s, &b, re->id, re->json, re->len);
         memcpy(s->cursor, re->id, sizeof s->cursor);
         bytes += re->len;

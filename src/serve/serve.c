@@ -159,11 +159,12 @@ int cmd_serve(cli *c, int argc, char **argv)
         return cli_fail(c, CLI_EXIT_USAGE, "--tls-cert and --tls-key go together");
     }
     if (!o->token_file && !is_loopback(o->host)) {
+        rc = cli_fail(c, CLI_EXIT_USAGE,
+                      "refusing to listen on %s without --token-file: anyone who reaches it "
+                      "could produce and redrive (loopback addresses need no token)",
+                      o->host);
         free(srv);
-        return cli_fail(c, CLI_EXIT_USAGE,
-                        "refusing to listen on %s without --token-file: anyone who reaches it "
-                        "could produce and redrive (loopback addresses need no token)",
-                        o->host);
+        return rc;
     }
     char err[512];
     if (o->token_file && auth_load(srv, o->token_file, err, sizeof err) != 0) {
