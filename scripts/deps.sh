@@ -8,7 +8,7 @@
 #   demo     build + redis-server and redis-cli (scripts/demo.sh)
 #   package  build + dpkg-dev (scripts/package.sh: cpack's dpkg-shlibdeps)
 #   test     (default) build + Criterion, redis-server, redis-cli, valgrind,
-#            clang and its sanitizer/libFuzzer runtime
+#            clang and its sanitizer/libFuzzer runtime, promtool (prometheus)
 #
 # Nothing installed is missing: does nothing (no apt-get update).
 # Something missing, running as root: apt-get update + install.
@@ -18,7 +18,8 @@ set -euo pipefail
 build_pkgs=(cmake pkg-config gcc make libhiredis-dev libmsgpack-dev liblmdb-dev zlib1g-dev libssl-dev
   libwebsockets-dev)
 redis_pkgs=(redis-server redis-tools)
-test_pkgs=(libcriterion-dev redis-server redis-tools valgrind clang libclang-rt-14-dev openssl)
+test_pkgs=(libcriterion-dev redis-server redis-tools valgrind clang libclang-rt-14-dev openssl
+  prometheus)
 
 what=${1:-test}
 case "$what" in

@@ -131,15 +131,6 @@ int64_t serve_now_us(void);
 
 /* ingest.c: POST /v1/streams/{stream}/events. */
 void serve_produce(server *srv, session *s, const char *stream, const char *idem_key);
-/* The fields of one event object (envelope or {"fields":{...}}): 0 or -1
- * with a message.  Exposed for the fuzz target. */
-struct jdoc;
-typedef struct ev_fields {
-    stx_field *f;
-    size_t n, cap;
-} ev_fields;
-int serve_event_fields(const struct jdoc *d, size_t node, const char *text, ev_fields *out,
-                       char *err, size_t errlen);
 
 /* history.c: the read-only and admin routes. */
 void serve_events(server *srv, session *s, const char *stream);
