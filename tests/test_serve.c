@@ -915,3 +915,24 @@ Test(serve, dlq_and_redrive)
     cr_assert_eq(test_cmd_int(rc, "XLEN %s", key), 0);
     down();
 }
+
+Test(serve, console_page)
+{
+    up(NULL);
+    resp r;
+    http(G.port, "GET", "/", NULL, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    char h[100];
+    cr_assert_str_eq(header(&r, "content-type", h, sizeof h), "text/html; charset=utf-8");
+    cr_assert(strstr(r.body, "<title>streamtx console</title>"));
+    cr_assert_eq(r.body_len, strlen(r.body));
+    /* Nothing fetched from elsewhere: no absolute URL in a src or href. */
+    cr_assert_null(strstr(r.body, "src=\"http"));
+    cr_assert_null(strstr(r.body, "href=\"http"));
+    cr_assert_null(strstr(r.body, "//cdn"));
+    resp_free(&r);
+    http(G.port, "GET", "/console/nothing.js", NULL, NULL, &r);
+    cr_assert_eq(r.status, 404);
+    resp_free(&r);
+    down();
+}
