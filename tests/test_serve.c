@@ -560,7 +560,7 @@ static int xread_clients(void)
 Test(serve, many_clients_one_reader)
 {
     up(NULL);
-    enum { N = 100 };
+    enum { N = 200 };
     static sse cs[N];
     static char ids[20][64];
     for (int i = 0; i < N; i++) sse_open(&cs[i], G.port, "/v1/streams/fan/live", NULL);
@@ -935,4 +935,126 @@ Test(serve, console_page)
     cr_assert_eq(r.status, 404);
     resp_free(&r);
     down();
+}
+
+/* Producers retrying after connections they cut themselves: exactly one
+ * entry per key. */
+Test(serve, producers_retry_after_disconnects)
+{
+    up(NULL);
+    enum { PROCS = 4, KEYS = 50 };
+    pid_t kids[PROCS];
+    for (int p = 0; p < PROCS; p++) {
+        kids[p] = fork();
+        cr_assert(kids[p] >= 0);
+        if (kids[p] == 0) {
+            for (int k = 0; k < KEYS; k++) {
+                char hdr[100], body[100], req[512];
+                snprintf(hdr, sizeof hdr, "Idempotency-Key: p%d-%d\r\n", p, k);
+                snprintf(body, sizeof body, "{\"type\":\"load\",\"key\":\"p%d-%d\"}", p, k);
+                /* First try: the request goes out, the connection is cut
+                 * before the answer (the outcome is unknown to the client). */
+                int fd = connect_to(G.port);
+                int n = snprintf(req, sizeof req,
+                                 "POST /v1/streams/load/events HTTP/1.1\r\nHost: x\r\n%s"
+                                 "Content-Length: %zu\r\n\r\n%s",
+                                 hdr, strlen(body), body);
+                send_all(fd, req, (size_t)n);
+                if (k % 2) usleep(1000);
+                close(fd);
+                /* Retries until an answer. */
+                resp r;
+                http(G.port, "POST", "/v1/streams/load/events", hdr, body, &r);
+                if (r.status != 201 && r.status != 200) _exit(1);
+                resp_free(&r);
+                http(G.port, "POST", "/v1/streams/load/events", hdr, body, &r);
+                if (r.status != 200) _exit(2);
+                resp_free(&r);
+            }
+            _exit(0);
+        }
+    }
+    for (int p = 0; p < PROCS; p++) {
+        int st;
+        waitpid(kids[p], &st, 0);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "producer %d: %d", p, st);
+    }
+    cr_assert_eq(test_cmd_int(rc, "XLEN load"), PROCS * KEYS);
+    /* Every key once. */
+    redisReply *x = test_cmd(rc, "XRANGE load - +");
+    static char seen[PROCS][KEYS];
+    for (size_t i = 0; i < x->elements; i++) {
+        redisReply *f = x->element[i]->element[1];
+        int p, k;
+        cr_assert(sscanf(f->element[3]->str, "p%d-%d", &p, &k) == 2);
+        cr_assert(!seen[p][k], "key p%d-%d twice", p, k);
+        seen[p][k] = 1;
+    }
+    freeReplyObject(x);
+    down();
+}
+
+Test(serve, tls_and_cors)
+{
+    char dir[256], cert[300], key[300], ca[300];
+    test_tmpdir(dir, sizeof dir);
+    test_tls_make(dir);
+    snprintf(cert, sizeof cert, "%s/server.crt", dir);
+    snprintf(key, sizeof key, "%s/server.key", dir);
+    snprintf(ca, sizeof ca, "%s/ca.crt", dir);
+    test_redis_start(&R, 0, NULL);
+    rc = test_redis_connect(&R);
+    /* The "listening on" line says https: gw_start() wants http. */
+    int out[2];
+    cr_assert(pipe(out) == 0);
+    G.pid = fork();
+    if (G.pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        dup2(out[1], 1);
+        close(out[0]);
+        close(out[1]);
+        execl(STX_CLI_PATH, STX_CLI_PATH, "--url", R.url, "serve", "--listen", "127.0.0.1:0",
+              "--tls-cert", cert, "--tls-key", key, "--cors", "https://app.example,https://b.example",
+              (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    char line[200] = "";
+    FILE *f = fdopen(out[0], "r");
+    cr_assert(fgets(line, sizeof line, f));
+    fclose(f);
+    cr_assert(strncmp(line, "listening on https://127.0.0.1:", 31) == 0, "%s", line);
+    G.port = atoi(strrchr(line, ':') + 1);
+    char cmd[1024], got[200] = "";
+    snprintf(cmd, sizeof cmd,
+             "curl -s --cacert %s -o /dev/null -w '%%{http_code} %%{http_version}' "
+             "https://localhost:%d/health",
+             ca, G.port);
+    FILE *p = popen(cmd, "r");
+    cr_assert(fgets(got, sizeof got, p));
+    pclose(p);
+    cr_assert_str_eq(got, "200 1.1");
+    /* CORS: an allowed origin is echoed, another is not; preflight 204. */
+    snprintf(cmd, sizeof cmd,
+             "curl -s --cacert %s -D - -o /dev/null -X OPTIONS -H 'Origin: https://b.example' "
+             "https://localhost:%d/v1/streams/x/events | tr -d '\\r' | grep -i '^access-control\\|^HTTP'",
+             ca, G.port);
+    p = popen(cmd, "r");
+    char all[1024] = "";
+    size_t n = fread(all, 1, sizeof all - 1, p);
+    all[n] = '\0';
+    pclose(p);
+    cr_assert(strstr(all, "HTTP/1.1 204"), "%s", all);
+    cr_assert(strstr(all, "access-control-allow-origin: https://b.example\n"), "%s", all);
+    cr_assert(strstr(all, "access-control-allow-methods: GET, POST, OPTIONS\n"), "%s", all);
+    snprintf(cmd, sizeof cmd,
+             "curl -s --cacert %s -D - -o /dev/null -H 'Origin: https://evil.example' "
+             "https://localhost:%d/health | tr -d '\\r' | grep -ci '^access-control'",
+             ca, G.port);
+    p = popen(cmd, "r");
+    cr_assert(fgets(got, sizeof got, p));
+    pclose(p);
+    cr_assert_str_eq(got, "0\n");
+    down();
+    test_rmrf(dir);
 }

@@ -481,7 +481,11 @@ int serve_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
         if (!s->status) return 0;
         return write_response(srv, s);
     case LWS_CALLBACK_CLOSED_HTTP:
-        if (s->kind == S_SSE) live_close(srv, s);
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        /* A connection cut before its response goes without CLOSED_HTTP:
+         * DROP_PROTOCOL comes before lws frees the session either way. */
+        if (!s) return 0;
+        if (s->ls) live_close(srv, s);
         session_reset(s);
         return 0;
 
@@ -526,7 +530,9 @@ int serve_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
     case LWS_CALLBACK_RECEIVE:
         return 0; /* clients have nothing to say; pings are answered by lws */
     case LWS_CALLBACK_CLOSED:
-        if (s->kind == S_WS) live_close(srv, s);
+    case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
+        if (!s) return 0;
+        if (s->ls) live_close(srv, s);
         session_reset(s);
         return 0;
 
