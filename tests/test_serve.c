@@ -512,6 +512,17 @@ Test(serve, sse_resume_exactly_once)
     cr_assert_eq(sse_next(&c, id, ev, data, sizeof data, 5000), 0);
     cr_assert_str_eq(id, ids[59]);
     sse_close(&c);
+
+    /* ?backlog=N: the N newest entries first, then live. */
+    sse_open(&c, G.port, "/v1/streams/live/live?backlog=3", NULL);
+    for (int i = 57; i < 60; i++) {
+        cr_assert_eq(sse_next(&c, id, ev, data, sizeof data, 5000), 0);
+        cr_assert_str_eq(id, ids[i]);
+    }
+    add_n("live", 60, 1, ids);
+    cr_assert_eq(sse_next(&c, id, ev, data, sizeof data, 5000), 0);
+    cr_assert_str_eq(id, ids[60]);
+    sse_close(&c);
     down();
 }
 

@@ -20,9 +20,11 @@ int64_t serve_now_us(void)
 
 int serve_query(struct lws *wsi, const char *name, char *buf, int cap)
 {
-    /* lws 4.1 copies the whole "name=value" fragment and points into it. */
-    const char *v = lws_get_urlarg_by_name(wsi, name, buf, cap);
-    if (!v) return 0;
+    /* lws 4.1 copies each "name=value" fragment it looks at into the
+     * buffer (also when none matches) and points into it. */
+    char tmp[1024];
+    const char *v = lws_get_urlarg_by_name(wsi, name, tmp, (int)sizeof tmp);
+    if (!v || strlen(v) >= (size_t)cap) return 0;
     memmove(buf, v, strlen(v) + 1);
     return 1;
 }
@@ -275,7 +277,17 @@ static void dispatch(server *srv, session *s)
         }
         if (ll <= 0 && !serve_query(s->wsi, "last_event_id=", last, sizeof last))
             last[0] = '\0';
-        live_open(srv, s, stream, last[0] ? last : NULL);
+        char bl[16];
+        long backlog = 0;
+        if (serve_query(s->wsi, "backlog=", bl, sizeof bl)) {
+            char *end;
+            backlog = strtol(bl, &end, 10);
+            if (!bl[0] || *end || backlog < 0 || backlog > 1000) {
+                serve_error(s, 400, "bad_backlog", NULL, "backlog is 0 to 1000 entries");
+                return;
+            }
+        }
+        live_open(srv, s, stream, last[0] ? last : NULL, backlog);
         return;
     }
     if (n == 4 && strcmp(seg[3], "ws") == 0) {
@@ -512,7 +524,10 @@ int serve_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
         }
         if (!serve_query(wsi, "last_event_id=", last, sizeof last)) last[0] = '\0';
         s->kind = S_WS;
-        int rc = live_open(srv, s, seg[2], last[0] ? last : NULL);
+        char bl[16];
+        long backlog = serve_query(wsi, "backlog=", bl, sizeof bl) ? strtol(bl, NULL, 10) : 0;
+        if (backlog < 0 || backlog > 1000) backlog = 0;
+        int rc = live_open(srv, s, seg[2], last[0] ? last : NULL, backlog);
         metrics_record(srv, R_WS, rc == 0 ? 101 : s->status,
                        (double)(serve_now_us() - s->started_us) / 1e6);
         if (rc != 0) {

@@ -247,7 +247,28 @@ static int sse_headers(server *srv, session *s)
     return 0;
 }
 
-int live_open(server *srv, session *s, const char *stream, const char *last_id)
+/* The cursor just before the backlog-th newest entry: 1 when there is one. */
+static int backlog_cursor(server *srv, const char *stream, long backlog, char *out, size_t cap)
+{
+    char count[24];
+    snprintf(count, sizeof count, "%ld", backlog);
+    const char *argv[] = {"XREVRANGE", stream, "+", "-", "COUNT", count};
+    stx_reply *r = NULL;
+    if (stx_client_call(srv->client, 6, argv, NULL, &r) != STX_OK) return 0;
+    size_t n = stx_reply_count(r);
+    const char *oldest = n ? stx_reply_string(stx_reply_at(stx_reply_at(r, n - 1), 0), NULL) : NULL;
+    uint64_t ms, seq;
+    int ok = oldest && serve_parse_id(oldest, &ms, &seq) == 0 && (ms || seq);
+    if (ok) {
+        if (seq) seq--;
+        else ms--, seq = UINT64_MAX;
+        snprintf(out, cap, "%llu-%llu", (unsigned long long)ms, (unsigned long long)seq);
+    }
+    stx_reply_free(r);
+    return ok;
+}
+
+int live_open(server *srv, session *s, const char *stream, const char *last_id, long backlog)
 {
     uint64_t ms, seq;
     if (last_id && serve_parse_id(last_id, &ms, &seq) != 0) {
@@ -282,6 +303,8 @@ int live_open(server *srv, session *s, const char *stream, const char *last_id)
     if (last_id) {
         snprintf(s->cursor, sizeof s->cursor, "%llu-%llu", (unsigned long long)ms,
                  (unsigned long long)seq);
+        s->joined = 0;
+    } else if (backlog > 0 && backlog_cursor(srv, stream, backlog, s->cursor, sizeof s->cursor)) {
         s->joined = 0;
     } else {
         pthread_mutex_lock(&ls->mu);

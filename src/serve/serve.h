@@ -145,7 +145,8 @@ int serve_id_cmp(const char *a, const char *b);
 void serve_entry_json(jw *w, const stx_msg *m);
 
 /* live.c: SSE and WebSocket clients, one reader thread per stream. */
-int live_open(server *srv, session *s, const char *stream, const char *last_id);
+/* backlog > 0 without last_id: start with the backlog newest entries. */
+int live_open(server *srv, session *s, const char *stream, const char *last_id, long backlog);
 void live_writable(server *srv, session *s);
 void live_close(server *srv, session *s);
 void live_wakeup(server *srv);      /* readers have news (EVENT_WAIT_CANCELLED) */
