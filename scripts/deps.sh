@@ -8,7 +8,8 @@
 #   demo     build + redis-server and redis-cli (scripts/demo.sh)
 #   package  build + dpkg-dev (scripts/package.sh: cpack's dpkg-shlibdeps)
 #   test     (default) build + Criterion, redis-server, redis-cli, valgrind,
-#            clang and its sanitizer/libFuzzer runtime, promtool (prometheus)
+#            clang and its sanitizer/libFuzzer runtime, promtool (prometheus),
+#            chromium and curl (stx serve's browser and TLS tests)
 #
 # Nothing installed is missing: does nothing (no apt-get update).
 # Something missing, running as root: apt-get update + install.
@@ -19,7 +20,7 @@ build_pkgs=(cmake pkg-config gcc make libhiredis-dev libmsgpack-dev liblmdb-dev 
   libwebsockets-dev)
 redis_pkgs=(redis-server redis-tools)
 test_pkgs=(libcriterion-dev redis-server redis-tools valgrind clang libclang-rt-14-dev openssl
-  prometheus)
+  prometheus chromium fonts-dejavu-core curl)
 
 what=${1:-test}
 case "$what" in
@@ -28,7 +29,7 @@ case "$what" in
   package) pkgs=("${build_pkgs[@]}" dpkg-dev) ;;
   test) pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
   -h | --help)
-    sed -n '2,15s/^# \{0,1\}//p' "$0"
+    sed -n '2,16s/^# \{0,1\}//p' "$0"
     exit 0
     ;;
   *)

@@ -290,7 +290,14 @@ int live_open(server *srv, session *s, const char *stream, const char *last_id, 
     }
     if (s->kind != S_WS) {
         s->kind = S_SSE;
-        if (sse_headers(srv, s) != 0) return -1;
+        if (sse_headers(srv, s) != 0) {
+            if (ls->nclients == 0) { /* a reader started for nobody */
+                pthread_mutex_lock(&ls->mu);
+                ls->stop = 1;
+                pthread_mutex_unlock(&ls->mu);
+            }
+            return -1;
+        }
         metrics_record(srv, R_LIVE, 200, (double)(serve_now_us() - s->started_us) / 1e6);
         srv->sse_clients++;
     } else {
