@@ -343,6 +343,21 @@ Test(serve, malformed_requests)
                              "100 bytes\"}");
     resp_free(&r);
     cr_assert_eq(test_cmd_int(rc, "EXISTS s"), 0);
+    /* Headers past 8 KiB: the connection is closed, nothing more. */
+    {
+        int fd = connect_to(G.port);
+        static char req[20100];
+        int n = snprintf(req, sizeof req, "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ");
+        memset(req + n, 'a', 20000);
+        memcpy(req + n + 20000, "\r\n\r\n", 4);
+        send(fd, req, (size_t)n + 20004, MSG_NOSIGNAL);
+        char b[64];
+        struct pollfd pf = {fd, POLLIN, 0};
+        cr_assert_eq(poll(&pf, 1, 5000), 1);
+        ssize_t m = recv(fd, b, sizeof b, 0);
+        cr_assert(m <= 0 || strncmp(b, "HTTP/1.1 4", 10) == 0, "%.*s", (int)m, b);
+        close(fd);
+    }
     /* Still serving. */
     http(G.port, "GET", "/health", NULL, NULL, &r);
     cr_assert_eq(r.status, 200);
