@@ -3,21 +3,26 @@
 #
 #   scripts/deps.sh [build|demo|package|test]
 #
-#   build    compiler, CMake and the libraries the library and examples link
+#   build    compiler, CMake and the libraries the library, examples and stx
+#            (stx serve: libwebsockets) link
 #   demo     build + redis-server and redis-cli (scripts/demo.sh)
 #   package  build + dpkg-dev (scripts/package.sh: cpack's dpkg-shlibdeps)
 #   test     (default) build + Criterion, redis-server, redis-cli, valgrind,
 #            clang and its sanitizer/libFuzzer runtime, postgresql-15 (the
-#            archive tests start their own server; no system service is used)
+#            archive tests start their own server; no system service is used),
+#            promtool (prometheus), chromium and curl (stx serve's browser and
+#            TLS tests)
 #
 # Nothing installed is missing: does nothing (no apt-get update).
 # Something missing, running as root: apt-get update + install.
 # Something missing, not root: prints the command to run and exits 1.
 set -euo pipefail
 
-build_pkgs=(cmake pkg-config gcc make libhiredis-dev libmsgpack-dev liblmdb-dev zlib1g-dev libssl-dev libpq-dev)
+build_pkgs=(cmake pkg-config gcc make libhiredis-dev libmsgpack-dev liblmdb-dev zlib1g-dev libssl-dev
+  libpq-dev libwebsockets-dev)
 redis_pkgs=(redis-server redis-tools)
-test_pkgs=(libcriterion-dev redis-server redis-tools valgrind clang libclang-rt-14-dev openssl postgresql-15)
+test_pkgs=(libcriterion-dev redis-server redis-tools valgrind clang libclang-rt-14-dev openssl
+  postgresql-15 prometheus chromium fonts-dejavu-core curl)
 
 what=${1:-test}
 case "$what" in

@@ -238,6 +238,8 @@ int cli_archive_open(cli *c, const char *url, stx_archive **out);
 /* Report the failure rc of an archive call; returns the exit code. */
 int cli_archive_fail(cli *c, const stx_archive *a, int rc);
 #endif
+/* src/serve/serve.c: the HTTP gateway. */
+int cmd_serve(cli *c, int argc, char **argv);
 int cmd_group(cli *c, int argc, char **argv);
 
 /* Ask on the terminal (stderr, stdin); 1 when the answer is yes. */

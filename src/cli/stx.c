@@ -28,6 +28,8 @@ static const char usage[] =
     "  archive STREAM --pg URL           copy the stream into PostgreSQL, exactly once\n"
     "  health                            server version, scripts, persistence\n"
     "  top [STREAM [GROUP]]              live view of groups and their processors\n"
+    "  serve                             HTTP gateway: produce, history, live SSE and\n"
+    "                                    WebSocket, /metrics, web console\n"
     "  version                           as --version\n"
     "  help [COMMAND]                    this text, or a command's\n"
     "Run 'stx COMMAND --help' for the options of a command.\n"
@@ -77,6 +79,7 @@ static const struct command {
     {"group", cmd_group},     {"version", cmd_version}, {"help", cmd_help},
     {"create", cmd_create},   {"members", cmd_members},
     {"archive", cmd_archive},
+    {"serve", cmd_serve},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
