@@ -10,8 +10,8 @@
 #   test     (default) build + Criterion, redis-server, redis-cli, valgrind,
 #            clang and its sanitizer/libFuzzer runtime, postgresql-15 (the
 #            archive tests start their own server; no system service is used),
-#            promtool (prometheus), chromium and curl (stx serve's browser and
-#            TLS tests)
+#            promtool (prometheus), chromium, curl and, when node or npm is
+#            missing, nodejs and npm (stx serve's browser and TLS tests)
 #
 # Nothing installed is missing: does nothing (no apt-get update).
 # Something missing, running as root: apt-get update + install.
@@ -47,6 +47,14 @@ for p in "${pkgs[@]}"; do
     missing+=("$p")
   fi
 done
+
+# The web console's browser test (tests/browser/run.sh) drives Chromium from
+# node; a machine may already have node and npm from elsewhere (NodeSource's
+# nodejs bundles npm), and Debian's npm would conflict with that: only when
+# the commands are missing are Debian's packages added.
+if [ "$what" = test ] && ! { command -v node && command -v npm; } >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
