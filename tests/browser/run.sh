@@ -34,8 +34,10 @@ url=redis://127.0.0.1:$PORT
 
 mkdir -p "$build/browser"
 if [ ! -d "$build/browser/node_modules/playwright-core" ]; then
+  # The npm registry out of reach is the machine's problem, not the
+  # console's: skipped, and said so.
   (cd "$build/browser" && npm install --no-audit --no-fund --silent playwright-core@1 >/dev/null) ||
-    die "npm install playwright-core failed"
+    { echo "browser test skipped: npm install playwright-core failed (no registry?)"; exit 77; }
 fi
 
 # A stream processed by a streamtx group (the counter example), with lag,
