@@ -226,9 +226,12 @@ void ratio_spread(const double *a, const double *b, int n, double *median, doubl
 /* ---- limit.c, naive.c: the same work without the library ---------------- */
 
 /* XREADGROUP + one EVALSHA per batch, pipelined; the group must exist.
- * forward: also one XADD per entry to that stream (publish-heavy), or NULL. */
+ * forward: also one XADD per entry to that stream (publish-heavy), or NULL.
+ * overlap: handle batch k+1 while the commit of batch k runs (the reads go
+ * one batch further ahead), the design a library would need to overlap
+ * its work with Redis'. */
 void limit_process(redisContext *c, const char *stream, const char *group, const char *alerts,
-                   const char *forward, long batch, long n, run_result *out);
+                   const char *forward, long batch, long n, int overlap, run_result *out);
 /* The reference design: XREADGROUP COUNT 128, then per entry one pipelined
  * MULTI / XACK / SET whole state / SET offset / [XADD] / EXEC round trip;
  * the group must exist. */

@@ -82,6 +82,8 @@ extern "C" {
 #define STX_ETLS -23           /**< TLS failed: settings (files), certificate check
                                     (expired, unknown CA, host name mismatch) or a
                                     handshake refused; fatal: retrying will not help */
+#define STX_EARCHIVE -24       /**< the archive database (PostgreSQL) refused a
+                                    statement (streamtx_archive.h) */
 /** @} */
 
 /** What the caller should do after an error. */
@@ -629,6 +631,21 @@ STX_API const stx_msg *stx_entries_at(const stx_entries *e, size_t i);
  * cursor to resume from ("" for NULL). */
 STX_API const char *stx_entries_last_id(const stx_entries *e);
 STX_API void stx_entries_free(stx_entries *e); /* NULL-safe */
+/** An empty result for stream whose cursor (stx_entries_last_id()) is
+ * `cursor` ("0" or an id), to be filled with stx_entries_append(): for
+ * readers that join entries of another store (the archive, see
+ * streamtx_archive.h) to those of Redis.
+ * @return STX_OK; STX_EINVAL (NULL or empty stream, NULL cursor or out);
+ * STX_EINVALID_CURSOR; STX_ENOMEM. */
+STX_API int stx_entries_new(const char *stream, const char *cursor, stx_entries **out);
+/** Append a copy of one entry (id "MS-SEQ", 1 or more binary-safe fields).
+ * Ids must rise strictly: an id at or before the last one is refused, so a
+ * joined result never holds an entry twice or out of order.  Views from
+ * stx_entries_at() are valid until the next append or stx_entries_free().
+ * @return STX_OK; STX_EINVAL (NULL e, id or fields, no field, an id not
+ * after the last); STX_EINVALID_CURSOR (id not MS-SEQ); STX_ENOMEM. */
+STX_API int stx_entries_append(stx_entries *e, const char *id, const stx_field *fields,
+                               size_t nfields);
 
 /** Entries with ids after `after` (exclusive; "0" or "0-0" from the start)
  * up to `to` (inclusive; NULL or "+" for the end), at most limit (0: 1000).
@@ -771,6 +788,13 @@ STX_API int stx_group_delete(stx_client *c, const char *stream, const char *grou
  * *deleted (if not NULL) receives the number of entries removed. */
 STX_API int stx_trim_safe(stx_client *c, const char *stream, long long maxlen, long long max_age_ms,
                           long long *deleted);
+/** stx_trim_safe() with one more bound: no entry after keep_after (an id
+ * "MS-SEQ", or "0"; NULL: no bound) goes.  For a sink that keeps its own
+ * offset outside Redis (stx_archive_trim() passes the archived offset).
+ * @return as stx_trim_safe(); STX_EINVALID_CURSOR for a keep_after that is
+ * not an id. */
+STX_API int stx_trim_safe_bounded(stx_client *c, const char *stream, long long maxlen,
+                                  long long max_age_ms, const char *keep_after, long long *deleted);
 
 /** The committed state value of key for (stream, group), read from Redis;
  * *value is malloc'd (free() it).  STX_ENOTFOUND when absent; value and

@@ -53,6 +53,10 @@ static const char trim_help[] =
     "  --maxlen N          keep (about) the newest N entries\n"
     "  --max-age DURATION  delete entries older than DURATION: a number and a\n"
     "                      unit, ms s m h d w, or several (7d, 12h, 30m, 1h30m)\n"
+    "  --archived          also keep every entry not yet archived: nothing after\n"
+    "                      the archived offset in PostgreSQL (--pg) goes; refused\n"
+    "                      when nothing of STREAM was ever archived\n"
+    "  --pg URL            the archive's PostgreSQL database (with --archived)\n"
     "\n"
     "Prints the number of entries deleted (--json: {\"deleted\":N}).\n"
     "Exit codes: 2 without --safe or for a bad number or duration, 3 when the\n"
@@ -166,10 +170,19 @@ int cmd_reset(cli *c, int argc, char **argv)
 
 int cmd_trim(cli *c, int argc, char **argv)
 {
-    cli_opt opts[] = {{"--safe", 0, NULL}, {"--maxlen", 1, NULL}, {"--max-age", 1, NULL}};
+    cli_opt opts[] = {{"--safe", 0, NULL}, {"--maxlen", 1, NULL}, {"--max-age", 1, NULL},
+                      {"--archived", 0, NULL}, {"--pg", 1, NULL}};
     int npos, rc;
-    if ((rc = cli_parse(c, argc, argv, opts, 3, 1, 1, &npos, trim_help)) != 0)
+    if ((rc = cli_parse(c, argc, argv, opts, 5, 1, 1, &npos, trim_help)) != 0)
         return rc;
+    if (opts[3].value && !opts[4].value)
+        return cli_fail(c, CLI_EXIT_USAGE, "--archived needs --pg URL (the archive's database)");
+    if (opts[4].value && !opts[3].value)
+        return cli_fail(c, CLI_EXIT_USAGE, "--pg is only for --archived");
+#ifndef STX_HAVE_ARCHIVE
+    if (opts[3].value)
+        return cli_no_archive(c, "--archived");
+#endif
     const char *stream = argv[0];
     long long maxlen = 0;
     int64_t max_age = 0;
@@ -186,6 +199,20 @@ int cmd_trim(cli *c, int argc, char **argv)
     if ((rc = cli_connect(c)) != 0)
         return rc;
     long long deleted = 0;
+#ifdef STX_HAVE_ARCHIVE
+    if (opts[3].value) {
+        stx_archive *a;
+        if ((rc = cli_archive_open(c, opts[4].value, &a)) != 0)
+            return rc;
+        rc = stx_archive_trim(a, c->client, stream, maxlen, (long long)max_age, &deleted);
+        if (rc != STX_OK && rc != STX_EWRONGTYPE) {
+            rc = cli_archive_fail(c, a, rc);
+            stx_archive_close(a);
+            return rc;
+        }
+        stx_archive_close(a);
+    } else
+#endif
     rc = stx_trim_safe(c->client, stream, maxlen, (long long)max_age, &deleted);
     if (rc == STX_OK && deleted == 0) {
         /* Nothing trimmed: say so when there was no stream to trim. */
