@@ -254,5 +254,6 @@ int mode_compare(const bench_env *env, const bench_opts *o);
 int mode_state(const bench_env *env, const bench_opts *o);
 int mode_latency(const bench_env *env, const bench_opts *o);
 int mode_drain(const bench_env *env, const bench_opts *o);
+int mode_outbox(const bench_env *env, const bench_opts *o);
 
 #endif

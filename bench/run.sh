@@ -18,9 +18,10 @@
 #   BENCH_LATENCY_SECONDS [10]      length of each latency run (light, 50% and 90%
 #                                   of the library's batch-128 throughput of "compare")
 #   BENCH_DRAIN_MESSAGES [100000]   entries of the pending-drain phase
+#   BENCH_OUTBOX_MESSAGES [50000]   entries of the outbox phase (summed over 5 rounds)
 #   BENCH_CALLGRIND_MESSAGES [20000] messages of the callgrind run (0 skips it)
 #   BENCH_ONLY                      comma-separated subset of
-#                                   compare,state,latency,drain,callgrind
+#                                   compare,state,latency,drain,outbox,callgrind
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -34,7 +35,8 @@ latency_rate=${BENCH_LATENCY_RATE:-5000}
 latency_seconds=${BENCH_LATENCY_SECONDS:-10}
 cg_messages=${BENCH_CALLGRIND_MESSAGES:-20000}
 drain_messages=${BENCH_DRAIN_MESSAGES:-100000}
-only=${BENCH_ONLY:-compare,state,latency,drain,callgrind}
+outbox_messages=${BENCH_OUTBOX_MESSAGES:-50000}
+only=${BENCH_ONLY:-compare,state,latency,drain,outbox,callgrind}
 
 die() {
   echo "bench/run.sh: $*" >&2
@@ -159,6 +161,10 @@ if wanted drain; then
   phase drain "pending drain: $drain_messages entries pending under a dead consumer, and the processor's own after a restart" \
     mode drain --messages "$drain_messages"
 fi
+if wanted outbox; then
+  phase outbox "outbox: a publish per entry through the outbox and relay against a same-slot publish, $outbox_messages entries each" \
+    mode outbox --messages "$outbox_messages" --rounds 5
+fi
 
 # Two runs of the same prepared stream: the whole program, then only what
 # happens inside stx_processor_poll().  Instruction counts do not depend on
@@ -267,6 +273,9 @@ awk -F= '
         target("drain_claimed_ratio", ">=", 0.5, ">= 0.5"))
     row("drain / fresh, own after restart", num("drain_own_ratio", "%.2f"),
         target("drain_own_ratio", ">=", 0.5, ">= 0.5"))
+    row("publish direct / through outbox (msgs/s)", num("outbox_direct_msgs_per_s", "%d") " / " \
+        num("outbox_msgs_per_s", "%d"), "")
+    row("outbox overhead per publish (us wall)", num("outbox_overhead_us_per_publish", "%.2f"), "")
     row("  machine: 1 ms sleep overshoot p99 / max (us)",
         num("latency_hiccup_p99_us", "%d") " / " num("latency_hiccup_max_us", "%d"), "")
     row("instructions/msg in poll minus redisGetReply", num("callgrind_ir_per_msg", "%d"), "")
@@ -274,8 +283,8 @@ awk -F= '
     row("instructions/msg, library code only", num("callgrind_lib_only_ir_per_msg", "%d"), "")
     row("commit measured, date", v["commit"] ", " v["date"], "")
     row("host: CPU steal over the whole run", num("steal_pct_all", "%d%%"), "")
-    split("compare state latency latency50 latency90 drain callgrind", ph, " ")
-    for (i = 1; i <= 7; i++)
+    split("compare state latency latency50 latency90 drain outbox callgrind", ph, " ")
+    for (i = 1; i <= 8; i++)
       if (has("steal_pct_" ph[i]))
         row("host: CPU steal / slowest O(1) cmd, " ph[i],
             v["steal_pct_" ph[i]] "% / " v["redis_fast_command_max_ms_" ph[i]] " ms", "")

@@ -240,9 +240,12 @@ STX_API int stx_txn_put_str(stx_txn *txn, const void *key, size_t key_len,
  * are copied.  Unless a field of that name is among the pairs given, the
  * library adds the envelope fields "causation_id" (the source message id)
  * and "correlation_id" (copied from the source message when it has one).
- * On Redis Cluster the target stream must hash to the input stream's slot
- * (give it the same hash tag, e.g. "{orders}:alerts"): one script cannot
- * write to two slots.
+ * On Redis Cluster a target in the input stream's slot (the same hash
+ * tag, e.g. "{orders}:alerts") is written by the commit itself; a target
+ * in any other slot (one script cannot write two slots) goes through the
+ * group's outbox and is relayed after the commit, exactly once and in
+ * commit order per target (see @ref outbox; publish_mode=outbox does that
+ * for every target on any Redis).
  *
  * One publish holds at most 3000 field/value pairs, the envelope fields
  * the library adds included (so 2998 pairs of the handler's own are always
@@ -466,6 +469,12 @@ typedef struct stx_stats {
     /** Commits that fewer than commit_wait_replicas replicas acknowledged
      * within commit_wait_timeout_ms (WAIT after each commit; 0 when off). */
     uint64_t commits_unreplicated;
+    /** The outbox (publish_mode=outbox, or a publish to another slot on a
+     * cluster): entries relayed to their targets, relay attempts a target
+     * refused (wrong type, out of memory, ...), the outbox's length and
+     * the age of its oldest entry in ms, both as of the last relay (0 when
+     * empty). */
+    uint64_t relayed, relay_refusals, outbox_len, outbox_age_ms;
 } stx_stats;
 
 /** Copy the counters into *out (all zero for a NULL p; no-op for a NULL out). */
@@ -496,7 +505,9 @@ STX_API int stx_processor_state_get(stx_processor *p, const void *key, size_t ke
  *  - "lease": hash, of a partition's stream: owner, expires_ms, epoch
  *    (see @ref member);
  *  - "members": hash, of a logical partitioned stream: member id ->
- *    "EXPIRES_MS HOST PID", expiring.
+ *    "EXPIRES_MS HOST PID", expiring;
+ *  - "outbox": stream, publishes committed but not yet relayed to their
+ *    target (see @ref outbox).
  * Examples: stream "orders", group "g": "{orders}:stx:6:orders:g:meta";
  * stream "app:{eu}:orders": "{eu}:stx:15:app:{eu}:orders:g:state".
  * @{ */
@@ -1184,6 +1195,46 @@ STX_API int stx_member_owns(const stx_member *m, unsigned i);
 /** Counters of partition i's processor while this member owned it (added
  * up over every time it did); all zero for a NULL m or i out of range. */
 STX_API void stx_member_partition_stats(const stx_member *m, unsigned i, stx_stats *out);
+/** @} */
+
+/** @defgroup outbox Outbox and relay: publishes to another slot
+ * A commit script can only write keys of its own Redis Cluster slot.  A
+ * publish whose target is in another slot (on a cluster), or every publish
+ * when publish_mode=outbox (default "direct"), is written atomically with
+ * the commit into the group's outbox stream (stx_key_name() kind
+ * "outbox"), in the source stream's slot, as an entry with the fields
+ * "stx-target", "stx-source" (the source stream), "stx-source-id" (the
+ * source entry's id), then the publish's own pairs; the outbox entry's id
+ * is its outbox id.  The relay appends it to its target exactly once: a
+ * script in the target's slot appends only entries above the high-water
+ * mark of the outbox, kept in the target's "{T}:stx-relayed:LEN:TARGET"
+ * hash (field: the outbox key), and moves the mark with the append; the
+ * outbox entry is deleted only after that.  The processor (or member) that
+ * owns the source stream relays after its commits, at most relay_batch
+ * entries per poll (default 256); its stats show relayed, relay_refusals,
+ * outbox_len and outbox_age_ms; a target that refuses (wrong type, out of
+ * memory) holds back only its own entries; an oldest entry older than
+ * outbox_warn_ms (default 10000) is logged; at outbox_max entries (default
+ * 100000) the processor stops reading new entries until the relay catches
+ * up.  Entries of one source stream to one target arrive in commit order.
+ * @{ */
+typedef struct stx_outbox_info {
+    uint64_t relayed;       /**< entries appended to their targets by this call */
+    uint64_t refusals;      /**< relay attempts a target refused (errmsg names the last) */
+    uint64_t length;        /**< entries left in the outbox */
+    uint64_t oldest_age_ms; /**< age of the oldest entry left (by its id), 0 when empty */
+} stx_outbox_info;
+
+/** Relay the outbox of (stream, group) for an operator: the same steps as
+ * the owning processor's, until the outbox is empty, only refused entries
+ * are left, or max_entries were relayed; max_entries 0 only reads the
+ * length and age.  Safe while the owner relays too (the marks keep every
+ * entry once).  *out (if not NULL) receives the figures.
+ * @return STX_OK (refusals are counted, not errors: stx_client_errmsg()
+ * names the last one); STX_EINVAL for a NULL c, stream or group, empty
+ * names or a negative max_entries; connection errors. */
+STX_API int stx_outbox_relay(stx_client *c, const char *stream, const char *group,
+                             long long max_entries, stx_outbox_info *out);
 /** @} */
 
 /** @defgroup router Router: handlers by event type

@@ -36,6 +36,10 @@ struct stx_config {
     long commit_wait_replicas;  /* replwait.c: WAIT for this many after each commit; 0: off */
     long commit_wait_timeout_ms;
     long lease_ttl_ms;          /* a member's partition leases (member.c) */
+    int publish_mode;           /* 0 direct, 1 outbox: every publish through the outbox (relay.c) */
+    long relay_batch;           /* outbox entries relayed per poll at most */
+    long outbox_max;            /* outbox length at which the processor pauses reading */
+    long outbox_warn_ms;        /* oldest unrelayed entry older than this is logged */
     char *client_name;          /* CLIENT SETNAME of the connection; NULL: "stx:CONSUMER" */
     stx_handler_fn handler;
     void *handler_data;

@@ -155,6 +155,7 @@ struct stx_processor {
     atomic_int stop;
     stx_stats stats;
     struct stx_heartbeat *hb;   /* heartbeat.c; NULL until the first one */
+    struct stx_relay *relay;    /* relay.c; NULL until the outbox is first used */
     /* Commit latencies in log-spaced buckets: bucket b covers
      * [2^(b/4), 2^((b+1)/4)) microseconds, so percentiles are within 19%. */
     uint64_t latency[STX_LATENCY_BUCKETS];
@@ -233,6 +234,13 @@ int stx_migrate(stx_processor *p, uint64_t from);
  * slots, str adds a string that outlives the call. */
 void stx_eval_begin(stx_processor *p);
 void stx_eval_str(stx_processor *p, const char *s);
+
+/* relay.c: the outbox.  Relay a bounded part of it (after the commits of a
+ * poll); whether it reached outbox_max (then it reports, waits a little and
+ * returns 1: the poll reads nothing); count n entries a commit added. */
+void stx_outbox_poll(stx_processor *p);
+int stx_outbox_full(stx_processor *p);
+void stx_outbox_committed(stx_processor *p, size_t n);
 
 /* handle.c: handling a batch. */
 int stx_poll_once(stx_processor *p);

@@ -216,6 +216,11 @@ int cmd_dlq(cli *c, int argc, char **argv);
 int cmd_state(cli *c, int argc, char **argv);
 int cmd_reset(cli *c, int argc, char **argv);
 int cmd_trim(cli *c, int argc, char **argv);
+/* relay.c: stx relay; and the outbox of (stream, group) when it is not
+ * empty, as two JSON keys into w (outbox_length, outbox_age_ms) or, with w
+ * NULL, a row of t (STREAM GROUP OUTBOX OLDEST). */
+int cmd_relay(cli *c, int argc, char **argv);
+void cli_outbox_note(cli *c, const char *stream, const char *group, jw *w, table *t);
 int cmd_health(cli *c, int argc, char **argv);
 int cmd_top(cli *c, int argc, char **argv);
 

@@ -157,6 +157,7 @@ int cmd_info(cli *c, int argc, char **argv)
             jw_i64(&w, g->state_keys);
             jw_key(&w, "dlq_length");
             jw_i64(&w, g->dlq_length);
+            if (g->offset[0]) cli_outbox_note(c, stream, g->name, &w, NULL);
             jw_key(&w, "processors");
             jw_arr(&w);
             for (size_t k = 0; live[i] && k < live[i]->n; k++)
@@ -241,6 +242,19 @@ int cmd_info(cli *c, int argc, char **argv)
             tbl_cellf(&t, "%lld", g->dlq_length);
         }
         tbl_print(&t, stdout);
+        tbl_free(&t);
+        /* Outboxes that are not empty (publishes waiting for the relay). */
+        tbl_init(&t, 4);
+        static const char *const oheads[] = {"STREAM", "GROUP", "OUTBOX", "OLDEST"};
+        for (size_t k = 0; k < 4; k++)
+            tbl_cell(&t, oheads[k]);
+        for (size_t i = 0; i < info->ngroups; i++)
+            if (info->groups[i].offset[0])
+                cli_outbox_note(c, stream, info->groups[i].name, NULL, &t);
+        if (t.ncells > 4) {
+            fputc('\n', stdout);
+            tbl_print(&t, stdout);
+        }
         tbl_free(&t);
     }
     size_t nlive = 0;
