@@ -721,7 +721,9 @@ Test(archive, run_reconnects_after_a_postgres_restart)
     pg.running = 1;
     /* Live stats came while it waited for PostgreSQL (700 ms, every 100). */
     cr_assert(seen.calls >= 3, "%d progress calls", seen.calls);
-    cr_assert(seen.last.behind >= 0 && seen.last.behind <= 300, "behind %lld", seen.last.behind);
+    /* behind is -1 (unknown) when the last call came while PostgreSQL was
+     * still away, which a loaded machine can make the last one. */
+    cr_assert(seen.last.behind >= -1 && seen.last.behind <= 300, "behind %lld", seen.last.behind);
     stx_archive_stats st;
     stx_archive_stats_get(a, &st);
     cr_assert_eq(st.entries, 500);
