@@ -1,11 +1,15 @@
 /* stx serve against a real redis-server: HTTP with exact statuses,
- * headers and bodies over plain sockets, SSE and WebSocket clients that
- * disconnect and resume, the shared reader per stream (CLIENT LIST),
+ * headers and bodies through the curl command, SSE clients (curl -N) and
+ * WebSocket clients that disconnect and resume; plain sockets only for
+ * what no client sends (malformed and oversized requests, a request cut
+ * before its answer, a stalled reader, 200 connections in one process)
+ * and for WebSocket (Debian's curl 7.88 has none), the shared reader per stream (CLIENT LIST),
  * /health while Redis is down and back, /metrics, tokens and limits. */
 #define _GNU_SOURCE /* memmem */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -143,44 +147,117 @@ static const char *header(const resp *r, const char *name, char *buf, size_t cap
     return NULL;
 }
 
-/* One request on a new connection (Connection: close); reads to EOF. */
+/* Start curl with args (argv[0] is "curl"), its stdout into a pipe whose
+ * read end goes to *out; stderr is dropped. */
+static pid_t curl_spawn(const char *const *args, int *out)
+{
+    int p[2];
+    cr_assert(pipe(p) == 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(p[1], 1);
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) dup2(devnull, 2);
+        close(p[0]);
+        close(p[1]);
+        execvp("curl", (char *const *)args);
+        _exit(127);
+    }
+    close(p[1]);
+    *out = p[0];
+    return pid;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "%s: %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n + 4096 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            buf = realloc(buf, cap + 1);
+            cr_assert(buf);
+        }
+        size_t m = fread(buf + n, 1, cap - n, f);
+        if (m == 0) break;
+        n += m;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* One request through the curl command.  headers: "Name: value\r\n"
+ * lines; body NULL sends none. */
 static void http(int port, const char *method, const char *path, const char *headers,
                  const char *body, resp *out)
 {
-    int fd = connect_to(port);
-    char req[8192];
-    size_t bl = body ? strlen(body) : 0;
-    int n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n%s",
-                     method, path, headers ? headers : "");
-    if (body) n += snprintf(req + n, sizeof req - (size_t)n, "Content-Length: %zu\r\n", bl);
-    n += snprintf(req + n, sizeof req - (size_t)n, "\r\n");
-    send_all(fd, req, (size_t)n);
-    if (body) send_all(fd, body, bl);
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 4096 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            buf = realloc(buf, cap + 1);
-        }
-        ssize_t m = recv(fd, buf + len, cap - len, 0);
-        if (m <= 0) break;
-        len += (size_t)m;
+    char dir[] = "/tmp/stx-curl-XXXXXX", hfile[64], bfile[64], dfile[64], url[4200];
+    cr_assert(mkdtemp(dir));
+    snprintf(hfile, sizeof hfile, "%s/head", dir);
+    snprintf(bfile, sizeof bfile, "%s/body", dir);
+    snprintf(dfile, sizeof dfile, "@%s/data", dir);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    const char *args[48];
+    char hdr[16][600];
+    int n = 0, nh = 0;
+    args[n++] = "curl";
+    args[n++] = "-s";
+    args[n++] = "-g";             /* braces and brackets in paths are literal */
+    args[n++] = "--path-as-is";
+    args[n++] = "-X";
+    args[n++] = method;
+    args[n++] = "-H";
+    args[n++] = "Expect:";        /* no 100-continue round */
+    for (const char *p = headers; p && *p;) {
+        const char *eol = strstr(p, "\r\n");
+        cr_assert(eol && nh < 16);
+        snprintf(hdr[nh], sizeof hdr[nh], "%.*s", (int)(eol - p), p);
+        args[n++] = "-H";
+        args[n++] = hdr[nh++];
+        p = eol + 2;
+    }
+    if (body) {
+        FILE *f = fopen(dfile + 1, "wb");
+        cr_assert(f);
+        cr_assert_eq(fwrite(body, 1, strlen(body), f), strlen(body));
+        fclose(f);
+        args[n++] = "--data-binary";
+        args[n++] = dfile;
+    }
+    args[n++] = "-D";
+    args[n++] = hfile;
+    args[n++] = "-o";
+    args[n++] = bfile;
+    args[n++] = url;
+    args[n] = NULL;
+    int fd;
+    pid_t pid = curl_spawn(args, &fd);
+    char junk[64];
+    while (read(fd, junk, sizeof junk) > 0) {
     }
     close(fd);
-    cr_assert(buf && len > 12, "no response to %s %s", method, path);
-    buf[len] = '\0';
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "curl %s %s: status %d", method, path, st);
+    size_t hl;
+    char *head = slurp(hfile, &hl);
     memset(out, 0, sizeof *out);
-    cr_assert(sscanf(buf, "HTTP/1.1 %d", &out->status) == 1, "bad status line: %.40s", buf);
-    char *end = strstr(buf, "\r\n\r\n");
-    cr_assert(end);
-    char *first = strstr(buf, "\r\n") + 2;
-    out->head = strndup(first, (size_t)(end + 2 - first));
-    out->body_len = len - (size_t)(end + 4 - buf);
-    out->body = malloc(out->body_len + 1);
-    memcpy(out->body, end + 4, out->body_len);
-    out->body[out->body_len] = '\0';
-    free(buf);
+    cr_assert(sscanf(head, "HTTP/1.1 %d", &out->status) == 1, "bad status line: %.40s", head);
+    char *first = strstr(head, "\r\n");
+    cr_assert(first);
+    out->head = strdup(first + 2);
+    free(head);
+    out->body = slurp(bfile, &out->body_len);
+    unlink(hfile);
+    unlink(bfile);
+    unlink(dfile + 1);
+    rmdir(dir);
 }
 
 /* ------------------------------------------------------------------ */
@@ -405,21 +482,49 @@ Test(serve, history_and_cursors)
 /* ------------------------------------------------------------------ */
 /* SSE                                                                  */
 
+/* An SSE client: curl -N (its output, headers first, read from a pipe;
+ * killing it is the disconnect), or a plain socket where a test needs
+ * what curl does not give: 200 connections in one process, a receive
+ * buffer shrunk to stall the reader. */
 typedef struct sse {
     int fd;
+    pid_t pid;  /* curl's, 0 for a socket */
     char buf[1 << 16];
     size_t len;
 } sse;
 
 static void sse_open(sse *c, int port, const char *path, const char *last_id)
 {
+    char url[1200], last[120];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    const char *args[16];
+    int n = 0;
+    args[n++] = "curl";
+    args[n++] = "-s";
+    args[n++] = "-N";   /* no buffering: each event as it comes */
+    args[n++] = "-i";   /* the status line and headers too */
+    args[n++] = "-g";
+    args[n++] = "-H";
+    args[n++] = "Accept: text/event-stream";
+    if (last_id) {
+        snprintf(last, sizeof last, "Last-Event-ID: %s", last_id);
+        args[n++] = "-H";
+        args[n++] = last;
+    }
+    args[n++] = url;
+    args[n] = NULL;
+    c->len = 0;
+    c->pid = curl_spawn(args, &c->fd);
+}
+
+static void sse_open_raw(sse *c, int port, const char *path)
+{
     c->fd = connect_to(port);
+    c->pid = 0;
     c->len = 0;
     char req[512];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n",
-                     path);
-    if (last_id) n += snprintf(req + n, sizeof req - (size_t)n, "Last-Event-ID: %s\r\n", last_id);
-    n += snprintf(req + n, sizeof req - (size_t)n, "\r\n");
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n", path);
     send_all(c->fd, req, (size_t)n);
 }
 
@@ -461,7 +566,7 @@ static int sse_next(sse *c, char *id, char *event, char *data, size_t cap, int t
         struct pollfd pf = {c->fd, POLLIN, 0};
         if (poll(&pf, 1, left) <= 0) return -1;
         cr_assert(c->len < sizeof c->buf);
-        ssize_t m = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
+        ssize_t m = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
         if (m <= 0) return -1;
         c->len += (size_t)m;
     }
@@ -469,6 +574,11 @@ static int sse_next(sse *c, char *id, char *event, char *data, size_t cap, int t
 
 static void sse_close(sse *c)
 {
+    if (c->pid > 0) {
+        kill(c->pid, SIGKILL);
+        waitpid(c->pid, NULL, 0);
+        c->pid = 0;
+    }
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
 }
@@ -563,7 +673,7 @@ Test(serve, sse_window_expired_and_heartbeat)
     while (test_now_ms() < until && !memmem(c.buf, c.len, ": heartbeat\n\n", 13)) {
         struct pollfd pf = {c.fd, POLLIN, 0};
         if (poll(&pf, 1, 100) == 1) {
-            ssize_t m = recv(c.fd, c.buf + c.len, sizeof c.buf - c.len, 0);
+            ssize_t m = read(c.fd, c.buf + c.len, sizeof c.buf - c.len);
             cr_assert(m > 0);
             c.len += (size_t)m;
         }
@@ -589,7 +699,7 @@ Test(serve, many_clients_one_reader)
     enum { N = 200 };
     static sse cs[N];
     static char ids[20][64];
-    for (int i = 0; i < N; i++) sse_open(&cs[i], G.port, "/v1/streams/fan/live", NULL);
+    for (int i = 0; i < N; i++) sse_open_raw(&cs[i], G.port, "/v1/streams/fan/live");
     /* Every client must be attached before the entries come: one request
      * after all the connects is answered after them (one event loop). */
     resp r;
@@ -642,7 +752,7 @@ Test(serve, slow_client_is_dropped)
 {
     up((const char *const[]){"--send-buffer", "50", NULL});
     sse slow;
-    sse_open(&slow, G.port, "/v1/streams/slow/live", NULL);
+    sse_open_raw(&slow, G.port, "/v1/streams/slow/live");
     int small = 4096;
     setsockopt(slow.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
     usleep(300 * 1000);
