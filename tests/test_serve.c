@@ -480,6 +480,239 @@ Test(serve, history_and_cursors)
 }
 
 /* ------------------------------------------------------------------ */
+/* Partitioned streams                                                  */
+
+/* The SHA-1 (hex) of text, as the gateway's scripts compute it. */
+static void sha1_of(const char *text, char out[41])
+{
+    redisReply *x = test_cmd(rc, "EVAL %s 0 %s", "return redis.sha1hex(ARGV[1])", text);
+    cr_assert(x->type == REDIS_REPLY_STRING && x->len == 40);
+    memcpy(out, x->str, 41);
+    freeReplyObject(x);
+}
+
+/* An Idempotency-Key whose home partition (crc32 % parts) is not avoid. */
+static void key_not_home(char *out, size_t cap, unsigned parts, unsigned avoid)
+{
+    for (int i = 0;; i++) {
+        snprintf(out, cap, "req-%d", i);
+        if ((unsigned)stx_partition_of(out, strlen(out), parts) != avoid) return;
+    }
+}
+
+Test(serve, partitioned_produce)
+{
+    up(NULL);
+    /* "ps" of 8 partitions: sku-00 -> 2, sku-01 -> 4, order-42 -> 6. */
+    freeReplyObject(test_cmd(rc, "HSET {ps}:stx-parts:2:ps partitions 8"));
+    resp r;
+    char id[64], id2[64], want[600], h[64];
+    http(G.port, "POST", "/v1/streams/ps/events", NULL, "{\"type\":\"t\",\"key\":\"sku-00\"}", &r);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert(sscanf(r.body, "{\"id\":\"%63[0-9-]\"", id) == 1, "%s", r.body);
+    snprintf(want, sizeof want, "{\"id\":\"%s\",\"partition\":2}", id);
+    cr_assert_str_eq(r.body, want);
+    resp_free(&r);
+    cr_assert_eq(test_cmd_int(rc, "XLEN {ps#2}"), 1);
+
+    /* A keyless event of a batch follows the keyed one. */
+    http(G.port, "POST", "/v1/streams/ps/events", NULL,
+         "[{\"type\":\"t\"},{\"fields\":{\"key\":\"sku-00\",\"n\":\"2\"}}]", &r);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert(sscanf(r.body, "{\"ids\":[\"%63[0-9-]\",\"%63[0-9-]\"]", id, id2) == 2, "%s", r.body);
+    snprintf(want, sizeof want, "{\"ids\":[\"%s\",\"%s\"],\"partition\":2}", id, id2);
+    cr_assert_str_eq(r.body, want);
+    resp_free(&r);
+    cr_assert_eq(test_cmd_int(rc, "XLEN {ps#2}"), 3);
+
+    /* Keys in two partitions: refused whole. */
+    http(G.port, "POST", "/v1/streams/ps/events", "Idempotency-Key: span\r\n",
+         "[{\"key\":\"sku-00\"},{\"type\":\"t\"},{\"key\":\"sku-01\"}]", &r);
+    cr_assert_eq(r.status, 422, "%s", r.body);
+    cr_assert_str_eq(r.body, "{\"error\":\"batch_spans_partitions\",\"message\":\"event 0 (key "
+                             "'sku-00') goes to partition 2 and event 2 (key 'sku-01') to "
+                             "partition 4; a batch is all or nothing only within one partition: "
+                             "send one request per partition; nothing was added\"}");
+    resp_free(&r);
+    cr_assert_eq(test_cmd_int(rc, "XLEN {ps#2}"), 3);
+    cr_assert_eq(test_cmd_int(rc, "EXISTS {ps#4}"), 0);
+
+    /* An Idempotency-Key whose home is not the event's partition (6). */
+    char key[32], hdr[64], home_rec[128], part_rec[128];
+    key_not_home(key, sizeof key, 8, 6);
+    unsigned home = (unsigned)stx_partition_of(key, strlen(key), 8);
+    snprintf(hdr, sizeof hdr, "Idempotency-Key: %s\r\n", key);
+    snprintf(home_rec, sizeof home_rec, "{ps#%u}:stx-http-idem:6:{ps#%u}:%s", home, home, key);
+    snprintf(part_rec, sizeof part_rec, "{ps#6}:stx-http-idem:6:{ps#6}:%s", key);
+    const char *body = "{\"type\":\"t\",\"key\":\"order-42\",\"payload\":\"a\"}";
+    http(G.port, "POST", "/v1/streams/ps/events", hdr, body, &r);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert(sscanf(r.body, "{\"id\":\"%63[0-9-]\"", id) == 1, "%s", r.body);
+    snprintf(want, sizeof want, "{\"id\":\"%s\",\"partition\":6}", id);
+    cr_assert_str_eq(r.body, want);
+    resp_free(&r);
+    http(G.port, "POST", "/v1/streams/ps/events", hdr, body, &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(r.body, want);
+    cr_assert_str_eq(header(&r, "idempotent-replayed", h, sizeof h), "true");
+    resp_free(&r);
+    char sha[41], rec[128];
+    sha1_of(body, sha);
+    snprintf(rec, sizeof rec, "%s\n@6", sha);
+    redisReply *x = test_cmd(rc, "GET %s", home_rec);
+    cr_assert_str_eq(x->str, rec);
+    freeReplyObject(x);
+    snprintf(rec, sizeof rec, "%s\n%s", sha, id);
+    x = test_cmd(rc, "GET %s", part_rec);
+    cr_assert_str_eq(x->str, rec);
+    freeReplyObject(x);
+    /* The same key with another body, whatever its partition: 422. */
+    static const char *const others[] = {
+        "{\"type\":\"t\",\"key\":\"order-42\",\"payload\":\"b\"}", /* partition 6 */
+        "{\"type\":\"t\",\"key\":\"sku-01\",\"payload\":\"a\"}",   /* partition 4 */
+        "{\"type\":\"t\",\"payload\":\"a\"}",                      /* the key's home */
+    };
+    for (size_t i = 0; i < 3; i++) {
+        http(G.port, "POST", "/v1/streams/ps/events", hdr, others[i], &r);
+        cr_assert_eq(r.status, 422, "body %zu: %s", i, r.body);
+        snprintf(want, sizeof want,
+                 "{\"error\":\"idempotency_conflict\",\"message\":\"Idempotency-Key '%s' was used "
+                 "with another body (for partition 6); nothing was added\"}",
+                 key);
+        cr_assert_str_eq(r.body, want, "body %zu", i);
+        resp_free(&r);
+    }
+    cr_assert_eq(test_cmd_int(rc, "XLEN {ps#6}"), 1);
+    cr_assert_eq(test_cmd_int(rc, "EXISTS {ps#4}"), 0);
+
+    /* A claim left without its entries (the server died between the two
+     * scripts): the retry adds them, once. */
+    char key2[32];
+    key_not_home(key2, sizeof key2, 8, 6);
+    snprintf(key2 + strlen(key2), sizeof key2 - strlen(key2), "b");
+    while ((unsigned)stx_partition_of(key2, strlen(key2), 8) == 6) strcat(key2, "b");
+    unsigned home2 = (unsigned)stx_partition_of(key2, strlen(key2), 8);
+    const char *body2 = "{\"type\":\"t\",\"key\":\"order-42\",\"payload\":\"c\"}";
+    sha1_of(body2, sha);
+    x = test_cmd(rc, "SET {ps#%u}:stx-http-idem:6:{ps#%u}:%s %s\n@6", home2, home2, key2, sha);
+    freeReplyObject(x);
+    snprintf(hdr, sizeof hdr, "Idempotency-Key: %s\r\n", key2);
+    http(G.port, "POST", "/v1/streams/ps/events", hdr, body2, &r);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    resp_free(&r);
+    http(G.port, "POST", "/v1/streams/ps/events", hdr, body2, &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    resp_free(&r);
+    cr_assert_eq(test_cmd_int(rc, "XLEN {ps#6}"), 2);
+
+    /* Keyless with an Idempotency-Key: the key's home partition. */
+    snprintf(want, sizeof want, "Idempotency-Key: %s\r\n", "keyless-1");
+    unsigned home3 = (unsigned)stx_partition_of("keyless-1", 9, 8);
+    http(G.port, "POST", "/v1/streams/ps/events", want, "{\"type\":\"k\"}", &r);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    snprintf(h, sizeof h, ",\"partition\":%u}", home3);
+    cr_assert(strstr(r.body, h), "%s", r.body);
+    resp_free(&r);
+    /* Keyless without one: the partitions in turn. */
+    for (unsigned i = 0; i < 3; i++) {
+        http(G.port, "POST", "/v1/streams/ps/events", NULL, "{\"type\":\"k\"}", &r);
+        cr_assert_eq(r.status, 201, "%s", r.body);
+        snprintf(h, sizeof h, ",\"partition\":%u}", i);
+        cr_assert(strstr(r.body, h), "%s", r.body);
+        resp_free(&r);
+    }
+    /* A plain stream's answer has no partition. */
+    http(G.port, "POST", "/v1/streams/plain/events", NULL, "{\"key\":\"sku-00\"}", &r);
+    cr_assert_eq(r.status, 201);
+    cr_assert_null(strstr(r.body, "partition"), "%s", r.body);
+    resp_free(&r);
+    down();
+}
+
+Test(serve, partitioned_history_and_info)
+{
+    up(NULL);
+    freeReplyObject(test_cmd(rc, "HSET {ph}:stx-parts:2:ph partitions 4"));
+    freeReplyObject(test_cmd(rc, "XADD {ph#0} 1000-1 n a"));
+    freeReplyObject(test_cmd(rc, "XADD {ph#3} 1000-1 n b"));
+    freeReplyObject(test_cmd(rc, "XADD {ph#3} 1001-0 n c"));
+    freeReplyObject(test_cmd(rc, "XADD {ph#1} 1002-0 n d"));
+    resp r;
+    http(G.port, "GET", "/v1/streams/ph/events", NULL, NULL, &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(r.body,
+                     "{\"events\":[{\"id\":\"1000-1\",\"partition\":0,\"fields\":{\"n\":\"a\"}},"
+                     "{\"id\":\"1000-1\",\"partition\":3,\"fields\":{\"n\":\"b\"}},"
+                     "{\"id\":\"1001-0\",\"partition\":3,\"fields\":{\"n\":\"c\"}},"
+                     "{\"id\":\"1002-0\",\"partition\":1,\"fields\":{\"n\":\"d\"}}],"
+                     "\"next\":\"1002-0\"}");
+    resp_free(&r);
+    /* Entries of one id are never split by limit, so after=next misses none. */
+    http(G.port, "GET", "/v1/streams/ph/events?after=0&limit=1", NULL, NULL, &r);
+    cr_assert_str_eq(r.body,
+                     "{\"events\":[{\"id\":\"1000-1\",\"partition\":0,\"fields\":{\"n\":\"a\"}},"
+                     "{\"id\":\"1000-1\",\"partition\":3,\"fields\":{\"n\":\"b\"}}],"
+                     "\"next\":\"1000-1\"}");
+    resp_free(&r);
+    http(G.port, "GET", "/v1/streams/ph/events?after=1000-1&limit=1", NULL, NULL, &r);
+    cr_assert_str_eq(r.body, "{\"events\":[{\"id\":\"1001-0\",\"partition\":3,\"fields\":{\"n\":"
+                             "\"c\"}}],\"next\":\"1001-0\"}");
+    resp_free(&r);
+    http(G.port, "GET", "/v1/streams/ph/events?from=@1001&to=@1001", NULL, NULL, &r);
+    cr_assert_str_eq(r.body, "{\"events\":[{\"id\":\"1001-0\",\"partition\":3,\"fields\":{\"n\":"
+                             "\"c\"}}],\"next\":\"1001-0\"}");
+    resp_free(&r);
+    /* One partition. */
+    http(G.port, "GET", "/v1/streams/ph/events?partition=3", NULL, NULL, &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(r.body,
+                     "{\"events\":[{\"id\":\"1000-1\",\"partition\":3,\"fields\":{\"n\":\"b\"}},"
+                     "{\"id\":\"1001-0\",\"partition\":3,\"fields\":{\"n\":\"c\"}}],"
+                     "\"next\":\"1001-0\"}");
+    resp_free(&r);
+    http(G.port, "GET", "/v1/streams/ph/events?partition=4", NULL, NULL, &r);
+    cr_assert_eq(r.status, 400);
+    cr_assert_str_eq(r.body, "{\"error\":\"bad_partition\",\"message\":\"partition is 0 to 3\"}");
+    resp_free(&r);
+    http(G.port, "GET", "/v1/streams/plain/events?partition=0", NULL, NULL, &r);
+    cr_assert_eq(r.status, 400);
+    cr_assert_str_eq(r.body, "{\"error\":\"not_partitioned\",\"message\":\"partition= applies to "
+                             "a partitioned stream only\"}");
+    resp_free(&r);
+
+    http(G.port, "GET", "/v1/streams/ph", NULL, NULL, &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(
+        r.body,
+        "{\"name\":\"ph\",\"partitions\":4,\"length\":4,\"streams\":["
+        "{\"name\":\"{ph#0}\",\"length\":1,\"first_id\":\"1000-1\",\"last_id\":\"1000-1\","
+        "\"entries_added\":1,\"groups\":[]},"
+        "{\"name\":\"{ph#1}\",\"length\":1,\"first_id\":\"1002-0\",\"last_id\":\"1002-0\","
+        "\"entries_added\":1,\"groups\":[]},"
+        "{\"name\":\"{ph#2}\",\"length\":0,\"groups\":[]},"
+        "{\"name\":\"{ph#3}\",\"length\":2,\"first_id\":\"1000-1\",\"last_id\":\"1001-0\","
+        "\"entries_added\":2,\"groups\":[]}]}");
+    resp_free(&r);
+
+    /* Partition 2 lost entries after the cursor: 410 names it. */
+    freeReplyObject(test_cmd(rc, "XADD {ph#2} 500-1 n e"));
+    freeReplyObject(test_cmd(rc, "XADD {ph#2} 600-1 n f"));
+    freeReplyObject(test_cmd(rc, "XDEL {ph#2} 500-1"));
+    http(G.port, "GET", "/v1/streams/ph/events?after=400-0", NULL, NULL, &r);
+    cr_assert_eq(r.status, 410, "%s", r.body);
+    cr_assert_str_eq(r.body, "{\"error\":\"window_expired\",\"message\":\"entries after 400-0 were "
+                             "trimmed from a partition; resume from the oldest id still held\","
+                             "\"oldest\":\"600-1\",\"partition\":2}");
+    resp_free(&r);
+    http(G.port, "GET", "/v1/streams/ph/events?after=500-1&limit=1", NULL, NULL, &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(r.body, "{\"events\":[{\"id\":\"600-1\",\"partition\":2,\"fields\":{\"n\":"
+                             "\"f\"}}],\"next\":\"600-1\"}");
+    resp_free(&r);
+    down();
+}
+
+/* ------------------------------------------------------------------ */
 /* SSE                                                                  */
 
 /* An SSE client: curl -N (its output, headers first, read from a pipe;
@@ -882,6 +1115,62 @@ Test(serve, websocket_resume_and_close_code)
     cr_assert_eq(code, 4410);
     cr_assert(strncmp(buf + 2, "window_expired: entries after 1-0 were trimmed; oldest ", 55) == 0,
               "%s", buf + 2);
+    close(fd);
+    down();
+}
+
+/* A partitioned stream's live clients follow one partition each, with
+ * that partition's ids as resume cursors. */
+Test(serve, partitioned_live)
+{
+    up(NULL);
+    freeReplyObject(test_cmd(rc, "HSET {pl}:stx-parts:2:pl partitions 4"));
+    freeReplyObject(test_cmd(rc, "XADD {pl#3} 1000-1 n a"));
+    freeReplyObject(test_cmd(rc, "XADD {pl#3} 1001-0 n b"));
+    freeReplyObject(test_cmd(rc, "XADD {pl#1} 1001-0 n x"));
+    resp r;
+    http(G.port, "GET", "/v1/streams/pl/live", NULL, NULL, &r);
+    cr_assert_eq(r.status, 400);
+    cr_assert_str_eq(r.body, "{\"error\":\"partition_required\",\"message\":\"'pl' has 4 "
+                             "partitions: follow each with ?partition=0 to 3 (a resume id is an "
+                             "id of that partition)\"}");
+    resp_free(&r);
+    http(G.port, "GET", "/v1/streams/pl/live?partition=4", NULL, NULL, &r);
+    cr_assert_eq(r.status, 400);
+    cr_assert_str_eq(r.body, "{\"error\":\"bad_partition\",\"message\":\"partition is 0 to 3\"}");
+    resp_free(&r);
+
+    sse c;
+    char id[64], ev[64], data[4096];
+    sse_open(&c, G.port, "/v1/streams/pl/live?partition=3", "1000-1");
+    cr_assert_eq(sse_next(&c, id, ev, data, sizeof data, 5000), 0);
+    cr_assert_str_eq(id, "1001-0");
+    cr_assert_str_eq(data, "{\"id\":\"1001-0\",\"fields\":{\"n\":\"b\"}}");
+    freeReplyObject(test_cmd(rc, "XADD {pl#1} 1002-0 n y")); /* another partition */
+    freeReplyObject(test_cmd(rc, "XADD {pl#3} 1003-0 n c"));
+    cr_assert_eq(sse_next(&c, id, ev, data, sizeof data, 5000), 0);
+    cr_assert_str_eq(data, "{\"id\":\"1003-0\",\"fields\":{\"n\":\"c\"}}");
+    sse_close(&c);
+    /* Resume after a disconnect: exactly the later entries. */
+    freeReplyObject(test_cmd(rc, "XADD {pl#3} 1004-0 n d"));
+    sse_open(&c, G.port, "/v1/streams/pl/live?partition=3", id);
+    cr_assert_eq(sse_next(&c, id, ev, data, sizeof data, 5000), 0);
+    cr_assert_str_eq(data, "{\"id\":\"1004-0\",\"fields\":{\"n\":\"d\"}}");
+    cr_assert_eq(sse_next(&c, id, ev, data, sizeof data, 500), -1, "unexpected %s", id);
+    sse_close(&c);
+
+    /* WebSocket: the same, and a close code without the partition. */
+    char buf[4096];
+    size_t len;
+    int fd = ws_open(G.port, "/v1/streams/pl/ws?partition=1&last_event_id=1001-0");
+    cr_assert_eq(ws_next(fd, buf, sizeof buf, &len, 5000), 1);
+    cr_assert_str_eq(buf, "{\"id\":\"1002-0\",\"fields\":{\"n\":\"y\"}}");
+    close(fd);
+    fd = ws_open(G.port, "/v1/streams/pl/ws");
+    cr_assert_eq(ws_next(fd, buf, sizeof buf, &len, 5000), 8);
+    cr_assert(len >= 2);
+    cr_assert_eq((unsigned char)buf[0] << 8 | (unsigned char)buf[1], 4400);
+    cr_assert_str_eq(buf + 2, "partition_required: add ?partition=0 to 3");
     close(fd);
     down();
 }

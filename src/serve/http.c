@@ -128,6 +128,45 @@ static int split_path(const char *path, char *buf, size_t cap, char **seg, int m
 }
 
 /* Stream and group names: valid UTF-8 without control characters. */
+/* The stream a live client reads: stream itself, or for a partitioned
+ * stream the partition named by ?partition= (required: a merged live
+ * view would need a resume cursor of one id per partition, so a client
+ * follows each partition it wants, with that partition's ids).  0, or -1
+ * after setting the response (and, for WebSocket, a close reason in why). */
+static int live_stream_name(server *srv, session *s, const char *stream, char *out, size_t cap,
+                            char *why, size_t whycap)
+{
+    unsigned parts = 0, i = 0;
+    int has;
+    if (serve_partitions(srv, s, stream, &parts) != 0) {
+        if (why) snprintf(why, whycap, "cannot read the partition count");
+        return -1;
+    }
+    if ((has = serve_partition_arg(s, parts, &i)) < 0) {
+        if (why) snprintf(why, whycap, parts ? "partition is 0 to %u" : "not a partitioned stream",
+                          parts ? parts - 1 : 0);
+        return -1;
+    }
+    if (parts == 0) {
+        snprintf(out, cap, "%s", stream);
+        return 0;
+    }
+    if (!has) {
+        serve_error(s, 400, "partition_required", NULL,
+                    "'%.200s' has %u partitions: follow each with ?partition=0 to %u (a resume id "
+                    "is an id of that partition)",
+                    stream, parts, parts - 1);
+        if (why) snprintf(why, whycap, "partition_required: add ?partition=0 to %u", parts - 1);
+        return -1;
+    }
+    if (stx_partition_name(out, cap, stream, i) < 0) {
+        serve_error(s, 400, "bad_name", NULL, "no partition name for '%.200s'", stream);
+        if (why) snprintf(why, whycap, "bad stream name");
+        return -1;
+    }
+    return 0;
+}
+
 static int name_ok(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -287,7 +326,9 @@ static void dispatch(server *srv, session *s)
                 return;
             }
         }
-        live_open(srv, s, stream, last[0] ? last : NULL, backlog);
+        char pname[1100];
+        if (live_stream_name(srv, s, stream, pname, sizeof pname, NULL, 0) != 0) return;
+        live_open(srv, s, pname, last[0] ? last : NULL, backlog);
         return;
     }
     if (n == 4 && strcmp(seg[3], "ws") == 0) {
@@ -527,11 +568,15 @@ int serve_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
         char bl[16];
         long backlog = serve_query(wsi, "backlog=", bl, sizeof bl) ? strtol(bl, NULL, 10) : 0;
         if (backlog < 0 || backlog > 1000) backlog = 0;
-        int rc = live_open(srv, s, seg[2], last[0] ? last : NULL, backlog);
+        char pname[1100], why[124] = "";
+        int rc = live_stream_name(srv, s, seg[2], pname, sizeof pname, why, sizeof why);
+        if (rc == 0) rc = live_open(srv, s, pname, last[0] ? last : NULL, backlog);
         metrics_record(srv, R_WS, rc == 0 ? 101 : s->status,
                        (double)(serve_now_us() - s->started_us) / 1e6);
         if (rc != 0) {
-            const char *why = s->status == 503 ? "too many live clients" : "bad last_event_id";
+            if (!why[0])
+                snprintf(why, sizeof why, "%s",
+                         s->status == 503 ? "too many live clients" : "bad last_event_id");
             lws_close_reason(wsi, (enum lws_close_status)(s->status == 503 ? 1013 : 4400),
                              (unsigned char *)why, strlen(why));
             return -1;
