@@ -1145,17 +1145,17 @@ Test(serve, partitioned_live)
     sse_open(&c, G.port, "/v1/streams/pl/live?partition=3", "1000-1");
     cr_assert_eq(sse_next(&c, id, ev, data, sizeof data, 5000), 0);
     cr_assert_str_eq(id, "1001-0");
-    cr_assert_str_eq(data, "{\"id\":\"1001-0\",\"fields\":{\"n\":\"b\"}}");
+    cr_assert_str_eq(data, "{\"id\":\"1001-0\",\"partition\":3,\"fields\":{\"n\":\"b\"}}");
     freeReplyObject(test_cmd(rc, "XADD {pl#1} 1002-0 n y")); /* another partition */
     freeReplyObject(test_cmd(rc, "XADD {pl#3} 1003-0 n c"));
     cr_assert_eq(sse_next(&c, id, ev, data, sizeof data, 5000), 0);
-    cr_assert_str_eq(data, "{\"id\":\"1003-0\",\"fields\":{\"n\":\"c\"}}");
+    cr_assert_str_eq(data, "{\"id\":\"1003-0\",\"partition\":3,\"fields\":{\"n\":\"c\"}}");
     sse_close(&c);
     /* Resume after a disconnect: exactly the later entries. */
     freeReplyObject(test_cmd(rc, "XADD {pl#3} 1004-0 n d"));
     sse_open(&c, G.port, "/v1/streams/pl/live?partition=3", id);
     cr_assert_eq(sse_next(&c, id, ev, data, sizeof data, 5000), 0);
-    cr_assert_str_eq(data, "{\"id\":\"1004-0\",\"fields\":{\"n\":\"d\"}}");
+    cr_assert_str_eq(data, "{\"id\":\"1004-0\",\"partition\":3,\"fields\":{\"n\":\"d\"}}");
     cr_assert_eq(sse_next(&c, id, ev, data, sizeof data, 500), -1, "unexpected %s", id);
     sse_close(&c);
 
@@ -1164,7 +1164,7 @@ Test(serve, partitioned_live)
     size_t len;
     int fd = ws_open(G.port, "/v1/streams/pl/ws?partition=1&last_event_id=1001-0");
     cr_assert_eq(ws_next(fd, buf, sizeof buf, &len, 5000), 1);
-    cr_assert_str_eq(buf, "{\"id\":\"1002-0\",\"fields\":{\"n\":\"y\"}}");
+    cr_assert_str_eq(buf, "{\"id\":\"1002-0\",\"partition\":1,\"fields\":{\"n\":\"y\"}}");
     close(fd);
     fd = ws_open(G.port, "/v1/streams/pl/ws");
     cr_assert_eq(ws_next(fd, buf, sizeof buf, &len, 5000), 8);

@@ -78,9 +78,14 @@ int serve_partition_arg(session *s, unsigned partitions, unsigned *i)
     return 1;
 }
 
+static void entry_json_part(jw *w, const stx_msg *m, int partition);
+
 void serve_entry_json(jw *w, const stx_msg *m)
 {
-    out_entry_json(w, m);
+    /* An entry of a partition says which: its id alone is not unique. */
+    int partition = stx_msg_partition(m);
+    if (partition >= 0) entry_json_part(w, m, partition);
+    else out_entry_json(w, m);
 }
 
 static void respond_json(session *s, int status, jw *w)
@@ -240,9 +245,7 @@ void serve_events(server *srv, session *s, const char *stream)
     jw_key(&w, "events");
     jw_arr(&w);
     for (size_t i = 0; i < stx_entries_count(e); i++) {
-        const stx_msg *m = stx_entries_at(e, i);
-        if (parts > 0) entry_json_part(&w, m, one ? (int)pi : stx_msg_partition(m));
-        else serve_entry_json(&w, m);
+        serve_entry_json(&w, stx_entries_at(e, i));
     }
     jw_arr_end(&w);
     jw_key(&w, "next");
