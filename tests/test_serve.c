@@ -1132,8 +1132,8 @@ Test(serve, partitioned_live)
     http(G.port, "GET", "/v1/streams/pl/live", NULL, NULL, &r);
     cr_assert_eq(r.status, 400);
     cr_assert_str_eq(r.body, "{\"error\":\"partition_required\",\"message\":\"'pl' has 4 "
-                             "partitions: follow each with ?partition=0 to 3 (a resume id is an "
-                             "id of that partition)\"}");
+                             "partitions: name one with ?partition=0 to 3 (ids are ids of that "
+                             "partition)\"}");
     resp_free(&r);
     http(G.port, "GET", "/v1/streams/pl/live?partition=4", NULL, NULL, &r);
     cr_assert_eq(r.status, 400);
@@ -1337,6 +1337,43 @@ Test(serve, dlq_and_redrive)
     cr_assert_str_eq(r.body, "{\"moved\":1}");
     resp_free(&r);
     cr_assert_eq(test_cmd_int(rc, "XLEN d"), 2);
+    cr_assert_eq(test_cmd_int(rc, "XLEN %s", key), 0);
+    down();
+}
+
+/* A partitioned stream's dead letters are per partition. */
+Test(serve, partitioned_dlq)
+{
+    up(NULL);
+    freeReplyObject(test_cmd(rc, "HSET {pd}:stx-parts:2:pd partitions 2"));
+    char key[256];
+    stx_key_name(key, sizeof key, "{pd#1}", "g", "dlq");
+    freeReplyObject(test_cmd(rc, "XADD {pd#1} 1-1 a 1"));
+    freeReplyObject(test_cmd(rc, "XGROUP CREATE {pd#1} g $"));
+    freeReplyObject(test_cmd(rc, "XADD %s 1-1 stx.fields 1 a 1 stx.source_stream {pd#1} stx.group g "
+                                 "stx.source_id 1-1 stx.reason handler stx.error boom "
+                                 "stx.attempts 3 stx.failed_at 5",
+                             key));
+    resp r;
+    http(G.port, "GET", "/v1/streams/pd/groups/g/dlq", NULL, NULL, &r);
+    cr_assert_eq(r.status, 400, "%s", r.body);
+    cr_assert_str_eq(r.body, "{\"error\":\"partition_required\",\"message\":\"'pd' has 2 "
+                             "partitions: name one with ?partition=0 to 1 (ids are ids of that "
+                             "partition)\"}");
+    resp_free(&r);
+    http(G.port, "GET", "/v1/streams/pd/groups/g/dlq?partition=1", NULL, NULL, &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(strstr(r.body, "\"stx.reason\":\"handler\",\"stx.error\":\"boom\""), "%s", r.body);
+    resp_free(&r);
+    http(G.port, "POST", "/v1/streams/pd/groups/g/dlq/redrive", NULL, "{\"ids\":[\"1-1\"]}", &r);
+    cr_assert_eq(r.status, 400, "%s", r.body);
+    resp_free(&r);
+    http(G.port, "POST", "/v1/streams/pd/groups/g/dlq/redrive?partition=1", NULL,
+         "{\"ids\":[\"1-1\"]}", &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(r.body, "{\"moved\":1}");
+    resp_free(&r);
+    cr_assert_eq(test_cmd_int(rc, "XLEN {pd#1}"), 2);
     cr_assert_eq(test_cmd_int(rc, "XLEN %s", key), 0);
     down();
 }

@@ -128,12 +128,13 @@ static int split_path(const char *path, char *buf, size_t cap, char **seg, int m
 }
 
 /* Stream and group names: valid UTF-8 without control characters. */
-/* The stream a live client reads: stream itself, or for a partitioned
- * stream the partition named by ?partition= (required: a merged live
- * view would need a resume cursor of one id per partition, so a client
- * follows each partition it wants, with that partition's ids).  0, or -1
- * after setting the response (and, for WebSocket, a close reason in why). */
-static int live_stream_name(server *srv, session *s, const char *stream, char *out, size_t cap,
+/* The stream a live client or a dead-letter route works on: stream
+ * itself, or for a partitioned stream the partition named by ?partition=
+ * (required: ids are unique per partition only, and a merged live view
+ * would need a resume cursor of one id per partition, so a client follows
+ * each partition it wants, with that partition's ids).  0, or -1 after
+ * setting the response (and, for WebSocket, a close reason in why). */
+static int one_stream_name(server *srv, session *s, const char *stream, char *out, size_t cap,
                             char *why, size_t whycap)
 {
     unsigned parts = 0, i = 0;
@@ -153,8 +154,8 @@ static int live_stream_name(server *srv, session *s, const char *stream, char *o
     }
     if (!has) {
         serve_error(s, 400, "partition_required", NULL,
-                    "'%.200s' has %u partitions: follow each with ?partition=0 to %u (a resume id "
-                    "is an id of that partition)",
+                    "'%.200s' has %u partitions: name one with ?partition=0 to %u (ids are ids "
+                    "of that partition)",
                     stream, parts, parts - 1);
         if (why) snprintf(why, whycap, "partition_required: add ?partition=0 to %u", parts - 1);
         return -1;
@@ -327,7 +328,7 @@ static void dispatch(server *srv, session *s)
             }
         }
         char pname[1100];
-        if (live_stream_name(srv, s, stream, pname, sizeof pname, NULL, 0) != 0) return;
+        if (one_stream_name(srv, s, stream, pname, sizeof pname, NULL, 0) != 0) return;
         live_open(srv, s, pname, last[0] ? last : NULL, backlog);
         return;
     }
@@ -344,18 +345,21 @@ static void dispatch(server *srv, session *s)
                         "a group name is 1 to 1024 bytes of UTF-8 without control characters");
             return;
         }
+        char pname[1100];
         if (n == 6) {
             s->rt = R_DLQ;
             if (!get) goto method;
             if (auth_check(srv, s, SCOPE_READ)) return;
-            serve_dlq(srv, s, stream, group);
+            if (one_stream_name(srv, s, stream, pname, sizeof pname, NULL, 0) != 0) return;
+            serve_dlq(srv, s, pname, group);
             return;
         }
         if (strcmp(seg[6], "redrive") == 0) {
             s->rt = R_REDRIVE;
             if (get) goto method;
             if (auth_check(srv, s, SCOPE_ADMIN)) return;
-            serve_redrive(srv, s, stream, group);
+            if (one_stream_name(srv, s, stream, pname, sizeof pname, NULL, 0) != 0) return;
+            serve_redrive(srv, s, pname, group);
             return;
         }
     }
@@ -569,7 +573,7 @@ int serve_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
         long backlog = serve_query(wsi, "backlog=", bl, sizeof bl) ? strtol(bl, NULL, 10) : 0;
         if (backlog < 0 || backlog > 1000) backlog = 0;
         char pname[1100], why[124] = "";
-        int rc = live_stream_name(srv, s, seg[2], pname, sizeof pname, why, sizeof why);
+        int rc = one_stream_name(srv, s, seg[2], pname, sizeof pname, why, sizeof why);
         if (rc == 0) rc = live_open(srv, s, pname, last[0] ? last : NULL, backlog);
         metrics_record(srv, R_WS, rc == 0 ? 101 : s->status,
                        (double)(serve_now_us() - s->started_us) / 1e6);
