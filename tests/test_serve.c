@@ -1,11 +1,15 @@
 /* stx serve against a real redis-server: HTTP with exact statuses,
- * headers and bodies over plain sockets, SSE and WebSocket clients that
- * disconnect and resume, the shared reader per stream (CLIENT LIST),
+ * headers and bodies through the curl command, SSE clients (curl -N) and
+ * WebSocket clients that disconnect and resume; plain sockets only for
+ * what no client sends (malformed and oversized requests, a request cut
+ * before its answer, a stalled reader, 200 connections in one process)
+ * and for WebSocket (Debian's curl 7.88 has none), the shared reader per stream (CLIENT LIST),
  * /health while Redis is down and back, /metrics, tokens and limits. */
 #define _GNU_SOURCE /* memmem */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -143,44 +147,117 @@ static const char *header(const resp *r, const char *name, char *buf, size_t cap
     return NULL;
 }
 
-/* One request on a new connection (Connection: close); reads to EOF. */
+/* Start curl with args (argv[0] is "curl"), its stdout into a pipe whose
+ * read end goes to *out; stderr is dropped. */
+static pid_t curl_spawn(const char *const *args, int *out)
+{
+    int p[2];
+    cr_assert(pipe(p) == 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(p[1], 1);
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) dup2(devnull, 2);
+        close(p[0]);
+        close(p[1]);
+        execvp("curl", (char *const *)args);
+        _exit(127);
+    }
+    close(p[1]);
+    *out = p[0];
+    return pid;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "%s: %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n + 4096 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            buf = realloc(buf, cap + 1);
+            cr_assert(buf);
+        }
+        size_t m = fread(buf + n, 1, cap - n, f);
+        if (m == 0) break;
+        n += m;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* One request through the curl command.  headers: "Name: value\r\n"
+ * lines; body NULL sends none. */
 static void http(int port, const char *method, const char *path, const char *headers,
                  const char *body, resp *out)
 {
-    int fd = connect_to(port);
-    char req[8192];
-    size_t bl = body ? strlen(body) : 0;
-    int n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n%s",
-                     method, path, headers ? headers : "");
-    if (body) n += snprintf(req + n, sizeof req - (size_t)n, "Content-Length: %zu\r\n", bl);
-    n += snprintf(req + n, sizeof req - (size_t)n, "\r\n");
-    send_all(fd, req, (size_t)n);
-    if (body) send_all(fd, body, bl);
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 4096 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            buf = realloc(buf, cap + 1);
-        }
-        ssize_t m = recv(fd, buf + len, cap - len, 0);
-        if (m <= 0) break;
-        len += (size_t)m;
+    char dir[] = "/tmp/stx-curl-XXXXXX", hfile[64], bfile[64], dfile[64], url[4200];
+    cr_assert(mkdtemp(dir));
+    snprintf(hfile, sizeof hfile, "%s/head", dir);
+    snprintf(bfile, sizeof bfile, "%s/body", dir);
+    snprintf(dfile, sizeof dfile, "@%s/data", dir);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    const char *args[48];
+    char hdr[16][600];
+    int n = 0, nh = 0;
+    args[n++] = "curl";
+    args[n++] = "-s";
+    args[n++] = "-g";             /* braces and brackets in paths are literal */
+    args[n++] = "--path-as-is";
+    args[n++] = "-X";
+    args[n++] = method;
+    args[n++] = "-H";
+    args[n++] = "Expect:";        /* no 100-continue round */
+    for (const char *p = headers; p && *p;) {
+        const char *eol = strstr(p, "\r\n");
+        cr_assert(eol && nh < 16);
+        snprintf(hdr[nh], sizeof hdr[nh], "%.*s", (int)(eol - p), p);
+        args[n++] = "-H";
+        args[n++] = hdr[nh++];
+        p = eol + 2;
+    }
+    if (body) {
+        FILE *f = fopen(dfile + 1, "wb");
+        cr_assert(f);
+        cr_assert_eq(fwrite(body, 1, strlen(body), f), strlen(body));
+        fclose(f);
+        args[n++] = "--data-binary";
+        args[n++] = dfile;
+    }
+    args[n++] = "-D";
+    args[n++] = hfile;
+    args[n++] = "-o";
+    args[n++] = bfile;
+    args[n++] = url;
+    args[n] = NULL;
+    int fd;
+    pid_t pid = curl_spawn(args, &fd);
+    char junk[64];
+    while (read(fd, junk, sizeof junk) > 0) {
     }
     close(fd);
-    cr_assert(buf && len > 12, "no response to %s %s", method, path);
-    buf[len] = '\0';
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "curl %s %s: status %d", method, path, st);
+    size_t hl;
+    char *head = slurp(hfile, &hl);
     memset(out, 0, sizeof *out);
-    cr_assert(sscanf(buf, "HTTP/1.1 %d", &out->status) == 1, "bad status line: %.40s", buf);
-    char *end = strstr(buf, "\r\n\r\n");
-    cr_assert(end);
-    char *first = strstr(buf, "\r\n") + 2;
-    out->head = strndup(first, (size_t)(end + 2 - first));
-    out->body_len = len - (size_t)(end + 4 - buf);
-    out->body = malloc(out->body_len + 1);
-    memcpy(out->body, end + 4, out->body_len);
-    out->body[out->body_len] = '\0';
-    free(buf);
+    cr_assert(sscanf(head, "HTTP/1.1 %d", &out->status) == 1, "bad status line: %.40s", head);
+    char *first = strstr(head, "\r\n");
+    cr_assert(first);
+    out->head = strdup(first + 2);
+    free(head);
+    out->body = slurp(bfile, &out->body_len);
+    unlink(hfile);
+    unlink(bfile);
+    unlink(dfile + 1);
+    rmdir(dir);
 }
 
 /* ------------------------------------------------------------------ */
@@ -403,23 +480,284 @@ Test(serve, history_and_cursors)
 }
 
 /* ------------------------------------------------------------------ */
+/* Partitioned streams                                                  */
+
+/* The SHA-1 (hex) of text, as the gateway's scripts compute it. */
+static void sha1_of(const char *text, char out[41])
+{
+    redisReply *x = test_cmd(rc, "EVAL %s 0 %s", "return redis.sha1hex(ARGV[1])", text);
+    cr_assert(x->type == REDIS_REPLY_STRING && x->len == 40);
+    memcpy(out, x->str, 41);
+    freeReplyObject(x);
+}
+
+/* An Idempotency-Key whose home partition (crc32 % parts) is not avoid. */
+static void key_not_home(char *out, size_t cap, unsigned parts, unsigned avoid)
+{
+    for (int i = 0;; i++) {
+        snprintf(out, cap, "req-%d", i);
+        if ((unsigned)stx_partition_of(out, strlen(out), parts) != avoid) return;
+    }
+}
+
+Test(serve, partitioned_produce)
+{
+    up(NULL);
+    /* "ps" of 8 partitions: sku-00 -> 2, sku-01 -> 4, order-42 -> 6. */
+    freeReplyObject(test_cmd(rc, "HSET {ps}:stx-parts:2:ps partitions 8"));
+    resp r;
+    char id[64], id2[64], want[600], h[64];
+    http(G.port, "POST", "/v1/streams/ps/events", NULL, "{\"type\":\"t\",\"key\":\"sku-00\"}", &r);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert(sscanf(r.body, "{\"id\":\"%63[0-9-]\"", id) == 1, "%s", r.body);
+    snprintf(want, sizeof want, "{\"id\":\"%s\",\"partition\":2}", id);
+    cr_assert_str_eq(r.body, want);
+    resp_free(&r);
+    cr_assert_eq(test_cmd_int(rc, "XLEN {ps#2}"), 1);
+
+    /* A keyless event of a batch follows the keyed one. */
+    http(G.port, "POST", "/v1/streams/ps/events", NULL,
+         "[{\"type\":\"t\"},{\"fields\":{\"key\":\"sku-00\",\"n\":\"2\"}}]", &r);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert(sscanf(r.body, "{\"ids\":[\"%63[0-9-]\",\"%63[0-9-]\"]", id, id2) == 2, "%s", r.body);
+    snprintf(want, sizeof want, "{\"ids\":[\"%s\",\"%s\"],\"partition\":2}", id, id2);
+    cr_assert_str_eq(r.body, want);
+    resp_free(&r);
+    cr_assert_eq(test_cmd_int(rc, "XLEN {ps#2}"), 3);
+
+    /* Keys in two partitions: refused whole. */
+    http(G.port, "POST", "/v1/streams/ps/events", "Idempotency-Key: span\r\n",
+         "[{\"key\":\"sku-00\"},{\"type\":\"t\"},{\"key\":\"sku-01\"}]", &r);
+    cr_assert_eq(r.status, 422, "%s", r.body);
+    cr_assert_str_eq(r.body, "{\"error\":\"batch_spans_partitions\",\"message\":\"event 0 (key "
+                             "'sku-00') goes to partition 2 and event 2 (key 'sku-01') to "
+                             "partition 4; a batch is all or nothing only within one partition: "
+                             "send one request per partition; nothing was added\"}");
+    resp_free(&r);
+    cr_assert_eq(test_cmd_int(rc, "XLEN {ps#2}"), 3);
+    cr_assert_eq(test_cmd_int(rc, "EXISTS {ps#4}"), 0);
+
+    /* An Idempotency-Key whose home is not the event's partition (6). */
+    char key[32], hdr[64], home_rec[128], part_rec[128];
+    key_not_home(key, sizeof key, 8, 6);
+    unsigned home = (unsigned)stx_partition_of(key, strlen(key), 8);
+    snprintf(hdr, sizeof hdr, "Idempotency-Key: %s\r\n", key);
+    snprintf(home_rec, sizeof home_rec, "{ps#%u}:stx-http-idem:6:{ps#%u}:%s", home, home, key);
+    snprintf(part_rec, sizeof part_rec, "{ps#6}:stx-http-idem:6:{ps#6}:%s", key);
+    const char *body = "{\"type\":\"t\",\"key\":\"order-42\",\"payload\":\"a\"}";
+    http(G.port, "POST", "/v1/streams/ps/events", hdr, body, &r);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert(sscanf(r.body, "{\"id\":\"%63[0-9-]\"", id) == 1, "%s", r.body);
+    snprintf(want, sizeof want, "{\"id\":\"%s\",\"partition\":6}", id);
+    cr_assert_str_eq(r.body, want);
+    resp_free(&r);
+    http(G.port, "POST", "/v1/streams/ps/events", hdr, body, &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(r.body, want);
+    cr_assert_str_eq(header(&r, "idempotent-replayed", h, sizeof h), "true");
+    resp_free(&r);
+    char sha[41], rec[128];
+    sha1_of(body, sha);
+    snprintf(rec, sizeof rec, "%s\n@6", sha);
+    redisReply *x = test_cmd(rc, "GET %s", home_rec);
+    cr_assert_str_eq(x->str, rec);
+    freeReplyObject(x);
+    snprintf(rec, sizeof rec, "%s\n%s", sha, id);
+    x = test_cmd(rc, "GET %s", part_rec);
+    cr_assert_str_eq(x->str, rec);
+    freeReplyObject(x);
+    /* The same key with another body, whatever its partition: 422. */
+    static const char *const others[] = {
+        "{\"type\":\"t\",\"key\":\"order-42\",\"payload\":\"b\"}", /* partition 6 */
+        "{\"type\":\"t\",\"key\":\"sku-01\",\"payload\":\"a\"}",   /* partition 4 */
+        "{\"type\":\"t\",\"payload\":\"a\"}",                      /* the key's home */
+    };
+    for (size_t i = 0; i < 3; i++) {
+        http(G.port, "POST", "/v1/streams/ps/events", hdr, others[i], &r);
+        cr_assert_eq(r.status, 422, "body %zu: %s", i, r.body);
+        snprintf(want, sizeof want,
+                 "{\"error\":\"idempotency_conflict\",\"message\":\"Idempotency-Key '%s' was used "
+                 "with another body (for partition 6); nothing was added\"}",
+                 key);
+        cr_assert_str_eq(r.body, want, "body %zu", i);
+        resp_free(&r);
+    }
+    cr_assert_eq(test_cmd_int(rc, "XLEN {ps#6}"), 1);
+    cr_assert_eq(test_cmd_int(rc, "EXISTS {ps#4}"), 0);
+
+    /* A claim left without its entries (the server died between the two
+     * scripts): the retry adds them, once. */
+    char key2[32];
+    key_not_home(key2, sizeof key2, 8, 6);
+    snprintf(key2 + strlen(key2), sizeof key2 - strlen(key2), "b");
+    while ((unsigned)stx_partition_of(key2, strlen(key2), 8) == 6) strcat(key2, "b");
+    unsigned home2 = (unsigned)stx_partition_of(key2, strlen(key2), 8);
+    const char *body2 = "{\"type\":\"t\",\"key\":\"order-42\",\"payload\":\"c\"}";
+    sha1_of(body2, sha);
+    x = test_cmd(rc, "SET {ps#%u}:stx-http-idem:6:{ps#%u}:%s %s\n@6", home2, home2, key2, sha);
+    freeReplyObject(x);
+    snprintf(hdr, sizeof hdr, "Idempotency-Key: %s\r\n", key2);
+    http(G.port, "POST", "/v1/streams/ps/events", hdr, body2, &r);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    resp_free(&r);
+    http(G.port, "POST", "/v1/streams/ps/events", hdr, body2, &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    resp_free(&r);
+    cr_assert_eq(test_cmd_int(rc, "XLEN {ps#6}"), 2);
+
+    /* Keyless with an Idempotency-Key: the key's home partition. */
+    snprintf(want, sizeof want, "Idempotency-Key: %s\r\n", "keyless-1");
+    unsigned home3 = (unsigned)stx_partition_of("keyless-1", 9, 8);
+    http(G.port, "POST", "/v1/streams/ps/events", want, "{\"type\":\"k\"}", &r);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    snprintf(h, sizeof h, ",\"partition\":%u}", home3);
+    cr_assert(strstr(r.body, h), "%s", r.body);
+    resp_free(&r);
+    /* Keyless without one: the partitions in turn. */
+    for (unsigned i = 0; i < 3; i++) {
+        http(G.port, "POST", "/v1/streams/ps/events", NULL, "{\"type\":\"k\"}", &r);
+        cr_assert_eq(r.status, 201, "%s", r.body);
+        snprintf(h, sizeof h, ",\"partition\":%u}", i);
+        cr_assert(strstr(r.body, h), "%s", r.body);
+        resp_free(&r);
+    }
+    /* A plain stream's answer has no partition. */
+    http(G.port, "POST", "/v1/streams/plain/events", NULL, "{\"key\":\"sku-00\"}", &r);
+    cr_assert_eq(r.status, 201);
+    cr_assert_null(strstr(r.body, "partition"), "%s", r.body);
+    resp_free(&r);
+    down();
+}
+
+Test(serve, partitioned_history_and_info)
+{
+    up(NULL);
+    freeReplyObject(test_cmd(rc, "HSET {ph}:stx-parts:2:ph partitions 4"));
+    freeReplyObject(test_cmd(rc, "XADD {ph#0} 1000-1 n a"));
+    freeReplyObject(test_cmd(rc, "XADD {ph#3} 1000-1 n b"));
+    freeReplyObject(test_cmd(rc, "XADD {ph#3} 1001-0 n c"));
+    freeReplyObject(test_cmd(rc, "XADD {ph#1} 1002-0 n d"));
+    resp r;
+    http(G.port, "GET", "/v1/streams/ph/events", NULL, NULL, &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(r.body,
+                     "{\"events\":[{\"id\":\"1000-1\",\"partition\":0,\"fields\":{\"n\":\"a\"}},"
+                     "{\"id\":\"1000-1\",\"partition\":3,\"fields\":{\"n\":\"b\"}},"
+                     "{\"id\":\"1001-0\",\"partition\":3,\"fields\":{\"n\":\"c\"}},"
+                     "{\"id\":\"1002-0\",\"partition\":1,\"fields\":{\"n\":\"d\"}}],"
+                     "\"next\":\"1002-0\"}");
+    resp_free(&r);
+    /* Entries of one id are never split by limit, so after=next misses none. */
+    http(G.port, "GET", "/v1/streams/ph/events?after=0&limit=1", NULL, NULL, &r);
+    cr_assert_str_eq(r.body,
+                     "{\"events\":[{\"id\":\"1000-1\",\"partition\":0,\"fields\":{\"n\":\"a\"}},"
+                     "{\"id\":\"1000-1\",\"partition\":3,\"fields\":{\"n\":\"b\"}}],"
+                     "\"next\":\"1000-1\"}");
+    resp_free(&r);
+    http(G.port, "GET", "/v1/streams/ph/events?after=1000-1&limit=1", NULL, NULL, &r);
+    cr_assert_str_eq(r.body, "{\"events\":[{\"id\":\"1001-0\",\"partition\":3,\"fields\":{\"n\":"
+                             "\"c\"}}],\"next\":\"1001-0\"}");
+    resp_free(&r);
+    http(G.port, "GET", "/v1/streams/ph/events?from=@1001&to=@1001", NULL, NULL, &r);
+    cr_assert_str_eq(r.body, "{\"events\":[{\"id\":\"1001-0\",\"partition\":3,\"fields\":{\"n\":"
+                             "\"c\"}}],\"next\":\"1001-0\"}");
+    resp_free(&r);
+    /* One partition. */
+    http(G.port, "GET", "/v1/streams/ph/events?partition=3", NULL, NULL, &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(r.body,
+                     "{\"events\":[{\"id\":\"1000-1\",\"partition\":3,\"fields\":{\"n\":\"b\"}},"
+                     "{\"id\":\"1001-0\",\"partition\":3,\"fields\":{\"n\":\"c\"}}],"
+                     "\"next\":\"1001-0\"}");
+    resp_free(&r);
+    http(G.port, "GET", "/v1/streams/ph/events?partition=4", NULL, NULL, &r);
+    cr_assert_eq(r.status, 400);
+    cr_assert_str_eq(r.body, "{\"error\":\"bad_partition\",\"message\":\"partition is 0 to 3\"}");
+    resp_free(&r);
+    http(G.port, "GET", "/v1/streams/plain/events?partition=0", NULL, NULL, &r);
+    cr_assert_eq(r.status, 400);
+    cr_assert_str_eq(r.body, "{\"error\":\"not_partitioned\",\"message\":\"partition= applies to "
+                             "a partitioned stream only\"}");
+    resp_free(&r);
+
+    http(G.port, "GET", "/v1/streams/ph", NULL, NULL, &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(
+        r.body,
+        "{\"name\":\"ph\",\"partitions\":4,\"length\":4,\"streams\":["
+        "{\"name\":\"{ph#0}\",\"length\":1,\"first_id\":\"1000-1\",\"last_id\":\"1000-1\","
+        "\"entries_added\":1,\"groups\":[]},"
+        "{\"name\":\"{ph#1}\",\"length\":1,\"first_id\":\"1002-0\",\"last_id\":\"1002-0\","
+        "\"entries_added\":1,\"groups\":[]},"
+        "{\"name\":\"{ph#2}\",\"length\":0,\"groups\":[]},"
+        "{\"name\":\"{ph#3}\",\"length\":2,\"first_id\":\"1000-1\",\"last_id\":\"1001-0\","
+        "\"entries_added\":2,\"groups\":[]}]}");
+    resp_free(&r);
+
+    /* Partition 2 lost entries after the cursor: 410 names it. */
+    freeReplyObject(test_cmd(rc, "XADD {ph#2} 500-1 n e"));
+    freeReplyObject(test_cmd(rc, "XADD {ph#2} 600-1 n f"));
+    freeReplyObject(test_cmd(rc, "XDEL {ph#2} 500-1"));
+    http(G.port, "GET", "/v1/streams/ph/events?after=400-0", NULL, NULL, &r);
+    cr_assert_eq(r.status, 410, "%s", r.body);
+    cr_assert_str_eq(r.body, "{\"error\":\"window_expired\",\"message\":\"entries after 400-0 were "
+                             "trimmed from a partition; resume from the oldest id still held\","
+                             "\"oldest\":\"600-1\",\"partition\":2}");
+    resp_free(&r);
+    http(G.port, "GET", "/v1/streams/ph/events?after=500-1&limit=1", NULL, NULL, &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(r.body, "{\"events\":[{\"id\":\"600-1\",\"partition\":2,\"fields\":{\"n\":"
+                             "\"f\"}}],\"next\":\"600-1\"}");
+    resp_free(&r);
+    down();
+}
+
+/* ------------------------------------------------------------------ */
 /* SSE                                                                  */
 
+/* An SSE client: curl -N (its output, headers first, read from a pipe;
+ * killing it is the disconnect), or a plain socket where a test needs
+ * what curl does not give: 200 connections in one process, a receive
+ * buffer shrunk to stall the reader. */
 typedef struct sse {
     int fd;
+    pid_t pid;  /* curl's, 0 for a socket */
     char buf[1 << 16];
     size_t len;
 } sse;
 
 static void sse_open(sse *c, int port, const char *path, const char *last_id)
 {
+    char url[1200], last[120];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    const char *args[16];
+    int n = 0;
+    args[n++] = "curl";
+    args[n++] = "-s";
+    args[n++] = "-N";   /* no buffering: each event as it comes */
+    args[n++] = "-i";   /* the status line and headers too */
+    args[n++] = "-g";
+    args[n++] = "-H";
+    args[n++] = "Accept: text/event-stream";
+    if (last_id) {
+        snprintf(last, sizeof last, "Last-Event-ID: %s", last_id);
+        args[n++] = "-H";
+        args[n++] = last;
+    }
+    args[n++] = url;
+    args[n] = NULL;
+    c->len = 0;
+    c->pid = curl_spawn(args, &c->fd);
+}
+
+static void sse_open_raw(sse *c, int port, const char *path)
+{
     c->fd = connect_to(port);
+    c->pid = 0;
     c->len = 0;
     char req[512];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n",
-                     path);
-    if (last_id) n += snprintf(req + n, sizeof req - (size_t)n, "Last-Event-ID: %s\r\n", last_id);
-    n += snprintf(req + n, sizeof req - (size_t)n, "\r\n");
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n", path);
     send_all(c->fd, req, (size_t)n);
 }
 
@@ -461,7 +799,7 @@ static int sse_next(sse *c, char *id, char *event, char *data, size_t cap, int t
         struct pollfd pf = {c->fd, POLLIN, 0};
         if (poll(&pf, 1, left) <= 0) return -1;
         cr_assert(c->len < sizeof c->buf);
-        ssize_t m = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
+        ssize_t m = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
         if (m <= 0) return -1;
         c->len += (size_t)m;
     }
@@ -469,6 +807,11 @@ static int sse_next(sse *c, char *id, char *event, char *data, size_t cap, int t
 
 static void sse_close(sse *c)
 {
+    if (c->pid > 0) {
+        kill(c->pid, SIGKILL);
+        waitpid(c->pid, NULL, 0);
+        c->pid = 0;
+    }
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
 }
@@ -563,7 +906,7 @@ Test(serve, sse_window_expired_and_heartbeat)
     while (test_now_ms() < until && !memmem(c.buf, c.len, ": heartbeat\n\n", 13)) {
         struct pollfd pf = {c.fd, POLLIN, 0};
         if (poll(&pf, 1, 100) == 1) {
-            ssize_t m = recv(c.fd, c.buf + c.len, sizeof c.buf - c.len, 0);
+            ssize_t m = read(c.fd, c.buf + c.len, sizeof c.buf - c.len);
             cr_assert(m > 0);
             c.len += (size_t)m;
         }
@@ -589,7 +932,7 @@ Test(serve, many_clients_one_reader)
     enum { N = 200 };
     static sse cs[N];
     static char ids[20][64];
-    for (int i = 0; i < N; i++) sse_open(&cs[i], G.port, "/v1/streams/fan/live", NULL);
+    for (int i = 0; i < N; i++) sse_open_raw(&cs[i], G.port, "/v1/streams/fan/live");
     /* Every client must be attached before the entries come: one request
      * after all the connects is answered after them (one event loop). */
     resp r;
@@ -642,7 +985,7 @@ Test(serve, slow_client_is_dropped)
 {
     up((const char *const[]){"--send-buffer", "50", NULL});
     sse slow;
-    sse_open(&slow, G.port, "/v1/streams/slow/live", NULL);
+    sse_open_raw(&slow, G.port, "/v1/streams/slow/live");
     int small = 4096;
     setsockopt(slow.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
     usleep(300 * 1000);
@@ -772,6 +1115,62 @@ Test(serve, websocket_resume_and_close_code)
     cr_assert_eq(code, 4410);
     cr_assert(strncmp(buf + 2, "window_expired: entries after 1-0 were trimmed; oldest ", 55) == 0,
               "%s", buf + 2);
+    close(fd);
+    down();
+}
+
+/* A partitioned stream's live clients follow one partition each, with
+ * that partition's ids as resume cursors. */
+Test(serve, partitioned_live)
+{
+    up(NULL);
+    freeReplyObject(test_cmd(rc, "HSET {pl}:stx-parts:2:pl partitions 4"));
+    freeReplyObject(test_cmd(rc, "XADD {pl#3} 1000-1 n a"));
+    freeReplyObject(test_cmd(rc, "XADD {pl#3} 1001-0 n b"));
+    freeReplyObject(test_cmd(rc, "XADD {pl#1} 1001-0 n x"));
+    resp r;
+    http(G.port, "GET", "/v1/streams/pl/live", NULL, NULL, &r);
+    cr_assert_eq(r.status, 400);
+    cr_assert_str_eq(r.body, "{\"error\":\"partition_required\",\"message\":\"'pl' has 4 "
+                             "partitions: name one with ?partition=0 to 3 (ids are ids of that "
+                             "partition)\"}");
+    resp_free(&r);
+    http(G.port, "GET", "/v1/streams/pl/live?partition=4", NULL, NULL, &r);
+    cr_assert_eq(r.status, 400);
+    cr_assert_str_eq(r.body, "{\"error\":\"bad_partition\",\"message\":\"partition is 0 to 3\"}");
+    resp_free(&r);
+
+    sse c;
+    char id[64], ev[64], data[4096];
+    sse_open(&c, G.port, "/v1/streams/pl/live?partition=3", "1000-1");
+    cr_assert_eq(sse_next(&c, id, ev, data, sizeof data, 5000), 0);
+    cr_assert_str_eq(id, "1001-0");
+    cr_assert_str_eq(data, "{\"id\":\"1001-0\",\"partition\":3,\"fields\":{\"n\":\"b\"}}");
+    freeReplyObject(test_cmd(rc, "XADD {pl#1} 1002-0 n y")); /* another partition */
+    freeReplyObject(test_cmd(rc, "XADD {pl#3} 1003-0 n c"));
+    cr_assert_eq(sse_next(&c, id, ev, data, sizeof data, 5000), 0);
+    cr_assert_str_eq(data, "{\"id\":\"1003-0\",\"partition\":3,\"fields\":{\"n\":\"c\"}}");
+    sse_close(&c);
+    /* Resume after a disconnect: exactly the later entries. */
+    freeReplyObject(test_cmd(rc, "XADD {pl#3} 1004-0 n d"));
+    sse_open(&c, G.port, "/v1/streams/pl/live?partition=3", id);
+    cr_assert_eq(sse_next(&c, id, ev, data, sizeof data, 5000), 0);
+    cr_assert_str_eq(data, "{\"id\":\"1004-0\",\"partition\":3,\"fields\":{\"n\":\"d\"}}");
+    cr_assert_eq(sse_next(&c, id, ev, data, sizeof data, 500), -1, "unexpected %s", id);
+    sse_close(&c);
+
+    /* WebSocket: the same, and a close code without the partition. */
+    char buf[4096];
+    size_t len;
+    int fd = ws_open(G.port, "/v1/streams/pl/ws?partition=1&last_event_id=1001-0");
+    cr_assert_eq(ws_next(fd, buf, sizeof buf, &len, 5000), 1);
+    cr_assert_str_eq(buf, "{\"id\":\"1002-0\",\"partition\":1,\"fields\":{\"n\":\"y\"}}");
+    close(fd);
+    fd = ws_open(G.port, "/v1/streams/pl/ws");
+    cr_assert_eq(ws_next(fd, buf, sizeof buf, &len, 5000), 8);
+    cr_assert(len >= 2);
+    cr_assert_eq((unsigned char)buf[0] << 8 | (unsigned char)buf[1], 4400);
+    cr_assert_str_eq(buf + 2, "partition_required: add ?partition=0 to 3");
     close(fd);
     down();
 }
@@ -938,6 +1337,43 @@ Test(serve, dlq_and_redrive)
     cr_assert_str_eq(r.body, "{\"moved\":1}");
     resp_free(&r);
     cr_assert_eq(test_cmd_int(rc, "XLEN d"), 2);
+    cr_assert_eq(test_cmd_int(rc, "XLEN %s", key), 0);
+    down();
+}
+
+/* A partitioned stream's dead letters are per partition. */
+Test(serve, partitioned_dlq)
+{
+    up(NULL);
+    freeReplyObject(test_cmd(rc, "HSET {pd}:stx-parts:2:pd partitions 2"));
+    char key[256];
+    stx_key_name(key, sizeof key, "{pd#1}", "g", "dlq");
+    freeReplyObject(test_cmd(rc, "XADD {pd#1} 1-1 a 1"));
+    freeReplyObject(test_cmd(rc, "XGROUP CREATE {pd#1} g $"));
+    freeReplyObject(test_cmd(rc, "XADD %s 1-1 stx.fields 1 a 1 stx.source_stream {pd#1} stx.group g "
+                                 "stx.source_id 1-1 stx.reason handler stx.error boom "
+                                 "stx.attempts 3 stx.failed_at 5",
+                             key));
+    resp r;
+    http(G.port, "GET", "/v1/streams/pd/groups/g/dlq", NULL, NULL, &r);
+    cr_assert_eq(r.status, 400, "%s", r.body);
+    cr_assert_str_eq(r.body, "{\"error\":\"partition_required\",\"message\":\"'pd' has 2 "
+                             "partitions: name one with ?partition=0 to 1 (ids are ids of that "
+                             "partition)\"}");
+    resp_free(&r);
+    http(G.port, "GET", "/v1/streams/pd/groups/g/dlq?partition=1", NULL, NULL, &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(strstr(r.body, "\"stx.reason\":\"handler\",\"stx.error\":\"boom\""), "%s", r.body);
+    resp_free(&r);
+    http(G.port, "POST", "/v1/streams/pd/groups/g/dlq/redrive", NULL, "{\"ids\":[\"1-1\"]}", &r);
+    cr_assert_eq(r.status, 400, "%s", r.body);
+    resp_free(&r);
+    http(G.port, "POST", "/v1/streams/pd/groups/g/dlq/redrive?partition=1", NULL,
+         "{\"ids\":[\"1-1\"]}", &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(r.body, "{\"moved\":1}");
+    resp_free(&r);
+    cr_assert_eq(test_cmd_int(rc, "XLEN {pd#1}"), 2);
     cr_assert_eq(test_cmd_int(rc, "XLEN %s", key), 0);
     down();
 }

@@ -41,9 +41,51 @@ int serve_id_cmp(const char *a, const char *b)
     return 0;
 }
 
+int serve_partitions(server *srv, session *s, const char *stream, unsigned *partitions)
+{
+    *partitions = 0;
+    /* A name with a brace (a partition's own stream among them) is never
+     * a partitioned stream: STX_EINVAL says so. */
+    int rc = stx_stream_partitions(srv->client, stream, partitions);
+    if (rc == STX_ENOTFOUND || rc == STX_EINVAL) {
+        *partitions = 0;
+        return 0;
+    }
+    if (rc != STX_OK) {
+        serve_stx_error(srv, s, rc, "partition count");
+        return -1;
+    }
+    return 0;
+}
+
+int serve_partition_arg(session *s, unsigned partitions, unsigned *i)
+{
+    char buf[16];
+    if (!serve_query(s->wsi, "partition=", buf, sizeof buf)) return 0;
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(buf, &end, 10);
+    if (partitions == 0) {
+        serve_error(s, 400, "not_partitioned", NULL,
+                    "partition= applies to a partitioned stream only");
+        return -1;
+    }
+    if (!buf[0] || *end || buf[0] == '-' || buf[0] == '+' || errno || v >= partitions) {
+        serve_error(s, 400, "bad_partition", NULL, "partition is 0 to %u", partitions - 1);
+        return -1;
+    }
+    *i = (unsigned)v;
+    return 1;
+}
+
+static void entry_json_part(jw *w, const stx_msg *m, int partition);
+
 void serve_entry_json(jw *w, const stx_msg *m)
 {
-    out_entry_json(w, m);
+    /* An entry of a partition says which: its id alone is not unique. */
+    int partition = stx_msg_partition(m);
+    if (partition >= 0) entry_json_part(w, m, partition);
+    else out_entry_json(w, m);
 }
 
 static void respond_json(session *s, int status, jw *w)
@@ -69,6 +111,57 @@ static void window_expired(server *srv, session *s, const char *stream, const ch
     serve_error(s, 410, "window_expired", extra,
                 "entries after %s were trimmed from the stream; resume from the oldest id still "
                 "held",
+                cursor);
+}
+
+/* {"id":..,"partition":..,"fields":{..}}: an entry of a partitioned stream. */
+static void entry_json_part(jw *w, const stx_msg *m, int partition)
+{
+    jw_obj(w);
+    jw_key(w, "id");
+    jw_str(w, stx_msg_id(m));
+    jw_key(w, "partition");
+    jw_i64(w, partition);
+    jw_key(w, "fields");
+    jw_obj(w);
+    size_t n = stx_msg_field_count(m);
+    for (size_t i = 0; i < n; i++) {
+        const char *name, *value;
+        size_t nl, vl;
+        if (stx_msg_field(m, i, &name, &nl, &value, &vl) != STX_OK) break;
+        jw_keyn(w, name, nl);
+        jw_strn(w, value, vl);
+    }
+    jw_obj_end(w);
+    jw_obj_end(w);
+}
+
+/* 410 of a merged read: "oldest" is the first id still held by the
+ * partition (the newest such, when several) that lost entries after the
+ * cursor, and "partition" names it. */
+static void window_expired_all(server *srv, session *s, const char *stream, unsigned parts,
+                               const char *cursor)
+{
+    char oldest[48] = "", name[1100], extra[200] = "";
+    long which = -1;
+    for (unsigned i = 0; i < parts; i++) {
+        stx_entries *e = NULL;
+        stx_stream_info *info = NULL;
+        if (stx_partition_name(name, sizeof name, stream, i) >= 0 &&
+            stx_read_range(srv->client, name, cursor, "+", 1, &e) == STX_EWINDOW_EXPIRED &&
+            stx_stream_info_get(srv->client, name, &info) == STX_OK && info->first_id[0] &&
+            (!oldest[0] || serve_id_cmp(info->first_id, oldest) > 0)) {
+            snprintf(oldest, sizeof oldest, "%s", info->first_id);
+            which = (long)i;
+        }
+        stx_stream_info_free(info);
+        stx_entries_free(e);
+    }
+    if (oldest[0])
+        snprintf(extra, sizeof extra, "\"oldest\":\"%s\",\"partition\":%ld", oldest, which);
+    serve_error(s, 410, "window_expired", extra[0] ? extra : NULL,
+                "entries after %s were trimmed from a partition; resume from the oldest id "
+                "still held",
                 cursor);
 }
 
@@ -120,10 +213,25 @@ void serve_events(server *srv, session *s, const char *stream)
             return;
         }
     }
+    unsigned parts = 0, pi = 0;
+    int one = 0;
+    char pname[1100];
+    if (serve_partitions(srv, s, stream, &parts) != 0 || (one = serve_partition_arg(s, parts, &pi)) < 0)
+        return;
+    if (one) {
+        if (stx_partition_name(pname, sizeof pname, stream, pi) < 0) {
+            serve_error(s, 400, "bad_name", NULL, "no partition name for '%.200s'", stream);
+            return;
+        }
+    }
     stx_entries *e = NULL;
-    int rc = stx_read_range(srv->client, stream, cur, until, (size_t)limit, &e);
+    int rc = parts > 0 && !one ? stx_read_range_all(srv->client, stream, cur, until, (size_t)limit, &e)
+                               : stx_read_range(srv->client, one ? pname : stream, cur, until,
+                                                (size_t)limit, &e);
     if (rc == STX_EWINDOW_EXPIRED) {
-        window_expired(srv, s, stream, cur);
+        if (parts > 0 && !one) window_expired_all(srv, s, stream, parts, cur);
+        else window_expired(srv, s, one ? pname : stream, cur);
+        stx_entries_free(e);
         return;
     }
     if (rc != STX_OK) {
@@ -136,7 +244,9 @@ void serve_events(server *srv, session *s, const char *stream)
     jw_obj(&w);
     jw_key(&w, "events");
     jw_arr(&w);
-    for (size_t i = 0; i < stx_entries_count(e); i++) serve_entry_json(&w, stx_entries_at(e, i));
+    for (size_t i = 0; i < stx_entries_count(e); i++) {
+        serve_entry_json(&w, stx_entries_at(e, i));
+    }
     jw_arr_end(&w);
     jw_key(&w, "next");
     jw_str(&w, stx_entries_last_id(e));
@@ -189,8 +299,68 @@ static void info_json(jw *w, const char *name, const stx_stream_info *info)
     jw_obj_end(w);
 }
 
+/* A partitioned stream: its count, total length and each partition's
+ * info (a partition's groups are its own). */
+static void partitioned_info(server *srv, session *s, const char *stream, unsigned parts)
+{
+    jw w;
+    jw_init(&w);
+    jw_obj(&w);
+    jw_key(&w, "name");
+    jw_str(&w, stream);
+    jw_key(&w, "partitions");
+    jw_u64(&w, parts);
+    jw a;
+    jw_init(&a);
+    jw_arr(&a);
+    long long total = 0;
+    char name[1100];
+    for (unsigned i = 0; i < parts; i++) {
+        stx_stream_info *info = NULL;
+        if (stx_partition_name(name, sizeof name, stream, i) < 0) continue;
+        int rc = stx_stream_info_get(srv->client, name, &info);
+        if (rc != STX_OK && rc != STX_ENOTFOUND) {
+            stx_stream_info_free(info);
+            jw_free(&a);
+            jw_free(&w);
+            serve_stx_error(srv, s, rc, "info");
+            return;
+        }
+        if (rc == STX_OK) {
+            info_json(&a, name, info);
+            total += info->length;
+        } else {
+            /* A partition appears with its first entry or group. */
+            jw_obj(&a);
+            jw_key(&a, "name");
+            jw_str(&a, name);
+            jw_key(&a, "length");
+            jw_i64(&a, 0);
+            jw_key(&a, "groups");
+            jw_arr(&a);
+            jw_arr_end(&a);
+            jw_obj_end(&a);
+        }
+        stx_stream_info_free(info);
+    }
+    jw_arr_end(&a);
+    jw_key(&w, "length");
+    jw_i64(&w, total);
+    jw_key(&w, "streams");
+    jw_raw(&w, a.b.p, a.b.len);
+    jw_free(&a);
+    jw_obj_end(&w);
+    respond_json(s, 200, &w);
+}
+
 void serve_stream_info(server *srv, session *s, const char *stream)
 {
+    unsigned parts = 0;
+    if (serve_partitions(srv, s, stream, &parts) != 0) return;
+    if (parts > 0) {
+        partitioned_info(srv, s, stream, parts);
+        return;
+    }
     stx_stream_info *info = NULL;
     int rc = stx_stream_info_get(srv->client, stream, &info);
     if (rc == STX_ENOTFOUND) {

@@ -128,6 +128,46 @@ static int split_path(const char *path, char *buf, size_t cap, char **seg, int m
 }
 
 /* Stream and group names: valid UTF-8 without control characters. */
+/* The stream a live client or a dead-letter route works on: stream
+ * itself, or for a partitioned stream the partition named by ?partition=
+ * (required: ids are unique per partition only, and a merged live view
+ * would need a resume cursor of one id per partition, so a client follows
+ * each partition it wants, with that partition's ids).  0, or -1 after
+ * setting the response (and, for WebSocket, a close reason in why). */
+static int one_stream_name(server *srv, session *s, const char *stream, char *out, size_t cap,
+                            char *why, size_t whycap)
+{
+    unsigned parts = 0, i = 0;
+    int has;
+    if (serve_partitions(srv, s, stream, &parts) != 0) {
+        if (why) snprintf(why, whycap, "cannot read the partition count");
+        return -1;
+    }
+    if ((has = serve_partition_arg(s, parts, &i)) < 0) {
+        if (why) snprintf(why, whycap, parts ? "partition is 0 to %u" : "not a partitioned stream",
+                          parts ? parts - 1 : 0);
+        return -1;
+    }
+    if (parts == 0) {
+        snprintf(out, cap, "%s", stream);
+        return 0;
+    }
+    if (!has) {
+        serve_error(s, 400, "partition_required", NULL,
+                    "'%.200s' has %u partitions: name one with ?partition=0 to %u (ids are ids "
+                    "of that partition)",
+                    stream, parts, parts - 1);
+        if (why) snprintf(why, whycap, "partition_required: add ?partition=0 to %u", parts - 1);
+        return -1;
+    }
+    if (stx_partition_name(out, cap, stream, i) < 0) {
+        serve_error(s, 400, "bad_name", NULL, "no partition name for '%.200s'", stream);
+        if (why) snprintf(why, whycap, "bad stream name");
+        return -1;
+    }
+    return 0;
+}
+
 static int name_ok(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -287,7 +327,9 @@ static void dispatch(server *srv, session *s)
                 return;
             }
         }
-        live_open(srv, s, stream, last[0] ? last : NULL, backlog);
+        char pname[1100];
+        if (one_stream_name(srv, s, stream, pname, sizeof pname, NULL, 0) != 0) return;
+        live_open(srv, s, pname, last[0] ? last : NULL, backlog);
         return;
     }
     if (n == 4 && strcmp(seg[3], "ws") == 0) {
@@ -303,18 +345,21 @@ static void dispatch(server *srv, session *s)
                         "a group name is 1 to 1024 bytes of UTF-8 without control characters");
             return;
         }
+        char pname[1100];
         if (n == 6) {
             s->rt = R_DLQ;
             if (!get) goto method;
             if (auth_check(srv, s, SCOPE_READ)) return;
-            serve_dlq(srv, s, stream, group);
+            if (one_stream_name(srv, s, stream, pname, sizeof pname, NULL, 0) != 0) return;
+            serve_dlq(srv, s, pname, group);
             return;
         }
         if (strcmp(seg[6], "redrive") == 0) {
             s->rt = R_REDRIVE;
             if (get) goto method;
             if (auth_check(srv, s, SCOPE_ADMIN)) return;
-            serve_redrive(srv, s, stream, group);
+            if (one_stream_name(srv, s, stream, pname, sizeof pname, NULL, 0) != 0) return;
+            serve_redrive(srv, s, pname, group);
             return;
         }
     }
@@ -527,11 +572,15 @@ int serve_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
         char bl[16];
         long backlog = serve_query(wsi, "backlog=", bl, sizeof bl) ? strtol(bl, NULL, 10) : 0;
         if (backlog < 0 || backlog > 1000) backlog = 0;
-        int rc = live_open(srv, s, seg[2], last[0] ? last : NULL, backlog);
+        char pname[1100], why[124] = "";
+        int rc = one_stream_name(srv, s, seg[2], pname, sizeof pname, why, sizeof why);
+        if (rc == 0) rc = live_open(srv, s, pname, last[0] ? last : NULL, backlog);
         metrics_record(srv, R_WS, rc == 0 ? 101 : s->status,
                        (double)(serve_now_us() - s->started_us) / 1e6);
         if (rc != 0) {
-            const char *why = s->status == 503 ? "too many live clients" : "bad last_event_id";
+            if (!why[0])
+                snprintf(why, sizeof why, "%s",
+                         s->status == 503 ? "too many live clients" : "bad last_event_id");
             lws_close_reason(wsi, (enum lws_close_status)(s->status == 503 ? 1013 : 4400),
                              (unsigned char *)why, strlen(why));
             return -1;

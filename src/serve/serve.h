@@ -107,6 +107,8 @@ typedef struct server {
     size_t sse_clients, ws_clients;
     metrics m;
     lws_sorted_usec_list_t hb_timer;
+    char produce_sha[41], claim_sha[41]; /* ingest.c's scripts, as Redis knows them */
+    unsigned spread;                /* keyless requests to a partitioned stream go round */
     volatile int stop;
 } server;
 
@@ -131,6 +133,13 @@ int64_t serve_now_us(void);
 
 /* ingest.c: POST /v1/streams/{stream}/events. */
 void serve_produce(server *srv, session *s, const char *stream, const char *idem_key);
+
+/* The partition count of stream into *partitions (0: not partitioned):
+ * 0, or -1 after setting s's response to the error. */
+int serve_partitions(server *srv, session *s, const char *stream, unsigned *partitions);
+/* ?partition=i of a stream of partitions partitions: 1 with *i, 0 when
+ * absent, -1 after setting s's response to a 400. */
+int serve_partition_arg(session *s, unsigned partitions, unsigned *i);
 
 /* history.c: the read-only and admin routes. */
 void serve_events(server *srv, session *s, const char *stream);
