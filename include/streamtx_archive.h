@@ -158,6 +158,20 @@ STX_API int stx_archive_read_time(stx_archive *a, stx_client *c, const char *str
                                   int64_t from_ms, int64_t to_ms, size_t limit,
                                   stx_entries **out);
 
+/** A history source for the processor (stx_history_fn of streamtx.h), so
+ * that a rebuild reads what Redis has trimmed from PostgreSQL:
+ *
+ *     stx_config_set_history(conf, stx_archive_history, archive);
+ *
+ * archive (an stx_archive *) must outlive the processor and is used by the
+ * processor's thread only.  Returns the archived entries of stream after
+ * `after` and before `before` ("": no bound), in id order, at most limit
+ * (0: 1000).
+ * @return STX_OK (possibly no entries); STX_EINVAL; STX_EINVALID_CURSOR;
+ * the archive's errors (STX_ECONN and STX_ETIMEOUT: the processor retries). */
+STX_API int stx_archive_history(const char *stream, const char *after, const char *before,
+                                size_t limit, stx_entries **out, void *archive);
+
 /** stx_trim_safe() that also keeps every entry not yet archived: entries
  * after PostgreSQL's offset for stream stay.  Refused (STX_ENOTFOUND) when
  * nothing of the stream was ever archived.

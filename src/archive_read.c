@@ -226,6 +226,41 @@ int stx_archive_read_range(stx_archive *a, stx_client *c, const char *stream, co
     return STX_OK;
 }
 
+/* The processor's history source (stx_history_fn): PostgreSQL's rows of
+ * stream after `after` and before `before`; the processor gives the
+ * stream's first entry as `before`, so the seam is the same as a read's. */
+int stx_archive_history(const char *stream, const char *after, const char *before, size_t limit,
+                        stx_entries **out, void *archive)
+{
+    stx_archive *a = archive;
+    if (!out) return STX_EINVAL;
+    *out = NULL;
+    if (!a || !stream || !*stream || !after || !before) return STX_EINVAL;
+    uint64_t ams, aseq, tms = UINT64_MAX, tseq = UINT64_MAX;
+    if (strcmp(after, "0") == 0) ams = aseq = 0;
+    else if (stx_archive_parse_id(after, &ams, &aseq) != 0) return STX_EINVALID_CURSOR;
+    int none = 0; /* nothing can be before `before` */
+    if (*before) {
+        if (stx_archive_parse_id(before, &tms, &tseq) != 0) return STX_EINVALID_CURSOR;
+        if (tseq > 0) tseq--;
+        else if (tms > 0) tms--, tseq = UINT64_MAX;
+        else none = 1;
+    }
+    if (!limit) limit = DEFAULT_LIMIT;
+    int rc = stx_entries_new(stream, after, out);
+    if (rc != STX_OK) return stx_archive_fail(a, rc, "archive: %s", stx_strerror(rc));
+    if (none) return STX_OK;
+    if ((rc = stx_archive_ready(a)) == STX_OK) {
+        size_t got;
+        rc = pg_range(a, stream, ams, aseq, tms, tseq, limit, *out, &got);
+    }
+    if (rc != STX_OK) {
+        stx_entries_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 int stx_archive_read_time(stx_archive *a, stx_client *c, const char *stream, int64_t from_ms,
                           int64_t to_ms, size_t limit, stx_entries **out)
 {
