@@ -938,12 +938,13 @@ Test(archive, rebuild_from_archive_and_stream_equals_live_state)
     cr_assert_str_neq(first->element[0]->element[0]->str, w.poison_id);
     freeReplyObject(first);
 
-    /* Without FORCE the reset sees the trimmed entries and refuses. */
+    /* Without the archive the reset sees the trimmed entries and refuses;
+     * with it (stx reset --pg) it finds them all archived. */
     cr_assert_eq(stx_group_reset(c, w.stream, w.group, "beginning", STX_RESET_CLEAR_STATE),
                  STX_EWINDOW_EXPIRED);
-    cr_assert_eq(stx_group_reset(c, w.stream, w.group, "beginning",
-                                 STX_RESET_CLEAR_STATE | STX_RESET_FORCE),
-                 STX_OK, "%s", stx_client_errmsg(c));
+    const char *reset[] = {"reset", w.stream, w.group, "--to", "beginning", "--clear-state",
+                           "--pg", pg.url, "--yes", NULL};
+    cr_assert_eq(wait_exit(spawn_stx(reset)), 0);
     cr_assert_eq(test_cmd_int(rc, "EXISTS %s", state), 0);
 
     w.setup = history_from_archive;
@@ -1004,4 +1005,40 @@ Test(archive, rebuild_from_archive_and_stream_equals_live_state)
     stx_archive_close(a);
     stx_client_free(c);
     redisFree(rc);
+}
+
+/* stx reset --pg refuses a rebuild when the archive lacks entries Redis
+ * lost, and changes nothing. */
+Test(archive, reset_through_the_archive_refuses_what_it_lacks)
+{
+    migrate();
+    char stream[64];
+    test_unique("resetpg", stream, sizeof stream);
+    stx_client *c = test_client(&redis);
+    redisContext *rc = test_redis_connect(&redis);
+    produce_range(c, stream, 0, 100);
+    const char *half[] = {"archive", stream, "--pg", pg.url, "--batch", "30", "--once", NULL};
+    cr_assert_eq(wait_exit(spawn_stx(half)), 0);
+    char state[256];
+    stx_key_name(state, sizeof state, stream, "g", "state");
+    freeReplyObject(test_cmd(rc, "XGROUP CREATE %s g 0", stream));
+    cr_assert_eq(test_cmd_int(rc, "HSET %s k v", state), 1);
+    /* 100 archived, 60 lost: a rebuild has them all. */
+    cr_assert_eq(test_cmd_int(rc, "XTRIM %s MAXLEN 40", stream), 60);
+    produce_range(c, stream, 100, 110);
+    cr_assert_eq(test_cmd_int(rc, "XTRIM %s MAXLEN 5", stream), 45);
+    /* Now 105 lost, 100 of them archived. */
+    const char *reset[] = {"reset", stream, "g", "--to", "beginning", "--clear-state", "--pg",
+                           pg.url, "--yes", NULL};
+    cr_assert_eq(wait_exit(spawn_stx(reset)), 6);
+    cr_assert_eq(test_cmd_int(rc, "EXISTS %s", state), 1, "the refused reset changed the state");
+    /* Archiving now adds only the 5 Redis still holds: still 5 short. */
+    cr_assert_eq(wait_exit(spawn_stx(half)), 0);
+    cr_assert_eq(wait_exit(spawn_stx(reset)), 6);
+    /* --pg is for rebuilds only. */
+    const char *noclear[] = {"reset", stream, "g", "--to", "beginning", "--pg", pg.url, "--yes",
+                             NULL};
+    cr_assert_eq(wait_exit(spawn_stx(noclear)), 2);
+    redisFree(rc);
+    stx_client_free(c);
 }
