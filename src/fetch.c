@@ -336,7 +336,11 @@ int stx_read_batch(stx_processor *p, redisReply **owner, const redisReply **entr
         int rc;
         if (p->reading_pending) {
             /* Entries trimmed from the stream come from the history source. */
-            if ((rc = stx_history_read(p, owner, entries, counts)) != 0) return rc < 0 ? rc : STX_OK;
+            if ((rc = stx_history_read(p, owner, entries, counts)) != 0) {
+                if (rc < 0) return rc;
+                adapt_read_count(p, *entries);
+                return STX_OK;
+            }
             redisReply *range = NULL;
             rc = recovery_read(p, &r, &range);
             if (rc != STX_OK) return rc;

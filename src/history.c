@@ -126,11 +126,15 @@ int stx_history_read(stx_processor *p, redisReply **owner, const redisReply **en
         const char *id = stx_msg_id(stx_entries_at(e, i));
         stx_id v;
         if (stx_id_parse(id, strlen(id), &v) != 0 || stx_id_cmp(v, p->cursor) <= 0) {
+            rc = stx_fail(p, STX_EINVAL, "the history source of stream '%s' returned entry %s, "
+                          "not after the cursor %s", p->conf.stream, id, after);
             stx_entries_free(e);
-            return stx_fail(p, STX_EINVAL, "the history source of stream '%s' returned entry %s, "
-                            "not after the cursor %s", p->conf.stream, id, after);
+            return rc;
         }
-        if (before[0] && stx_id_cmp(v, first) >= 0) n = i; /* the stream holds it */
+        if (before[0] && stx_id_cmp(v, first) >= 0) {
+            n = i; /* the stream holds it and what follows */
+            break;
+        }
     }
     if (n == 0) {
         stx_entries_free(e);
