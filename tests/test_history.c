@@ -28,6 +28,7 @@ typedef struct store {
     int calls;          /* source calls */
     int bad;            /* return the cursor's own entry (a broken source) */
     int loose;          /* ignore `before`: the processor must cut at the seam */
+    int fail_once;      /* the next call fails as an unreachable store does */
     char last_before[48];
 } store;
 
@@ -44,6 +45,10 @@ static int source(const char *stream, const char *after, const char *before, siz
 {
     store *s = ud;
     s->calls++;
+    if (s->fail_once) {
+        s->fail_once = 0;
+        return STX_ECONN;
+    }
     snprintf(s->last_before, sizeof s->last_before, "%s", before);
     int rc = stx_entries_new(stream, after, out);
     if (rc != STX_OK) return rc;
@@ -123,7 +128,7 @@ static int64_t state_i64(redisContext *rc, const char *stream, const char *key)
  * through the source: the same state, every entry handled once, no publish
  * sent again; the source is asked with the stream's first entry as its
  * bound, and not at all once the stream holds what follows the cursor. */
-static void rebuild(int loose)
+static void rebuild(int loose, int fail_once)
 {
     char stream[64], out[80];
     test_unique("hist", stream, sizeof stream);
@@ -159,6 +164,15 @@ static void rebuild(int loose)
                                  STX_RESET_CLEAR_STATE | STX_RESET_FORCE), STX_OK);
     h.calls = 0;
     p = make(stream, &h, &s);
+    if (fail_once) {
+        /* The store is away: the read fails with its code (retriable), and
+         * the next poll goes on. */
+        s.fail_once = 1;
+        int first = stx_processor_poll(p);
+        cr_assert_eq(first, STX_ECONN, "poll: %s: %s", stx_strerror(first),
+                     stx_processor_errmsg(p));
+        cr_assert_eq(stx_error_class_of(first), STX_CLASS_RETRIABLE);
+    }
     drain(p);
     stx_processor_free(p);
     cr_assert_eq(state_i64(rc, stream, "sum"), sum);
@@ -188,11 +202,14 @@ static void rebuild(int loose)
     redisFree(rc);
 }
 
-Test(history, rebuild_joins_the_source_to_the_stream) { rebuild(0); }
+Test(history, rebuild_joins_the_source_to_the_stream) { rebuild(0, 0); }
+
+/* A source that fails (its store unreachable) fails one poll, retriably. */
+Test(history, a_failing_source_is_retried) { rebuild(0, 1); }
 
 /* A source that ignores the bound gives entries the stream holds too: they
  * are cut at the seam, and handled once, from the stream. */
-Test(history, a_source_past_the_seam_is_cut_there) { rebuild(1); }
+Test(history, a_source_past_the_seam_is_cut_there) { rebuild(1, 0); }
 
 /* A source that returns an entry at or before the cursor fails the read
  * (STX_EINVAL, fatal): applying it would apply an entry twice. */
