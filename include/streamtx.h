@@ -374,6 +374,26 @@ STX_API void stx_config_set_handler(stx_config *conf, stx_handler_fn handler, vo
 /** Set the log callback; NULL restores the default. */
 STX_API void stx_config_set_log(stx_config *conf, stx_log_fn log, void *user_data);
 
+struct stx_entries;
+/** A history source: where the processor reads entries the stream no
+ * longer holds (trimmed), e.g. stx_archive_history() of streamtx_archive.h.
+ * Called in recovery only, when the stream's first entry is after the
+ * cursor: it puts into *out (a result of stx_entries_new(), owned by the
+ * processor after the call) the entries of `stream` after `after` and
+ * before `before` (exclusive; "" when the stream is empty: no bound), in id
+ * order, at most limit.  None: STX_OK with no entries, or STX_ENOTFOUND.
+ * Other codes fail the read with that code (a retriable one is retried).
+ * Such entries are handled and committed as any other: at most limit at a
+ * time, counted for poison isolation in the attempts hash, and their
+ * publishes dropped when at or below replay_until (a clearing reset's
+ * rebuild, see stx_group_reset()).  A dead letter of such an entry has no
+ * original fields (stx.fields 0): the source still holds them. */
+typedef int (*stx_history_fn)(const char *stream, const char *after, const char *before,
+                              size_t limit, struct stx_entries **out, void *user_data);
+/** Set the history source (NULL: none, the default: trimmed entries are
+ * not read). */
+STX_API void stx_config_set_history(stx_config *conf, stx_history_fn fn, void *user_data);
+
 /** Create a processor from conf (copied: conf may be freed afterwards).
  * No I/O happens here.  As in SQLite, *out is set even on failure (unless
  * memory ran out, or out is NULL) so that stx_processor_errmsg() can tell

@@ -158,6 +158,36 @@ STX_API int stx_archive_read_time(stx_archive *a, stx_client *c, const char *str
                                   int64_t from_ms, int64_t to_ms, size_t limit,
                                   stx_entries **out);
 
+/** A history source for the processor (stx_history_fn of streamtx.h), so
+ * that a rebuild reads what Redis has trimmed from PostgreSQL:
+ *
+ *     stx_config_set_history(conf, stx_archive_history, archive);
+ *
+ * archive (an stx_archive *) must outlive the processor and is used by the
+ * processor's thread only.  Returns the archived entries of stream after
+ * `after` and before `before` ("": no bound), in id order, at most limit
+ * (0: 1000).
+ * @return STX_OK (possibly no entries); STX_EINVAL; STX_EINVALID_CURSOR;
+ * the archive's errors (STX_ECONN and STX_ETIMEOUT: the processor retries). */
+STX_API int stx_archive_history(const char *stream, const char *after, const char *before,
+                                size_t limit, stx_entries **out, void *archive);
+
+/** stx_group_reset() for a rebuild through the archive: a clearing reset
+ * (STX_RESET_CLEAR_STATE) that stx_group_reset() refuses because entries
+ * after `to` are gone from Redis goes ahead when the archive holds every
+ * entry the stream lost (trimmed or deleted), checked by count: the rows
+ * archived before the stream's first entry must be as many as the stream
+ * lost (entries_added - length).  The processors must then read through
+ * the archive: stx_config_set_history(conf, stx_archive_history, archive).
+ * Without STX_RESET_CLEAR_STATE, or with STX_RESET_FORCE, it is
+ * stx_group_reset().  The check and the reset are two steps: a trim
+ * without --archived between them can still remove unarchived entries.
+ * @return as stx_group_reset(); STX_EWINDOW_EXPIRED (the message says how
+ * many entries the archive lacks) also when the archive does not hold them
+ * all; the archive's errors. */
+STX_API int stx_archive_reset(stx_archive *a, stx_client *c, const char *stream, const char *group,
+                              const char *to, int flags);
+
 /** stx_trim_safe() that also keeps every entry not yet archived: entries
  * after PostgreSQL's offset for stream stay.  Refused (STX_ENOTFOUND) when
  * nothing of the stream was ever archived.

@@ -226,6 +226,96 @@ int stx_archive_read_range(stx_archive *a, stx_client *c, const char *stream, co
     return STX_OK;
 }
 
+/* The processor's history source (stx_history_fn): PostgreSQL's rows of
+ * stream after `after` and before `before`; the processor gives the
+ * stream's first entry as `before`, so the seam is the same as a read's. */
+int stx_archive_history(const char *stream, const char *after, const char *before, size_t limit,
+                        stx_entries **out, void *archive)
+{
+    stx_archive *a = archive;
+    if (!out) return STX_EINVAL;
+    *out = NULL;
+    if (!a || !stream || !*stream || !after || !before) return STX_EINVAL;
+    uint64_t ams, aseq, tms = UINT64_MAX, tseq = UINT64_MAX;
+    if (strcmp(after, "0") == 0) ams = aseq = 0;
+    else if (stx_archive_parse_id(after, &ams, &aseq) != 0) return STX_EINVALID_CURSOR;
+    int none = 0; /* nothing can be before `before` */
+    if (*before) {
+        if (stx_archive_parse_id(before, &tms, &tseq) != 0) return STX_EINVALID_CURSOR;
+        if (tseq > 0) tseq--;
+        else if (tms > 0) tms--, tseq = UINT64_MAX;
+        else none = 1;
+    }
+    if (!limit) limit = DEFAULT_LIMIT;
+    int rc = stx_entries_new(stream, after, out);
+    if (rc != STX_OK) return stx_archive_fail(a, rc, "archive: %s", stx_strerror(rc));
+    if (none) return STX_OK;
+    if ((rc = stx_archive_ready(a)) == STX_OK) {
+        size_t got;
+        rc = pg_range(a, stream, ams, aseq, tms, tseq, limit, *out, &got);
+    }
+    if (rc != STX_OK) {
+        stx_entries_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* The archived rows of stream before id `first` ("": all). */
+static int pg_count_before(stx_archive *a, const char *stream, const char *first, long long *n)
+{
+    uint64_t ms = UINT64_MAX, seq = UINT64_MAX;
+    if (*first && stx_archive_parse_id(first, &ms, &seq) != 0) return STX_EINVALID_CURSOR;
+    if (ms > INT64_MAX) ms = INT64_MAX, seq = INT64_MAX;
+    if (seq > INT64_MAX) seq = INT64_MAX;
+    char p1[24], p2[24];
+    snprintf(p1, sizeof p1, "%llu", (unsigned long long)ms);
+    snprintf(p2, sizeof p2, "%llu", (unsigned long long)seq);
+    const char *p[] = {stream, p1, p2};
+    PGresult *r = PQexecParams(a->pg,
+                               "SELECT count(*) FROM stx_archive_entries WHERE stream = $1"
+                               " AND (ms, seq) < ($2::bigint, $3::bigint)",
+                               3, NULL, p, NULL, NULL, 0);
+    if (!r || PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        int rc = stx_archive_pg_fail(a, r, "count");
+        PQclear(r);
+        return rc;
+    }
+    *n = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return STX_OK;
+}
+
+/* Every entry the stream ever lost is archived when the archive holds as
+ * many rows before the stream's first entry as the stream lost in all: the
+ * rows before it are entries the stream no longer holds, so they cannot
+ * be more than it lost, and as many means all (deletions after the first
+ * entry count as lost and make this refuse, which errs on the safe side). */
+int stx_archive_reset(stx_archive *a, stx_client *c, const char *stream, const char *group,
+                      const char *to, int flags)
+{
+    if (!a) return STX_EINVAL;
+    a->errmsg[0] = '\0'; /* a failure of the reset itself is c's to tell */
+    int rc = stx_group_reset(c, stream, group, to, flags);
+    if (rc != STX_EWINDOW_EXPIRED || !(flags & STX_RESET_CLEAR_STATE)) return rc;
+    stx_stream_info *info = NULL;
+    if ((rc = stx_stream_info_get(c, stream, &info)) != STX_OK) return rc;
+    long long lost = info->entries_added - info->length, held = 0;
+    char first[48];
+    snprintf(first, sizeof first, "%s", info->first_id);
+    stx_stream_info_free(info);
+    if ((rc = stx_archive_ready(a)) != STX_OK ||
+        (rc = stx_archive_check_schema(a)) != STX_OK ||
+        (rc = pg_count_before(a, stream, first, &held)) != STX_OK)
+        return rc;
+    if (held < lost)
+        return stx_archive_fail(a, STX_EWINDOW_EXPIRED,
+                                "archive: stream '%s' lost %lld entries, the archive holds %lld "
+                                "of them: a rebuild would miss some",
+                                stream, lost, held);
+    return stx_group_reset(c, stream, group, to, flags | STX_RESET_FORCE);
+}
+
 int stx_archive_read_time(stx_archive *a, stx_client *c, const char *stream, int64_t from_ms,
                           int64_t to_ms, size_t limit, stx_entries **out)
 {

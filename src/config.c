@@ -394,6 +394,13 @@ void stx_config_set_migrate(stx_config *c, stx_migrate_fn migrate, void *user_da
     c->migrate_data = user_data;
 }
 
+void stx_config_set_history(stx_config *c, stx_history_fn fn, void *user_data)
+{
+    if (!c) return;
+    c->history = fn;
+    c->history_data = user_data;
+}
+
 void stx_config_set_log(stx_config *c, stx_log_fn log, void *user_data)
 {
     if (!c) return;

@@ -48,6 +48,8 @@ struct stx_config {
     long state_schema_version;  /* 0: unversioned */
     stx_migrate_fn migrate;
     void *migrate_data;
+    stx_history_fn history;     /* trimmed entries in recovery (history.c); NULL: none */
+    void *history_data;
 };
 
 /* Deep copy of src into dst (dst uninitialised).  STX_OK or STX_ENOMEM. */

@@ -135,6 +135,7 @@ struct stx_processor {
     char conn_name[160];
     int reading_pending;        /* recovery: reading the stream after the cursor */
     stx_id cursor;
+    int history_done;           /* history.c: the source holds nothing more for this recovery */
     char failed_id[STX_ID_MAX]; /* entry whose handler failed in this run ("" none) */
     long read_count;            /* COUNT of the next read, within max_batch_bytes */
     stx_statemap state;
@@ -224,6 +225,13 @@ void stx_rewind(stx_processor *p);          /* read again from the offset */
 void stx_drop_prefetched(stx_processor *p);
 int stx_claim_pending(stx_processor *p);
 int stx_ack_committed_pending(stx_processor *p);
+
+/* history.c: in recovery, the next batch from the history source when the
+ * stream no longer holds the entries after the cursor: 1 with the batch
+ * (as stx_read_batch()), 0 when the stream holds what comes next (or no
+ * source is set), or a failure. */
+int stx_history_read(stx_processor *p, redisReply **owner, const redisReply **entries,
+                     const redisReply **counts);
 
 /* commit.c: the writing scripts. */
 int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int prefetch);

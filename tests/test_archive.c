@@ -839,3 +839,206 @@ Test(archive, restart_goes_by_postgres_offset_not_redis)
     redisFree(rc);
     stx_client_free(c);
 }
+
+/* ---- a rebuild that reads through the archive --------------------------- */
+
+/* In the worker (workload.c): the archive as its history source.  The
+ * handle lives as long as the worker process. */
+static void history_from_archive(stx_config *conf, void *url)
+{
+    stx_archive *a = NULL;
+    if (stx_archive_open(&a, url) != STX_OK) {
+        fprintf(stderr, "worker: archive: %s\n", stx_archive_errmsg(a));
+        _exit(1);
+    }
+    stx_config_set_history(conf, stx_archive_history, a);
+}
+
+/* Workers until the offset is the stream's last id; the poison entry kills
+ * some of them (SIGSEGV).  Returns how many died. */
+static int process_until_caught_up(const workload *w, redisContext *rc)
+{
+    char meta[256], last[64];
+    stx_key_name(meta, sizeof meta, w->stream, w->group, "meta");
+    last_id(rc, w->stream, last, sizeof last);
+    int died = 0;
+    for (int round = 0; round < 60; round++) {
+        int code = wait_exit(wl_spawn(w, 1));
+        if (code == 128 + SIGSEGV) died++;
+        else cr_assert_eq(code, 0, "worker exited with %d", code);
+        redisReply *r = test_cmd(rc, "HGET %s offset", meta);
+        int done = r->type == REDIS_REPLY_STRING && strcmp(r->str, last) == 0;
+        freeReplyObject(r);
+        if (done) return died;
+    }
+    cr_assert_fail("workers did not reach %s", last);
+    return died;
+}
+
+/* The whole of a key, as a reply to compare. */
+static int same_reply(const redisReply *a, const redisReply *b)
+{
+    if (a->type != b->type || a->elements != b->elements || a->len != b->len ||
+        a->integer != b->integer)
+        return 0;
+    if (a->len && memcmp(a->str, b->str, a->len) != 0) return 0;
+    for (size_t i = 0; i < a->elements; i++)
+        if (!same_reply(a->element[i], b->element[i])) return 0;
+    return 1;
+}
+
+/* The inventory workload processed live while archived; the stream then
+ * trimmed to less than its last half (the poison entry among the trimmed);
+ * a clearing reset to the beginning; workers with the archive as their
+ * history source rebuild the state: the same state as live, no publish sent
+ * again, nothing pending, the offset the last id, and the poison entry
+ * dead-lettered again after exactly max_deliveries, alone. */
+Test(archive, rebuild_from_archive_and_stream_equals_live_state)
+{
+    migrate();
+    char name[64];
+    test_unique("rebuild", name, sizeof name);
+    workload w;
+    wl_init(&w, &redis, name);
+    w.max_deliveries = 3;
+    w.batch_size = 64;
+    redisContext *rc = test_redis_connect(&redis);
+    stx_client *c = test_client(&redis);
+    const long n = 3000;
+    wl_produce(&w, rc, n, 1);
+
+    /* Live, with the archiver running beside it. */
+    stx_archive *a = archive_open();
+    int died = process_until_caught_up(&w, rc);
+    cr_assert(died >= 3, "the poison entry killed %d workers", died);
+    cr_assert_eq(stx_archive_run(a, c, w.stream, 500, 1), STX_OK, "%s", stx_archive_errmsg(a));
+    wl_check(&w, rc, 3);
+    /* Each death is one handler call on the poison entry: the batch that
+     * held it, halved down to the entry alone, then max_deliveries. */
+    long long live_entered = wl_poison_attempts(&w, rc);
+    cr_assert_eq(live_entered, died);
+
+    char state[256], dlq[256], meta[256], attempts[256];
+    stx_key_name(state, sizeof state, w.stream, w.group, "state");
+    stx_key_name(dlq, sizeof dlq, w.stream, w.group, "dlq");
+    stx_key_name(meta, sizeof meta, w.stream, w.group, "meta");
+    stx_key_name(attempts, sizeof attempts, w.stream, w.group, "attempts");
+    redisReply *live = test_cmd(rc, "HGETALL %s", state);
+    redisReply *alerts = test_cmd(rc, "XRANGE %s - +", w.alerts);
+    cr_assert(alerts->elements > 0);
+    cr_assert(live->elements == 2 * WL_SKUS, "%zu", live->elements);
+
+    /* Trim: the first 1,600 entries (the poison one, at 1,500, included)
+     * are only in PostgreSQL now. */
+    const long kept = 1400;
+    redisReply *t = test_cmd(rc, "XTRIM %s MAXLEN %ld", w.stream, kept);
+    cr_assert_eq(t->integer, n - kept);
+    freeReplyObject(t);
+    redisReply *first = test_cmd(rc, "XRANGE %s - + COUNT 1", w.stream);
+    cr_assert_str_neq(first->element[0]->element[0]->str, w.poison_id);
+    freeReplyObject(first);
+
+    /* Without the archive the reset sees the trimmed entries and refuses;
+     * with it (stx reset --pg) it finds them all archived. */
+    cr_assert_eq(stx_group_reset(c, w.stream, w.group, "beginning", STX_RESET_CLEAR_STATE),
+                 STX_EWINDOW_EXPIRED);
+    const char *reset[] = {"reset", w.stream, w.group, "--to", "beginning", "--clear-state",
+                           "--pg", pg.url, "--yes", NULL};
+    cr_assert_eq(wait_exit(spawn_stx(reset)), 0);
+    cr_assert_eq(test_cmd_int(rc, "EXISTS %s", state), 0);
+
+    w.setup = history_from_archive;
+    w.setup_data = pg.url;
+    died = process_until_caught_up(&w, rc);
+    cr_assert(died >= 3 && died <= 1 + 7 + 3, /* 7 batch sizes from 64 to 1 */
+              "the poison entry killed %d workers in the rebuild", died);
+
+    /* The state, byte for byte (HGETALL of a small hash keeps its order). */
+    redisReply *rebuilt = test_cmd(rc, "HGETALL %s", state);
+    cr_assert_eq(rebuilt->elements, live->elements);
+    for (size_t i = 0; i < live->elements; i += 2) {
+        redisReply *v = test_cmd(rc, "HGET %s %b", state, live->element[i]->str,
+                                 live->element[i]->len);
+        cr_assert(v->type == REDIS_REPLY_STRING && v->len == live->element[i + 1]->len &&
+                      memcmp(v->str, live->element[i + 1]->str, v->len) == 0,
+                  "state key %s differs after the rebuild", live->element[i]->str);
+        freeReplyObject(v);
+    }
+    freeReplyObject(rebuilt);
+    /* No publish sent again: the alerts stream is as it was. */
+    redisReply *alerts2 = test_cmd(rc, "XRANGE %s - +", w.alerts);
+    cr_assert(same_reply(alerts, alerts2), "%zu alerts after the rebuild, %zu before",
+              alerts2->elements, alerts->elements);
+    freeReplyObject(alerts2);
+    /* Offset, pending list, attempts. */
+    char last[64];
+    last_id(rc, w.stream, last, sizeof last);
+    redisReply *off = test_cmd(rc, "HGET %s offset", meta);
+    cr_assert_str_eq(off->str, last);
+    freeReplyObject(off);
+    redisReply *pend = test_cmd(rc, "XPENDING %s %s", w.stream, w.group);
+    cr_assert_eq(pend->element[0]->integer, 0);
+    freeReplyObject(pend);
+    /* The poison entry: handled exactly max_deliveries times more, then
+     * dead-lettered; no neighbour with it. */
+    cr_assert_eq(wl_poison_attempts(&w, rc), live_entered + died);
+    redisReply *d = test_cmd(rc, "XRANGE %s - +", dlq);
+    cr_assert_eq(d->elements, 2, "%zu dead letters", d->elements);
+    for (size_t i = 0; i < 2; i++) {
+        const redisReply *f = d->element[i]->element[1];
+        const char *src = NULL, *reason = NULL, *att = NULL;
+        for (size_t j = 0; j + 1 < f->elements; j += 2) {
+            if (strcmp(f->element[j]->str, "stx.source_id") == 0) src = f->element[j + 1]->str;
+            if (strcmp(f->element[j]->str, "stx.reason") == 0) reason = f->element[j + 1]->str;
+            if (strcmp(f->element[j]->str, "stx.attempts") == 0) att = f->element[j + 1]->str;
+        }
+        cr_assert(src && reason && att);
+        cr_assert_str_eq(src, w.poison_id);
+        cr_assert_str_eq(reason, "max_deliveries");
+        cr_assert_str_eq(att, "3");
+    }
+    freeReplyObject(d);
+    cr_assert_eq(test_cmd_int(rc, "HLEN %s", attempts), 0);
+
+    freeReplyObject(live);
+    freeReplyObject(alerts);
+    stx_archive_close(a);
+    stx_client_free(c);
+    redisFree(rc);
+}
+
+/* stx reset --pg refuses a rebuild when the archive lacks entries Redis
+ * lost, and changes nothing. */
+Test(archive, reset_through_the_archive_refuses_what_it_lacks)
+{
+    migrate();
+    char stream[64];
+    test_unique("resetpg", stream, sizeof stream);
+    stx_client *c = test_client(&redis);
+    redisContext *rc = test_redis_connect(&redis);
+    produce_range(c, stream, 0, 100);
+    const char *half[] = {"archive", stream, "--pg", pg.url, "--batch", "30", "--once", NULL};
+    cr_assert_eq(wait_exit(spawn_stx(half)), 0);
+    char state[256];
+    stx_key_name(state, sizeof state, stream, "g", "state");
+    freeReplyObject(test_cmd(rc, "XGROUP CREATE %s g 0", stream));
+    cr_assert_eq(test_cmd_int(rc, "HSET %s k v", state), 1);
+    /* 100 archived, 60 lost: a rebuild has them all. */
+    cr_assert_eq(test_cmd_int(rc, "XTRIM %s MAXLEN 40", stream), 60);
+    produce_range(c, stream, 100, 110);
+    cr_assert_eq(test_cmd_int(rc, "XTRIM %s MAXLEN 5", stream), 45);
+    /* Now 105 lost, 100 of them archived. */
+    const char *reset[] = {"reset", stream, "g", "--to", "beginning", "--clear-state", "--pg",
+                           pg.url, "--yes", NULL};
+    cr_assert_eq(wait_exit(spawn_stx(reset)), 6);
+    cr_assert_eq(test_cmd_int(rc, "EXISTS %s", state), 1, "the refused reset changed the state");
+    /* Archiving now adds only the 5 Redis still holds: still 5 short. */
+    cr_assert_eq(wait_exit(spawn_stx(half)), 0);
+    cr_assert_eq(wait_exit(spawn_stx(reset)), 6);
+    /* --pg is for rebuilds only. */
+    const char *noclear[] = {"reset", stream, "g", "--to", "beginning", "--pg", pg.url, "--yes",
+                             NULL};
+    cr_assert_eq(wait_exit(spawn_stx(noclear)), 2);
+    redisFree(rc);
+    stx_client_free(c);
+}
