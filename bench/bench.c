@@ -24,7 +24,8 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: stx_bench MODE --port P [--host H] [options]\n"
-            "modes: compare, state, latency, drain, callgrind-prepare, callgrind, partitions\n"
+            "modes: compare, state, latency, drain, outbox, callgrind-prepare, callgrind,\n"
+            "       partitions\n"
             "options: --messages N  --rounds R  --naive-messages N  --state-keys N  --rate R\n"
             "         --seconds S  --batch B  --tmpdir DIR  --cluster-ports P1,P2,...\n"
             "Normally started by bench/run.sh, which also starts redis-server.\n");
@@ -129,6 +130,8 @@ int main(int argc, char **argv)
         return mode_latency(&env, &o);
     if (strcmp(mode, "drain") == 0)
         return mode_drain(&env, &o);
+    if (strcmp(mode, "outbox") == 0)
+        return mode_outbox(&env, &o);
     if (strcmp(mode, "callgrind-prepare") == 0)
         return mode_callgrind_prepare(&env, &o);
     if (strcmp(mode, "callgrind") == 0)

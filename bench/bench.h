@@ -226,9 +226,12 @@ void ratio_spread(const double *a, const double *b, int n, double *median, doubl
 /* ---- limit.c, naive.c: the same work without the library ---------------- */
 
 /* XREADGROUP + one EVALSHA per batch, pipelined; the group must exist.
- * forward: also one XADD per entry to that stream (publish-heavy), or NULL. */
+ * forward: also one XADD per entry to that stream (publish-heavy), or NULL.
+ * overlap: handle batch k+1 while the commit of batch k runs (the reads go
+ * one batch further ahead), the design a library would need to overlap
+ * its work with Redis'. */
 void limit_process(redisContext *c, const char *stream, const char *group, const char *alerts,
-                   const char *forward, long batch, long n, run_result *out);
+                   const char *forward, long batch, long n, int overlap, run_result *out);
 /* The reference design: XREADGROUP COUNT 128, then per entry one pipelined
  * MULTI / XACK / SET whole state / SET offset / [XADD] / EXEC round trip;
  * the group must exist. */
@@ -251,6 +254,7 @@ int mode_compare(const bench_env *env, const bench_opts *o);
 int mode_state(const bench_env *env, const bench_opts *o);
 int mode_latency(const bench_env *env, const bench_opts *o);
 int mode_drain(const bench_env *env, const bench_opts *o);
+int mode_outbox(const bench_env *env, const bench_opts *o);
 /* partitions.c: members over 1-8 partitions, on one Redis and on a cluster
  * (cluster_ports: its masters, comma-separated; NULL: one Redis only). */
 int mode_partitions(const bench_env *env, const bench_opts *o, const char *cluster_ports);

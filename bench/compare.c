@@ -58,7 +58,7 @@ static void check_len(redisContext *c, const char *key, long long want, tally *t
     }
 }
 
-enum { LIB, LIMIT, NAIVE };
+enum { LIB, LIMIT, LIMIT_OVERLAP, NAIVE };
 
 static void run_one(const bench_env *env, redisContext *c, int who, long batch, long n,
                     int heavy, tally *t)
@@ -81,7 +81,14 @@ static void run_one(const bench_env *env, redisContext *c, int who, long batch, 
         bench_key(state_key, sizeof state_key, stream, group, "state");
         freeReplyObject(bench_command(c, "XGROUP CREATE %s %s 0", stream, group));
         bench_resetstat(c);
-        limit_process(c, stream, group, alerts, fwd, batch, n, &res);
+        limit_process(c, stream, group, alerts, fwd, batch, n, 0, &res);
+        tally_add(t, &res, c);
+        check(c, state_key, &m, t, "limit");
+    } else if (who == LIMIT_OVERLAP) {
+        bench_key(state_key, sizeof state_key, stream, group, "state");
+        freeReplyObject(bench_command(c, "XGROUP CREATE %s %s 0", stream, group));
+        bench_resetstat(c);
+        limit_process(c, stream, group, alerts, fwd, batch, n, 1, &res);
         tally_add(t, &res, c);
         check(c, state_key, &m, t, "limit");
     } else {
@@ -104,7 +111,7 @@ int mode_compare(const bench_env *env, const bench_opts *o)
     redisContext *c = bench_connect(env);
     long per_round = (o->messages + o->rounds - 1) / o->rounds;
     long naive_per_round = (o->naive_messages + o->rounds - 1) / o->rounds;
-    static tally lib[3], limit[3], naive, lib_heavy, limit_heavy;
+    static tally lib[3], limit[3], naive, lib_heavy, limit_heavy, overlap, overlap_heavy;
     double med, lo, hi;
 
     bench_note("%ld rounds per batch size; per round %ld messages each for the library and the "
@@ -131,6 +138,8 @@ int mode_compare(const bench_env *env, const bench_opts *o)
                     run_one(env, c, LIMIT, 128, per_round, 1, &limit_heavy);
                     run_one(env, c, LIB, 128, per_round, 1, &lib_heavy);
                 }
+                run_one(env, c, LIMIT_OVERLAP, 128, per_round, 0, &overlap);
+                run_one(env, c, LIMIT_OVERLAP, 128, per_round, 1, &overlap_heavy);
             }
         }
         bench_note("batch %ld", batches[b]);
@@ -168,6 +177,22 @@ int mode_compare(const bench_env *env, const bench_opts *o)
     bench_kv("redis_cpu_ratio_heavy_b128", "%.3f",
              (limit_heavy.redis_cpu_s / (double)limit_heavy.messages) /
                  (lib_heavy.redis_cpu_s / (double)lib_heavy.messages));
+
+    /* What overlapping the client's work with Redis' could give at most:
+     * the limit handling batch k+1 while the commit of batch k runs. */
+    bench_note("overlap (the limit handling the next batch while a commit runs), batch 128");
+    tally_print(&overlap, "overlap", "_b128", "xreadgroup");
+    tally_print(&overlap_heavy, "overlap", "_heavy_b128", "xreadgroup");
+    ratio_spread(overlap.mps, limit[2].mps, overlap.rounds, &med, &lo, &hi);
+    bench_note("  overlap / limit, inventory: %.3f (rounds: median %.3f, %.3f to %.3f)",
+               tally_mps(&overlap) / tally_mps(&limit[2]), med, lo, hi);
+    bench_kv("overlap_gain_b128", "%.3f", tally_mps(&overlap) / tally_mps(&limit[2]));
+    bench_kv("overlap_gain_b128_round_median", "%.3f", med);
+    ratio_spread(overlap_heavy.mps, limit_heavy.mps, overlap_heavy.rounds, &med, &lo, &hi);
+    bench_note("  overlap / limit, publish-heavy: %.3f (rounds: median %.3f, %.3f to %.3f)",
+               tally_mps(&overlap_heavy) / tally_mps(&limit_heavy), med, lo, hi);
+    bench_kv("overlap_gain_heavy_b128", "%.3f", tally_mps(&overlap_heavy) / tally_mps(&limit_heavy));
+    bench_kv("overlap_gain_heavy_b128_round_median", "%.3f", med);
 
     bench_note("naive baseline, the reference design (XREADGROUP COUNT 128; per entry one "
                "pipelined MULTI/XACK/SET state/SET offset/[XADD]/EXEC round trip, the whole "

@@ -72,8 +72,17 @@ static void arg(args *a, const char *s, size_t len)
     a->len[a->n++] = len;
 }
 
+/* Send what hiredis holds without waiting for a reply. */
+static void flush(redisContext *c)
+{
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(c, &done) != REDIS_OK)
+            bench_die("write: %s", c->errstr);
+}
+
 void limit_process(redisContext *c, const char *stream, const char *group, const char *alerts,
-                   const char *forward, long batch, long n, run_result *out)
+                   const char *forward, long batch, long n, int overlap, run_result *out)
 {
     char meta[512], state[512], sha[41];
     size_t nb = (size_t)batch;
@@ -93,8 +102,9 @@ void limit_process(redisContext *c, const char *stream, const char *group, const
     redisReply *r;
     uint64_t batch_no = 0, t0;
     double cpu0, rcpu0;
-    long done = 0, expected = 0;
-    int eval_inflight = 0;
+    long done = 0, requested = 0;
+    long expected[2] = {0, 0};  /* entries of the commits in flight, oldest first */
+    int evals = 0;              /* commits in flight */
 
     a.v = malloc((13 + 10 * nb) * sizeof *a.v);
     a.len = malloc((13 + 10 * nb) * sizeof *a.len);
@@ -117,18 +127,29 @@ void limit_process(redisContext *c, const char *stream, const char *group, const
     rcpu0 = bench_redis_cpu_s(c);
     cpu0 = bench_self_cpu_s();
     t0 = bench_now_us();
+    /* Plain: each round trip carries commit k and the read of batch k+1,
+     * and the client waits for both.  Overlap: the read runs one batch
+     * further ahead (commit k goes out with the read of batch k+2), so the
+     * client handles batch k+1 while Redis runs commit k. */
     append_read(c, stream, group, batch);
+    requested += batch;
+    if (overlap && requested < n) {
+        append_read(c, stream, group, batch);
+        requested += batch;
+    }
     for (;;) {
         const redisReply *entries;
         char n_text[24], puts_text[24], alerts_text[24], fwd_count_text[24];
         size_t nchanged = 0, nalerts = 0, nfwd = 0, n_at, puts_at, alerts_at, fwd_at;
 
-        if (eval_inflight) {
+        /* The commit sent before the read whose reply comes next. */
+        while (evals > (done >= n ? 0 : overlap ? 1 : 0)) {
             r = bench_get_reply(c);
-            if (r->type != REDIS_REPLY_INTEGER || r->integer != expected)
+            if (r->type != REDIS_REPLY_INTEGER || r->integer != expected[0])
                 bench_die("limit script: unexpected reply");
             freeReplyObject(r);
-            eval_inflight = 0;
+            expected[0] = expected[1];
+            evals--;
         }
         if (done >= n)
             break;
@@ -228,12 +249,15 @@ void limit_process(redisContext *c, const char *stream, const char *group, const
         a.v[alerts_at] = alerts_text;
         if (redisAppendCommandArgv(c, (int)a.n, a.v, a.len) != REDIS_OK)
             bench_die("EVALSHA: %s", c->errstr);
-        expected = (long)entries->elements;
-        done += expected;
-        eval_inflight = 1;
+        expected[evals++] = (long)entries->elements;
+        done += (long)entries->elements;
         freeReplyObject(r); /* hiredis copied the arguments already */
-        if (done < n)
+        if (requested < n) {
             append_read(c, stream, group, batch);
+            requested += batch;
+        }
+        if (overlap)
+            flush(c);
     }
     out->seconds = (double)(bench_now_us() - t0) / 1e6;
     out->client_cpu_s = bench_self_cpu_s() - cpu0;

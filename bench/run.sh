@@ -18,11 +18,12 @@
 #   BENCH_LATENCY_SECONDS [10]      length of each latency run (light, 50% and 90%
 #                                   of the library's batch-128 throughput of "compare")
 #   BENCH_DRAIN_MESSAGES [100000]   entries of the pending-drain phase
+#   BENCH_OUTBOX_MESSAGES [50000]   entries of the outbox phase (summed over 5 rounds)
 #   BENCH_CALLGRIND_MESSAGES [20000] messages of the callgrind run (0 skips it)
 #   BENCH_PARTITION_MESSAGES [100000] entries per configuration of the partitions phase
 #   BENCH_PARTITION_ROUNDS [3]      interleaved rounds of the partitions phase (medians)
 #   BENCH_ONLY                      comma-separated subset of
-#                                   compare,state,latency,drain,callgrind,partitions
+#                                   compare,state,latency,drain,outbox,callgrind,partitions
 #
 # The partitions phase also starts a Redis Cluster of 3 masters (no
 # replicas) on loopback, each node in a directory under the same temporary
@@ -40,9 +41,10 @@ latency_rate=${BENCH_LATENCY_RATE:-5000}
 latency_seconds=${BENCH_LATENCY_SECONDS:-10}
 cg_messages=${BENCH_CALLGRIND_MESSAGES:-20000}
 drain_messages=${BENCH_DRAIN_MESSAGES:-100000}
+outbox_messages=${BENCH_OUTBOX_MESSAGES:-50000}
 part_messages=${BENCH_PARTITION_MESSAGES:-100000}
 part_rounds=${BENCH_PARTITION_ROUNDS:-3}
-only=${BENCH_ONLY:-compare,state,latency,drain,callgrind,partitions}
+only=${BENCH_ONLY:-compare,state,latency,drain,outbox,callgrind,partitions}
 
 die() {
   echo "bench/run.sh: $*" >&2
@@ -172,6 +174,10 @@ fi
 if wanted drain; then
   phase drain "pending drain: $drain_messages entries pending under a dead consumer, and the processor's own after a restart" \
     mode drain --messages "$drain_messages"
+fi
+if wanted outbox; then
+  phase outbox "outbox: a publish per entry through the outbox and relay against a same-slot publish, $outbox_messages entries each" \
+    mode outbox --messages "$outbox_messages" --rounds 5
 fi
 
 # Two runs of the same prepared stream: the whole program, then only what
@@ -331,6 +337,9 @@ awk -F= '
         target("drain_claimed_ratio", ">=", 0.5, ">= 0.5"))
     row("drain / fresh, own after restart", num("drain_own_ratio", "%.2f"),
         target("drain_own_ratio", ">=", 0.5, ">= 0.5"))
+    row("publish direct / through outbox (msgs/s)", num("outbox_direct_msgs_per_s", "%d") " / " \
+        num("outbox_msgs_per_s", "%d"), "")
+    row("outbox overhead per publish (us wall)", num("outbox_overhead_us_per_publish", "%.2f"), "")
     row("  machine: 1 ms sleep overshoot p99 / max (us)",
         num("latency_hiccup_p99_us", "%d") " / " num("latency_hiccup_max_us", "%d"), "")
     row("instructions/msg in poll minus redisGetReply", num("callgrind_ir_per_msg", "%d"), "")
@@ -347,8 +356,8 @@ awk -F= '
       }
     row("commit measured, date", v["commit"] ", " v["date"], "")
     row("host: CPU steal over the whole run", num("steal_pct_all", "%d%%"), "")
-    split("compare state latency latency50 latency90 drain callgrind partitions", ph, " ")
-    for (i = 1; i <= 8; i++)
+    split("compare state latency latency50 latency90 drain outbox callgrind partitions", ph, " ")
+    for (i = 1; i <= 9; i++)
       if (has("steal_pct_" ph[i]))
         row("host: CPU steal / slowest O(1) cmd, " ph[i],
             v["steal_pct_" ph[i]] "% / " v["redis_fast_command_max_ms_" ph[i]] " ms", "")

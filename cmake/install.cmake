@@ -4,6 +4,8 @@
 #   dev      libstreamtx-dev  streamtx.h, libstreamtx.so, libstreamtx.a,
 #                             streamtx.pc, lib/cmake/streamtx/
 #   tools    streamtx-tools   stx and its man page
+#   archive      libstreamtx-archive0    libstreamtx-archive.so.0 (needs libpq)
+#   archive_dev  libstreamtx-archive-dev streamtx_archive.h, libstreamtx-archive.so
 include(CMakePackageConfigHelpers)
 
 set(STX_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/streamtx)
@@ -54,6 +56,9 @@ set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "exactly-once stream processing on Redis Streams")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_COMPONENTS_ALL runtime dev tools)
+if(STX_BUILD_ARCHIVE)
+  list(APPEND CPACK_COMPONENTS_ALL archive archive_dev)
+endif()
 set(CPACK_DEB_COMPONENT_INSTALL ON)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION libs)
@@ -87,6 +92,25 @@ and a CMake package (find_package(streamtx) gives streamtx::streamtx).")
 set(CPACK_DEBIAN_TOOLS_PACKAGE_NAME streamtx-tools)
 set(CPACK_DEBIAN_TOOLS_PACKAGE_SECTION utils)
 set(CPACK_DEBIAN_TOOLS_PACKAGE_DEPENDS "${STX_DEB_SELF}")
+if(STX_BUILD_ARCHIVE)
+  set(CPACK_DEBIAN_TOOLS_PACKAGE_DEPENDS
+    "${STX_DEB_SELF}, libstreamtx-archive0 (= ${PROJECT_VERSION}-1)")
+endif()
+
+set(CPACK_DEBIAN_ARCHIVE_PACKAGE_NAME libstreamtx-archive0)
+set(CPACK_DEBIAN_ARCHIVE_PACKAGE_SECTION libs)
+set(CPACK_DEBIAN_ARCHIVE_PACKAGE_DEPENDS "${STX_DEB_SELF}")
+set(CPACK_DEBIAN_ARCHIVE_DESCRIPTION
+  "This package holds libstreamtx-archive.so.0.
+The archive keeps a stream's full history in PostgreSQL, written exactly once,
+and reads that join it to what Redis still holds.")
+set(CPACK_DEBIAN_ARCHIVE_DEV_PACKAGE_NAME libstreamtx-archive-dev)
+set(CPACK_DEBIAN_ARCHIVE_DEV_PACKAGE_SECTION libdevel)
+set(CPACK_DEBIAN_ARCHIVE_DEV_PACKAGE_DEPENDS
+  "libstreamtx-archive0 (= ${PROJECT_VERSION}-1), libstreamtx-dev (= ${PROJECT_VERSION}-1), libpq-dev")
+set(CPACK_DEBIAN_ARCHIVE_DEV_DESCRIPTION
+  "This package holds the archive's development files.
+The header streamtx_archive.h and libstreamtx-archive.so.")
 set(CPACK_DEBIAN_TOOLS_DESCRIPTION
   "This package holds the stx command-line tool.
 stx inspects and operates streams, consumer groups, state and dead letters

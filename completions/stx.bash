@@ -84,7 +84,7 @@ _stx()
     replay) opts="--from --to --limit" ;;
     pending) opts="--limit" ;;
     dlq) [[ ${args[0]} == list ]] && opts="--limit" ;;
-    reset) opts="--to --clear-state --reemit --force --yes" ;;
+    reset) opts="--to --clear-state --reemit --force --pg --yes" ;;
     group) opts="--yes" ;;
     trim) opts="--safe --maxlen --max-age" ;;
     produce) opts="--idempotency-key --maxlen --key" ;;

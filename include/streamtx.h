@@ -82,6 +82,8 @@ extern "C" {
 #define STX_ETLS -23           /**< TLS failed: settings (files), certificate check
                                     (expired, unknown CA, host name mismatch) or a
                                     handshake refused; fatal: retrying will not help */
+#define STX_EARCHIVE -24       /**< the archive database (PostgreSQL) refused a
+                                    statement (streamtx_archive.h) */
 /** @} */
 
 /** What the caller should do after an error. */
@@ -238,9 +240,12 @@ STX_API int stx_txn_put_str(stx_txn *txn, const void *key, size_t key_len,
  * are copied.  Unless a field of that name is among the pairs given, the
  * library adds the envelope fields "causation_id" (the source message id)
  * and "correlation_id" (copied from the source message when it has one).
- * On Redis Cluster the target stream must hash to the input stream's slot
- * (give it the same hash tag, e.g. "{orders}:alerts"): one script cannot
- * write to two slots.
+ * On Redis Cluster a target in the input stream's slot (the same hash
+ * tag, e.g. "{orders}:alerts") is written by the commit itself; a target
+ * in any other slot (one script cannot write two slots) goes through the
+ * group's outbox and is relayed after the commit, exactly once and in
+ * commit order per target (see @ref outbox; publish_mode=outbox does that
+ * for every target on any Redis).
  *
  * One publish holds at most 3000 field/value pairs, the envelope fields
  * the library adds included (so 2998 pairs of the handler's own are always
@@ -369,6 +374,26 @@ STX_API void stx_config_set_handler(stx_config *conf, stx_handler_fn handler, vo
 /** Set the log callback; NULL restores the default. */
 STX_API void stx_config_set_log(stx_config *conf, stx_log_fn log, void *user_data);
 
+struct stx_entries;
+/** A history source: where the processor reads entries the stream no
+ * longer holds (trimmed), e.g. stx_archive_history() of streamtx_archive.h.
+ * Called in recovery only, when the stream's first entry is after the
+ * cursor: it puts into *out (a result of stx_entries_new(), owned by the
+ * processor after the call) the entries of `stream` after `after` and
+ * before `before` (exclusive; "" when the stream is empty: no bound), in id
+ * order, at most limit.  None: STX_OK with no entries, or STX_ENOTFOUND.
+ * Other codes fail the read with that code (a retriable one is retried).
+ * Such entries are handled and committed as any other: at most limit at a
+ * time, counted for poison isolation in the attempts hash, and their
+ * publishes dropped when at or below replay_until (a clearing reset's
+ * rebuild, see stx_group_reset()).  A dead letter of such an entry has no
+ * original fields (stx.fields 0): the source still holds them. */
+typedef int (*stx_history_fn)(const char *stream, const char *after, const char *before,
+                              size_t limit, struct stx_entries **out, void *user_data);
+/** Set the history source (NULL: none, the default: trimmed entries are
+ * not read). */
+STX_API void stx_config_set_history(stx_config *conf, stx_history_fn fn, void *user_data);
+
 /** Create a processor from conf (copied: conf may be freed afterwards).
  * No I/O happens here.  As in SQLite, *out is set even on failure (unless
  * memory ran out, or out is NULL) so that stx_processor_errmsg() can tell
@@ -464,6 +489,12 @@ typedef struct stx_stats {
     /** Commits that fewer than commit_wait_replicas replicas acknowledged
      * within commit_wait_timeout_ms (WAIT after each commit; 0 when off). */
     uint64_t commits_unreplicated;
+    /** The outbox (publish_mode=outbox, or a publish to another slot on a
+     * cluster): entries relayed to their targets, relay attempts a target
+     * refused (wrong type, out of memory, ...), the outbox's length and
+     * the age of its oldest entry in ms, both as of the last relay (0 when
+     * empty). */
+    uint64_t relayed, relay_refusals, outbox_len, outbox_age_ms;
 } stx_stats;
 
 /** Copy the counters into *out (all zero for a NULL p; no-op for a NULL out). */
@@ -494,7 +525,9 @@ STX_API int stx_processor_state_get(stx_processor *p, const void *key, size_t ke
  *  - "lease": hash, of a partition's stream: owner, expires_ms, epoch
  *    (see @ref member);
  *  - "members": hash, of a logical partitioned stream: member id ->
- *    "EXPIRES_MS HOST PID", expiring.
+ *    "EXPIRES_MS HOST PID", expiring;
+ *  - "outbox": stream, publishes committed but not yet relayed to their
+ *    target (see @ref outbox).
  * Examples: stream "orders", group "g": "{orders}:stx:6:orders:g:meta";
  * stream "app:{eu}:orders": "{eu}:stx:15:app:{eu}:orders:g:state".
  * @{ */
@@ -618,6 +651,21 @@ STX_API const stx_msg *stx_entries_at(const stx_entries *e, size_t i);
  * cursor to resume from ("" for NULL). */
 STX_API const char *stx_entries_last_id(const stx_entries *e);
 STX_API void stx_entries_free(stx_entries *e); /* NULL-safe */
+/** An empty result for stream whose cursor (stx_entries_last_id()) is
+ * `cursor` ("0" or an id), to be filled with stx_entries_append(): for
+ * readers that join entries of another store (the archive, see
+ * streamtx_archive.h) to those of Redis.
+ * @return STX_OK; STX_EINVAL (NULL or empty stream, NULL cursor or out);
+ * STX_EINVALID_CURSOR; STX_ENOMEM. */
+STX_API int stx_entries_new(const char *stream, const char *cursor, stx_entries **out);
+/** Append a copy of one entry (id "MS-SEQ", 1 or more binary-safe fields).
+ * Ids must rise strictly: an id at or before the last one is refused, so a
+ * joined result never holds an entry twice or out of order.  Views from
+ * stx_entries_at() are valid until the next append or stx_entries_free().
+ * @return STX_OK; STX_EINVAL (NULL e, id or fields, no field, an id not
+ * after the last); STX_EINVALID_CURSOR (id not MS-SEQ); STX_ENOMEM. */
+STX_API int stx_entries_append(stx_entries *e, const char *id, const stx_field *fields,
+                               size_t nfields);
 
 /** Entries with ids after `after` (exclusive; "0" or "0-0" from the start)
  * up to `to` (inclusive; NULL or "+" for the end), at most limit (0: 1000).
@@ -760,6 +808,13 @@ STX_API int stx_group_delete(stx_client *c, const char *stream, const char *grou
  * *deleted (if not NULL) receives the number of entries removed. */
 STX_API int stx_trim_safe(stx_client *c, const char *stream, long long maxlen, long long max_age_ms,
                           long long *deleted);
+/** stx_trim_safe() with one more bound: no entry after keep_after (an id
+ * "MS-SEQ", or "0"; NULL: no bound) goes.  For a sink that keeps its own
+ * offset outside Redis (stx_archive_trim() passes the archived offset).
+ * @return as stx_trim_safe(); STX_EINVALID_CURSOR for a keep_after that is
+ * not an id. */
+STX_API int stx_trim_safe_bounded(stx_client *c, const char *stream, long long maxlen,
+                                  long long max_age_ms, const char *keep_after, long long *deleted);
 
 /** The committed state value of key for (stream, group), read from Redis;
  * *value is malloc'd (free() it).  STX_ENOTFOUND when absent; value and
@@ -1172,6 +1227,46 @@ STX_API int stx_member_owns(const stx_member *m, unsigned i);
 /** Counters of partition i's processor while this member owned it (added
  * up over every time it did); all zero for a NULL m or i out of range. */
 STX_API void stx_member_partition_stats(const stx_member *m, unsigned i, stx_stats *out);
+/** @} */
+
+/** @defgroup outbox Outbox and relay: publishes to another slot
+ * A commit script can only write keys of its own Redis Cluster slot.  A
+ * publish whose target is in another slot (on a cluster), or every publish
+ * when publish_mode=outbox (default "direct"), is written atomically with
+ * the commit into the group's outbox stream (stx_key_name() kind
+ * "outbox"), in the source stream's slot, as an entry with the fields
+ * "stx-target", "stx-source" (the source stream), "stx-source-id" (the
+ * source entry's id), then the publish's own pairs; the outbox entry's id
+ * is its outbox id.  The relay appends it to its target exactly once: a
+ * script in the target's slot appends only entries above the high-water
+ * mark of the outbox, kept in the target's "{T}:stx-relayed:LEN:TARGET"
+ * hash (field: the outbox key), and moves the mark with the append; the
+ * outbox entry is deleted only after that.  The processor (or member) that
+ * owns the source stream relays after its commits, at most relay_batch
+ * entries per poll (default 256); its stats show relayed, relay_refusals,
+ * outbox_len and outbox_age_ms; a target that refuses (wrong type, out of
+ * memory) holds back only its own entries; an oldest entry older than
+ * outbox_warn_ms (default 10000) is logged; at outbox_max entries (default
+ * 100000) the processor stops reading new entries until the relay catches
+ * up.  Entries of one source stream to one target arrive in commit order.
+ * @{ */
+typedef struct stx_outbox_info {
+    uint64_t relayed;       /**< entries appended to their targets by this call */
+    uint64_t refusals;      /**< relay attempts a target refused (errmsg names the last) */
+    uint64_t length;        /**< entries left in the outbox */
+    uint64_t oldest_age_ms; /**< age of the oldest entry left (by its id), 0 when empty */
+} stx_outbox_info;
+
+/** Relay the outbox of (stream, group) for an operator: the same steps as
+ * the owning processor's, until the outbox is empty, only refused entries
+ * are left, or max_entries were relayed; max_entries 0 only reads the
+ * length and age.  Safe while the owner relays too (the marks keep every
+ * entry once).  *out (if not NULL) receives the figures.
+ * @return STX_OK (refusals are counted, not errors: stx_client_errmsg()
+ * names the last one); STX_EINVAL for a NULL c, stream or group, empty
+ * names or a negative max_entries; connection errors. */
+STX_API int stx_outbox_relay(stx_client *c, const char *stream, const char *group,
+                             long long max_entries, stx_outbox_info *out);
 /** @} */
 
 /** @defgroup router Router: handlers by event type

@@ -7,7 +7,9 @@
 -- treats the commit as in doubt (settled from the stored seq and offset).
 --
 -- KEYS[1] stream, KEYS[2] meta hash, KEYS[3] state hash, KEYS[4] attempts
--- hash, KEYS[5..] streams the batch publishes to (each once).
+-- hash, KEYS[5..] streams the batch publishes to (each once): the targets
+-- in this slot and, last, the group's outbox when a publish goes through it
+-- (an outbox entry is a publish like the others here: relay.c forwards it).
 -- ARGV: group, epoch, token, expected seq, run id, n_ids, ids (ascending)...,
 --       n_puts, (key, value)..., n_dels, key...,
 --       n_pubs, n_blocks, then the blocks: msgpack objects, per publish
@@ -36,7 +38,9 @@
 -- #include ids.lua
 -- #include guard.lua
 
-local MAX_PAIRS = 3000  -- unpack() of one XADD is bounded by Lua's C stack
+-- unpack() of one XADD is bounded by Lua's C stack: a publish's pairs
+-- (STX_MAX_PUBLISH_PAIRS) plus, for an outbox entry, the three of relay.h.
+local MAX_PAIRS = 3003
 local BLOCK_VALUES = 6100 -- script_limits.h: STX_PUBLISH_BLOCK_VALUES
 
 local stream, meta, state, attempts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]

@@ -11,7 +11,8 @@
 --
 -- KEYS[1] stream, KEYS[2..n+1] meta hash of each group, in ARGV order
 -- ARGV[1] n, ARGV[2..n+1] group names, ARGV[n+2] maxlen (0: none),
--- ARGV[n+3] max age in ms (0: none)
+-- ARGV[n+3] max age in ms (0: none), ARGV[n+4] (optional) an id: no entry
+-- after it goes (the offset of a sink that holds its own, the archive)
 --
 -- Redis 7.0 moves a stream's max-deleted-entry-id on XDEL only, not on
 -- trimming; readers use it to tell that entries after their cursor are
@@ -29,7 +30,9 @@ local t = redis.call('TYPE', stream).ok
 if t == 'none' then return {'OK', 0, ''} end
 if t ~= 'stream' then return {'WRONGTYPE', stream, t} end
 local n = tonumber(ARGV[1])
-if not n or #KEYS ~= n + 1 or #ARGV ~= n + 3 then return {'BADARGS', 'argument count'} end
+if not n or #KEYS ~= n + 1 or (#ARGV ~= n + 3 and #ARGV ~= n + 4) then
+  return {'BADARGS', 'argument count'}
+end
 local maxlen, max_age = tonumber(ARGV[n + 2]), tonumber(ARGV[n + 3])
 if not maxlen or maxlen < 0 or not max_age or max_age < 0 then
   return {'BADARGS', 'bad maxlen or max age'}
@@ -94,6 +97,7 @@ if max_age > 0 then
   raise(string.format('%.0f', cut) .. '-0')
 end
 if policy then lower(policy) end
+if #ARGV == n + 4 then lower(id_next(ARGV[n + 4])) end
 
 if not keep or keep == '0-0' then return {'OK', 0, keep or ''} end
 -- The highest id that goes.

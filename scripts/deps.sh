@@ -3,20 +3,26 @@
 #
 #   scripts/deps.sh [build|demo|package|test]
 #
-#   build    compiler, CMake and the libraries the library and examples link
+#   build    compiler, CMake and the libraries the library, examples and stx
+#            (stx serve: libwebsockets) link
 #   demo     build + redis-server and redis-cli (scripts/demo.sh)
 #   package  build + dpkg-dev (scripts/package.sh: cpack's dpkg-shlibdeps)
 #   test     (default) build + Criterion, redis-server, redis-cli, valgrind,
-#            clang and its sanitizer/libFuzzer runtime
+#            clang and its sanitizer/libFuzzer runtime, postgresql-15 (the
+#            archive tests start their own server; no system service is used),
+#            promtool (prometheus), chromium, curl and, when node or npm is
+#            missing, nodejs and npm (stx serve's browser and TLS tests)
 #
 # Nothing installed is missing: does nothing (no apt-get update).
 # Something missing, running as root: apt-get update + install.
 # Something missing, not root: prints the command to run and exits 1.
 set -euo pipefail
 
-build_pkgs=(cmake pkg-config gcc make libhiredis-dev libmsgpack-dev liblmdb-dev zlib1g-dev libssl-dev)
+build_pkgs=(cmake pkg-config gcc make libhiredis-dev libmsgpack-dev liblmdb-dev zlib1g-dev libssl-dev
+  libpq-dev libwebsockets-dev)
 redis_pkgs=(redis-server redis-tools)
-test_pkgs=(libcriterion-dev redis-server redis-tools valgrind clang libclang-rt-14-dev openssl)
+test_pkgs=(libcriterion-dev redis-server redis-tools valgrind clang libclang-rt-14-dev openssl
+  postgresql-15 prometheus chromium fonts-dejavu-core curl)
 
 what=${1:-test}
 case "$what" in
@@ -25,7 +31,7 @@ case "$what" in
   package) pkgs=("${build_pkgs[@]}" dpkg-dev) ;;
   test) pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
   -h | --help)
-    sed -n '2,14s/^# \{0,1\}//p' "$0"
+    sed -n '2,16s/^# \{0,1\}//p' "$0"
     exit 0
     ;;
   *)
@@ -41,6 +47,14 @@ for p in "${pkgs[@]}"; do
     missing+=("$p")
   fi
 done
+
+# The web console's browser test (tests/browser/run.sh) drives Chromium from
+# node; a machine may already have node and npm from elsewhere (NodeSource's
+# nodejs bundles npm), and Debian's npm would conflict with that: only when
+# the commands are missing are Debian's packages added.
+if [ "$what" = test ] && ! { command -v node && command -v npm; } >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
   exit 0

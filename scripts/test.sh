@@ -112,11 +112,13 @@ build_or_die "build (RelWithDebInfo)" \
 build_or_die "build-asan (Debug, ASan+UBSan)" \
   configure_and_build build-asan -DCMAKE_BUILD_TYPE=Debug -DSTX_SANITIZE=ON "${all_on[@]}"
 
-stage "tests (build)" ctest --test-dir build --output-on-failure --no-tests=error || true
+# Test programs run side by side (-j): each starts its own servers on free
+# ports and asserts outcomes, not timings.
+stage "tests (build)" ctest --test-dir build -j"$jobs" --output-on-failure --no-tests=error || true
 stage "tests (build-asan)" env \
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-asan --output-on-failure --no-tests=error || true
+  ctest --test-dir build-asan -j"$jobs" --output-on-failure --no-tests=error || true
 
 # --- fuzzing -------------------------------------------------------------
 if [ "$fuzz_seconds" = 0 ]; then
@@ -134,7 +136,7 @@ else
   # valgrind stage.
   if stage "build-fuzz (clang, libFuzzer)" configure_and_build_fuzz; then
     stage "fuzz (${fuzz_seconds}s per target)" \
-      ctest --test-dir build-fuzz -R '^fuzz_' --output-on-failure --no-tests=error || true
+      ctest --test-dir build-fuzz -R '^fuzz_' -j"$jobs" --output-on-failure --no-tests=error || true
   fi
 fi
 
@@ -146,32 +148,51 @@ fi
 # process, so valgrind follows children (--trace-children=yes) but skips the
 # redis-server processes the tests start.  A child's errors do not change
 # the binary's exit status, hence the "ERROR SUMMARY" check on the log.
+# One binary under valgrind; its verdict goes to build/valgrind/NAME.status.
+# shellcheck disable=SC2317
+valgrind_one() {
+  local name=$1 bin=build/$1 log=build/valgrind/$1.log
+  if valgrind --trace-children=yes \
+    --trace-children-skip='*/redis-server,*/redis-cli,*/redis-benchmark' \
+    --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+    "$bin" --jobs 1 >"$log" 2>&1 &&
+    ! grep -Eq 'ERROR SUMMARY: [1-9]|Failing: [1-9]|Crashing: [1-9]' "$log"; then
+    echo ok >"build/valgrind/$name.status"
+  else
+    echo FAIL >"build/valgrind/$name.status"
+  fi
+}
+
+# The binaries run $jobs at a time (valgrind runs a program on one core);
+# the verdicts are printed in order once all are done.
 # shellcheck disable=SC2317
 run_valgrind() {
-  local rc=0 bin name log
+  local rc=0 name
   mkdir -p build/valgrind
+  rm -f build/valgrind/*.status
   local names=$valgrind_core
   if [ "$valgrind_on" = all ]; then
     names=$(for src in tests/test_*.c; do basename "$src" .c; done)
   fi
   for name in $names; do
-    bin=build/$name
-    log=build/valgrind/$name.log
-    if [ ! -x "$bin" ]; then
-      echo "valgrind: $bin not built" >&2
+    if [ ! -x "build/$name" ]; then
+      echo "valgrind: build/$name not built" >&2
       rc=1
       continue
     fi
-    printf 'valgrind %s ... ' "$name"
-    if valgrind --trace-children=yes \
-      --trace-children-skip='*/redis-server,*/redis-cli,*/redis-benchmark' \
-      --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
-      "$bin" --jobs 1 >"$log" 2>&1 &&
-      ! grep -Eq 'ERROR SUMMARY: [1-9]|Failing: [1-9]|Crashing: [1-9]' "$log"; then
-      echo ok
+    valgrind_one "$name" &
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do
+      wait -n || true
+    done
+  done
+  wait || true
+  for name in $names; do
+    [ -x "build/$name" ] || continue
+    if [ "$(cat "build/valgrind/$name.status" 2>/dev/null)" = ok ]; then
+      echo "valgrind $name ... ok"
     else
-      echo "FAIL (log: $log)"
-      grep -E 'ERROR SUMMARY: [1-9]|^\[(FAIL|----)\]|Synthesis' "$log" | head -40 || true
+      echo "valgrind $name ... FAIL (log: build/valgrind/$name.log)"
+      grep -E 'ERROR SUMMARY: [1-9]|^\[(FAIL|----)\]|Synthesis' "build/valgrind/$name.log" | head -40 || true
       rc=1
     fi
   done

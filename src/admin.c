@@ -230,7 +230,7 @@ static int list_groups(stx_client *c, const char *stream, redisReply **owner, co
 /* One attempt: 1 when the group list changed and the trim must be tried
  * again, else STX_OK or an error. */
 static int trim_once(stx_client *c, const char *stream, long long maxlen, long long max_age_ms,
-                     long long *deleted)
+                     const char *keep_after, long long *deleted)
 {
     redisReply *groups;
     const char **names;
@@ -250,6 +250,7 @@ static int trim_once(stx_client *c, const char *stream, long long maxlen, long l
         for (size_t i = 0; i < n; i++) stx_client_eval_str(c, names[i]);
         stx_argv_add_u64(&c->argv, (unsigned long long)maxlen);
         stx_argv_add_u64(&c->argv, (unsigned long long)max_age_ms);
+        if (keep_after) stx_client_eval_str(c, keep_after);
         rc = stx_script_run(&c->scripts, &c->conn, STX_SCRIPT_TRIM, &c->argv, 1 + n, &r);
         stx_argv_reset(&c->argv);
         if (rc != STX_OK) stx_client_fail(c, rc, "trim: %s", c->conn.err);
@@ -275,16 +276,31 @@ static int trim_once(stx_client *c, const char *stream, long long maxlen, long l
 int stx_trim_safe(stx_client *c, const char *stream, long long maxlen, long long max_age_ms,
                   long long *deleted)
 {
+    return stx_trim_safe_bounded(c, stream, maxlen, max_age_ms, NULL, deleted);
+}
+
+int stx_trim_safe_bounded(stx_client *c, const char *stream, long long maxlen,
+                          long long max_age_ms, const char *keep_after, long long *deleted)
+{
     if (!c) return STX_EINVAL;
     if (deleted) *deleted = 0;
     int rc = check_names(c, "trim", stream, NULL);
     if (rc != STX_OK) return rc;
+    char bound[STX_ID_MAX];
+    if (keep_after) {
+        stx_id b;
+        if (strcmp(keep_after, "0") == 0) keep_after = "0-0";
+        if (stx_id_parse(keep_after, strlen(keep_after), &b) != 0)
+            return stx_client_fail(c, STX_EINVALID_CURSOR, "trim: bound is not an id (MS-SEQ)");
+        stx_id_format(b, bound);
+        keep_after = bound;
+    }
     if (maxlen < 0 || max_age_ms < 0)
         return stx_client_fail(c, STX_EINVAL, "trim: negative maxlen or max_age_ms");
     if ((rc = stx_client_ready(c)) != STX_OK) return rc;
     long long n = 0;
     for (int attempt = 0; attempt < TRIM_ATTEMPTS; attempt++) {
-        rc = trim_once(c, stream, maxlen, max_age_ms, &n);
+        rc = trim_once(c, stream, maxlen, max_age_ms, keep_after, &n);
         if (rc != 1) {
             if (rc == STX_OK && deleted) *deleted = n;
             return rc;

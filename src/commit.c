@@ -13,6 +13,7 @@
 
 #include "reply.h"
 #include "processor.h"
+#include "relay.h"
 #include "script_limits.h"
 
 void stx_eval_begin(stx_processor *p)
@@ -96,8 +97,14 @@ static int put_string(stx_processor *p, const char *s, size_t len)
 }
 
 /* Encode the batch's publishes into p->pub_blocks and append n_pubs,
- * n_blocks and the blocks to p->argv. */
-static int add_publishes(stx_processor *p, const size_t *target_of, const size_t *source_of)
+ * n_blocks and the blocks to p->argv.  outbox NULL: every publish goes to
+ * its own target (the fast path).  Else outbox[i] says whether publish i
+ * goes to the outbox instead, whose KEYS index is outbox_key: its entry
+ * then starts with the three pairs of relay.h (target, source stream,
+ * source entry id) before the publish's own. */
+static int add_publishes(stx_processor *p, const size_t *target_of, const size_t *source_of,
+                         const unsigned char *outbox, size_t outbox_key,
+                         struct stx_msg *const *msgs)
 {
     size_t n = p->pubs.n;
     size_t *ends = malloc((n ? n : 1) * sizeof *ends); /* at most one block per publish */
@@ -106,16 +113,30 @@ static int add_publishes(stx_processor *p, const size_t *target_of, const size_t
     p->pub_blocks_len = 0;
     for (size_t i = 0; i < n; i++) {
         const stx_pub *pub = &p->pubs.v[i];
-        size_t need = 3 + 2 * pub->npairs;
+        int via = outbox && outbox[i];
+        size_t need = 3 + 2 * pub->npairs + (via ? 6 : 0);
         if (values && values + need > STX_PUBLISH_BLOCK_VALUES) {
             ends[nblocks++] = p->pub_blocks_len;
             values = 0;
         }
         values += need;
-        if (put_header(p, 5 + target_of[i], 0) != 0 || put_header(p, 1 + source_of[i], 0) != 0 ||
-            put_header(p, pub->npairs, 0) != 0) {
+        if (put_header(p, 5 + (via ? outbox_key : target_of[i]), 0) != 0 ||
+            put_header(p, 1 + source_of[i], 0) != 0 ||
+            put_header(p, pub->npairs + (via ? 3 : 0), 0) != 0) {
             free(ends);
             return -1;
+        }
+        if (via) {
+            const char *src = msgs[source_of[i]]->id;
+            if (put_string(p, STX_OUTBOX_TARGET, strlen(STX_OUTBOX_TARGET)) != 0 ||
+                put_string(p, pub->stream, strlen(pub->stream)) != 0 ||
+                put_string(p, STX_OUTBOX_SOURCE, strlen(STX_OUTBOX_SOURCE)) != 0 ||
+                put_string(p, p->conf.stream, strlen(p->conf.stream)) != 0 ||
+                put_string(p, STX_OUTBOX_SOURCE_ID, strlen(STX_OUTBOX_SOURCE_ID)) != 0 ||
+                put_string(p, src, strlen(src)) != 0) {
+                free(ends);
+                return -1;
+            }
         }
         for (size_t j = 0; j < 2 * pub->npairs; j++)
             if (put_string(p, pub->ptrs[j], pub->lens[j]) != 0) {
@@ -177,17 +198,48 @@ int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int pref
     const char **targets = malloc(cap * sizeof *targets);
     size_t *target_of = malloc(cap * sizeof *target_of);
     size_t *source_of = malloc(cap * sizeof *source_of);
-    if (!targets || !target_of || !source_of) {
+    /* The outbox takes every publish (publish_mode=outbox) or, on a
+     * cluster, those whose target is in another slot; without either the
+     * publishes go straight to their targets and none of this is done. */
+    int all_out = p->conf.publish_mode == 1, cluster = p->conn.cluster != NULL;
+    unsigned char *outbox = (all_out || cluster) && p->pubs.n ? calloc(cap, 1) : NULL;
+    if (!targets || !target_of || !source_of || ((all_out || cluster) && p->pubs.n && !outbox)) {
         free(targets);
         free(target_of);
         free(source_of);
+        free(outbox);
         stx_cache_discard(p);
         stx_rewind(p);
         return stx_fail(p, STX_ENOMEM, "commit: out of memory");
     }
-    size_t ntargets = 0;
-    for (size_t i = 0; i < p->pubs.n; i++)
-        target_of[i] = target_index(targets, &ntargets, p->pubs.v[i].stream);
+    size_t ntargets = 0, n_out = 0;
+    if (outbox) {
+        /* The slot is computed only here, off the fast path; targets
+         * that go to the outbox are not KEYS of the commit. */
+        unsigned slot = all_out ? 0 : stx_key_slot(p->conf.stream, strlen(p->conf.stream));
+        for (size_t i = 0; i < p->pubs.n; i++) {
+            const char *t = p->pubs.v[i].stream;
+            /* A run of publishes to one target (the usual case) computes
+             * its slot once. */
+            if (i > 0 && strcmp(t, p->pubs.v[i - 1].stream) == 0) outbox[i] = outbox[i - 1];
+            else outbox[i] = all_out || stx_key_slot(t, strlen(t)) != slot;
+            if (outbox[i]) n_out++;
+            else target_of[i] = target_index(targets, &ntargets, t);
+        }
+        if (n_out && !p->relay && !(p->relay = stx_relay_new(p->conf.stream, p->conf.group))) {
+            free(targets);
+            free(target_of);
+            free(source_of);
+            free(outbox);
+            stx_cache_discard(p);
+            stx_rewind(p);
+            return stx_fail(p, STX_ENOMEM, "commit: out of memory");
+        }
+    } else {
+        for (size_t i = 0; i < p->pubs.n; i++)
+            target_of[i] = target_index(targets, &ntargets, p->pubs.v[i].stream);
+    }
+    size_t outbox_key = ntargets; /* its KEYS index, after the direct targets */
     /* The entry that staged each publish decides whether a replay below
      * replay_until drops it. */
     for (size_t i = 0; i < p->pubs.n; i++)
@@ -199,16 +251,19 @@ int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int pref
     stx_eval_str(p, p->key_state);
     stx_eval_str(p, p->key_attempts);
     for (size_t i = 0; i < ntargets; i++) stx_eval_str(p, targets[i]);
+    if (n_out) stx_eval_str(p, p->relay->outbox);
     stx_eval_str(p, p->conf.group);
     add_guard(p);
     stx_eval_str(p, p->run_id);
     stx_argv_add_u64(&p->argv, n);
     for (size_t i = 0; i < n; i++) stx_eval_str(p, msgs[i]->id);
     stx_add_changes(p, NULL, NULL);
-    int enc = add_publishes(p, target_of, source_of);
+    int enc = add_publishes(p, target_of, source_of, n_out ? outbox : NULL, outbox_key, msgs);
     free(targets);
     free(target_of);
     free(source_of);
+    free(outbox);
+    if (n_out) ntargets++;
     if (enc != 0) {
         stx_cache_discard(p);
         stx_rewind(p);
@@ -248,6 +303,7 @@ int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int pref
         stx_cache_discard(p);
         p->stats.commits++;
         p->stats.committed += n;
+        if (n_out) stx_outbox_committed(p, n_out);
         stx_commit_wait(p);
         if (dropped)
             stx_log(p, STX_LOG_INFO, "%" PRIu64 " publishes of replayed entries not sent again "

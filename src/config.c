@@ -29,6 +29,7 @@ static const char *const level_choices[] = {"debug", "info", "warn", "error", NU
 static const char *const backoff_choices[] = {"exponential", "linear", "constant", NULL};
 /* In the order of STX_CLUSTER_AUTO, _ON, _OFF (url.h). */
 static const char *const cluster_choices[] = {"auto", "on", "off", NULL};
+static const char *const publish_choices[] = {"direct", "outbox", NULL};
 
 #define STR(field) K_STRING, offsetof(struct stx_config, field), 0, 0, NULL
 #define INT(field, lo, hi) K_INT, offsetof(struct stx_config, field), lo, hi, NULL
@@ -83,6 +84,11 @@ static const struct key_def keys[] = {
     {"commit_wait_timeout_ms", INT(commit_wait_timeout_ms, 1, 3600000)},
     {"state_schema_version", INT(state_schema_version, 0, 4294967295L)},
     {"lease_ttl_ms", INT(lease_ttl_ms, 300, 3600000)}, /* members (member.c) */
+    /* The outbox and its relay (relay.c). */
+    {"publish_mode", K_ENUM, offsetof(struct stx_config, publish_mode), 0, 0, publish_choices},
+    {"relay_batch", INT(relay_batch, 1, 100000)},
+    {"outbox_max", INT(outbox_max, 1, 1L << 40)},
+    {"outbox_warn_ms", INT(outbox_warn_ms, 1, 86400000)},
 };
 
 static void set_defaults(struct stx_config *c)
@@ -109,6 +115,9 @@ static void set_defaults(struct stx_config *c)
     c->stats_interval_ms = 5000;
     c->commit_wait_timeout_ms = 1000;
     c->lease_ttl_ms = 10000;
+    c->relay_batch = 256;
+    c->outbox_max = 100000;
+    c->outbox_warn_ms = 10000;
 }
 
 stx_config *stx_config_new(void)
@@ -383,6 +392,13 @@ void stx_config_set_migrate(stx_config *c, stx_migrate_fn migrate, void *user_da
     if (!c) return;
     c->migrate = migrate;
     c->migrate_data = user_data;
+}
+
+void stx_config_set_history(stx_config *c, stx_history_fn fn, void *user_data)
+{
+    if (!c) return;
+    c->history = fn;
+    c->history_data = user_data;
 }
 
 void stx_config_set_log(stx_config *c, stx_log_fn log, void *user_data)

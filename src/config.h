@@ -36,6 +36,10 @@ struct stx_config {
     long commit_wait_replicas;  /* replwait.c: WAIT for this many after each commit; 0: off */
     long commit_wait_timeout_ms;
     long lease_ttl_ms;          /* a member's partition leases (member.c) */
+    int publish_mode;           /* 0 direct, 1 outbox: every publish through the outbox (relay.c) */
+    long relay_batch;           /* outbox entries relayed per poll at most */
+    long outbox_max;            /* outbox length at which the processor pauses reading */
+    long outbox_warn_ms;        /* oldest unrelayed entry older than this is logged */
     char *client_name;          /* CLIENT SETNAME of the connection; NULL: "stx:CONSUMER" */
     stx_handler_fn handler;
     void *handler_data;
@@ -44,6 +48,8 @@ struct stx_config {
     long state_schema_version;  /* 0: unversioned */
     stx_migrate_fn migrate;
     void *migrate_data;
+    stx_history_fn history;     /* trimmed entries in recovery (history.c); NULL: none */
+    void *history_data;
 };
 
 /* Deep copy of src into dst (dst uninitialised).  STX_OK or STX_ENOMEM. */

@@ -31,6 +31,7 @@ const char *stx_strerror(int code)
     case STX_ESCHEMA: return "stored state has another schema version";
     case STX_ETLS:
         return "TLS failed (settings, certificate verification or handshake refused)";
+    case STX_EARCHIVE: return "the archive database (PostgreSQL) refused a statement";
     default: return "unknown error code";
     }
 }
@@ -53,6 +54,7 @@ stx_error_class stx_error_class_of(int code)
     case STX_EREDIS:
     case STX_ESTOPPED:
     case STX_ESTATE:
+    case STX_EARCHIVE:
         return STX_CLASS_ABORTABLE;
     default:
         return STX_CLASS_FATAL;

@@ -20,6 +20,7 @@ void stx_rewind(stx_processor *p)
     stx_drop_prefetched(p);
     p->reading_pending = 1;
     p->cursor = p->offset;
+    p->history_done = 0;
 }
 
 /* Acknowledge the entries pending at or below the offset: committed, but
@@ -334,6 +335,12 @@ int stx_read_batch(stx_processor *p, redisReply **owner, const redisReply **entr
         redisReply *r;
         int rc;
         if (p->reading_pending) {
+            /* Entries trimmed from the stream come from the history source. */
+            if ((rc = stx_history_read(p, owner, entries, counts)) != 0) {
+                if (rc < 0) return rc;
+                adapt_read_count(p, *entries);
+                return STX_OK;
+            }
             redisReply *range = NULL;
             rc = recovery_read(p, &r, &range);
             if (rc != STX_OK) return rc;

@@ -28,8 +28,11 @@
  *
  * Keys:
  *   "{T}:stx:LEN:STREAM:GROUP:KIND"  KIND one of meta, state, dlq, attempts, live,
- *                                    lease (a partition's), members (a logical stream's)
+ *                                    lease (a partition's), members (a logical stream's),
+ *                                    outbox (publishes waiting for the relay)
  *   "{T}:stx-idem:LEN:STREAM:KEY"    KEY any bytes
+ *   "{T}:stx-relayed:LEN:STREAM"     of a publish target STREAM: the relay's
+ *                                    high-water marks (relay.c)
  * LEN is the decimal byte length of STREAM.
  *
  * Why this is injective.  T never holds '}', so T is the bytes up to the
@@ -39,6 +42,8 @@
  * no KIND holds ':', KIND is what follows the rest's last ':' and GROUP is
  * what precedes it; in a dedup key the rest is KEY.  So the key gives back
  * (STREAM, GROUP, KIND) or (STREAM, KEY): two different inputs cannot meet.
+ * A relayed key is its family's prefix, LEN, and exactly LEN bytes of
+ * STREAM, ending the key: it gives STREAM back the same way.
  * (T need not be parsed back: it is a function of STREAM.)  The old layout
  * put the raw stream name in the braces, so "ab{x}" with a crafted group
  * and "x}:stx:5:ab{x" with group "g" gave one key; the length prefix alone
@@ -144,7 +149,7 @@ static int kind_ok(const char *kind)
     return kind && (strcmp(kind, "meta") == 0 || strcmp(kind, "state") == 0 ||
                     strcmp(kind, "dlq") == 0 || strcmp(kind, "attempts") == 0 ||
                     strcmp(kind, "live") == 0 || strcmp(kind, "lease") == 0 ||
-                    strcmp(kind, "members") == 0);
+                    strcmp(kind, "members") == 0 || strcmp(kind, "outbox") == 0);
 }
 
 int stx_key_name(char *buf, size_t cap, const char *stream, const char *group,
@@ -198,6 +203,26 @@ char *stx_key_alloc_idem(const char *stream, const void *idem, size_t idem_len,
     if (idem_len) memcpy(buf + n, idem, idem_len);
     buf[(size_t)n + idem_len] = '\0';
     if (out_len) *out_len = (size_t)n + idem_len;
+    return buf;
+}
+
+char *stx_key_alloc_relayed(const char *stream)
+{
+    if (!stream || !*stream) return NULL;
+    size_t stream_len = strlen(stream);
+    char slot_tag[STX_SLOT_TAG_LEN];
+    const char *tag;
+    size_t tag_len;
+    key_tag(stream, stream_len, slot_tag, &tag, &tag_len);
+    size_t cap = tag_len + stream_len + 48;
+    if (tag_len > INT_MAX) return NULL;
+    char *buf = malloc(cap);
+    if (!buf) return NULL;
+    int n = snprintf(buf, cap, "{%.*s}:stx-relayed:%zu:%s", (int)tag_len, tag, stream_len, stream);
+    if (n < 0 || (size_t)n >= cap) {
+        free(buf);
+        return NULL;
+    }
     return buf;
 }
 

@@ -32,6 +32,11 @@ char *stx_key_alloc(const char *stream, const char *group, const char *kind);
 char *stx_key_alloc_idem(const char *stream, const void *idem, size_t idem_len,
                          size_t *out_len);
 
+/* Allocate the relay's high-water mark hash of publish target stream:
+ * "{T}:stx-relayed:LEN:STREAM" (keys.c), in the target's slot.  NULL when
+ * out of memory or stream is empty. */
+char *stx_key_alloc_relayed(const char *stream);
+
 /* Redis Cluster's slot of a key (CRC16/XMODEM of its hash tag, mod 16384). */
 unsigned stx_key_slot(const void *key, size_t len);
 

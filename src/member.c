@@ -195,6 +195,10 @@ static void part_close(stx_member *m, struct part *pt)
     pt->acc.dead_lettered += s.dead_lettered;
     pt->acc.slow_handlers += s.slow_handlers;
     pt->acc.commits_unreplicated += s.commits_unreplicated;
+    pt->acc.relayed += s.relayed;
+    pt->acc.relay_refusals += s.relay_refusals;
+    pt->acc.outbox_len = s.outbox_len;
+    pt->acc.outbox_age_ms = s.outbox_age_ms;
     if (s.commit_us_max > pt->acc.commit_us_max) pt->acc.commit_us_max = s.commit_us_max;
     pt->acc.commit_us_p50 = s.commit_us_p50;
     pt->acc.commit_us_p99 = s.commit_us_p99;
@@ -294,6 +298,10 @@ void stx_member_partition_stats(const stx_member *m, unsigned i, stx_stats *out)
     out->dead_lettered += s.dead_lettered;
     out->slow_handlers += s.slow_handlers;
     out->commits_unreplicated += s.commits_unreplicated;
+    out->relayed += s.relayed;
+    out->relay_refusals += s.relay_refusals;
+    out->outbox_len = s.outbox_len;
+    out->outbox_age_ms = s.outbox_age_ms;
     out->commit_us_p50 = s.commit_us_p50;
     out->commit_us_p99 = s.commit_us_p99;
     if (s.commit_us_max > out->commit_us_max) out->commit_us_max = s.commit_us_max;

@@ -4,6 +4,7 @@
  * commit.c. */
 #include "reply.h"
 #include "processor.h"
+#include "relay.h"
 
 #include "heartbeat.h"
 
@@ -162,6 +163,7 @@ void stx_processor_free(stx_processor *p)
     stx_heartbeat_leave(p); /* a freed processor is not live: no ghost until expiry */
     stx_conn_close(&p->conn);
     stx_heartbeat_free(p->hb);
+    stx_relay_free(p->relay);
     stx_snapshot_close(p->snap);
     stx_sm_free(&p->state);
     stx_sm_free(&p->batch);
@@ -294,7 +296,8 @@ int stx_processor_poll(stx_processor *p)
             /* Due at most block_ms late: an idle poll returns after it. */
             stx_heartbeat_tick(p);
             if (!p->conn.ctx) continue; /* the heartbeat lost the connection */
-            rc = stx_poll_once(p);
+            rc = stx_outbox_full(p) ? 0 : stx_poll_once(p);
+            if (rc >= 0) stx_outbox_poll(p); /* after the commits, bounded */
         }
         if (rc == STX_AGAIN) continue;
         return rc < 0 ? report(p, rc) : rc;

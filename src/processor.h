@@ -135,6 +135,7 @@ struct stx_processor {
     char conn_name[160];
     int reading_pending;        /* recovery: reading the stream after the cursor */
     stx_id cursor;
+    int history_done;           /* history.c: the source holds nothing more for this recovery */
     char failed_id[STX_ID_MAX]; /* entry whose handler failed in this run ("" none) */
     long read_count;            /* COUNT of the next read, within max_batch_bytes */
     stx_statemap state;
@@ -155,6 +156,7 @@ struct stx_processor {
     atomic_int stop;
     stx_stats stats;
     struct stx_heartbeat *hb;   /* heartbeat.c; NULL until the first one */
+    struct stx_relay *relay;    /* relay.c; NULL until the outbox is first used */
     /* Commit latencies in log-spaced buckets: bucket b covers
      * [2^(b/4), 2^((b+1)/4)) microseconds, so percentiles are within 19%. */
     uint64_t latency[STX_LATENCY_BUCKETS];
@@ -224,6 +226,13 @@ void stx_drop_prefetched(stx_processor *p);
 int stx_claim_pending(stx_processor *p);
 int stx_ack_committed_pending(stx_processor *p);
 
+/* history.c: in recovery, the next batch from the history source when the
+ * stream no longer holds the entries after the cursor: 1 with the batch
+ * (as stx_read_batch()), 0 when the stream holds what comes next (or no
+ * source is set), or a failure. */
+int stx_history_read(stx_processor *p, redisReply **owner, const redisReply **entries,
+                     const redisReply **counts);
+
 /* commit.c: the writing scripts. */
 int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int prefetch);
 int stx_dead_letter(stx_processor *p, const struct stx_msg *m, const char *reason,
@@ -233,6 +242,13 @@ int stx_migrate(stx_processor *p, uint64_t from);
  * slots, str adds a string that outlives the call. */
 void stx_eval_begin(stx_processor *p);
 void stx_eval_str(stx_processor *p, const char *s);
+
+/* relay.c: the outbox.  Relay a bounded part of it (after the commits of a
+ * poll); whether it reached outbox_max (then it reports, waits a little and
+ * returns 1: the poll reads nothing); count n entries a commit added. */
+void stx_outbox_poll(stx_processor *p);
+int stx_outbox_full(stx_processor *p);
+void stx_outbox_committed(stx_processor *p, size_t n);
 
 /* handle.c: handling a batch. */
 int stx_poll_once(stx_processor *p);

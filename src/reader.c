@@ -34,7 +34,9 @@
 struct stx_entries {
     redisReply *reply;          /* owns every byte the message views point to */
     struct stx_msg *msgs;
-    size_t n;
+    size_t n, cap;              /* cap: of msgs, for stx_entries_append() */
+    redisReply **built;         /* entries of stx_entries_append(), one tree each */
+    size_t nbuilt;
     char *stream;               /* what stx_msg_stream() returns */
     char last_id[STX_ID_MAX];
     stx_entries **parts;        /* a merge: the results whose entries msgs view */
@@ -62,6 +64,10 @@ void stx_entries_free(stx_entries *e)
     if (e->reply) stx_reply_release(e->reply);
     for (size_t i = 0; i < e->nparts; i++) stx_entries_free(e->parts[i]);
     free(e->parts);
+    /* Built by stx_entries_append() with plain mallocs, in hiredis' layout:
+     * freeReplyObject() frees exactly those. */
+    for (size_t i = 0; i < e->nbuilt; i++) freeReplyObject(e->built[i]);
+    free(e->built);
     free(e->msgs);
     free(e->stream);
     free(e);
@@ -81,6 +87,7 @@ static int entries_make(stx_client *c, const char *what, const char *stream, red
         return stx_client_fail(c, STX_ENOMEM, "%s: out of memory", what);
     }
     e->reply = owner;
+    e->cap = n;
     stx_id_format(cursor, e->last_id);
     for (size_t i = 0; i < n; i++) {
         const char *why = "";
@@ -139,6 +146,102 @@ int stx_entries_merge(stx_client *c, stx_entries **parts, size_t n, size_t limit
     free(at);
     if (e->n) stx_id_format(e->msgs[e->n - 1].idv, e->last_id);
     *out = e;
+    return STX_OK;
+}
+
+/* ---- entries built by the caller ---------------------------------------- */
+
+/* A bulk string reply holding a copy of len bytes, as hiredis builds one
+ * (freeReplyObject() frees it). */
+static redisReply *str_reply(const char *s, size_t len)
+{
+    redisReply *r = calloc(1, sizeof *r);
+    if (!r || !(r->str = malloc(len + 1))) {
+        free(r);
+        return NULL;
+    }
+    r->type = REDIS_REPLY_STRING;
+    if (len) memcpy(r->str, s, len);
+    r->str[len] = '\0';
+    r->len = len;
+    return r;
+}
+
+int stx_entries_new(const char *stream, const char *cursor, stx_entries **out)
+{
+    if (!out) return STX_EINVAL;
+    *out = NULL;
+    stx_id a = {0, 0};
+    if (!stream || !*stream || !cursor) return STX_EINVAL;
+    if (strcmp(cursor, "0") != 0 && stx_id_parse(cursor, strlen(cursor), &a) != 0)
+        return STX_EINVALID_CURSOR;
+    stx_entries *e = calloc(1, sizeof *e);
+    if (!e || !(e->stream = strdup(stream))) {
+        free(e);
+        return STX_ENOMEM;
+    }
+    stx_id_format(a, e->last_id);
+    *out = e;
+    return STX_OK;
+}
+
+int stx_entries_append(stx_entries *e, const char *id, const stx_field *fields, size_t nfields)
+{
+    stx_id v;
+    if (!e || !id || !fields || nfields == 0 || nfields > SIZE_MAX / 2 - 1) return STX_EINVAL;
+    if (stx_id_parse(id, strlen(id), &v) != 0) return STX_EINVALID_CURSOR;
+    for (size_t i = 0; i < nfields; i++)
+        if ((!fields[i].name && fields[i].name_len) || (!fields[i].value && fields[i].value_len))
+            return STX_EINVAL;
+    /* Strictly after the last entry: a joined result is in id order and
+     * holds no id twice, whatever the caller feeds it. */
+    if (e->n > 0 && stx_id_cmp(v, e->msgs[e->n - 1].idv) <= 0) return STX_EINVAL;
+    if (e->n == e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 16;
+        struct stx_msg *m = realloc(e->msgs, cap * sizeof *m);
+        if (!m) return STX_ENOMEM;
+        e->msgs = m;
+        e->cap = cap;
+    }
+    redisReply **b = realloc(e->built, (e->nbuilt + 1) * sizeof *b);
+    if (!b) return STX_ENOMEM;
+    e->built = b;
+    char idtext[STX_ID_MAX];
+    stx_id_format(v, idtext);
+    redisReply *entry = calloc(1, sizeof *entry), *arr = calloc(1, sizeof *arr);
+    int ok = entry && arr;
+    if (ok) {
+        entry->type = REDIS_REPLY_ARRAY;
+        arr->type = REDIS_REPLY_ARRAY;
+        ok = (entry->element = calloc(2, sizeof *entry->element)) != NULL &&
+             (arr->element = calloc(2 * nfields, sizeof *arr->element)) != NULL;
+    }
+    if (ok) {
+        entry->elements = 2;
+        entry->element[1] = arr;
+        arr = NULL;
+        ok = (entry->element[0] = str_reply(idtext, strlen(idtext))) != NULL;
+        redisReply *f = entry->element[1];
+        for (size_t i = 0; ok && i < nfields; i++) {
+            ok = (f->element[2 * i] = str_reply(fields[i].name, fields[i].name_len)) != NULL &&
+                 (f->element[2 * i + 1] = str_reply(fields[i].value, fields[i].value_len)) != NULL;
+            f->elements = 2 * i + (f->element[2 * i] != NULL) + (f->element[2 * i + 1] != NULL);
+        }
+    }
+    if (!ok) {
+        if (entry) freeReplyObject(entry);
+        if (arr) freeReplyObject(arr);
+        return STX_ENOMEM;
+    }
+    const char *why = "";
+    if (stx_msg_decode(&e->msgs[e->n], entry, e->stream, LONG_MAX, LLONG_MAX, &why) != STX_OK) {
+        freeReplyObject(entry);
+        return STX_EDECODE;
+    }
+    e->msgs[e->n].active = 1;
+    e->built[e->nbuilt++] = entry;
+    e->n++;
+    memcpy(e->last_id, idtext, sizeof idtext);
     return STX_OK;
 }
 

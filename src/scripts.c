@@ -21,6 +21,8 @@ extern const char stx_lua_trim[];
 extern const char stx_lua_partitions[];
 extern const char stx_lua_lease[];
 extern const char stx_lua_member[];
+extern const char stx_lua_relay[];
+extern const char stx_lua_history[];
 
 void stx_scripts_init(stx_scripts *sc)
 {
@@ -38,6 +40,8 @@ void stx_scripts_init(stx_scripts *sc)
     sc->s[STX_SCRIPT_PARTITIONS] = (stx_script){"partitions", stx_lua_partitions, ""};
     sc->s[STX_SCRIPT_LEASE] = (stx_script){"lease", stx_lua_lease, ""};
     sc->s[STX_SCRIPT_MEMBER] = (stx_script){"member", stx_lua_member, ""};
+    sc->s[STX_SCRIPT_RELAY] = (stx_script){"relay", stx_lua_relay, ""};
+    sc->s[STX_SCRIPT_HISTORY] = (stx_script){"history", stx_lua_history, ""};
 }
 
 void stx_argv_init(stx_argv *a)

@@ -46,8 +46,8 @@ Test(health, default_server)
     cr_assert_str_eq(find(h, "role")->detail, "master");
     cr_assert_eq(find(h, "scripts")->status, STX_HEALTH_OK);
     cr_assert_str_eq(find(h, "scripts")->detail,
-                     "13 loaded: start, retake, read, commit, dlq, redrive, migrate, produce, "
-                     "reset, trim, partitions, lease, member");
+                     "15 loaded: start, retake, read, commit, dlq, redrive, migrate, produce, "
+                     "reset, trim, partitions, lease, member, relay, history");
     cr_assert_eq(find(h, "appendonly")->status, STX_HEALTH_WARN);
     cr_assert(strncmp(find(h, "appendonly")->detail, "no: ", 4) == 0);
     cr_assert_eq(find(h, "appendfsync")->status, STX_HEALTH_OK);

@@ -14,8 +14,8 @@
 
 TestSuite(keys, .timeout = 120);
 
-static const char *const kinds[] = {"meta", "state", "dlq", "attempts", "live"};
-#define NKINDS 5
+static const char *const kinds[] = {"meta", "state", "dlq", "attempts", "live", "outbox"};
+#define NKINDS 6
 
 static unsigned long long next_rand(unsigned long long *s)
 {
@@ -89,7 +89,7 @@ static void check_streams(redisContext *c, const char *const *streams, size_t ns
 {
     static const char *const groups[] = {"g", "}", "{", "{}", "{x}", ":stx:", "}{g"};
     static const char *const idems[] = {"", "k", "}", "{a}"};
-    size_t per = 1 + 7 * NKINDS + 4;
+    size_t per = 1 + 7 * NKINDS + 4 + 1;
     char **keys = calloc(per, sizeof *keys);
     size_t *lens = calloc(per, sizeof *lens);
     long long *slots = calloc(per, sizeof *slots);
@@ -109,6 +109,11 @@ static void check_streams(redisContext *c, const char *const *streams, size_t ns
             cr_assert_not_null(keys[n]);
             n++;
         }
+        /* The relay's marks of the stream as a publish target. */
+        keys[n] = stx_key_alloc_relayed(streams[s]);
+        cr_assert_not_null(keys[n]);
+        lens[n] = strlen(keys[n]);
+        n++;
         keyslots(c, keys, lens, n, slots);
         for (size_t i = 0; i < n; i++) {
             cr_assert_eq(slots[i], slots[0], "stream '%s': key '%s' in slot %lld, stream in %lld",
@@ -260,6 +265,15 @@ Test(keys, no_two_inputs_share_a_key)
         cr_assert_not_null(idem);
         record(&seen, idem, n, stream, group, "idem");
         free(idem);
+        /* And the relayed keys (of the stream, and of the group name as a target). */
+        char *relayed = stx_key_alloc_relayed(stream);
+        cr_assert_not_null(relayed);
+        record(&seen, relayed, strlen(relayed), stream, "", "relayed");
+        free(relayed);
+        relayed = stx_key_alloc_relayed(group);
+        cr_assert_not_null(relayed);
+        record(&seen, relayed, strlen(relayed), group, "", "relayed");
+        free(relayed);
     }
     cr_assert_gt(seen.count, 500000);
     stx_sm_free(&seen);

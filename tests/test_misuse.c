@@ -485,6 +485,18 @@ Test(misuse, client_functions_refuse_null)
     cr_assert_eq(stx_tail(c, NULL, "0", 0, 0, &e), STX_EINVAL);
     cr_assert_eq(stx_tail(c, "s", NULL, 0, 0, &e), STX_EINVALID_CURSOR);
     cr_assert_eq(stx_tail(c, "s", "0", 0, 0, NULL), STX_EINVAL);
+    stx_field ef = {"k", 1, "v", 1};
+    cr_assert_eq(stx_entries_new(NULL, "0", &e), STX_EINVAL);
+    cr_assert_eq(stx_entries_new("s", NULL, &e), STX_EINVAL);
+    cr_assert_eq(stx_entries_new("s", "0", NULL), STX_EINVAL);
+    cr_assert_eq(stx_entries_new("s", "0", &e), STX_OK);
+    cr_assert_eq(stx_entries_append(NULL, "1-1", &ef, 1), STX_EINVAL);
+    cr_assert_eq(stx_entries_append(e, NULL, &ef, 1), STX_EINVAL);
+    cr_assert_eq(stx_entries_append(e, "1-1", NULL, 1), STX_EINVAL);
+    ef.value = NULL;
+    cr_assert_eq(stx_entries_append(e, "1-1", &ef, 1), STX_EINVAL, "a NULL value of length 1");
+    cr_assert_eq(stx_entries_count(e), 0);
+    stx_entries_free(e);
 
     cr_assert_eq(stx_group_reset(NULL, "s", "g", "end", 0), STX_EINVAL);
     cr_assert_eq(stx_group_reset(c, NULL, "g", "end", 0), STX_EINVAL);
@@ -495,6 +507,10 @@ Test(misuse, client_functions_refuse_null)
     cr_assert_eq(stx_trim_safe(NULL, "s", 0, 0, &deleted), STX_EINVAL);
     cr_assert_eq(stx_trim_safe(c, NULL, 0, 0, &deleted), STX_EINVAL);
     cr_assert_eq(stx_trim_safe(c, "s", 0, 0, NULL), STX_OK, "deleted is optional");
+    cr_assert_eq(stx_trim_safe_bounded(NULL, "s", 0, 0, "1-1", &deleted), STX_EINVAL);
+    cr_assert_eq(stx_trim_safe_bounded(c, NULL, 0, 0, "1-1", &deleted), STX_EINVAL);
+    cr_assert_eq(stx_trim_safe_bounded(c, "s", 0, 0, "x", &deleted), STX_EINVALID_CURSOR);
+    cr_assert_eq(stx_trim_safe_bounded(c, "s", 0, 0, NULL, NULL), STX_OK, "bound is optional");
 
     void *val = NULL;
     size_t vlen = 0;

@@ -148,6 +148,7 @@ static int child_main(const workload *w, int exit_when_idle)
     for (int i = 0; w->conf && w->conf[i] && w->conf[i + 1]; i += 2)
         if (stx_config_set(c, w->conf[i], w->conf[i + 1], NULL, 0) != STX_OK) return 1;
     stx_config_set_handler(c, inventory_handler, &ch);
+    if (w->setup) w->setup(c, w->setup_data);
     if (!getenv("STX_TEST_VERBOSE")) stx_config_set_log(c, quiet_log, NULL);
     stx_processor *p;
     if (stx_processor_new(&p, c) != STX_OK) return 1;

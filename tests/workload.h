@@ -11,6 +11,8 @@
 
 #include "harness.h"
 
+struct stx_config;
+
 #define WL_SKUS 20
 #define WL_THRESHOLD 10
 #define WL_INITIAL 100
@@ -28,6 +30,10 @@ typedef struct workload {
     const char *url;            /* where processors connect; NULL: redis->url */
     long command_timeout_ms;    /* 0: 2000 */
     const char *const *conf;    /* more configuration: key, value, ..., NULL; or NULL */
+    /* Called in the child on its configuration before the processor is
+     * made (e.g. a history source); NULL: none. */
+    void (*setup)(struct stx_config *conf, void *data);
+    void *setup_data;
 } workload;
 
 void wl_init(workload *w, const test_redis *r, const char *name);

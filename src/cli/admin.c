@@ -9,7 +9,7 @@
 
 static const char reset_help[] =
     "usage: stx reset STREAM GROUP --to POSITION [--clear-state] [--reemit] [--force]\n"
-    "                 [--yes] [--json]\n"
+    "                 [--pg URL] [--yes] [--json]\n"
     "\n"
     "Move (STREAM, GROUP) so that processing resumes with the first entry after\n"
     "POSITION (see Positions in stx --help): beginning (- or 0), end ($), an id\n"
@@ -31,6 +31,11 @@ static const char reset_help[] =
     "  --clear-state  also delete the group's state (rebuild it by replaying)\n"
     "  --reemit       replayed entries publish again\n"
     "  --force        clear the state even though entries after POSITION are gone\n"
+    "  --pg URL       with --clear-state: a rebuild through the archive (stx archive)\n"
+    "                 in this PostgreSQL; entries gone from Redis do not refuse the\n"
+    "                 reset when the archive holds every one of them.  The\n"
+    "                 processors must read through the archive too (history\n"
+    "                 source: stx_config_set_history() with stx_archive_history())\n"
     "  --yes          do not ask; required when stdin is not a terminal\n"
     "\n"
     "Without --yes on a terminal it asks for confirmation (y/N; \"no\" exits 7).\n"
@@ -38,7 +43,8 @@ static const char reset_help[] =
     "\"to_id\":the id processing resumes after,\"state_cleared\":..,\"reemit\":..}.\n"
     "Exit codes: 2 for a bad position or a missing --yes, 3 when the stream or\n"
     "the group does not exist, 6 when entries after POSITION are gone and\n"
-    "--clear-state is given without --force, 7 when the answer was no.\n";
+    "--clear-state is given without --force (with --pg: and the archive lacks\n"
+    "some of them), 7 when the answer was no.\n";
 
 static const char trim_help[] =
     "usage: stx trim STREAM --safe [--maxlen N] [--max-age DURATION] [--json]\n"
@@ -53,6 +59,10 @@ static const char trim_help[] =
     "  --maxlen N          keep (about) the newest N entries\n"
     "  --max-age DURATION  delete entries older than DURATION: a number and a\n"
     "                      unit, ms s m h d w, or several (7d, 12h, 30m, 1h30m)\n"
+    "  --archived          also keep every entry not yet archived: nothing after\n"
+    "                      the archived offset in PostgreSQL (--pg) goes; refused\n"
+    "                      when nothing of STREAM was ever archived\n"
+    "  --pg URL            the archive's PostgreSQL database (with --archived)\n"
     "\n"
     "Prints the number of entries deleted (--json: {\"deleted\":N}).\n"
     "Exit codes: 2 without --safe or for a bad number or duration, 3 when the\n"
@@ -88,10 +98,17 @@ static void reset_question(char *q, size_t cap, const char *stream, const char *
 int cmd_reset(cli *c, int argc, char **argv)
 {
     cli_opt opts[] = {{"--to", 1, NULL},      {"--clear-state", 0, NULL}, {"--yes", 0, NULL},
-                      {"--reemit", 0, NULL}, {"--force", 0, NULL}};
+                      {"--reemit", 0, NULL}, {"--force", 0, NULL}, {"--pg", 1, NULL}};
     int npos, rc;
-    if ((rc = cli_parse(c, argc, argv, opts, 5, 2, 2, &npos, reset_help)) != 0)
+    if ((rc = cli_parse(c, argc, argv, opts, 6, 2, 2, &npos, reset_help)) != 0)
         return rc;
+    const char *pg = opts[5].value;
+    if (pg && !opts[1].value)
+        return cli_fail(c, CLI_EXIT_USAGE, "--pg is only for --clear-state (a rebuild)");
+#ifndef STX_HAVE_ARCHIVE
+    if (pg)
+        return cli_no_archive(c, "--pg");
+#endif
     const char *stream = argv[0], *group = argv[1], *pos = opts[0].value;
     int clear = opts[1].value != NULL, yes = opts[2].value != NULL;
     int reemit = opts[3].value != NULL, force = opts[4].value != NULL;
@@ -115,9 +132,23 @@ int cmd_reset(cli *c, int argc, char **argv)
     }
     if ((rc = cli_connect(c)) != 0)
         return rc;
-    rc = stx_group_reset(c->client, stream, group, pos,
-                         (clear ? STX_RESET_CLEAR_STATE : 0) | (reemit ? STX_RESET_REEMIT : 0) |
-                             (force ? STX_RESET_FORCE : 0));
+    int flags = (clear ? STX_RESET_CLEAR_STATE : 0) | (reemit ? STX_RESET_REEMIT : 0) |
+                (force ? STX_RESET_FORCE : 0);
+#ifdef STX_HAVE_ARCHIVE
+    if (pg) {
+        stx_archive *a;
+        if ((rc = cli_archive_open(c, pg, &a)) != 0)
+            return rc;
+        rc = stx_archive_reset(a, c->client, stream, group, pos, flags);
+        if (rc != STX_OK && *stx_archive_errmsg(a)) {
+            rc = cli_fail(c, cli_exit_code(rc), "%s", stx_archive_errmsg(a));
+            stx_archive_close(a);
+            return rc;
+        }
+        stx_archive_close(a);
+    } else
+#endif
+    rc = stx_group_reset(c->client, stream, group, pos, flags);
     if (rc == STX_ENOGROUP)
         return cli_fail_nogroup(c, stream, group);
     if (rc == STX_EINVAL || rc == STX_EINVALID_CURSOR)
@@ -166,10 +197,19 @@ int cmd_reset(cli *c, int argc, char **argv)
 
 int cmd_trim(cli *c, int argc, char **argv)
 {
-    cli_opt opts[] = {{"--safe", 0, NULL}, {"--maxlen", 1, NULL}, {"--max-age", 1, NULL}};
+    cli_opt opts[] = {{"--safe", 0, NULL}, {"--maxlen", 1, NULL}, {"--max-age", 1, NULL},
+                      {"--archived", 0, NULL}, {"--pg", 1, NULL}};
     int npos, rc;
-    if ((rc = cli_parse(c, argc, argv, opts, 3, 1, 1, &npos, trim_help)) != 0)
+    if ((rc = cli_parse(c, argc, argv, opts, 5, 1, 1, &npos, trim_help)) != 0)
         return rc;
+    if (opts[3].value && !opts[4].value)
+        return cli_fail(c, CLI_EXIT_USAGE, "--archived needs --pg URL (the archive's database)");
+    if (opts[4].value && !opts[3].value)
+        return cli_fail(c, CLI_EXIT_USAGE, "--pg is only for --archived");
+#ifndef STX_HAVE_ARCHIVE
+    if (opts[3].value)
+        return cli_no_archive(c, "--archived");
+#endif
     const char *stream = argv[0];
     long long maxlen = 0;
     int64_t max_age = 0;
@@ -186,6 +226,20 @@ int cmd_trim(cli *c, int argc, char **argv)
     if ((rc = cli_connect(c)) != 0)
         return rc;
     long long deleted = 0;
+#ifdef STX_HAVE_ARCHIVE
+    if (opts[3].value) {
+        stx_archive *a;
+        if ((rc = cli_archive_open(c, opts[4].value, &a)) != 0)
+            return rc;
+        rc = stx_archive_trim(a, c->client, stream, maxlen, (long long)max_age, &deleted);
+        if (rc != STX_OK && rc != STX_EWRONGTYPE) {
+            rc = cli_archive_fail(c, a, rc);
+            stx_archive_close(a);
+            return rc;
+        }
+        stx_archive_close(a);
+    } else
+#endif
     rc = stx_trim_safe(c->client, stream, maxlen, (long long)max_age, &deleted);
     if (rc == STX_OK && deleted == 0) {
         /* Nothing trimmed: say so when there was no stream to trim. */

@@ -216,6 +216,11 @@ int cmd_dlq(cli *c, int argc, char **argv);
 int cmd_state(cli *c, int argc, char **argv);
 int cmd_reset(cli *c, int argc, char **argv);
 int cmd_trim(cli *c, int argc, char **argv);
+/* relay.c: stx relay; and the outbox of (stream, group) when it is not
+ * empty, as two JSON keys into w (outbox_length, outbox_age_ms) or, with w
+ * NULL, a row of t (STREAM GROUP OUTBOX OLDEST). */
+int cmd_relay(cli *c, int argc, char **argv);
+void cli_outbox_note(cli *c, const char *stream, const char *group, jw *w, table *t);
 int cmd_health(cli *c, int argc, char **argv);
 int cmd_top(cli *c, int argc, char **argv);
 
@@ -224,6 +229,22 @@ int cmd_top(cli *c, int argc, char **argv);
 void cli_live_json(jw *w, const stx_live_processor *p, long long now_ms);
 
 int cmd_streams(cli *c, int argc, char **argv);
+
+/* stx archive (src/cli/archive.c). */
+int cmd_archive(cli *c, int argc, char **argv);
+/* The failure of an archive option in a stx built without the archive
+ * library (exit 2). */
+int cli_no_archive(const cli *c, const char *opt);
+#ifdef STX_HAVE_ARCHIVE
+/* What replay, trim and info use of the archive. */
+#include "streamtx_archive.h"
+/* Open the archive at url; 0 or an exit code (message printed). */
+int cli_archive_open(cli *c, const char *url, stx_archive **out);
+/* Report the failure rc of an archive call; returns the exit code. */
+int cli_archive_fail(cli *c, const stx_archive *a, int rc);
+#endif
+/* src/serve/serve.c: the HTTP gateway. */
+int cmd_serve(cli *c, int argc, char **argv);
 int cmd_group(cli *c, int argc, char **argv);
 
 /* Ask on the terminal (stderr, stdin); 1 when the answer is yes. */

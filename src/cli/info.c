@@ -38,6 +38,10 @@ static const char help[] =
     "   \"node\":..|null,\"length\":..,\n"
     "   \"last_id\":..,\"groups\":[{\"name\":..,\"offset\":..,\"lag\":..,\"pending\":..,\n"
     "   \"epoch\":..,\"owner\":..|null,\"lease_expires_in_ms\":..|null}]}]}\n"
+    "  --pg URL   also show the archive (stx archive) in this PostgreSQL\n"
+    "             database: its offset, the rows archived and the entries not\n"
+    "             yet archived (--json: \"archive\":{\"offset\":..,\"archived\":..,\n"
+    "             \"behind\":..|null})\n"
     "\n"
     "Exit codes: 3 when the stream does not exist, 4 when the key is not a stream.\n";
 
@@ -58,14 +62,33 @@ static void json_id(jw *w, const char *key, const char *id)
 int cmd_info(cli *c, int argc, char **argv)
 {
     int npos, rc;
-    if ((rc = cli_parse(c, argc, argv, NULL, 0, 1, 1, &npos, help)) != 0)
+    cli_opt opts[] = {{"--pg", 1, NULL}};
+    if ((rc = cli_parse(c, argc, argv, opts, 1, 1, 1, &npos, help)) != 0)
         return rc;
+#ifndef STX_HAVE_ARCHIVE
+    if (opts[0].value)
+        return cli_no_archive(c, "--pg");
+#endif
     const char *stream = argv[0];
     if ((rc = cli_connect(c)) != 0)
         return rc;
     unsigned nparts = 0;
     if (stx_stream_partitions(c->client, stream, &nparts) == STX_OK)
         return cli_info_partitioned(c, stream, nparts);
+#ifdef STX_HAVE_ARCHIVE
+    stx_archive_lag lag;
+    if (opts[0].value) {
+        stx_archive *a;
+        if ((rc = cli_archive_open(c, opts[0].value, &a)) != 0)
+            return rc;
+        rc = stx_archive_lag_get(a, c->client, stream, &lag);
+        if (rc != STX_OK)
+            rc = cli_archive_fail(c, a, rc);
+        stx_archive_close(a);
+        if (rc != 0)
+            return rc;
+    }
+#endif
     stx_stream_info *info = NULL;
     rc = stx_stream_info_get(c->client, stream, &info);
     /* A wrong type may be the stream's or one of a group's keys: the
@@ -136,6 +159,7 @@ int cmd_info(cli *c, int argc, char **argv)
             jw_i64(&w, g->state_keys);
             jw_key(&w, "dlq_length");
             jw_i64(&w, g->dlq_length);
+            if (g->offset[0]) cli_outbox_note(c, stream, g->name, &w, NULL);
             jw_key(&w, "processors");
             jw_arr(&w);
             for (size_t k = 0; live[i] && k < live[i]->n; k++)
@@ -144,6 +168,22 @@ int cmd_info(cli *c, int argc, char **argv)
             jw_obj_end(&w);
         }
         jw_arr_end(&w);
+#ifdef STX_HAVE_ARCHIVE
+        if (opts[0].value) {
+            jw_key(&w, "archive");
+            jw_obj(&w);
+            jw_key(&w, "offset");
+            jw_str(&w, lag.offset);
+            jw_key(&w, "archived");
+            jw_i64(&w, lag.archived);
+            jw_key(&w, "behind");
+            if (lag.behind >= 0)
+                jw_i64(&w, lag.behind);
+            else
+                jw_null(&w);
+            jw_obj_end(&w);
+        }
+#endif
         jw_obj_end(&w);
         jw_print(&w, stdout);
         jw_free(&w);
@@ -166,6 +206,19 @@ int cmd_info(cli *c, int argc, char **argv)
     tbl_cellf(&t, "%lld", info->entries_added);
     tbl_cell(&t, "groups");
     tbl_cellf(&t, "%zu", info->ngroups);
+#ifdef STX_HAVE_ARCHIVE
+    if (opts[0].value) {
+        tbl_cell(&t, "archive-offset");
+        tbl_cell(&t, lag.offset);
+        tbl_cell(&t, "archive-rows");
+        tbl_cellf(&t, "%lld", lag.archived);
+        tbl_cell(&t, "archive-behind");
+        if (lag.behind >= 0)
+            tbl_cellf(&t, "%lld", lag.behind);
+        else
+            tbl_cell(&t, "?");
+    }
+#endif
     tbl_print(&t, stdout);
     tbl_free(&t);
 
@@ -191,6 +244,19 @@ int cmd_info(cli *c, int argc, char **argv)
             tbl_cellf(&t, "%lld", g->dlq_length);
         }
         tbl_print(&t, stdout);
+        tbl_free(&t);
+        /* Outboxes that are not empty (publishes waiting for the relay). */
+        tbl_init(&t, 4);
+        static const char *const oheads[] = {"STREAM", "GROUP", "OUTBOX", "OLDEST"};
+        for (size_t k = 0; k < 4; k++)
+            tbl_cell(&t, oheads[k]);
+        for (size_t i = 0; i < info->ngroups; i++)
+            if (info->groups[i].offset[0])
+                cli_outbox_note(c, stream, info->groups[i].name, NULL, &t);
+        if (t.ncells > 4) {
+            fputc('\n', stdout);
+            tbl_print(&t, stdout);
+        }
         tbl_free(&t);
     }
     size_t nlive = 0;

@@ -133,6 +133,10 @@ int cli_info_partitioned(cli *c, const char *stream, unsigned n)
                                         "LAG",       "PENDING", "EPOCH",  "OWNER", "LEASE"};
     for (size_t k = 0; k < 10; k++)
         if (k != 1 || cluster) tbl_cell(&t, heads[k]);
+    table ot; /* outboxes that are not empty */
+    tbl_init(&ot, 4);
+    static const char *const oheads[] = {"STREAM", "GROUP", "OUTBOX", "OLDEST"};
+    for (size_t k = 0; k < 4; k++) tbl_cell(&ot, oheads[k]);
     if (c->json) {
         jw_obj(&w);
         jw_key(&w, "stream");
@@ -200,6 +204,7 @@ int cli_info_partitioned(cli *c, const char *stream, unsigned n)
                 jw_key(&w, "lease_expires_in_ms");
                 if (lv.expires_in_ms < 0) jw_null(&w);
                 else jw_i64(&w, lv.expires_in_ms);
+                cli_outbox_note(c, part, gi->name, &w, NULL);
                 jw_obj_end(&w);
             } else {
                 tbl_cellf(&t, "%u", i);
@@ -214,6 +219,7 @@ int cli_info_partitioned(cli *c, const char *stream, unsigned n)
                 tbl_cell(&t, lv.owner[0] ? lv.owner : "-");
                 if (lv.expires_in_ms < 0) tbl_cell(&t, "-");
                 else tbl_cellf(&t, "%lldms", lv.expires_in_ms);
+                cli_outbox_note(c, part, gi->name, NULL, &ot);
             }
         }
         if (c->json) {
@@ -230,8 +236,13 @@ int cli_info_partitioned(cli *c, const char *stream, unsigned n)
         } else {
             printf("stream %s: %u partitions\n\n", stream, n);
             tbl_print(&t, stdout);
+            if (ot.ncells > 4) {
+                fputc('\n', stdout);
+                tbl_print(&ot, stdout);
+            }
         }
     }
+    tbl_free(&ot);
     tbl_free(&t);
     jw_free(&w);
     return rc;

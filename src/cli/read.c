@@ -23,6 +23,10 @@ static const char replay_help[] =
     "2d).  --from defaults to the first entry, --to to the last.\n"
     "\n"
     "  --limit N   print at most N entries\n"
+    "  --pg URL    read through the archive (stx archive) in this PostgreSQL\n"
+    "              database: entries trimmed from Redis are read from it and\n"
+    "              joined to what Redis holds, in id order, each once; --from\n"
+    "              beginning then means the archive's first entry\n"
     "\n"
     "Output: one line per entry, \"ID FIELD=VALUE ...\"; a value holding spaces,\n"
     "'=' or '\"' is quoted, control bytes and invalid UTF-8 appear as \\xNN.\n"
@@ -93,12 +97,33 @@ static int read_failed(cli *c, int rc, const char *stream, const char *cursor)
     return cli_fail_stx(c, rc, stream);
 }
 
+static int replay_run(cli *c, int argc, char **argv, cli_opt *opts, void *archive);
+
 int cmd_replay(cli *c, int argc, char **argv)
 {
-    cli_opt opts[] = {{"--from", 1, NULL}, {"--to", 1, NULL}, {"--limit", 1, NULL}};
+    cli_opt opts[] = {{"--from", 1, NULL}, {"--to", 1, NULL}, {"--limit", 1, NULL},
+                      {"--pg", 1, NULL}};
     int npos, rc;
-    if ((rc = cli_parse(c, argc, argv, opts, 3, 1, 1, &npos, replay_help)) != 0)
+    if ((rc = cli_parse(c, argc, argv, opts, 4, 1, 1, &npos, replay_help)) != 0)
         return rc;
+#ifdef STX_HAVE_ARCHIVE
+    stx_archive *archive = NULL;
+    if (opts[3].value && (rc = cli_archive_open(c, opts[3].value, &archive)) != 0)
+        return rc;
+    rc = replay_run(c, argc, argv, opts, archive);
+    stx_archive_close(archive);
+    return rc;
+#else
+    if (opts[3].value)
+        return cli_no_archive(c, "--pg");
+    return replay_run(c, argc, argv, opts, NULL);
+#endif
+}
+
+static int replay_run(cli *c, int argc, char **argv, cli_opt *opts, void *archive)
+{
+    int rc;
+    (void)argc;
     const char *stream = argv[0];
     char after[ID_CAP], to[ID_CAP];
     long long limit = 0;
@@ -123,8 +148,8 @@ int cmd_replay(cli *c, int argc, char **argv)
         else
             snprintf(after, sizeof after, "0-0");
         stx_stream_info_free(info);
-    } else if (!opts[0].value || (stx_position_parse(opts[0].value, 0, &from) == STX_OK &&
-                                  from.kind == STX_POSITION_BEGINNING)) {
+    } else if (!archive && (!opts[0].value || (stx_position_parse(opts[0].value, 0, &from) == STX_OK &&
+                                               from.kind == STX_POSITION_BEGINNING))) {
         /* "-" is the oldest entry the stream still holds: inspecting
          * history is not a cursor that could have missed trimmed entries.
          * A missing stream or wrong type is reported by the read below. */
@@ -159,7 +184,17 @@ int cmd_replay(cli *c, int argc, char **argv)
         if (limit > 0 && (unsigned long long)(limit - got) < page)
             page = (size_t)(limit - got);
         stx_entries *e = NULL;
+#ifdef STX_HAVE_ARCHIVE
+        rc = stx_archive_read_range(archive, c->client, stream, after,
+                                    strcmp(to, "+") ? to : NULL, page, &e);
+        if (rc != STX_OK && archive && *stx_archive_errmsg(archive) &&
+            rc != STX_EWINDOW_EXPIRED && rc != STX_EINVALID_CURSOR) {
+            jw_free(&w);
+            return cli_archive_fail(c, archive, rc);
+        }
+#else
         rc = stx_read_range(c->client, stream, after, strcmp(to, "+") ? to : NULL, page, &e);
+#endif
         if (rc != STX_OK) {
             stx_entries_free(e);
             jw_free(&w);

@@ -25,8 +25,12 @@ static const char usage[] =
     "  reset STREAM GROUP --to POSITION  move a group to another position\n"
     "  group delete STREAM GROUP         delete a group and every key of it\n"
     "  trim STREAM --safe                trim entries every group has processed\n"
+    "  archive STREAM --pg URL           copy the stream into PostgreSQL, exactly once\n"
+    "  relay STREAM GROUP                forward a group's outbox to its targets\n"
     "  health                            server version, scripts, persistence\n"
     "  top [STREAM [GROUP]]              live view of groups and their processors\n"
+    "  serve                             HTTP gateway: produce, history, live SSE and\n"
+    "                                    WebSocket, /metrics, web console\n"
     "  version                           as --version\n"
     "  help [COMMAND]                    this text, or a command's\n"
     "Run 'stx COMMAND --help' for the options of a command.\n"
@@ -74,7 +78,9 @@ static const struct command {
     {"state", cmd_state},     {"reset", cmd_reset},     {"trim", cmd_trim},
     {"health", cmd_health},   {"top", cmd_top},         {"streams", cmd_streams},
     {"group", cmd_group},     {"version", cmd_version}, {"help", cmd_help},
-    {"create", cmd_create},   {"members", cmd_members},
+    {"create", cmd_create},   {"members", cmd_members}, {"relay", cmd_relay},
+    {"archive", cmd_archive},
+    {"serve", cmd_serve},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
