@@ -211,7 +211,7 @@ fi
 # the routing and the spread of partitions over nodes, not failover); sets
 # cluster_ports "P1,P2,P3".  Each node needs its port + 10000 free (bus).
 start_cluster() {
-  local i port ports=() dir deadline ok
+  local i port pid ports=() dir deadline ok
   for i in 1 2 3; do
     for _ in $(seq 1 20); do
       port=$((20000 + RANDOM % 30000))
@@ -221,12 +221,15 @@ start_cluster() {
       redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save "" --appendonly no \
         --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
         --daemonize no --logfile "$dir/redis.log" --protected-mode no </dev/null >/dev/null 2>&1 &
-      cluster_pids+=($!)
+      pid=$!
       deadline=$(($(date +%s) + 10))
       until redis-cli -h 127.0.0.1 -p "$port" PING 2>/dev/null | grep -q PONG; do
+        # A port (or its bus port + 10000) taken meanwhile: another port.
+        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; continue 2; }
         [ "$(date +%s)" -le "$deadline" ] || die "cluster node on port $port did not start"
         sleep 0.05
       done
+      cluster_pids+=("$pid")
       ports+=("$port")
       break
     done
