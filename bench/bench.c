@@ -7,6 +7,7 @@
  *   stx_bench latency   --port P [--rate R] [--seconds S]
  *   stx_bench callgrind-prepare --port P [--messages N]
  *   stx_bench callgrind --port P [--messages N] [--batch B]   (run under valgrind)
+ *   stx_bench partitions --port P [--cluster-ports P1,P2,P3] [--messages N]
  */
 #include <errno.h>
 #include <stdio.h>
@@ -23,9 +24,10 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: stx_bench MODE --port P [--host H] [options]\n"
-            "modes: compare, state, latency, drain, outbox, callgrind-prepare, callgrind\n"
+            "modes: compare, state, latency, drain, outbox, callgrind-prepare, callgrind,\n"
+            "       partitions\n"
             "options: --messages N  --rounds R  --naive-messages N  --state-keys N  --rate R\n"
-            "         --seconds S  --batch B  --tmpdir DIR\n"
+            "         --seconds S  --batch B  --tmpdir DIR  --cluster-ports P1,P2,...\n"
             "Normally started by bench/run.sh, which also starts redis-server.\n");
 }
 
@@ -72,7 +74,7 @@ int main(int argc, char **argv)
 {
     bench_env env = {"127.0.0.1", 0, "", "/tmp"};
     bench_opts o = {200000, 10, 20000, 1000000, 5000, 10, 128};
-    const char *mode;
+    const char *mode, *cluster_ports = NULL;
 
     if (argc < 2) {
         usage();
@@ -93,6 +95,8 @@ int main(int argc, char **argv)
             env.port = (int)number(name, val, 1, 65535);
         else if (strcmp(name, "--tmpdir") == 0)
             env.tmpdir = val;
+        else if (strcmp(name, "--cluster-ports") == 0)
+            cluster_ports = val;
         else if (strcmp(name, "--messages") == 0)
             o.messages = number(name, val, 1, 1000000000);
         else if (strcmp(name, "--rounds") == 0)
@@ -132,6 +136,8 @@ int main(int argc, char **argv)
         return mode_callgrind_prepare(&env, &o);
     if (strcmp(mode, "callgrind") == 0)
         return mode_callgrind(&env, &o);
+    if (strcmp(mode, "partitions") == 0)
+        return mode_partitions(&env, &o, cluster_ports);
     usage();
     return 2;
 }

@@ -255,5 +255,8 @@ int mode_state(const bench_env *env, const bench_opts *o);
 int mode_latency(const bench_env *env, const bench_opts *o);
 int mode_drain(const bench_env *env, const bench_opts *o);
 int mode_outbox(const bench_env *env, const bench_opts *o);
+/* partitions.c: members over 1-8 partitions, on one Redis and on a cluster
+ * (cluster_ports: its masters, comma-separated; NULL: one Redis only). */
+int mode_partitions(const bench_env *env, const bench_opts *o, const char *cluster_ports);
 
 #endif

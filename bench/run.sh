@@ -20,8 +20,14 @@
 #   BENCH_DRAIN_MESSAGES [100000]   entries of the pending-drain phase
 #   BENCH_OUTBOX_MESSAGES [50000]   entries of the outbox phase (summed over 5 rounds)
 #   BENCH_CALLGRIND_MESSAGES [20000] messages of the callgrind run (0 skips it)
+#   BENCH_PARTITION_MESSAGES [100000] entries per configuration of the partitions phase
+#   BENCH_PARTITION_ROUNDS [3]      interleaved rounds of the partitions phase (medians)
 #   BENCH_ONLY                      comma-separated subset of
-#                                   compare,state,latency,drain,outbox,callgrind
+#                                   compare,state,latency,drain,outbox,callgrind,partitions
+#
+# The partitions phase also starts a Redis Cluster of 3 masters (no
+# replicas) on loopback, each node in a directory under the same temporary
+# directory, and removes it afterwards.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -36,7 +42,9 @@ latency_seconds=${BENCH_LATENCY_SECONDS:-10}
 cg_messages=${BENCH_CALLGRIND_MESSAGES:-20000}
 drain_messages=${BENCH_DRAIN_MESSAGES:-100000}
 outbox_messages=${BENCH_OUTBOX_MESSAGES:-50000}
-only=${BENCH_ONLY:-compare,state,latency,drain,outbox,callgrind}
+part_messages=${BENCH_PARTITION_MESSAGES:-100000}
+part_rounds=${BENCH_PARTITION_ROUNDS:-3}
+only=${BENCH_ONLY:-compare,state,latency,drain,outbox,callgrind,partitions}
 
 die() {
   echo "bench/run.sh: $*" >&2
@@ -60,10 +68,16 @@ bin=$root/build-bench/bench/stx_bench
 # --- private redis-server --------------------------------------------------
 tmp=$(mktemp -d /tmp/stx-bench-XXXXXX)
 redis_pid=
+cluster_pids=()
 results=$tmp/results
 
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
+  local p
+  for p in "${cluster_pids[@]}"; do
+    kill "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
   if [ -n "$redis_pid" ]; then
     kill "$redis_pid" 2>/dev/null || true
     wait "$redis_pid" 2>/dev/null || true
@@ -193,6 +207,59 @@ if wanted callgrind && [ "$cg_messages" -gt 0 ]; then
   fi
 fi
 
+# A Redis Cluster of 3 masters on loopback (no replicas: the bench measures
+# the routing and the spread of partitions over nodes, not failover); sets
+# cluster_ports "P1,P2,P3".  Each node needs its port + 10000 free (bus).
+start_cluster() {
+  local i port pid ports=() dir deadline ok
+  for i in 1 2 3; do
+    for _ in $(seq 1 20); do
+      port=$((20000 + RANDOM % 30000))
+      if port_busy "$port" || port_busy $((port + 10000)); then continue; fi
+      dir=$tmp/cluster$i
+      mkdir -p "$dir"
+      redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save "" --appendonly no \
+        --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+        --daemonize no --logfile "$dir/redis.log" --protected-mode no </dev/null >/dev/null 2>&1 &
+      pid=$!
+      deadline=$(($(date +%s) + 10))
+      until redis-cli -h 127.0.0.1 -p "$port" PING 2>/dev/null | grep -q PONG; do
+        # A port (or its bus port + 10000) taken meanwhile: another port.
+        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; continue 2; }
+        [ "$(date +%s)" -le "$deadline" ] || die "cluster node on port $port did not start"
+        sleep 0.05
+      done
+      cluster_pids+=("$pid")
+      ports+=("$port")
+      break
+    done
+  done
+  [ "${#ports[@]}" -eq 3 ] || die "no free ports for the cluster"
+  redis-cli --cluster create "127.0.0.1:${ports[0]}" "127.0.0.1:${ports[1]}" \
+    "127.0.0.1:${ports[2]}" --cluster-replicas 0 --cluster-yes >"$tmp/cluster-create.log" 2>&1 ||
+    { cat "$tmp/cluster-create.log" >&2; die "redis-cli --cluster create failed"; }
+  deadline=$(($(date +%s) + 30))
+  while :; do
+    ok=0
+    for port in "${ports[@]}"; do
+      redis-cli -h 127.0.0.1 -p "$port" CLUSTER INFO | grep -q 'cluster_state:ok' && ok=$((ok + 1))
+    done
+    [ "$ok" -eq 3 ] && break
+    [ "$(date +%s)" -le "$deadline" ] || die "the cluster did not reach cluster_state:ok"
+    sleep 0.1
+  done
+  cluster_ports=$(IFS=,; echo "${ports[*]}")
+}
+partitions_phase() {
+  start_cluster
+  echo "    cluster of 3 masters on 127.0.0.1:${cluster_ports//,/, } (no replicas)"
+  mode partitions --messages "$part_messages" --rounds "$part_rounds" --cluster-ports "$cluster_ports"
+}
+if wanted partitions; then
+  phase partitions "partitioned streams: 1, 2, 4, 8 partitions x 1, 2 member processes, one Redis and a 3-master cluster, $part_messages entries each, $part_rounds rounds" \
+    partitions_phase
+fi
+
 echo "loadavg_end=$(cut -d' ' -f1 /proc/loadavg)" >>"$results"
 echo "steal_pct_all=$(steal_pct "$cpu0_all" "$(head -1 /proc/stat)")" >>"$results"
 
@@ -281,10 +348,19 @@ awk -F= '
     row("instructions/msg in poll minus redisGetReply", num("callgrind_ir_per_msg", "%d"), "")
     row("instructions/msg, whole program", num("callgrind_total_ir_per_msg", "%d"), "")
     row("instructions/msg, library code only", num("callgrind_lib_only_ir_per_msg", "%d"), "")
+    for (p = 1; p <= 8; p *= 2)
+      for (m = 1; m <= 2; m++) {
+        k = "_p" p "_m" m
+        row("partitions " p ", members " m ": single / cluster msgs/s",
+            num("part_single" k "_msgs_per_s", "%d") " / " num("part_cluster" k "_msgs_per_s", "%d"), "")
+        row("  Redis CPU us/entry single / cluster (all nodes)",
+            num("part_single" k "_redis_us_per_msg", "%.2f") " / " \
+            num("part_cluster" k "_redis_us_per_msg", "%.2f"), "")
+      }
     row("commit measured, date", v["commit"] ", " v["date"], "")
     row("host: CPU steal over the whole run", num("steal_pct_all", "%d%%"), "")
-    split("compare state latency latency50 latency90 drain outbox callgrind", ph, " ")
-    for (i = 1; i <= 8; i++)
+    split("compare state latency latency50 latency90 drain outbox callgrind partitions", ph, " ")
+    for (i = 1; i <= 9; i++)
       if (has("steal_pct_" ph[i]))
         row("host: CPU steal / slowest O(1) cmd, " ph[i],
             v["steal_pct_" ph[i]] "% / " v["redis_fast_command_max_ms_" ph[i]] " ms", "")

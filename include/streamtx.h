@@ -1037,6 +1037,15 @@ typedef struct stx_reply stx_reply;
  * run); STX_ENOMEM. */
 STX_API int stx_client_call(stx_client *c, size_t argc, const char *const *argv, const size_t *lens,
                             stx_reply **out);
+/** Where key lives on a Redis Cluster: "host:port" of the master of its
+ * slot, as the client last learned the slot map (a MOVED since then is
+ * learned by the next command), into buf (NUL-terminated).
+ * @return the length written; STX_ESTATE when c is connected to a single
+ * Redis, not a cluster; STX_ENOTFOUND (no master of the slot known);
+ * STX_ELIMIT (cap too small); STX_EINVAL (a NULL argument, cap 0);
+ * connection errors. */
+STX_API int stx_client_node_of(stx_client *c, const char *key, size_t key_len, char *buf,
+                               size_t cap);
 /** Free a reply of stx_client_call() (never one of its elements).  NULL is a
  * no-op. */
 STX_API void stx_reply_free(stx_reply *r);
@@ -1183,7 +1192,10 @@ typedef struct stx_member stx_member;
 /** Create a member from conf (copied).  No I/O.  As stx_processor_new(),
  * *out is set even on failure (unless out of memory) for stx_member_errmsg().
  * @return STX_OK, STX_EINVAL (no stream, group or handler, a stream name a
- * partitioned stream cannot have), STX_ENOMEM. */
+ * partitioned stream cannot have, command_timeout_ms plus (with
+ * commit_wait_replicas) commit_wait_timeout_ms not below two thirds of
+ * lease_ttl_ms: a poll may wait that long, and leases are renewed between
+ * polls), STX_ENOMEM. */
 STX_API int stx_member_new(stx_member **out, const stx_config *conf);
 /** One round: heartbeat, renew, release and acquire when due (every
  * lease_ttl_ms / 3), then one poll of each owned partition (round-robin,

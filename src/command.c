@@ -1,4 +1,5 @@
-/* stx_client_call(): one raw Redis command on a client, and the reply view.
+/* stx_client_call(): one raw Redis command on a client, and the reply view;
+ * stx_client_node_of(): where a key lives on a cluster.
  *
  * stx_reply is hiredis's redisReply seen through an opaque type: the reply
  * tree hiredis built is handed out as it is, without a copy, and every
@@ -10,6 +11,8 @@
 
 #include "reply.h"
 #include "client.h"
+#include "cluster.h"
+#include "keys.h"
 
 static const redisReply *rep(const stx_reply *r)
 {
@@ -88,4 +91,21 @@ const stx_reply *stx_reply_at(const stx_reply *r, size_t i)
 {
     if (!r || rep(r)->type != REDIS_REPLY_ARRAY || i >= rep(r)->elements) return NULL;
     return (const stx_reply *)(const void *)rep(r)->element[i];
+}
+
+int stx_client_node_of(stx_client *c, const char *key, size_t key_len, char *buf, size_t cap)
+{
+    if (!c || !key || !buf || cap == 0) return STX_EINVAL;
+    int rc = stx_client_ready(c);
+    if (rc != STX_OK) return rc;
+    if (!stx_cluster_on(&c->conn)) return STX_ESTATE;
+    char where[300];
+    rc = stx_cluster_slot_where(&c->conn, stx_key_slot(key, key_len), where, sizeof where);
+    if (rc != STX_OK)
+        return stx_client_fail(c, rc, "no master known for the slot of '%.*s'",
+                               (int)(key_len > 200 ? 200 : key_len), key);
+    size_t n = strlen(where);
+    if (n >= cap) return stx_client_fail(c, STX_ELIMIT, "node address longer than the buffer");
+    memcpy(buf, where, n + 1);
+    return (int)n;
 }

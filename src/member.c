@@ -146,6 +146,21 @@ int stx_member_new(stx_member **out, const stx_config *conf)
     if (stx_partition_name_ok(NULL, m->conf.stream) != STX_OK)
         return mfail(m, STX_EINVAL, "stream '%.200s': a partitioned stream's name is not empty "
                      "and holds no '{' or '}'", m->conf.stream);
+    /* Leases are renewed between two polls, and one poll can be blocked
+     * for a command timeout (TRYAGAIN during a slot migration is retried
+     * that long) plus a WAIT (no replica answering, as after a failover).
+     * When that does not fit in a lease after its renewal period, every
+     * lease of the member runs out and members take each other's
+     * partitions in turn without getting work done. */
+    long wait_ms = m->conf.commit_wait_replicas > 0 ? m->conf.commit_wait_timeout_ms : 0;
+    if (m->conf.command_timeout_ms + wait_ms >= m->conf.lease_ttl_ms - m->conf.lease_ttl_ms / 3) {
+        char with[64] = "";
+        if (wait_ms) snprintf(with, sizeof with, " + commit_wait_timeout_ms (%ld)", wait_ms);
+        return mfail(m, STX_EINVAL, "command_timeout_ms (%ld)%s must be below two thirds of "
+                     "lease_ttl_ms (%ld): a member renews its leases between two polls, and a "
+                     "poll can wait that long", m->conf.command_timeout_ms, with,
+                     m->conf.lease_ttl_ms);
+    }
     char host[256] = "local";
     gethostname(host, sizeof host - 1);
     host[sizeof host - 1] = '\0';
@@ -179,6 +194,7 @@ static void part_close(stx_member *m, struct part *pt)
     pt->acc.retries += s.retries;
     pt->acc.dead_lettered += s.dead_lettered;
     pt->acc.slow_handlers += s.slow_handlers;
+    pt->acc.commits_unreplicated += s.commits_unreplicated;
     pt->acc.relayed += s.relayed;
     pt->acc.relay_refusals += s.relay_refusals;
     pt->acc.outbox_len = s.outbox_len;
@@ -281,6 +297,7 @@ void stx_member_partition_stats(const stx_member *m, unsigned i, stx_stats *out)
     out->retries += s.retries;
     out->dead_lettered += s.dead_lettered;
     out->slow_handlers += s.slow_handlers;
+    out->commits_unreplicated += s.commits_unreplicated;
     out->relayed += s.relayed;
     out->relay_refusals += s.relay_refusals;
     out->outbox_len = s.outbox_len;

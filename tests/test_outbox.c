@@ -86,7 +86,7 @@ static stx_config *member_config(const struct env *e, const char *name)
     stx_config *c = stx_config_new();
     const char *kv[] = {"url", e->url, "stream", e->stream, "group", "fw", "consumer", name,
                         "lease_ttl_ms", "1000", "block_ms", "100", "batch_size", "32",
-                        "command_timeout_ms", "2000", "stats_interval_ms", "0",
+                        "command_timeout_ms", "600", "stats_interval_ms", "0",
                         "log_level", "info", "relay_batch", "64",
                         "publish_mode", e->mode_outbox ? "outbox" : "direct", NULL};
     for (int i = 0; kv[i]; i += 2)

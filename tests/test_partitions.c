@@ -7,12 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "partwork.h"
 #include "partition.h"
 #include "streamtx.h"
 
@@ -255,84 +255,86 @@ Test(partitions, lease_by_redis_clock)
     stx_client_free(c);
 }
 
-/* ---- members of the inventory workload ----------------------------------- */
-
-#define SKUS 20
-#define THRESHOLD 10
-#define INITIAL 100
-#define NPART 8
-
-struct inv {
-    char stream[64];
-    int64_t stock[SKUS];
-    long crossings;
-    uint64_t seed;
-};
-
-static uint64_t rnd(uint64_t *s)
+static int counting_noop(const stx_msg *msg, stx_txn *txn, void *ud)
 {
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
-/* n sales and restocks, each to the partition of its SKU (pipelined XADDs). */
-static void produce(struct inv *w, redisContext *c, int n)
-{
-    char part[80], sku[16];
-    for (int i = 0; i < n; i++) {
-        int k = (int)(rnd(&w->seed) % SKUS);
-        int low = w->stock[k] <= THRESHOLD + 5;
-        int restock = rnd(&w->seed) % (low ? 3 : 12) == 0;
-        int qty = restock ? 10 + (int)(rnd(&w->seed) % 21) : 1 + (int)(rnd(&w->seed) % 5);
-        snprintf(sku, sizeof sku, "sku-%02d", k);
-        stx_partition_name(part, sizeof part, w->stream,
-                           (unsigned)stx_partition_of(sku, strlen(sku), NPART));
-        redisAppendCommand(c, "XADD %s * type %s sku %s qty %d", part,
-                           restock ? "restock" : "sale", sku, qty);
-        int64_t before = w->stock[k];
-        w->stock[k] += restock ? qty : -qty;
-        if (before > THRESHOLD && w->stock[k] <= THRESHOLD) w->crossings++;
-    }
-    for (int i = 0; i < n; i++) {
-        void *r;
-        cr_assert_eq(redisGetReply(c, &r), REDIS_OK);
-        freeReplyObject(r);
-    }
-}
-
-/* The alerts go to a stream in the partition's slot. */
-static int handler(const stx_msg *msg, stx_txn *txn, void *ud)
-{
-    (void)ud;
-    size_t sku_len;
-    const char *sku = stx_msg_get(msg, "sku", &sku_len);
-    const char *type = stx_msg_get(msg, "type", NULL), *qty = stx_msg_get(msg, "qty", NULL);
-    if (!sku || !type || !qty) return STX_HANDLER_FAIL;
-    if (stx_msg_partition(msg) != stx_partition_of(sku, sku_len, NPART)) return STX_HANDLER_FAIL;
-    int64_t stock = INITIAL;
-    int rc = stx_txn_get_i64(txn, sku, sku_len, &stock);
-    if (rc != STX_OK && rc != STX_ENOTFOUND) return rc;
-    int64_t before = stock;
-    stock += strcmp(type, "restock") == 0 ? atoi(qty) : -atoi(qty);
-    if ((rc = stx_txn_put_i64(txn, sku, sku_len, stock)) != STX_OK) return rc;
-    if (before > THRESHOLD && stock <= THRESHOLD) {
-        char alerts[128], s[24];
-        snprintf(alerts, sizeof alerts, "%s:alerts", stx_msg_stream(msg));
-        snprintf(s, sizeof s, "%" PRId64, stock);
-        return stx_txn_publishv(txn, alerts, "sku", sku, "stock", s, NULL);
-    }
+    (void)msg, (void)txn, (void)ud;
     return STX_OK;
 }
 
-static stx_member *volatile child_member;
-
-static void on_term(int sig)
+Test(partitions, member_refuses_wait_longer_than_renewal)
 {
-    (void)sig;
-    if (child_member) stx_member_stop(child_member);
+    stx_config *c = stx_config_new();
+    const char *kv[] = {"url", R.url, "stream", "s", "group", "g", "lease_ttl_ms", "3000",
+                        "command_timeout_ms", "1000", "commit_wait_replicas", "1",
+                        "commit_wait_timeout_ms", "1000", NULL};
+    for (int i = 0; kv[i]; i += 2) cr_assert_eq(stx_config_set(c, kv[i], kv[i + 1], NULL, 0), STX_OK);
+    stx_config_set_handler(c, counting_noop, NULL);
+    stx_member *m;
+    cr_assert_eq(stx_member_new(&m, c), STX_EINVAL);
+    cr_assert(strstr(stx_member_errmsg(m), "command_timeout_ms (1000) + commit_wait_timeout_ms "
+                                           "(1000) must be below two thirds of lease_ttl_ms (3000)"),
+              "%s", stx_member_errmsg(m));
+    stx_member_free(m);
+    cr_assert_eq(stx_config_set(c, "commit_wait_timeout_ms", "999", NULL, 0), STX_OK);
+    cr_assert_eq(stx_member_new(&m, c), STX_OK, "%s", stx_member_errmsg(m));
+    stx_member_free(m);
+    /* Without commit_wait_replicas only the command timeout counts; the
+     * defaults (5000, 10000) fit. */
+    cr_assert_eq(stx_config_set(c, "commit_wait_replicas", "0", NULL, 0), STX_OK);
+    cr_assert_eq(stx_config_set(c, "command_timeout_ms", "2000", NULL, 0), STX_OK);
+    cr_assert_eq(stx_member_new(&m, c), STX_EINVAL);
+    cr_assert(strstr(stx_member_errmsg(m), "command_timeout_ms (2000) must be below two thirds"),
+              "%s", stx_member_errmsg(m));
+    stx_member_free(m);
+    cr_assert_eq(stx_config_set(c, "command_timeout_ms", "5000", NULL, 0), STX_OK);
+    cr_assert_eq(stx_config_set(c, "lease_ttl_ms", "10000", NULL, 0), STX_OK);
+    cr_assert_eq(stx_member_new(&m, c), STX_OK, "%s", stx_member_errmsg(m));
+    stx_member_free(m);
+    stx_config_free(c);
 }
+
+/* commit_wait_replicas on a Redis without replicas: every commit is
+ * counted in the member's per-partition stats as not acknowledged. */
+Test(partitions, member_counts_unreplicated_commits)
+{
+    char s[64];
+    test_unique("wr", s, sizeof s);
+    stx_client *cl = test_client(&R);
+    cr_assert_eq(stx_stream_create(cl, s, 2), STX_OK);
+    stx_field f[] = {{"k", 1, "a", 1}};
+    stx_produce_result res;
+    for (int i = 0; i < 20; i++)
+        cr_assert_eq(stx_produce_keyed(cl, s, NULL, 0, f, 1, NULL, &res, NULL), STX_OK);
+    stx_config *c = stx_config_new();
+    const char *kv[] = {"url", R.url, "stream", s, "group", "g", "lease_ttl_ms", "3000",
+                        "command_timeout_ms", "1500", "block_ms", "20", "batch_size", "4", "commit_wait_replicas", "1",
+                        "commit_wait_timeout_ms", "5", "log_level", "error", NULL};
+    for (int i = 0; kv[i]; i += 2) cr_assert_eq(stx_config_set(c, kv[i], kv[i + 1], NULL, 0), STX_OK);
+    stx_config_set_handler(c, counting_noop, NULL);
+    stx_member *m;
+    cr_assert_eq(stx_member_new(&m, c), STX_OK, "%s", stx_member_errmsg(m));
+    stx_config_free(c);
+    uint64_t committed = 0, commits = 0, unrepl = 0;
+    int64_t deadline = test_now_ms() + 20000;
+    while (committed < 20) {
+        cr_assert_geq(stx_member_poll(m), 0, "%s", stx_member_errmsg(m));
+        cr_assert(test_now_ms() < deadline, "not drained");
+        committed = commits = unrepl = 0;
+        for (unsigned i = 0; i < 2; i++) {
+            stx_stats st;
+            stx_member_partition_stats(m, i, &st);
+            committed += st.committed;
+            commits += st.commits;
+            unrepl += st.commits_unreplicated;
+        }
+    }
+    cr_assert_geq(commits, 6); /* batches of 4 over two partitions */
+    cr_assert_eq(unrepl, commits);
+    stx_member_free(m);
+    stx_client_free(cl);
+}
+
+/* ---- members of the inventory workload ----------------------------------- */
 
 static void quiet(stx_log_level level, const char *line, void *ud)
 {
@@ -340,248 +342,38 @@ static void quiet(stx_log_level level, const char *line, void *ud)
     if (getenv("STX_TEST_VERBOSE")) fprintf(stderr, "[%d] %d %s\n", (int)getpid(), level, line);
 }
 
-static pid_t spawn_member(const char *stream, const char *name)
-{
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid) return pid;
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    stx_config *c = stx_config_new();
-    const char *kv[] = {"url", R.url, "stream", stream, "group", "inv", "consumer", name,
-                        "lease_ttl_ms", "1000", "block_ms", "100", "batch_size", "64",
-                        "command_timeout_ms", "2000", "stats_interval_ms", "0", "log_level", "info",
-                        NULL};
-    for (int i = 0; kv[i]; i += 2)
-        if (stx_config_set(c, kv[i], kv[i + 1], NULL, 0) != STX_OK) _exit(2);
-    stx_config_set_handler(c, handler, NULL);
-    stx_config_set_log(c, quiet, NULL);
-    stx_member *m;
-    if (stx_member_new(&m, c) != STX_OK) _exit(2);
-    stx_config_free(c);
-    child_member = m;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_term;
-    sigaction(SIGTERM, &sa, NULL);
-    int rc = stx_member_run(m);
-    if (rc != STX_OK) fprintf(stderr, "member %s: %s: %s\n", name, stx_strerror(rc), stx_member_errmsg(m));
-    child_member = NULL;
-    stx_member_free(m);
-    _exit(rc == STX_OK ? 0 : 1);
-}
-
-/* Owner of each partition's lease ("" when free or expired by Redis' clock). */
-static void owners(redisContext *c, const char *stream, char out[NPART][64])
-{
-    redisReply *t = test_cmd(c, "TIME");
-    long long now = atoll(t->element[0]->str) * 1000 + atoll(t->element[1]->str) / 1000;
-    freeReplyObject(t);
-    for (unsigned i = 0; i < NPART; i++) {
-        char part[80], key[256];
-        stx_partition_name(part, sizeof part, stream, i);
-        stx_key_name(key, sizeof key, part, "inv", "lease");
-        redisReply *r = test_cmd(c, "HMGET %s owner expires_ms", key);
-        int live = r->element[0]->type == REDIS_REPLY_STRING &&
-                   r->element[1]->type == REDIS_REPLY_STRING && atoll(r->element[1]->str) > now;
-        snprintf(out[i], 64, "%s", live ? r->element[0]->str : "");
-        freeReplyObject(r);
-    }
-}
-
-static unsigned long long epoch_of(redisContext *c, const char *stream, unsigned i)
-{
-    char part[80], key[256];
-    stx_partition_name(part, sizeof part, stream, i);
-    stx_key_name(key, sizeof key, part, "inv", "meta");
-    redisReply *r = test_cmd(c, "HGET %s epoch", key);
-    unsigned long long e = r->type == REDIS_REPLY_STRING ? strtoull(r->str, NULL, 10) : 0;
-    freeReplyObject(r);
-    return e;
-}
-
-static int owned_by(const char *owner, const char *name)
-{
-    size_t n = strlen(name);
-    return strncmp(owner, name, n) == 0 && owner[n] == '-';
-}
-
-/* The member ids (from the member hash) of the members named in names. */
-static size_t member_ids(redisContext *c, const char *stream, const char *const *names,
-                         char ids[8][64])
-{
-    char key[256];
-    stx_key_name(key, sizeof key, stream, "inv", "members");
-    redisReply *r = test_cmd(c, "HKEYS %s", key);
-    size_t n = 0;
-    for (size_t j = 0; j < r->elements && n < 8; j++)
-        for (int k = 0; names[k]; k++)
-            if (owned_by(r->element[j]->str, names[k])) snprintf(ids[n++], 64, "%s", r->element[j]->str);
-    freeReplyObject(r);
-    return n;
-}
-
-/* Wait until the leases are exactly the rendezvous assignment over the
- * members named in names (NULL-terminated), as the header documents it. */
-static void wait_owners(redisContext *c, const char *stream, const char *const *names,
-                        long timeout_ms, char own[NPART][64])
-{
-    int64_t deadline = test_now_ms() + timeout_ms;
-    size_t want_n = 0;
-    while (names[want_n]) want_n++;
-    for (;;) {
-        char ids[8][64];
-        size_t n = member_ids(c, stream, names, ids);
-        owners(c, stream, own);
-        int ok = n == want_n;
-        for (unsigned i = 0; i < NPART && ok; i++) {
-            const char *best = NULL;
-            uint64_t best_h = 0;
-            for (size_t k = 0; k < n; k++) {
-                uint64_t h = stx_rendezvous_hash(ids[k], i);
-                if (!best || h > best_h || (h == best_h && strcmp(ids[k], best) < 0)) {
-                    best = ids[k];
-                    best_h = h;
-                }
-            }
-            ok = strcmp(own[i], best) == 0;
-        }
-        if (ok) return;
-        cr_assert(test_now_ms() < deadline, "partitions not assigned within %ld ms", timeout_ms);
-        sleep_ms(50);
-    }
-}
-
-static void wait_caught_up(redisContext *c, const char *stream, long timeout_ms)
-{
-    int64_t deadline = test_now_ms() + timeout_ms;
-    for (unsigned i = 0; i < NPART; i++) {
-        char part[80], meta[256];
-        stx_partition_name(part, sizeof part, stream, i);
-        stx_key_name(meta, sizeof meta, part, "inv", "meta");
-        redisReply *l = test_cmd(c, "XREVRANGE %s + - COUNT 1", part);
-        if (l->elements == 0) {
-            freeReplyObject(l);
-            continue;
-        }
-        for (;;) {
-            redisReply *o = test_cmd(c, "HGET %s offset", meta);
-            int done = o->type == REDIS_REPLY_STRING &&
-                       strcmp(o->str, l->element[0]->element[0]->str) == 0;
-            freeReplyObject(o);
-            if (done) break;
-            cr_assert(test_now_ms() < deadline, "partition %u did not catch up", i);
-            sleep_ms(50);
-        }
-        freeReplyObject(l);
-    }
-}
-
-static const char *field(const redisReply *f, const char *name)
-{
-    for (size_t j = 0; j + 1 < f->elements; j += 2)
-        if (strcmp(f->element[j]->str, name) == 0) return f->element[j + 1]->str;
-    return NULL;
-}
-
-/* Stock per SKU, one alert per crossing each from a distinct source,
- * offset = last id and nothing pending or dead-lettered, per partition. */
-static void check_exact(redisContext *c, const struct inv *w)
-{
-    long alerts = 0;
-    for (int k = 0; k < SKUS; k++) {
-        char sku[16], part[80], state[256];
-        snprintf(sku, sizeof sku, "sku-%02d", k);
-        stx_partition_name(part, sizeof part, w->stream,
-                           (unsigned)stx_partition_of(sku, strlen(sku), NPART));
-        stx_key_name(state, sizeof state, part, "inv", "state");
-        redisReply *r = test_cmd(c, "HGET %s %s", state, sku);
-        int64_t v = INITIAL;
-        if (r->type == REDIS_REPLY_STRING) cr_assert_eq(stx_mp_read_i64(r->str, r->len, &v), STX_OK);
-        freeReplyObject(r);
-        cr_assert_eq(v, w->stock[k], "%s: stock %" PRId64 ", expected %" PRId64, sku, v, w->stock[k]);
-    }
-    for (unsigned i = 0; i < NPART; i++) {
-        char part[80], meta[256], dlq[256];
-        stx_partition_name(part, sizeof part, w->stream, i);
-        stx_key_name(meta, sizeof meta, part, "inv", "meta");
-        stx_key_name(dlq, sizeof dlq, part, "inv", "dlq");
-        redisReply *l = test_cmd(c, "XREVRANGE %s + - COUNT 1", part);
-        if (l->elements) {
-            redisReply *o = test_cmd(c, "HGET %s offset", meta);
-            cr_assert_eq(o->type, REDIS_REPLY_STRING);
-            cr_assert_str_eq(o->str, l->element[0]->element[0]->str, "partition %u", i);
-            freeReplyObject(o);
-            redisReply *p = test_cmd(c, "XPENDING %s inv", part);
-            cr_assert_eq(p->element[0]->integer, 0, "partition %u: %lld pending", i,
-                         p->element[0]->integer);
-            freeReplyObject(p);
-        }
-        freeReplyObject(l);
-        cr_assert_eq(test_cmd_int(c, "XLEN %s", dlq), 0);
-        redisReply *r = test_cmd(c, "XRANGE %s:alerts - +", part);
-        for (size_t a = 0; a < r->elements; a++) {
-            const redisReply *f = r->element[a]->element[1];
-            const char *cause = field(f, "causation_id"), *sku = field(f, "sku");
-            cr_assert(cause && sku);
-            cr_assert_eq(stx_partition_of(sku, strlen(sku), NPART), (int)i);
-            for (size_t b = 0; b < a; b++)
-                cr_assert_str_neq(field(r->element[b]->element[1], "causation_id"), cause,
-                                  "source %s alerted twice", cause);
-        }
-        alerts += (long)r->elements;
-        freeReplyObject(r);
-    }
-    cr_assert_eq(alerts, w->crossings, "%ld alerts for %ld crossings", alerts, w->crossings);
-}
-
-static int exit_code(pid_t pid)
-{
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 Test(partitions, members_kill_join_pause)
 {
-    struct inv w;
-    memset(&w, 0, sizeof w);
-    test_unique("inv", w.stream, sizeof w.stream);
-    for (int k = 0; k < SKUS; k++) w.stock[k] = INITIAL;
-    w.seed = 0x9e3779b97f4a7c15ull ^ ((uint64_t)getpid() << 20);
-    stx_client *cl = test_client(&R);
-    cr_assert_eq(stx_stream_create(cl, w.stream, NPART), STX_OK);
-    stx_client_free(cl);
-    redisContext *c = test_redis_connect(&R);
-    char own[NPART][64];
+    partwork w;
+    pw_init(&w, &R, NULL, "inv", 8);
+    char own[PW_MAX_PARTS][64];
 
     /* Three members share 8 partitions. */
-    produce(&w, c, 5000);
-    pid_t m1 = spawn_member(w.stream, "m1"), m2 = spawn_member(w.stream, "m2"),
-          m3 = spawn_member(w.stream, "m3");
+    pw_produce(&w, 5000);
+    pid_t m1 = pw_spawn(&w, "m1"), m2 = pw_spawn(&w, "m2"), m3 = pw_spawn(&w, "m3");
     const char *three[] = {"m1", "m2", "m3", NULL};
-    wait_owners(c, w.stream, three, 10000, own);
+    pw_wait_owners(&w, three, 10000, own);
 
     /* SIGKILL one: its partitions are taken within the lease (1 s) and a
      * renewal period; the entries keep coming. */
     sleep_ms(200);
     kill(m1, SIGKILL);
-    cr_assert_eq(exit_code(m1), 128 + SIGKILL);
+    cr_assert_eq(pw_exit_code(m1), 128 + SIGKILL);
     int64_t killed_at = test_now_ms();
-    produce(&w, c, 5000);
+    pw_produce(&w, 5000);
     const char *two[] = {"m2", "m3", NULL};
-    wait_owners(c, w.stream, two, 10000, own);
+    pw_wait_owners(&w, two, 10000, own);
     cr_log_info("partitions of the killed member taken over after %" PRId64 " ms",
                 test_now_ms() - killed_at);
 
     /* A fourth joins: it gets its share, the others let go of it. */
-    pid_t m4 = spawn_member(w.stream, "m4");
-    produce(&w, c, 5000);
+    pid_t m4 = pw_spawn(&w, "m4");
+    pw_produce(&w, 5000);
     const char *three_b[] = {"m2", "m3", "m4", NULL};
     int64_t joined_at = test_now_ms();
-    wait_owners(c, w.stream, three_b, 10000, own);
+    pw_wait_owners(&w, three_b, 10000, own);
     int n4 = 0;
-    for (unsigned i = 0; i < NPART; i++) n4 += owned_by(own[i], "m4");
+    for (unsigned i = 0; i < w.parts; i++) n4 += pw_owned_by(own[i], "m4");
     cr_log_info("the joining member holds %d partitions after %" PRId64 " ms", n4,
                 test_now_ms() - joined_at);
 
@@ -589,41 +381,40 @@ Test(partitions, members_kill_join_pause)
      * them (a new epoch each); resumed, it is fenced and writes nothing
      * that counts twice (the exact checks below). */
     int n2 = 0, n3 = 0;
-    for (unsigned i = 0; i < NPART; i++) {
-        n2 += owned_by(own[i], "m2");
-        n3 += owned_by(own[i], "m3");
+    for (unsigned i = 0; i < w.parts; i++) {
+        n2 += pw_owned_by(own[i], "m2");
+        n3 += pw_owned_by(own[i], "m3");
     }
     pid_t victim = n2 >= n3 ? m2 : m3;
     const char *vname = n2 >= n3 ? "m2" : "m3";
-    unsigned long long before[NPART];
-    int had[NPART];
-    for (unsigned i = 0; i < NPART; i++) {
-        had[i] = owned_by(own[i], vname);
-        before[i] = epoch_of(c, w.stream, i);
+    unsigned long long before[PW_MAX_PARTS];
+    int had[PW_MAX_PARTS];
+    for (unsigned i = 0; i < w.parts; i++) {
+        had[i] = pw_owned_by(own[i], vname);
+        before[i] = pw_epoch(&w, i);
     }
     kill(victim, SIGSTOP);
-    produce(&w, c, 5000);
+    pw_produce(&w, 5000);
     const char *others[] = {victim == m2 ? "m3" : "m2", "m4", NULL};
-    wait_owners(c, w.stream, others, 10000, own);
-    wait_caught_up(c, w.stream, 30000); /* the others finish its partitions */
-    for (unsigned i = 0; i < NPART; i++)
-        if (had[i])
-            cr_assert_gt(epoch_of(c, w.stream, i), before[i], "partition %u: no new epoch", i);
+    pw_wait_owners(&w, others, 10000, own);
+    pw_wait_caught_up(&w, 30000); /* the others finish its partitions */
+    for (unsigned i = 0; i < w.parts; i++)
+        if (had[i]) cr_assert_gt(pw_epoch(&w, i), before[i], "partition %u: no new epoch", i);
     kill(victim, SIGCONT);
     sleep_ms(1500); /* it resumes, finds itself fenced, rejoins */
-    wait_caught_up(c, w.stream, 30000);
+    pw_wait_caught_up(&w, 30000);
 
     pid_t all[] = {m2, m3, m4};
     for (int k = 0; k < 3; k++) kill(all[k], SIGTERM);
-    for (int k = 0; k < 3; k++) cr_assert_eq(exit_code(all[k]), 0, "member %d", k);
-    check_exact(c, &w);
+    for (int k = 0; k < 3; k++) cr_assert_eq(pw_exit_code(all[k]), 0, "member %d", k);
+    pw_check(&w);
     /* Stopped members leave the member hash and release their leases. */
     char members[256];
     stx_key_name(members, sizeof members, w.stream, "inv", "members");
-    cr_assert_eq(test_cmd_int(c, "HLEN %s", members), 0);
-    owners(c, w.stream, own);
-    for (unsigned i = 0; i < NPART; i++) cr_assert_str_eq(own[i], "", "partition %u", i);
-    redisFree(c);
+    cr_assert_eq(test_cmd_int(pw_conn(&w, 0), "HLEN %s", members), 0);
+    pw_owners(&w, own);
+    for (unsigned i = 0; i < w.parts; i++) cr_assert_str_eq(own[i], "", "partition %u", i);
+    pw_free(&w);
 }
 
 /* ---- members in one thread: snapshots and the stx views ------------------ */
@@ -641,7 +432,8 @@ static stx_member *member(const char *stream, const char *name, const char *snap
 {
     stx_config *c = stx_config_new();
     const char *kv[] = {"url", R.url, "stream", stream, "group", "g", "consumer", name,
-                        "lease_ttl_ms", "3000", "block_ms", "20", "stats_interval_ms", "0",
+                        "lease_ttl_ms", "3000", "command_timeout_ms", "1500", "block_ms", "20",
+                        "stats_interval_ms", "0",
                         "snapshot_dir", snapdir, NULL};
     for (int i = 0; kv[i]; i += 2)
         cr_assert_eq(stx_config_set(c, kv[i], kv[i + 1], NULL, 0), STX_OK, "%s", kv[i]);

@@ -311,6 +311,55 @@ Test(top, the_heartbeat_is_one_write_per_interval_with_an_expiry_and_can_be_off)
     test_redis_stop(&r);
 }
 
+/* commit_wait_replicas on a Redis without replicas: every commit is
+ * unacknowledged; the heartbeat, stx top (JSON and frame) and stx info
+ * show the count. */
+Test(top, unreplicated_commits_in_the_heartbeat_and_top)
+{
+    test_redis r;
+    test_redis_start(&r, 0, NULL);
+    redisContext *rc = test_redis_connect(&r);
+    ctx c = {0};
+    static const char *const kv[] = {"stats_interval_ms", "1000", "commit_wait_replicas", "1",
+                                     "commit_wait_timeout_ms", "5", "batch_size", "2",
+                                     "log_level", "error", NULL};
+    stx_processor *p = new_processor(r.url, "ur", &c, NULL, kv);
+    produce(rc, "ur", 6, "a");
+    drain(p);
+    sleep_ms(1050);
+    cr_assert_eq(stx_processor_poll(p), 0); /* the heartbeat after the commits */
+    stx_stats st;
+    stx_processor_stats(p, &st);
+    cr_assert_geq(st.commits, 3);
+    cr_assert_eq(st.commits_unreplicated, st.commits);
+    char want[64];
+    snprintf(want, sizeof want, "\"commits_unreplicated\":%llu", (unsigned long long)st.commits);
+
+    char key[128];
+    cr_assert(stx_key_name(key, sizeof key, "ur", "g", "live") > 0);
+    redisReply *h = test_cmd(rc, "HVALS %s", key);
+    cr_assert_eq(h->elements, 1);
+    cr_assert(strstr(h->element[0]->str, want), "%s", h->element[0]->str);
+    freeReplyObject(h);
+
+    run o;
+    stx(&o, r.url, "top", "ur", "g", "--once", "--json", NULL);
+    cr_assert_eq(o.code, 0, "%s", o.err);
+    cr_assert_eq(count_of(o.out, want), 2, "group sum and processor: %s", o.out);
+    run_free(&o);
+    stx(&o, r.url, "info", "ur", "--json", NULL);
+    cr_assert_eq(o.code, 0, "%s", o.err);
+    cr_assert(strstr(o.out, want), "%s", o.out);
+    run_free(&o);
+    stx(&o, r.url, "top", "ur", "g", "--once", NULL);
+    cr_assert_eq(o.code, 0, "%s", o.err);
+    cr_assert(strstr(o.out, "UNREPL"), "%s", o.out);
+    run_free(&o);
+    stx_processor_free(p);
+    redisFree(rc);
+    test_redis_stop(&r);
+}
+
 /* ---- logs --------------------------------------------------------------- */
 
 Test(top, a_reset_fences_with_the_operators_reset_named_and_nothing_logged_twice)

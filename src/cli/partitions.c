@@ -119,13 +119,20 @@ static void lease_of(cli *c, const char *part, const char *group, long long now,
 int cli_info_partitioned(cli *c, const char *stream, unsigned n)
 {
     long long now = redis_now(c);
+    /* On a cluster each partition's node is a column; on one Redis there
+     * is nothing to show. */
+    char node[320], first[1100];
+    stx_partition_name(first, sizeof first, stream, 0);
+    int cluster = stx_client_node_of(c->client, first, strlen(first), node, sizeof node) != STX_ESTATE;
     jw w;
     jw_init(&w);
     table t;
-    tbl_init(&t, 9);
-    static const char *const heads[] = {"PARTITION", "LENGTH", "GROUP", "OFFSET", "LAG",
-                                        "PENDING", "EPOCH", "OWNER", "LEASE"};
-    for (size_t k = 0; k < 9; k++) tbl_cell(&t, heads[k]);
+    size_t ncol = cluster ? 10 : 9;
+    tbl_init(&t, ncol);
+    static const char *const heads[] = {"PARTITION", "NODE",    "LENGTH", "GROUP", "OFFSET",
+                                        "LAG",       "PENDING", "EPOCH",  "OWNER", "LEASE"};
+    for (size_t k = 0; k < 10; k++)
+        if (k != 1 || cluster) tbl_cell(&t, heads[k]);
     table ot; /* outboxes that are not empty */
     tbl_init(&ot, 4);
     static const char *const oheads[] = {"STREAM", "GROUP", "OUTBOX", "OLDEST"};
@@ -149,12 +156,17 @@ int cli_info_partitioned(cli *c, const char *stream, unsigned n)
             rc = cli_fail_stx(c, got, part);
             break;
         }
+        if (!cluster || stx_client_node_of(c->client, part, strlen(part), node, sizeof node) < 0)
+            snprintf(node, sizeof node, "%s", cluster ? "?" : "");
         if (c->json) {
             jw_obj(&w);
             jw_key(&w, "partition");
             jw_i64(&w, i);
             jw_key(&w, "stream");
             jw_str(&w, part);
+            jw_key(&w, "node");
+            if (cluster) jw_str(&w, node);
+            else jw_null(&w);
             jw_key(&w, "length");
             jw_i64(&w, info ? info->length : 0);
             jw_key(&w, "last_id");
@@ -166,6 +178,7 @@ int cli_info_partitioned(cli *c, const char *stream, unsigned n)
         size_t ng = info ? info->ngroups : 0;
         if (ng == 0 && !c->json) {
             tbl_cellf(&t, "%u", i);
+            if (cluster) tbl_cell(&t, node);
             tbl_cellf(&t, "%lld", info ? info->length : 0);
             for (int k = 0; k < 7; k++) tbl_cell(&t, "-");
         }
@@ -195,6 +208,7 @@ int cli_info_partitioned(cli *c, const char *stream, unsigned n)
                 jw_obj_end(&w);
             } else {
                 tbl_cellf(&t, "%u", i);
+                if (cluster) tbl_cell(&t, node);
                 tbl_cellf(&t, "%lld", info->length);
                 tbl_cell(&t, gi->name);
                 tbl_cell(&t, gi->offset[0] ? gi->offset : "-");

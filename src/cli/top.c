@@ -17,7 +17,9 @@ static const char help[] =
     "(messages committed per second, summed over its live processors), the lag\n"
     "(entries not yet delivered) and its trend (change per second since the\n"
     "last frame), the p99 commit latency of the last heartbeat interval,\n"
-    "handler failures, dead letters (the DLQ length) and pending entries; then\n"
+    "handler failures, dead letters (the DLQ length), pending entries and the\n"
+    "commits not acknowledged by commit_wait_replicas replicas in time (UNREPL;\n"
+    "0 when commit_wait_replicas is off); then\n"
     "one line per live processor: consumer, host:pid, phase, rate, committed,\n"
     "age of its heartbeat and its last error.\n"
     "\n"
@@ -31,7 +33,7 @@ static const char help[] =
     "     \"lag\":..|null,\"lag_trend_per_s\":..|null,\"pending\":..,\"dlq_length\":..,\n"
     "     \"committed_per_s\":..,\"handled_per_s\":..,\"failures_per_s\":..,\n"
     "     \"dead_lettered_per_s\":..,\"commit_us_p99\":..,\"handler_failures\":..,\n"
-    "     \"dead_lettered\":..,\"processors\":[PROCESSOR...]}]}\n"
+    "     \"dead_lettered\":..,\"commits_unreplicated\":..,\"processors\":[PROCESSOR...]}]}\n"
     "    PROCESSOR as in stx info --json.\n"
     "\n"
     "Exit codes: 3 when STREAM or GROUP does not exist.\n";
@@ -201,7 +203,7 @@ static void trend(frame *f, const frame *prev)
 /* Sums over a group's live processors. */
 typedef struct sums {
     double committed, handled, failures, dead;
-    uint64_t p99, handler_failures, dead_lettered;
+    uint64_t p99, handler_failures, dead_lettered, unreplicated;
 } sums;
 
 static sums sum_of(const stx_live *l)
@@ -217,6 +219,7 @@ static sums sum_of(const stx_live *l)
             s.p99 = p->interval_commit_us_p99;
         s.handler_failures += p->stats.handler_failures;
         s.dead_lettered += p->stats.dead_lettered;
+        s.unreplicated += p->stats.commits_unreplicated;
     }
     return s;
 }
@@ -272,6 +275,7 @@ void cli_live_json(jw *w, const stx_live_processor *p, long long now_ms)
         {"commit_us_p50", p->stats.commit_us_p50},
         {"commit_us_p99", p->stats.commit_us_p99},
         {"commit_us_max", p->stats.commit_us_max},
+        {"commits_unreplicated", p->stats.commits_unreplicated},
         {"interval_commit_us_p50", p->interval_commit_us_p50},
         {"interval_commit_us_p99", p->interval_commit_us_p99},
     };
@@ -341,6 +345,8 @@ static void print_json(const frame *f)
         jw_u64(&w, s.handler_failures);
         jw_key(&w, "dead_lettered");
         jw_u64(&w, s.dead_lettered);
+        jw_key(&w, "commits_unreplicated");
+        jw_u64(&w, s.unreplicated);
         jw_key(&w, "processors");
         jw_arr(&w);
         for (size_t k = 0; k < r->live->n; k++)
@@ -382,10 +388,10 @@ static void print_human(const frame *f, int live)
         return;
     }
     table t;
-    tbl_init(&t, 11);
-    static const char *const heads[] = {"STREAM",  "GROUP", "PROCS",    "RATE/S", "LAG", "TREND",
-                                        "P99-MS", "FAILED", "DLQ", "PENDING", "PHASE"};
-    for (size_t k = 0; k < 11; k++)
+    tbl_init(&t, 12);
+    static const char *const heads[] = {"STREAM", "GROUP",  "PROCS", "RATE/S",  "LAG",    "TREND",
+                                        "P99-MS", "FAILED", "DLQ",   "PENDING", "UNREPL", "PHASE"};
+    for (size_t k = 0; k < 12; k++)
         tbl_cell(&t, heads[k]);
     for (size_t i = 0; i < f->n; i++) {
         const group_row *r = &f->rows[i];
@@ -404,6 +410,7 @@ static void print_human(const frame *f, int live)
         tbl_cellf(&t, "%llu", (unsigned long long)s.handler_failures);
         tbl_cellf(&t, "%lld", r->g.dlq_length);
         tbl_cellf(&t, "%lld", r->g.pending);
+        tbl_cellf(&t, "%llu", (unsigned long long)s.unreplicated);
         tbl_cell(&t, r->live->n ? r->live->procs[0].phase : "-");
     }
     tbl_print(&t, stdout);
