@@ -41,10 +41,14 @@ get_reply=$(incl "$tmp/poll" redisGetReply)
 append=$(incl "$tmp/poll" redisAppendCommandArgv)
 free_reply=$(incl "$tmp/poll" freeReplyObject)
 handler=$(incl "$tmp/poll" inv_handle)
+# The library parses replies with hiredis' reader (redisReaderFeed copies
+# the bytes in, redisReaderGetReply parses them and calls the library's
+# reply builder, src/reply.c, which is counted with it).
+reader=$(( $(incl "$tmp/poll" redisReaderGetReply) + $(incl "$tmp/poll" redisReaderFeed) ))
 malloc_ir=$(( $(incl "$tmp/poll" malloc) + $(incl "$tmp/poll" calloc) + $(incl "$tmp/poll" realloc) + $(incl "$tmp/poll" free) ))
 
 awk -v n="$messages" -v whole="$whole_ir" -v poll="$poll_ir" -v gr="$get_reply" \
-  -v app="$append" -v fr="$free_reply" -v h="$handler" -v mem="$malloc_ir" '
+  -v app="$append" -v fr="$free_reply" -v rd="$reader" -v h="$handler" -v mem="$malloc_ir" '
   BEGIN {
     printf "# whole program: %.0f instructions per message (includes process start, connect,\n", whole / n
     printf "#   stx_processor_start and teardown, all divided by the %d messages)\n", n
@@ -52,7 +56,8 @@ awk -v n="$messages" -v whole="$whole_ir" -v poll="$poll_ir" -v gr="$get_reply" 
     printf "#   hiredis redisGetReply (send, read, parse replies):   %6.0f\n", gr / n
     printf "#   hiredis redisAppendCommandArgv (format commands):      %4.0f\n", app / n
     printf "#   hiredis freeReplyObject:                              %5.0f\n", fr / n
-    printf "#   the rest (library code, the handler, libc it calls):  %5.0f\n", (poll - app - gr - fr) / n
+    printf "#   hiredis reader (parsing replies, with reply.c):       %5.0f\n", rd / n
+    printf "#   the rest (library code, the handler, libc it calls):  %5.0f\n", (poll - app - gr - fr - rd) / n
     printf "#     of which the handler inv_handle with its stx_txn_* calls: %.0f\n", h / n
     printf "#   malloc/calloc/realloc/free anywhere in poll:           %5.0f\n", mem / n
     printf "# callgrind_ir_per_msg = inside poll minus redisGetReply = %.0f\n", (poll - gr) / n
@@ -60,8 +65,8 @@ awk -v n="$messages" -v whole="$whole_ir" -v poll="$poll_ir" -v gr="$get_reply" 
     printf "callgrind_total_ir_per_msg=%.0f\n", whole / n
     printf "callgrind_poll_ir_per_msg=%.0f\n", poll / n
     printf "callgrind_ir_per_msg=%.0f\n", (poll - gr) / n
-    printf "callgrind_hiredis_ir_per_msg=%.0f\n", (app + gr + fr) / n
-    printf "callgrind_lib_only_ir_per_msg=%.0f\n", (poll - app - gr - fr) / n
+    printf "callgrind_hiredis_ir_per_msg=%.0f\n", (app + gr + fr + rd) / n
+    printf "callgrind_lib_only_ir_per_msg=%.0f\n", (poll - app - gr - fr - rd) / n
     printf "callgrind_handler_ir_per_msg=%.0f\n", h / n
     printf "callgrind_malloc_ir_per_msg=%.0f\n", mem / n
   }'

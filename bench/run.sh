@@ -340,6 +340,8 @@ awk -F= '
         target("drain_claimed_ratio", ">=", 0.5, ">= 0.5"))
     row("drain / fresh, own after restart", num("drain_own_ratio", "%.2f"),
         target("drain_own_ratio", ">=", 0.5, ">= 0.5"))
+    row("overlap / limit b128, inventory / publish-heavy", num("overlap_gain_b128", "%.2f") " / " \
+        num("overlap_gain_heavy_b128", "%.2f"), "")
     row("publish direct / through outbox (msgs/s)", num("outbox_direct_msgs_per_s", "%d") " / " \
         num("outbox_msgs_per_s", "%d"), "")
     row("outbox overhead per publish (us wall)", num("outbox_overhead_us_per_publish", "%.2f"), "")
@@ -348,6 +350,7 @@ awk -F= '
     row("instructions/msg in poll minus redisGetReply", num("callgrind_ir_per_msg", "%d"), "")
     row("instructions/msg, whole program", num("callgrind_total_ir_per_msg", "%d"), "")
     row("instructions/msg, library code only", num("callgrind_lib_only_ir_per_msg", "%d"), "")
+    row("instructions/msg, hiredis reader (RESP parsing)", num("callgrind_hiredis_ir_per_msg", "%d"), "")
     for (p = 1; p <= 8; p *= 2)
       for (m = 1; m <= 2; m++) {
         k = "_p" p "_m" m
