@@ -386,8 +386,8 @@ struct stx_entries;
  * Such entries are handled and committed as any other: at most limit at a
  * time, counted for poison isolation in the attempts hash, and their
  * publishes dropped when at or below replay_until (a clearing reset's
- * rebuild, see stx_group_reset()).  A dead letter of such an entry has no
- * original fields (stx.fields 0): the source still holds them. */
+ * rebuild, see stx_group_reset()).  A dead letter of such an entry holds
+ * its original fields, as any other. */
 typedef int (*stx_history_fn)(const char *stream, const char *after, const char *before,
                               size_t limit, struct stx_entries **out, void *user_data);
 /** Set the history source (NULL: none, the default: trimmed entries are

@@ -6,7 +6,9 @@
 -- KEYS[4] attempts hash
 -- ARGV[1] group, ARGV[2] epoch, ARGV[3] token, ARGV[4] expected seq,
 -- ARGV[5] entry id, ARGV[6] reason, ARGV[7] error text, ARGV[8] attempts,
--- ARGV[9] failed-at (ms)
+-- ARGV[9] failed-at (ms), ARGV[10..] the entry's fields as the processor
+-- read them (pairs), used only when the stream no longer holds the entry (a
+-- rebuild through a history source reads trimmed entries from elsewhere)
 -- The dead-letter entry is: stx.fields N, the N original pairs, then
 -- stx.source_stream, stx.group, stx.source_id, stx.reason, stx.error,
 -- stx.attempts, stx.failed_at.  N comes first so a redrive restores exactly
@@ -37,7 +39,8 @@ for _, e in ipairs(held) do
   if e[1] ~= id then return {'GAP', e[1]} end
 end
 
-local fields = held[1] and held[1][2] or {}
+local fields = held[1] and held[1][2] or {unpack(ARGV, 10)}
+if #fields % 2 ~= 0 then return {'BADARGS', 'fields are not pairs'} end
 local args = {dlq, '*', 'stx.fields', tostring(#fields / 2)}
 for i = 1, #fields do args[#args + 1] = fields[i] end
 local tail = {'stx.source_stream', stream, 'stx.group', group, 'stx.source_id', id,

@@ -344,6 +344,13 @@ int stx_dead_letter(stx_processor *p, const struct stx_msg *m, const char *reaso
     stx_argv_add_u64(&p->argv, attempts);
     stx_argv_add_u64(&p->argv, (unsigned long long)now.tv_sec * 1000u +
                                    (unsigned long long)now.tv_nsec / 1000000u);
+    /* With a history source, the fields too: the entry may be one the
+     * stream no longer holds, and its dead letter keeps them either way.
+     * Too many to pass are left out, as dlq.lua leaves them out of its XADD. */
+    size_t nvalues = p->conf.history && m->fields ? m->fields->elements / 2 * 2 : 0;
+    if (nvalues <= 2 * STX_MAX_PUBLISH_PAIRS)
+        for (size_t i = 0; i < nvalues; i++)
+            stx_argv_add_ref(&p->argv, m->fields->element[i]->str, m->fields->element[i]->len);
     redisReply *r;
     int rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_DLQ, &p->argv, 4, &r);
     stx_rewind(p);

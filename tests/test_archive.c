@@ -997,6 +997,18 @@ Test(archive, rebuild_from_archive_and_stream_equals_live_state)
         cr_assert_str_eq(reason, "max_deliveries");
         cr_assert_str_eq(att, "3");
     }
+    /* The rebuild's dead letter holds the entry's original fields, as the
+     * live one does, although the stream no longer holds the entry. */
+    const redisReply *f0 = d->element[0]->element[1], *f1 = d->element[1]->element[1];
+    cr_assert_str_eq(f0->element[0]->str, "stx.fields");
+    long nf = atol(f0->element[1]->str);
+    cr_assert_gt(nf, 0);
+    cr_assert_str_eq(f1->element[1]->str, f0->element[1]->str, "stx.fields %s, live %s",
+                     f1->element[1]->str, f0->element[1]->str);
+    for (long j = 2; j < 2 + 2 * nf; j++) {
+        cr_assert_eq(f1->element[j]->len, f0->element[j]->len);
+        cr_assert(memcmp(f1->element[j]->str, f0->element[j]->str, f0->element[j]->len) == 0);
+    }
     freeReplyObject(d);
     cr_assert_eq(test_cmd_int(rc, "HLEN %s", attempts), 0);
 
