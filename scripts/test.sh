@@ -26,7 +26,7 @@ fuzz_seconds=${STX_FUZZ_SECONDS:-30}
 valgrind_on=${STX_VALGRIND:-1}
 # The suites that run the library in-process; the crash and fault suites
 # fork workers and kill them on timers, which valgrind's slowdown distorts.
-valgrind_core="test_processor test_badinput test_reliability test_codec test_snapshot test_producer test_reader test_admin test_router test_misuse test_statemap"
+valgrind_core="test_processor test_badinput test_reliability test_codec test_snapshot test_producer test_reader test_admin test_router test_misuse test_statemap test_history"
 t_start=$(date +%s)
 
 summary=()
