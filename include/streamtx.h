@@ -870,6 +870,14 @@ typedef struct stx_stream_info {
 STX_API int stx_stream_info_get(stx_client *c, const char *stream, stx_stream_info **out);
 STX_API void stx_stream_info_free(stx_stream_info *info); /* NULL-safe */
 
+/** The names of every stream key (SCAN ... TYPE stream; on a Redis Cluster,
+ * on every master), sorted, each once; names holding a NUL byte are left
+ * out.  *names is an array of *n NUL-terminated strings, the caller's, freed
+ * with stx_stream_names_free().  STX_EINVAL for a NULL argument; connection
+ * errors as any call. */
+STX_API int stx_stream_names(stx_client *c, char ***names, size_t *n);
+STX_API void stx_stream_names_free(char **names, size_t n); /* NULL-safe */
+
 /** One consumer of a group with entries pending, as stx_pending_get() sees it. */
 typedef struct stx_pending_consumer {
     char *name;               /**< binary-safe; a NUL follows the name_len bytes */

@@ -8,6 +8,7 @@
 
 #include "reply.h"
 #include "client.h"
+#include "cluster.h"
 #include "keys.h"
 #include "processor.h" /* stx_random_hex */
 #include "statemap.h"
@@ -575,5 +576,108 @@ int stx_stream_info_get(stx_client *c, const char *stream, stx_stream_info **out
         return rc;
     }
     *out = info;
+    return STX_OK;
+}
+
+/* ---- stream names --------------------------------------------------------- */
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void stx_stream_names_free(char **names, size_t n)
+{
+    for (size_t i = 0; names && i < n; i++) free(names[i]);
+    free(names);
+}
+
+/* One slot of each master: SCAN goes to one node, so a cluster is scanned
+ * node by node.  A single Redis is one "node" (slot 0). */
+static size_t master_slots(stx_client *c, unsigned *slots, size_t cap)
+{
+    if (!stx_cluster_on(&c->conn)) {
+        slots[0] = 0;
+        return 1;
+    }
+    char seen[64][128];
+    size_t n = 0;
+    char where[128];
+    for (unsigned slot = 0; slot < 16384 && n < cap && n < 64; slot++) {
+        if (stx_cluster_slot_where(&c->conn, slot, where, sizeof where) != STX_OK) continue;
+        size_t i = 0;
+        while (i < n && strcmp(seen[i], where) != 0) i++;
+        if (i < n) continue;
+        snprintf(seen[n], sizeof seen[n], "%s", where);
+        slots[n++] = slot;
+    }
+    return n;
+}
+
+int stx_stream_names(stx_client *c, char ***names, size_t *n)
+{
+    if (!c || !names || !n) return STX_EINVAL;
+    *names = NULL;
+    *n = 0;
+    int rc = stx_client_ready(c);
+    if (rc != STX_OK) return rc;
+    unsigned slots[64];
+    size_t nodes = master_slots(c, slots, 64);
+    char **out = NULL;
+    size_t count = 0, cap = 0;
+    for (size_t node = 0; node < nodes && rc == STX_OK; node++) {
+        char cursor[32] = "0";
+        do {
+            const char *argv[] = {"SCAN", cursor, "COUNT", "1000", "TYPE", "stream"};
+            redisReply *r;
+            rc = stx_cluster_command_at(&c->conn, slots[node], &r, 6, argv, NULL);
+            if (rc != STX_OK) {
+                rc = stx_client_fail(c, rc, "SCAN: %s", c->conn.err);
+                break;
+            }
+            const char *next = stx_client_elem_str(r, 0);
+            if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !next || strlen(next) >= sizeof cursor ||
+                r->element[1]->type != REDIS_REPLY_ARRAY) {
+                stx_reply_release(r);
+                rc = stx_client_fail(c, STX_EREDIS, "SCAN: unexpected reply");
+                break;
+            }
+            snprintf(cursor, sizeof cursor, "%s", next);
+            const redisReply *keys = r->element[1];
+            for (size_t i = 0; i < keys->elements && rc == STX_OK; i++) {
+                const redisReply *k = keys->element[i];
+                if (k->type != REDIS_REPLY_STRING || strlen(k->str) != k->len) continue;
+                if (count == cap) {
+                    size_t ncap = cap ? 2 * cap : 64;
+                    char **grown = realloc(out, ncap * sizeof *grown);
+                    if (!grown) {
+                        rc = stx_client_fail(c, STX_ENOMEM, "stream names: out of memory");
+                        break;
+                    }
+                    out = grown;
+                    cap = ncap;
+                }
+                if (!(out[count] = strdup(k->str))) {
+                    rc = stx_client_fail(c, STX_ENOMEM, "stream names: out of memory");
+                    break;
+                }
+                count++;
+            }
+            stx_reply_release(r);
+        } while (rc == STX_OK && strcmp(cursor, "0") != 0);
+    }
+    if (rc != STX_OK) {
+        stx_stream_names_free(out, count);
+        return rc;
+    }
+    if (count > 1) qsort(out, count, sizeof *out, name_cmp);
+    /* SCAN may return a key twice (a rehash between calls) */
+    size_t w = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (w && strcmp(out[w - 1], out[i]) == 0) free(out[i]);
+        else out[w++] = out[i];
+    }
+    *names = out;
+    *n = w;
     return STX_OK;
 }

@@ -634,3 +634,41 @@ Test(cluster, processor_through_slot_migration)
     cr_assert_eq(state_at(&tc, to, stream, "total"), 90);
     test_cluster_stop(&tc);
 }
+
+/* stx_stream_names() (stx streams, stx top) lists the streams of every
+ * master, not only those of the node the client happens to talk to. */
+Test(cluster, stream_names_from_every_master)
+{
+    test_cluster tc;
+    test_cluster_start(&tc, 0);
+    stx_client *c = cluster_client(&tc, NULL);
+    /* Names until each master holds at least one. */
+    char names[32][16];
+    int owners[TEST_CLUSTER_NODES] = {0};
+    size_t n = 0;
+    for (int i = 0; n < 32; i++) {
+        snprintf(names[n], sizeof names[n], "s%d", i);
+        const char *argv[] = {"XADD", names[n], "*", "k", "v"};
+        stx_reply *r;
+        cr_assert_eq(stx_client_call(c, 5, argv, NULL, &r), STX_OK, "%s", stx_client_errmsg(c));
+        stx_reply_free(r);
+        owners[test_cluster_owner(&tc, stx_key_slot(names[n], strlen(names[n])))]++;
+        n++;
+        int masters = 0;
+        for (int k = 0; k < TEST_CLUSTER_NODES; k++) masters += owners[k] > 0;
+        if (masters == 3 && n >= 6) break;
+    }
+    char **got;
+    size_t ngot;
+    cr_assert_eq(stx_stream_names(c, &got, &ngot), STX_OK, "%s", stx_client_errmsg(c));
+    cr_assert_eq(ngot, n, "%zu of %zu streams listed", ngot, n);
+    for (size_t i = 0; i < n; i++) {
+        int found = 0;
+        for (size_t j = 0; j < ngot; j++) found |= strcmp(got[j], names[i]) == 0;
+        cr_assert(found, "%s not listed", names[i]);
+    }
+    for (size_t j = 1; j < ngot; j++) cr_assert_lt(strcmp(got[j - 1], got[j]), 0, "not sorted");
+    stx_stream_names_free(got, ngot);
+    stx_client_free(c);
+    test_cluster_stop(&tc);
+}

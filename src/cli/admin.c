@@ -279,60 +279,11 @@ static const char streams_help[] =
     "--json prints one array [{\"stream\":..,\"group\":..,\"offset\":..,\n"
     "\"lag\":..|null,\"pending\":..,\"dlq_length\":..}].\n";
 
-static int name_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* The names of every stream key, sorted (SCAN's order is no order). */
+/* The names of every stream key, sorted (on every master of a cluster). */
 static int scan_streams(cli *c, char ***out, size_t *n)
 {
-    char cursor[32] = "0";
-    size_t cap = 0;
-    *out = NULL;
-    *n = 0;
-    do {
-        const char *argv[] = {"SCAN", cursor, "COUNT", "1000", "TYPE", "stream"};
-        stx_reply *r = NULL;
-        int rc = stx_client_call(c->client, 6, argv, NULL, &r);
-        if (rc == STX_OK && stx_reply_type_of(r) == STX_REPLY_ERROR)
-            rc = STX_EREDIS;
-        const stx_reply *next = stx_reply_at(r, 0), *keys = stx_reply_at(r, 1);
-        if (rc != STX_OK || !stx_reply_string(next, NULL) ||
-            stx_reply_type_of(keys) != STX_REPLY_ARRAY) {
-            const char *msg = stx_reply_type_of(r) == STX_REPLY_ERROR ? stx_reply_string(r, NULL)
-                                                                       : NULL;
-            stx_reply_free(r);
-            if (msg || rc == STX_OK)
-                return cli_fail(c, CLI_EXIT_RUNTIME, "SCAN: unexpected reply");
-            return cli_fail_stx(c, rc, "SCAN");
-        }
-        snprintf(cursor, sizeof cursor, "%s", stx_reply_string(next, NULL));
-        for (size_t i = 0; i < stx_reply_count(keys); i++) {
-            size_t len;
-            const char *k = stx_reply_string(stx_reply_at(keys, i), &len);
-            if (!k || strlen(k) != len)
-                continue; /* a name with a NUL byte cannot be passed on */
-            if (*n == cap) {
-                cap = cap ? 2 * cap : 64;
-                char **grown = realloc(*out, cap * sizeof **out);
-                if (!grown) {
-                    stx_reply_free(r);
-                    return cli_fail(c, CLI_EXIT_RUNTIME, "out of memory");
-                }
-                *out = grown;
-            }
-            if (!((*out)[*n] = strdup(k))) {
-                stx_reply_free(r);
-                return cli_fail(c, CLI_EXIT_RUNTIME, "out of memory");
-            }
-            (*n)++;
-        }
-        stx_reply_free(r);
-    } while (strcmp(cursor, "0") != 0);
-    if (*n > 1)
-        qsort(*out, *n, sizeof **out, name_cmp);
-    return 0;
+    int rc = stx_stream_names(c->client, out, n);
+    return rc == STX_OK ? 0 : cli_fail_stx(c, rc, "listing streams");
 }
 
 int cmd_streams(cli *c, int argc, char **argv)

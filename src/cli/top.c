@@ -89,33 +89,11 @@ static char *xstrdup(const char *s)
     return strcpy(xrealloc(NULL, strlen(s) + 1), s);
 }
 
-/* Every stream key (SCAN ... TYPE stream), into *names. */
+/* Every stream key (on every master of a cluster), into *names. */
 static int scan_streams(cli *c, char ***names, size_t *n)
 {
-    char cursor[32] = "0";
-    *names = NULL;
-    *n = 0;
-    do {
-        const char *argv[] = {"SCAN", cursor, "COUNT", "1000", "TYPE", "stream"};
-        stx_reply *r;
-        int rc = stx_client_call(c->client, 6, argv, NULL, &r);
-        if (rc != STX_OK)
-            return cli_fail_stx(c, rc, "SCAN");
-        if (stx_reply_type_of(r) != STX_REPLY_ARRAY || stx_reply_count(r) != 2) {
-            const char *msg = stx_reply_string(r, NULL);
-            int code = cli_fail(c, CLI_EXIT_RUNTIME, "SCAN: %s", msg ? msg : "unexpected reply");
-            stx_reply_free(r);
-            return code;
-        }
-        snprintf(cursor, sizeof cursor, "%s", stx_reply_string(stx_reply_at(r, 0), NULL));
-        const stx_reply *keys = stx_reply_at(r, 1);
-        for (size_t i = 0; i < stx_reply_count(keys); i++) {
-            *names = xrealloc(*names, (*n + 1) * sizeof **names);
-            (*names)[(*n)++] = xstrdup(stx_reply_string(stx_reply_at(keys, i), NULL));
-        }
-        stx_reply_free(r);
-    } while (strcmp(cursor, "0") != 0);
-    return 0;
+    int rc = stx_stream_names(c->client, names, n);
+    return rc == STX_OK ? 0 : cli_fail_stx(c, rc, "listing streams");
 }
 
 static int by_name(const void *a, const void *b)
