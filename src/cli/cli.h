@@ -191,6 +191,8 @@ void tbl_print(const table *t, FILE *f);
 void out_entry_line(jbuf *b, const stx_msg *m);
 /* Write the entry as a JSON object {"id":...,"fields":{...}}. */
 void out_entry_json(jw *w, const stx_msg *m);
+/* The same with "partition" first (partition >= 0). */
+void out_entry_json_partition(jw *w, const stx_msg *m, int partition);
 
 /* Flush stdout; 0 or an exit code (write error reported). */
 int cli_finish(const cli *c);

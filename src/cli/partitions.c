@@ -383,24 +383,7 @@ int cmd_members(cli *c, int argc, char **argv)
 /* As out_entry_json(), with the partition first. */
 static void entry_json(jw *w, const stx_msg *m)
 {
-    jw_obj(w);
-    jw_key(w, "partition");
-    jw_i64(w, stx_msg_partition(m));
-    jw_key(w, "id");
-    jw_str(w, stx_msg_id(m));
-    jw_key(w, "fields");
-    jw_obj(w);
-    size_t n = stx_msg_field_count(m);
-    for (size_t i = 0; i < n; i++) {
-        const char *name, *value;
-        size_t nl, vl;
-        if (stx_msg_field(m, i, &name, &nl, &value, &vl) != STX_OK)
-            break;
-        jw_keyn(w, name, nl);
-        jw_strn(w, value, vl);
-    }
-    jw_obj_end(w);
-    jw_obj_end(w);
+    out_entry_json_partition(w, m, stx_msg_partition(m));
 }
 
 static void print_entry(cli *c, jw *w, const stx_msg *m, int ndjson)

@@ -739,7 +739,16 @@ void out_entry_line(jbuf *b, const stx_msg *m)
 
 void out_entry_json(jw *w, const stx_msg *m)
 {
+    out_entry_json_partition(w, m, -1);
+}
+
+void out_entry_json_partition(jw *w, const stx_msg *m, int partition)
+{
     jw_obj(w);
+    if (partition >= 0) {
+        jw_key(w, "partition");
+        jw_i64(w, partition);
+    }
     jw_key(w, "id");
     jw_str(w, stx_msg_id(m));
     jw_key(w, "fields");
