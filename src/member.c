@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "retry.h"
 #include "partition.h"
 #include "reply.h"
 #include "processor.h"
@@ -532,13 +533,14 @@ int stx_member_poll(stx_member *m)
 int stx_member_run(stx_member *m)
 {
     if (!m) return STX_EINVAL;
-    long backoff = 0;
-    char last[sizeof m->errmsg] = "";
+    /* As stx_processor_run(), but never asleep for longer than 2 s: the
+     * member renews its leases between polls. */
+    stx_retry retry;
+    stx_retry_init(&retry, 2000);
     for (;;) {
         int rc = stx_member_poll(m);
         if (rc >= 0) {
-            backoff = 0;
-            last[0] = '\0';
+            stx_retry_reset(&retry);
             continue;
         }
         if (rc == STX_ESTOPPED) return STX_OK;
@@ -547,10 +549,9 @@ int stx_member_run(stx_member *m)
             continue;
         }
         if (stx_error_class_of(rc) != STX_CLASS_RETRIABLE) return rc;
-        int repeat = strcmp(last, m->errmsg) == 0;
-        mlog(m, repeat ? STX_LOG_DEBUG : STX_LOG_WARN, "%s; retrying in %ld ms", m->errmsg, backoff);
-        memcpy(last, m->errmsg, sizeof last);
-        sleep_ms(m, backoff);
-        backoff = backoff < 100 ? 100 : backoff * 2 > 2000 ? 2000 : backoff * 2;
+        long delay;
+        int level = stx_retry_next(&retry, m->errmsg, &delay);
+        mlog(m, level, "%s; retrying in %ld ms", m->errmsg, delay);
+        sleep_ms(m, delay);
     }
 }

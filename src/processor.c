@@ -4,6 +4,7 @@
  * commit.c. */
 #include "reply.h"
 #include "processor.h"
+#include "retry.h"
 #include "relay.h"
 
 #include "heartbeat.h"
@@ -307,18 +308,16 @@ int stx_processor_poll(stx_processor *p)
 int stx_processor_run(stx_processor *p)
 {
     if (!p) return STX_EINVAL;
-    /* A dropped connection is retried at once, then after 100 ms doubling
-     * up to 5 s while Redis stays away. */
-    long backoff = 0;
     /* run() returns only a stop or a fatal error, so it logs each error it
      * handles itself, once: a run of equal retriable errors (Redis away for
-     * a minute) is one warning, its repeats debug lines. */
-    char last[sizeof p->errmsg] = "";
+     * a minute) is one warning, its repeats debug lines.  A dropped
+     * connection is retried at once, then after 100 ms doubling up to 5 s. */
+    stx_retry retry;
+    stx_retry_init(&retry, 5000);
     for (;;) {
         int rc = stx_processor_poll(p);
         if (rc >= 0) {
-            backoff = 0;
-            last[0] = '\0';
+            stx_retry_reset(&retry);
             continue;
         }
         if (rc == STX_ESTOPPED) return STX_OK;
@@ -332,11 +331,9 @@ int stx_processor_run(stx_processor *p)
             /* Never reached Redis: a wrong address should not spin for ever. */
             return rc;
         }
-        int repeat = strcmp(last, p->errmsg) == 0;
-        stx_log(p, repeat ? STX_LOG_DEBUG : STX_LOG_WARN, "%s; retrying in %ld ms", p->errmsg,
-                backoff);
-        memcpy(last, p->errmsg, sizeof last);
-        stx_sleep_ms(p, backoff);
-        backoff = backoff < 100 ? 100 : backoff * 2 > 5000 ? 5000 : backoff * 2;
+        long delay;
+        int level = stx_retry_next(&retry, p->errmsg, &delay);
+        stx_log(p, level, "%s; retrying in %ld ms", p->errmsg, delay);
+        stx_sleep_ms(p, delay);
     }
 }
