@@ -322,7 +322,9 @@ typedef struct stx_processor stx_processor;
 /** The user's handler.  Reads msg, reads and writes state through txn,
  * stages publishes through txn, and returns a verdict.  The handler may run
  * more than once for one message (after a crash, a retry or a failed
- * commit); only the effects made through txn are exactly-once.  It must not
+ * commit, or the commit of the batch before it failing while this batch
+ * was handled: the "overlap" option); only the effects made through txn
+ * are exactly-once.  It must not
  * call back into the processor.  msg and txn are valid during this call
  * only: kept and used later they are refused (STX_ESTATE, NULL or 0). */
 typedef int (*stx_handler_fn)(const stx_msg *msg, stx_txn *txn, void *user_data);
@@ -418,8 +420,12 @@ STX_API void stx_processor_free(stx_processor *p);
  * a NULL p, as poll() and run(). */
 STX_API int stx_processor_start(stx_processor *p);
 
-/** Read at most one batch (waiting up to the configured block_ms for new
- * entries), handle and commit it.
+/** Read a batch (waiting up to the configured block_ms for new entries),
+ * handle and commit it.  With the "overlap" option (the default) the read
+ * sent before each commit may bring the next batch, which is then handled
+ * while that commit runs, and so on while entries keep coming, for about
+ * block_ms at most; poll() returns once every commit it sent is answered,
+ * so the state it leaves is what Redis holds.
  *
  * When the handler fails on a message of the batch, the messages before it
  * are committed, nothing of the handler's for the failing one is written,
@@ -484,7 +490,9 @@ typedef struct stx_stats {
     uint64_t retries;        /**< entries handed to the handler again after a failure */
     uint64_t dead_lettered;  /**< entries moved to the dead-letter stream */
     uint64_t slow_handlers;  /**< handler calls longer than handler_warn_ms */
-    /** Commit latency (EVALSHA sent to reply read), in microseconds. */
+    /** Commit latency (EVALSHA sent to reply read), in microseconds.  With
+     * `overlap` the reply is read once the next batch is handled, so this
+     * includes that handling when it outlasted the commit. */
     uint64_t commit_us_p50, commit_us_p99, commit_us_max;
     /** Commits that fewer than commit_wait_replicas replicas acknowledged
      * within commit_wait_timeout_ms (WAIT after each commit; 0 when off). */
@@ -495,6 +503,9 @@ typedef struct stx_stats {
      * the age of its oldest entry in ms, both as of the last relay (0 when
      * empty). */
     uint64_t relayed, relay_refusals, outbox_len, outbox_age_ms;
+    /** Batches handled while the commit of the batch before them ran in
+     * Redis (the `overlap` option). */
+    uint64_t overlapped;
 } stx_stats;
 
 /** Copy the counters into *out (all zero for a NULL p; no-op for a NULL out). */
@@ -1207,8 +1218,9 @@ typedef struct stx_member stx_member;
 STX_API int stx_member_new(stx_member **out, const stx_config *conf);
 /** One round: heartbeat, renew, release and acquire when due (every
  * lease_ttl_ms / 3), then one poll of each owned partition (round-robin,
- * at most one batch each, each read waiting 1 ms at most; when none had
- * anything, it waits min(block_ms, 20 ms) before returning 0).
+ * each read waiting 1 ms at most, and overlapped batches chained for 1 ms
+ * at most; when none had anything, it waits min(block_ms, 20 ms) before
+ * returning 0).
  * @return messages committed (>= 0); STX_EHANDLER (as
  * stx_processor_poll(); errmsg names the partition); STX_ESTOPPED after
  * stx_member_stop() (the member then released its partitions and left the

@@ -181,11 +181,11 @@ int stx_cache_load(stx_processor *p)
     return STX_OK;
 }
 
-void stx_cache_apply(stx_processor *p)
+void stx_cache_apply(stx_processor *p, const stx_statemap *changes)
 {
     size_t pos = 0;
     stx_sm_entry *e;
-    while ((e = stx_sm_next(&p->batch, &pos))) {
+    while ((e = stx_sm_next(changes, &pos))) {
         if (e->flags & STX_SM_DELETED) stx_sm_remove(&p->state, stx_sm_key(e), e->key_len);
         else if (!stx_sm_put(&p->state, stx_sm_key(e), e->key_len, stx_sm_value(e), e->value_len, 0)) {
             /* The commit landed in Redis; a cache we cannot complete must go. */
@@ -194,7 +194,7 @@ void stx_cache_apply(stx_processor *p)
             return;
         }
     }
-    snapshot_write(p, &p->batch, 0);
+    snapshot_write(p, changes, 0);
 }
 
 void stx_cache_discard(stx_processor *p)

@@ -192,7 +192,11 @@ static int send_commit(stx_processor *p, size_t numkeys, int prefetch, redisRepl
     return rc;
 }
 
-int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int prefetch)
+/* Build the commit of msgs[0..n) with the batch's changes and publishes in
+ * p->argv: *numkeys of its KEYS, *n_out publishes into the outbox.  -1 when
+ * out of memory. */
+static int build_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n,
+                        size_t *numkeys, size_t *n_out_ret)
 {
     size_t cap = p->pubs.n ? p->pubs.n : 1;
     const char **targets = malloc(cap * sizeof *targets);
@@ -203,15 +207,9 @@ int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int pref
      * publishes go straight to their targets and none of this is done. */
     int all_out = p->conf.publish_mode == 1, cluster = p->conn.cluster != NULL;
     unsigned char *outbox = (all_out || cluster) && p->pubs.n ? calloc(cap, 1) : NULL;
-    if (!targets || !target_of || !source_of || ((all_out || cluster) && p->pubs.n && !outbox)) {
-        free(targets);
-        free(target_of);
-        free(source_of);
-        free(outbox);
-        stx_cache_discard(p);
-        stx_rewind(p);
-        return stx_fail(p, STX_ENOMEM, "commit: out of memory");
-    }
+    int rc = -1;
+    if (!targets || !target_of || !source_of || ((all_out || cluster) && p->pubs.n && !outbox))
+        goto out;
     size_t ntargets = 0, n_out = 0;
     if (outbox) {
         /* The slot is computed only here, off the fast path; targets
@@ -226,15 +224,8 @@ int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int pref
             if (outbox[i]) n_out++;
             else target_of[i] = target_index(targets, &ntargets, t);
         }
-        if (n_out && !p->relay && !(p->relay = stx_relay_new(p->conf.stream, p->conf.group))) {
-            free(targets);
-            free(target_of);
-            free(source_of);
-            free(outbox);
-            stx_cache_discard(p);
-            stx_rewind(p);
-            return stx_fail(p, STX_ENOMEM, "commit: out of memory");
-        }
+        if (n_out && !p->relay && !(p->relay = stx_relay_new(p->conf.stream, p->conf.group)))
+            goto out;
     } else {
         for (size_t i = 0; i < p->pubs.n; i++)
             target_of[i] = target_index(targets, &ntargets, p->pubs.v[i].stream);
@@ -258,28 +249,49 @@ int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int pref
     stx_argv_add_u64(&p->argv, n);
     for (size_t i = 0; i < n; i++) stx_eval_str(p, msgs[i]->id);
     stx_add_changes(p, NULL, NULL);
-    int enc = add_publishes(p, target_of, source_of, n_out ? outbox : NULL, outbox_key, msgs);
+    if (add_publishes(p, target_of, source_of, n_out ? outbox : NULL, outbox_key, msgs) != 0 ||
+        p->argv.failed)
+        goto out;
+    *numkeys = 4 + ntargets + (n_out ? 1 : 0);
+    *n_out_ret = n_out;
+    rc = 0;
+out:
     free(targets);
     free(target_of);
     free(source_of);
     free(outbox);
-    if (n_out) ntargets++;
-    if (enc != 0) {
-        stx_cache_discard(p);
-        stx_rewind(p);
-        return stx_fail(p, STX_ENOMEM, "commit: out of memory");
-    }
+    return rc;
+}
 
-    redisReply *r;
-    uint64_t t0 = stx_monotonic_us();
-    int rc = send_commit(p, 4 + ntargets, prefetch, &r);
-    stx_record_latency(p, stx_monotonic_us() - t0);
+/* A commit of count entries up to offset landed at seq: its changes into
+ * the state, the counters, and what follows a commit. */
+static void landed(stx_processor *p, uint64_t seq, uint64_t dropped, stx_id offset, size_t count,
+                   size_t n_out, const stx_statemap *changes)
+{
+    p->seq = seq;
+    stx_set_offset(p, offset);
+    memcpy(p->writer, p->token, sizeof p->writer);
+    stx_cache_apply(p, changes);
+    p->stats.commits++;
+    p->stats.committed += count;
+    if (n_out) stx_outbox_committed(p, n_out);
+    stx_commit_wait(p);
+    if (dropped)
+        stx_log(p, STX_LOG_INFO, "%" PRIu64 " publishes of replayed entries not sent again "
+                "(the group is rebuilding state below its earlier offset)", dropped);
+}
+
+/* Act on the outcome (rc, reply r, taken) of a commit of count entries up
+ * to offset whose changes are in p->batch. */
+static int commit_outcome(stx_processor *p, int rc, redisReply *r, stx_id offset, size_t count,
+                          size_t n_out)
+{
     stx_status st = rc == STX_OK ? stx_reply_status(r) : STX_ST_MALFORMED;
     if (rc != STX_OK || st != STX_ST_OK) stx_drop_prefetched(p);
     if (rc != STX_OK) {
         if (stx_write_outcome_unknown(p, rc))
-            return stx_enter_doubt(p, STX_DOUBT_COMMIT, msgs[n - 1]->idv, n, rc == STX_EREDIS,
-                                   rc, "commit");
+            return stx_enter_doubt(p, STX_DOUBT_COMMIT, offset, count, rc == STX_EREDIS, rc,
+                                   "commit");
         /* Refused before it ran (OOM, READONLY, ...): nothing was written;
          * read the batch again. */
         stx_cache_discard(p);
@@ -290,24 +302,14 @@ int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int pref
     if (st == STX_ST_OK) {
         if (stx_reply_u64(r, 1, &seq) != 0) {
             stx_reply_release(r);
-            return stx_enter_doubt(p, STX_DOUBT_COMMIT, msgs[n - 1]->idv, n, 1, STX_EREDIS,
+            return stx_enter_doubt(p, STX_DOUBT_COMMIT, offset, count, 1, STX_EREDIS,
                                    "commit (malformed reply)");
         }
         uint64_t dropped = 0;
         stx_reply_u64(r, 2, &dropped);
         stx_reply_release(r);
-        p->seq = seq;
-        stx_set_offset(p, msgs[n - 1]->idv);
-        memcpy(p->writer, p->token, sizeof p->writer);
-        stx_cache_apply(p);
+        landed(p, seq, dropped, offset, count, n_out, &p->batch);
         stx_cache_discard(p);
-        p->stats.commits++;
-        p->stats.committed += n;
-        if (n_out) stx_outbox_committed(p, n_out);
-        stx_commit_wait(p);
-        if (dropped)
-            stx_log(p, STX_LOG_INFO, "%" PRIu64 " publishes of replayed entries not sent again "
-                    "(the group is rebuilding state below its earlier offset)", dropped);
         return STX_OK;
     }
     stx_cache_discard(p);
@@ -326,6 +328,117 @@ int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int pref
     return rc;
 }
 
+int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int prefetch)
+{
+    int rc = stx_commit_settle(p); /* its guard expects the seq the one in flight makes */
+    if (rc != STX_OK) return rc;
+    size_t numkeys, n_out;
+    if (build_commit(p, msgs, n, &numkeys, &n_out) != 0) {
+        stx_cache_discard(p);
+        stx_rewind(p);
+        return stx_fail(p, STX_ENOMEM, "commit: out of memory");
+    }
+    redisReply *r = NULL;
+    uint64_t t0 = stx_monotonic_us();
+    rc = send_commit(p, numkeys, prefetch, &r);
+    stx_record_latency(p, stx_monotonic_us() - t0);
+    return commit_outcome(p, rc, r, msgs[n - 1]->idv, n, n_out);
+}
+
+int stx_overlap_allowed(const stx_processor *p)
+{
+    /* Not on a cluster (the pipeline's order across nodes is not the
+     * connection's), nor with commit_wait_replicas (its WAIT belongs right
+     * after the commit), nor before the commit script is loaded (a SCRIPT
+     * LOAD between the read and the commit would read the wrong reply). */
+    return p->conf.overlap && p->conf.pipeline && !p->reading_pending && p->next_read_us == 0 &&
+           !p->prefetched && !p->conn.cluster &&
+           p->conf.commit_wait_replicas == 0 && p->scripts.s[STX_SCRIPT_COMMIT].sha[0] &&
+           p->phase == STX_PHASE_RUNNING && !atomic_load(&p->stop);
+}
+
+/* The read goes first: its reply comes back while Redis runs the commit,
+ * and the next batch is handled in that time.  It takes entries after this
+ * batch (the group delivered this batch already); if the commit does not
+ * land, they are read again from the offset like every entry after a
+ * failed commit. */
+int stx_commit_overlap(stx_processor *p, struct stx_msg *const *msgs, size_t n,
+                       redisReply **owner)
+{
+    int rc = stx_commit_settle(p);
+    if (rc != STX_OK) return rc;
+    size_t numkeys, n_out;
+    if (build_commit(p, msgs, n, &numkeys, &n_out) != 0) {
+        stx_cache_discard(p);
+        stx_rewind(p);
+        return stx_fail(p, STX_ENOMEM, "commit: out of memory");
+    }
+    stx_id offset = msgs[n - 1]->idv;
+    uint64_t t0 = stx_monotonic_us();
+    stx_build_new_read(p, 0);
+    rc = stx_conn_append(&p->conn, (int)p->read_argv.n, p->read_argv.v, p->read_argv.len);
+    if (rc == STX_OK) {
+        rc = stx_script_append(&p->scripts, &p->conn, STX_SCRIPT_COMMIT, &p->argv, numkeys);
+        /* Nothing was sent, but the read waits in the output buffer. */
+        if (rc != STX_OK) stx_conn_close(&p->conn);
+    }
+    if (rc != STX_OK) {
+        stx_cache_discard(p);
+        stx_rewind(p);
+        return stx_fail(p, rc, "commit: %s", p->conn.err);
+    }
+    redisReply *next = NULL;
+    rc = stx_conn_read(&p->conn, &next);
+    if (rc == STX_ECONN || rc == STX_ETIMEOUT) {
+        /* The commit went out with the read. */
+        stx_record_latency(p, stx_monotonic_us() - t0);
+        return stx_enter_doubt(p, STX_DOUBT_COMMIT, offset, n, 0, rc, "commit");
+    }
+    if (rc == STX_OK) p->prefetched = next; /* else an error: the commit's reply tells more */
+    stx_statemap t = p->inflight_state;
+    p->inflight_state = p->batch;
+    p->batch = t;
+    stx_pubs_truncate(&p->pubs, 0); /* encoded into the commit */
+    p->batch_bytes = 0;
+    p->inflight = (struct stx_inflight){1, offset, n, n_out, numkeys, t0, *owner};
+    *owner = NULL;
+    return STX_OK;
+}
+
+int stx_commit_settle(stx_processor *p)
+{
+    if (!p->inflight.active) return STX_OK;
+    struct stx_inflight f = p->inflight;
+    memset(&p->inflight, 0, sizeof p->inflight);
+    redisReply *r = NULL;
+    int rc = stx_conn_read(&p->conn, &r);
+    if (rc == STX_ENOTFOUND) {
+        /* NOSCRIPT: it did not run; p->argv is still the commit. */
+        p->scripts.reloads++;
+        p->scripts.s[STX_SCRIPT_COMMIT].sha[0] = '\0';
+        rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_COMMIT, &p->argv, f.numkeys, &r);
+    }
+    stx_record_latency(p, stx_monotonic_us() - f.sent_us);
+    uint64_t seq, dropped = 0;
+    if (rc == STX_OK && stx_reply_status(r) == STX_ST_OK && stx_reply_u64(r, 1, &seq) == 0) {
+        stx_reply_u64(r, 2, &dropped);
+        stx_reply_release(r);
+        stx_reply_release(f.owner);
+        landed(p, seq, dropped, f.offset, f.count, f.n_out, &p->inflight_state);
+        stx_sm_clear(&p->inflight_state);
+        return STX_OK;
+    }
+    /* It did not land, or nobody knows: what was handled on top of it
+     * goes, and its own changes become the batch again, as if it had been
+     * sent alone (a commit in doubt applies p->batch if it landed). */
+    stx_cache_discard(p);
+    stx_statemap t = p->batch;
+    p->batch = p->inflight_state;
+    p->inflight_state = t;
+    rc = commit_outcome(p, rc, r, f.offset, f.count, f.n_out);
+    stx_reply_release(f.owner);
+    return rc;
+}
 int stx_dead_letter(stx_processor *p, const struct stx_msg *m, const char *reason,
                     const char *error, uint64_t attempts)
 {
@@ -444,7 +557,7 @@ int stx_migrate(stx_processor *p, uint64_t from)
     p->seq = seq;
     p->schema = to;
     memcpy(p->writer, p->token, sizeof p->writer);
-    stx_cache_apply(p);
+    stx_cache_apply(p, &p->batch);
     stx_cache_discard(p);
     stx_log(p, STX_LOG_WARN, "state migrated from schema %" PRIu64 " to %" PRIu64 ": %zu keys written, "
             "%zu deleted", from, to, nputs, ndels);

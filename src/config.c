@@ -65,6 +65,7 @@ static const struct key_def keys[] = {
     {"batch_size", INT(batch_size, 1, 1000)},
     {"batch_delay_ms", INT(batch_delay_ms, 0, 60000)},
     {"pipeline", INT(pipeline, 0, 1)},
+    {"overlap", INT(overlap, 0, 1)},
     {"max_key_bytes", INT(max_key_bytes, 1, 512L * 1024 * 1024)},
     {"max_value_bytes", INT(max_value_bytes, 1, 512L * 1024 * 1024)},
     /* Pairs of an entry the handler is given (entries are written by
@@ -103,6 +104,7 @@ static void set_defaults(struct stx_config *c)
     c->block_ms = 500;
     c->batch_size = 64;
     c->pipeline = 1;
+    c->overlap = 1;
     c->max_key_bytes = 64 * 1024;
     c->max_value_bytes = 16L * 1024 * 1024;
     c->max_fields = 1000;

@@ -20,8 +20,9 @@ struct stx_config {
     long command_timeout_ms;
     long block_ms;
     long batch_size;
-    long batch_delay_ms;
-    long pipeline;              /* 1: send the next read with each commit */        /* wait after a partial batch so more can gather */
+    long batch_delay_ms;        /* wait after a partial batch so more can gather */
+    long pipeline;              /* 1: send the next read with each commit */
+    long overlap;               /* 1: handle the next batch while the commit runs */
     long max_key_bytes;
     long max_value_bytes;
     long max_fields;

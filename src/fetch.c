@@ -259,6 +259,11 @@ static const redisReply *new_entries(const redisReply *r)
     return s->element[1]->elements ? s->element[1] : NULL;
 }
 
+int stx_prefetched_entries(const stx_processor *p)
+{
+    return new_entries(p->prefetched) != NULL;
+}
+
 /* Size the next read so that a batch of entries like these stays within
  * max_batch_bytes: halve on large entries, grow by doubling (a batch of
  * large entries read before their size was known costs at most one read). */

@@ -152,14 +152,18 @@ static int ack_committed(stx_processor *p, struct stx_msg *const *msgs, size_t n
  * or scheduled for a retry, and reading rewinds to the offset so the rest
  * comes again in order.  A recovery batch is finished even when a stop was
  * asked for: the next run would take a batch left in hand for a crash and
- * narrow it.  Returns the number committed,
- * STX_AGAIN, or an error. */
-static int process(stx_processor *p, struct stx_msg *const *msgs, size_t n)
+ * narrow it.  When owner is not NULL and the whole batch was handled, its
+ * commit may be left in flight (stx_commit_overlap() takes *owner).  A
+ * commit in flight when this is called is settled before any other
+ * command.  Returns the number committed (or sent), STX_AGAIN, or an
+ * error. */
+static int process(stx_processor *p, struct stx_msg *const *msgs, size_t n, redisReply **owner)
 {
     size_t first = 0;
     while (first < n && stx_id_cmp(msgs[first]->idv, p->offset) <= 0) first++;
     if (first) {
-        int rc = ack_committed(p, msgs, first);
+        int rc = stx_commit_settle(p);
+        if (rc == STX_OK) rc = ack_committed(p, msgs, first);
         if (rc != STX_OK) return rc;
     }
     int committed = 0, recovery = p->reading_pending;
@@ -186,13 +190,21 @@ static int process(stx_processor *p, struct stx_msg *const *msgs, size_t n)
             }
         }
         if (k) {
-            int rc = stx_commit(p, chunk, k, !full && !v.msg && i == n);
+            int whole = !full && !v.msg && i == n;
+            int rc = whole && owner && !first && stx_overlap_allowed(p)
+                         ? stx_commit_overlap(p, chunk, k, owner)
+                         : stx_commit(p, chunk, k, whole);
             if (rc != STX_OK) return committed && rc == STX_AGAIN ? committed : rc;
             committed += (int)k;
         } else {
             stx_cache_discard(p);
         }
         if (!full) break;
+    }
+    if (i < n || first || v.msg) {
+        /* What follows reads the offset, or sends a command. */
+        int rc = stx_commit_settle(p);
+        if (rc != STX_OK) return committed && rc == STX_AGAIN ? committed : rc;
     }
     if (i < n || first) stx_rewind(p); /* stopped or failed early: the rest comes again */
     if (v.msg) return act_on(p, &v);
@@ -221,18 +233,18 @@ static int reserve_msgs(stx_processor *p, size_t n)
     return n <= p->msgs_cap ? STX_OK : STX_ELIMIT;
 }
 
-int stx_poll_once(stx_processor *p)
+/* Decode the entries of the read r and handle them; r is released, or
+ * taken by a commit left in flight.  Returns as process(), or 0 for a batch
+ * without entries. */
+static int handle_batch(stx_processor *p, redisReply *r, const redisReply *entries,
+                        const redisReply *counts)
 {
-    redisReply *r;
-    const redisReply *entries, *counts;
-    int rc = stx_read_batch(p, &r, &entries, &counts);
-    if (rc != STX_OK) return rc;
-    if (!r) return 0;
     size_t n = entries->elements;
     if (reserve_msgs(p, n) != STX_OK) {
+        int rc = stx_commit_settle(p);
         stx_reply_release(r);
         stx_rewind(p);
-        return stx_fail(p, STX_ENOMEM, "out of memory");
+        return rc != STX_OK ? rc : stx_fail(p, STX_ENOMEM, "out of memory");
     }
     size_t ok = 0;
     int bad = -1, bad_rc = STX_OK;  /* an entry that does not decode, or is over a limit */
@@ -251,7 +263,13 @@ int stx_poll_once(stx_processor *p)
         p->msg_ptrs[ok++] = m;
         if (p->reading_pending) p->cursor = m->idv;
     }
-    rc = ok ? process(p, p->msg_ptrs, ok) : 0;
+    /* A batch with an entry to move out of the way commits and settles
+     * what comes before it. */
+    int rc = ok ? process(p, p->msg_ptrs, ok, bad < 0 ? &r : NULL) : 0;
+    if (bad >= 0 && rc >= 0) {
+        int src = stx_commit_settle(p);
+        if (src != STX_OK) rc = src;
+    }
     if (bad >= 0 && rc >= 0 && (size_t)rc == ok && stx_id_cmp(p->offset, p->msgs[bad].idv) < 0) {
         /* Everything before it is committed: move it out of the way. */
         struct stx_msg *m = &p->msgs[bad];
@@ -269,4 +287,41 @@ int stx_poll_once(stx_processor *p)
     if (rc == 0 && ok == 0 && bad < 0) return 0;
     if (rc == 0) return STX_AGAIN; /* nothing committed: read again at once */
     return rc;
+}
+
+/* One batch, and while its commit is in flight the next one the read sent
+ * before it brought, and so on: each batch is handled while Redis runs the
+ * commit of the one before.  The chain ends when a read brings nothing, a
+ * batch is committed otherwise, the outbox reaches outbox_max, after
+ * block_ms (the heartbeat and the relay wait for the poll), or on a stop;
+ * nothing is in flight when it returns.
+ * Returns the entries whose commits landed, STX_AGAIN, 0 or an error. */
+int stx_poll_once(stx_processor *p)
+{
+    redisReply *r;
+    const redisReply *entries, *counts;
+    int rc = stx_read_batch(p, &r, &entries, &counts);
+    if (rc != STX_OK) return rc;
+    if (!r) return 0;
+    uint64_t committed_before = p->stats.committed;
+    uint64_t until = stx_monotonic_us() + (uint64_t)p->conf.block_ms * 1000u;
+    for (;;) {
+        rc = handle_batch(p, r, entries, counts);
+        if (!p->inflight.active) break;
+        if (rc >= 0 && stx_prefetched_entries(p) && p->phase == STX_PHASE_RUNNING &&
+            !atomic_load(&p->stop) && !stx_outbox_at_max(p) && stx_monotonic_us() < until) {
+            rc = stx_read_batch(p, &r, &entries, &counts); /* the prefetched one: no wait */
+            if (rc == STX_OK && r) {
+                p->stats.overlapped++;
+                continue;
+            }
+        }
+        int src = stx_commit_settle(p);
+        if (rc >= 0 || rc == STX_AGAIN) rc = src;
+        break;
+    }
+    int confirmed = (int)(p->stats.committed - committed_before);
+    if (rc < 0 && rc != STX_AGAIN) return rc;
+    if (confirmed > 0) return confirmed;
+    return rc == 0 ? 0 : STX_AGAIN;
 }

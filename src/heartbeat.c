@@ -142,7 +142,7 @@ static const struct { const char *name; size_t off; } counters[] = {
     C(snapshot_loads), C(redis_loads),    C(state_keys),     C(retries),
     C(dead_lettered), C(slow_handlers),   C(commit_us_p50),  C(commit_us_p99),
     C(commit_us_max), C(commits_unreplicated), C(relayed),  C(relay_refusals),
-    C(outbox_len),    C(outbox_age_ms),
+    C(outbox_len),    C(outbox_age_ms),   C(overlapped),
 #undef C
 };
 

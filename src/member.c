@@ -195,6 +195,7 @@ static void part_close(stx_member *m, struct part *pt)
     pt->acc.retries += s.retries;
     pt->acc.dead_lettered += s.dead_lettered;
     pt->acc.slow_handlers += s.slow_handlers;
+    pt->acc.overlapped += s.overlapped;
     pt->acc.commits_unreplicated += s.commits_unreplicated;
     pt->acc.relayed += s.relayed;
     pt->acc.relay_refusals += s.relay_refusals;
@@ -298,6 +299,7 @@ void stx_member_partition_stats(const stx_member *m, unsigned i, stx_stats *out)
     out->retries += s.retries;
     out->dead_lettered += s.dead_lettered;
     out->slow_handlers += s.slow_handlers;
+    out->overlapped += s.overlapped;
     out->commits_unreplicated += s.commits_unreplicated;
     out->relayed += s.relayed;
     out->relay_refusals += s.relay_refusals;

@@ -114,6 +114,7 @@ int stx_processor_new(stx_processor **out, const stx_config *conf)
     atomic_init(&p->stop, 0);
     stx_sm_init(&p->state);
     stx_sm_init(&p->batch);
+    stx_sm_init(&p->inflight_state);
     stx_sm_init(&p->txn.overlay);
     stx_argv_init(&p->argv);
     stx_argv_init(&p->read_argv);
@@ -121,6 +122,7 @@ int stx_processor_new(stx_processor **out, const stx_config *conf)
     p->txn.p = p;
     p->txn.pubs = &p->pubs;
     p->txn.batch = &p->batch;
+    p->txn.inflight = &p->inflight_state;
     p->txn.base = &p->state;
     strcpy(p->offset_str, "0-0");
     stx_random_hex(p->run_id, 16);
@@ -168,6 +170,8 @@ void stx_processor_free(stx_processor *p)
     stx_snapshot_close(p->snap);
     stx_sm_free(&p->state);
     stx_sm_free(&p->batch);
+    stx_sm_free(&p->inflight_state);
+    stx_reply_release(p->inflight.owner);
     stx_txn_release(&p->txn);
     stx_pubs_free(&p->pubs);
     free(p->pub_blocks);

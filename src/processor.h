@@ -61,6 +61,7 @@ struct stx_txn {
     const struct stx_msg *msg;
     stx_statemap overlay;       /* this message's changes */
     const stx_statemap *batch;  /* changes of the batch so far */
+    const stx_statemap *inflight; /* changes of the commit in flight (overlap) */
     const stx_statemap *base;   /* committed state */
     stx_pubs *pubs;             /* the batch's publishes; this message's start at pubs_mark */
     size_t pubs_mark;
@@ -106,6 +107,19 @@ struct stx_doubt {
     char token[33];             /* the token it was sent with */
 };
 
+/* A commit sent and not yet answered while the next batch is handled
+ * (conf.overlap).  Its entries' reply and p->argv stay as they were sent
+ * until it is settled: a NOSCRIPT answer sends the same argv again. */
+struct stx_inflight {
+    int active;
+    stx_id offset;              /* its last id: the offset it moves to */
+    size_t count;               /* entries it commits */
+    size_t n_out;               /* publishes it puts in the outbox */
+    size_t numkeys;             /* of the EVALSHA in p->argv */
+    uint64_t sent_us;
+    redisReply *owner;          /* the read its entries came from */
+};
+
 /* Script replies, parsed once. */
 typedef enum stx_status {
     STX_ST_OK, STX_ST_FENCED, STX_ST_SEQ, STX_ST_DUP, STX_ST_GAP, STX_ST_NOGROUP,
@@ -140,6 +154,8 @@ struct stx_processor {
     long read_count;            /* COUNT of the next read, within max_batch_bytes */
     stx_statemap state;
     stx_statemap batch;
+    stx_statemap inflight_state; /* changes of the commit in flight */
+    struct stx_inflight inflight;
     stx_pubs pubs;
     unsigned char *pub_blocks;  /* the commit's publishes, msgpack-encoded (commit.c) */
     size_t pub_blocks_len, pub_blocks_cap;
@@ -211,7 +227,9 @@ int stx_reply_u64(const redisReply *r, size_t i, uint64_t *out);
 
 /* cache.c: the in-memory state, loaded from the LMDB snapshot or Redis. */
 int stx_cache_load(stx_processor *p);
-void stx_cache_apply(stx_processor *p);     /* the landed batch into the state */
+/* The changes of a commit that landed (p->batch, or p->inflight_state)
+ * into the state and the snapshot. */
+void stx_cache_apply(stx_processor *p, const stx_statemap *changes);
 void stx_cache_discard(stx_processor *p);   /* drop the batch */
 void stx_snapshot_meta(stx_processor *p);   /* seq, offset and writer into the snapshot */
 int stx_merge_message(stx_processor *p);    /* the handler's changes into the batch */
@@ -223,6 +241,8 @@ int stx_read_batch(stx_processor *p, redisReply **owner, const redisReply **entr
 void stx_build_new_read(stx_processor *p, long block_ms);
 void stx_rewind(stx_processor *p);          /* read again from the offset */
 void stx_drop_prefetched(stx_processor *p);
+/* Whether the read sent with the last commit brought entries. */
+int stx_prefetched_entries(const stx_processor *p);
 int stx_claim_pending(stx_processor *p);
 int stx_ack_committed_pending(stx_processor *p);
 
@@ -233,8 +253,22 @@ int stx_ack_committed_pending(stx_processor *p);
 int stx_history_read(stx_processor *p, redisReply **owner, const redisReply **entries,
                      const redisReply **counts);
 
-/* commit.c: the writing scripts. */
+/* commit.c: the writing scripts.  stx_commit() commits msgs[0..n) and waits
+ * for the reply (with the next read behind it when prefetch allows).
+ * stx_commit_overlap() sends the next read, then the commit, and returns
+ * once the read's reply is in p->prefetched, leaving the commit in flight
+ * (taking *owner, the read msgs came from): the caller handles the next
+ * batch on top of its changes meanwhile.  stx_commit_settle() reads the
+ * reply of a commit in flight (STX_OK when there is none); when it did
+ * not land, what was handled on top of it is dropped and reading rewinds.
+ * Both commit calls settle a commit in flight first, and so must every
+ * other command of the processor (nothing else is sent while one is). */
 int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int prefetch);
+int stx_commit_overlap(stx_processor *p, struct stx_msg *const *msgs, size_t n,
+                       redisReply **owner);
+int stx_commit_settle(stx_processor *p);
+/* Whether the commit of a whole batch may be left in flight now. */
+int stx_overlap_allowed(const stx_processor *p);
 int stx_dead_letter(stx_processor *p, const struct stx_msg *m, const char *reason,
                     const char *error, uint64_t attempts);
 int stx_migrate(stx_processor *p, uint64_t from);
@@ -248,6 +282,7 @@ void stx_eval_str(stx_processor *p, const char *s);
  * returns 1: the poll reads nothing); count n entries a commit added. */
 void stx_outbox_poll(stx_processor *p);
 int stx_outbox_full(stx_processor *p);
+int stx_outbox_at_max(const stx_processor *p);  /* stx_outbox_full() without the wait */
 void stx_outbox_committed(stx_processor *p, size_t n);
 
 /* handle.c: handling a batch. */

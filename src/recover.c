@@ -296,7 +296,7 @@ static int retake_epoch(stx_processor *p)
                 stx_snapshot_meta(p);
                 p->stats.dead_lettered++;
             } else {
-                stx_cache_apply(p);
+                stx_cache_apply(p, &p->batch);
                 if (d->kind == STX_DOUBT_COMMIT) {
                     p->stats.commits++;
                     p->stats.committed += d->count;

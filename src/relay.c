@@ -433,6 +433,11 @@ static int relaying(const stx_processor *p)
     return p->conf.publish_mode == 1 || p->conn.cluster != NULL;
 }
 
+int stx_outbox_at_max(const stx_processor *p)
+{
+    return p->relay && p->relay->len >= (uint64_t)p->conf.outbox_max;
+}
+
 int stx_outbox_full(stx_processor *p)
 {
     if (!p->relay || p->relay->len < (uint64_t)p->conf.outbox_max) return 0;

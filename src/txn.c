@@ -1,5 +1,5 @@
 /* The handler's transaction: reads go through the message overlay, the
- * batch overlay and the committed state; writes stay in the message overlay
+ * batch overlay, the changes of a commit in flight and the committed state; writes stay in the message overlay
  * and the staged publishes until the commit. */
 #include <stdarg.h>
 #include <stdio.h>
@@ -63,6 +63,7 @@ static const stx_sm_entry *lookup(stx_txn *t, const void *key, size_t key_len)
 {
     const stx_sm_entry *e = stx_sm_find(&t->overlay, key, key_len);
     if (!e) e = stx_sm_find(t->batch, key, key_len);
+    if (!e) e = stx_sm_find(t->inflight, key, key_len);
     if (!e) e = stx_sm_find(t->base, key, key_len);
     return e && !(e->flags & STX_SM_DELETED) ? e : NULL;
 }

@@ -68,7 +68,7 @@ static void make_msg(struct fake_entry *f, struct stx_msg *m)
 /* The transaction of one handler call, as the processor sets it up. */
 struct fake_txn {
     struct stx_processor *p;  /* only its configuration is read */
-    stx_statemap batch, base;
+    stx_statemap batch, inflight, base;
     stx_pubs pubs;
     struct stx_txn t;
 };
@@ -82,10 +82,12 @@ static void txn_open(struct fake_txn *f, struct stx_msg *m)
     f->p->conf.max_value_bytes = 1 << 20;
     f->p->conf.max_fields = 1000000;
     stx_sm_init(&f->batch);
+    stx_sm_init(&f->inflight);
     stx_sm_init(&f->base);
     stx_sm_init(&f->t.overlay);
     f->t.p = f->p;
     f->t.batch = &f->batch;
+    f->t.inflight = &f->inflight;
     f->t.base = &f->base;
     f->t.pubs = &f->pubs;
     stx_txn_reset(&f->t, m);
@@ -98,6 +100,7 @@ static void txn_close(struct fake_txn *f)
     stx_txn_release(&f->t);
     stx_pubs_free(&f->pubs);
     stx_sm_free(&f->batch);
+    stx_sm_free(&f->inflight);
     stx_sm_free(&f->base);
     free(f->p);
 }

@@ -249,6 +249,7 @@ void cli_live_json(jw *w, const stx_live_processor *p, long long now_ms)
         {"reconnects", p->stats.reconnects},
         {"fenced", p->stats.fenced},
         {"slow_handlers", p->stats.slow_handlers},
+        {"overlapped", p->stats.overlapped},
         {"state_keys", p->stats.state_keys},
         {"commit_us_p50", p->stats.commit_us_p50},
         {"commit_us_p99", p->stats.commit_us_p99},
