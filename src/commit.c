@@ -398,7 +398,9 @@ int stx_commit_overlap(stx_processor *p, struct stx_msg *const *msgs, size_t n,
     stx_statemap t = p->inflight_state;
     p->inflight_state = p->batch;
     p->batch = t;
-    stx_pubs_truncate(&p->pubs, 0); /* encoded into the commit */
+    stx_pubs tp = p->inflight_pubs; /* (empty: the last one was settled) */
+    p->inflight_pubs = p->pubs;
+    p->pubs = tp;
     p->batch_bytes = 0;
     p->inflight = (struct stx_inflight){1, offset, n, n_out, numkeys, t0, *owner};
     *owner = NULL;
@@ -418,6 +420,7 @@ int stx_commit_settle(stx_processor *p)
         p->scripts.s[STX_SCRIPT_COMMIT].sha[0] = '\0';
         rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_COMMIT, &p->argv, f.numkeys, &r);
     }
+    stx_pubs_truncate(&p->inflight_pubs, 0);
     stx_record_latency(p, stx_monotonic_us() - f.sent_us);
     uint64_t seq, dropped = 0;
     if (rc == STX_OK && stx_reply_status(r) == STX_ST_OK && stx_reply_u64(r, 1, &seq) == 0) {

@@ -174,6 +174,7 @@ void stx_processor_free(stx_processor *p)
     stx_reply_release(p->inflight.owner);
     stx_txn_release(&p->txn);
     stx_pubs_free(&p->pubs);
+    stx_pubs_free(&p->inflight_pubs);
     free(p->pub_blocks);
     stx_argv_free(&p->argv);
     stx_argv_free(&p->read_argv);

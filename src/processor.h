@@ -108,8 +108,10 @@ struct stx_doubt {
 };
 
 /* A commit sent and not yet answered while the next batch is handled
- * (conf.overlap).  Its entries' reply and p->argv stay as they were sent
- * until it is settled: a NOSCRIPT answer sends the same argv again. */
+ * (conf.overlap).  What its p->argv points into stays as it was sent until
+ * it is settled (its entries' reply, p->inflight_state, its publishes in
+ * p->inflight_pubs, whose target names are its KEYS): a NOSCRIPT answer
+ * sends the same argv again. */
 struct stx_inflight {
     int active;
     stx_id offset;              /* its last id: the offset it moves to */
@@ -157,6 +159,7 @@ struct stx_processor {
     stx_statemap inflight_state; /* changes of the commit in flight */
     struct stx_inflight inflight;
     stx_pubs pubs;
+    stx_pubs inflight_pubs;     /* publishes of the commit in flight */
     unsigned char *pub_blocks;  /* the commit's publishes, msgpack-encoded (commit.c) */
     size_t pub_blocks_len, pub_blocks_cap;
     size_t batch_bytes;         /* staged by the batch so far (state and publishes) */

@@ -43,8 +43,10 @@ TestSuite(overlap, .init = setup, .fini = teardown, .timeout = 300);
  *   FAULT_RESTORE  SAVE 400 calls before (a few commits before the held
  *                  one, so the copy is older than what the processor
  *                  knows), then as FAULT_LOSE, but DEBUG RELOAD NOSAVE
- *                  (Redis back at the SAVE) before letting it run. */
-enum { FAULT_NONE, FAULT_LOSE, FAULT_RESTORE };
+ *                  (Redis back at the SAVE) before letting it run;
+ *   FAULT_FLUSH    as FAULT_LOSE, but SCRIPT FLUSH before letting it run:
+ *                  it is answered NOSCRIPT and sent again as it was. */
+enum { FAULT_NONE, FAULT_LOSE, FAULT_RESTORE, FAULT_FLUSH };
 
 struct world {
     int fault;
@@ -72,6 +74,7 @@ static int count_and_publish(const stx_msg *msg, stx_txn *txn, void *ud)
         } else if (w->armed && proxy_stat(&PX, PROXY_HELD) == 1) {
             /* This batch is handled while the commit before it waits. */
             if (w->fault == FAULT_LOSE) proxy_cut_bytes(&PX, PROXY_DOWN, 1);
+            else if (w->fault == FAULT_FLUSH) freeReplyObject(test_cmd(w->c, "SCRIPT FLUSH"));
             else freeReplyObject(test_cmd(w->c, "DEBUG RELOAD NOSAVE"));
             proxy_release(&PX);
             w->done = 1;
@@ -228,10 +231,17 @@ static void run_fault(int fault)
     stx_stats st;
     stx_processor_stats(p, &st);
     if (fault == FAULT_LOSE) cr_assert_geq(st.reconnects, 1);
-    else cr_assert_geq(st.redis_loads, 2, "the state was not loaded again after the restore");
-    /* The batch handled on top of the commit that did not land as sent
-     * was handled again: more calls than entries. */
-    cr_assert_gt(w.calls, n);
+    if (fault == FAULT_RESTORE)
+        cr_assert_geq(st.redis_loads, 2, "the state was not loaded again after the restore");
+    if (fault == FAULT_FLUSH) {
+        /* Sent again, it landed: the batch on top of it stands. */
+        cr_assert_geq(st.script_reloads, 1);
+        cr_assert_eq(w.calls, n);
+    } else {
+        /* The batch handled on top of the commit that did not land as
+         * sent was handled again: more calls than entries. */
+        cr_assert_gt(w.calls, n);
+    }
     stx_processor_free(p);
     redisFree(c);
 }
@@ -244,4 +254,9 @@ Test(overlap, a_reply_lost_while_the_next_batch_is_handled_applies_each_entry_on
 Test(overlap, redis_back_at_an_older_copy_under_a_commit_in_flight_applies_each_entry_once)
 {
     run_fault(FAULT_RESTORE);
+}
+
+Test(overlap, a_commit_in_flight_answered_noscript_is_sent_again_as_it_was)
+{
+    run_fault(FAULT_FLUSH);
 }
