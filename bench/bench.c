@@ -60,7 +60,7 @@ static int mode_callgrind_prepare(const bench_env *env, const bench_opts *o)
 static int mode_callgrind(const bench_env *env, const bench_opts *o)
 {
     redisContext *c = bench_connect(env);
-    lib_run r = {cg_stream, cg_group, cg_alerts, o->batch, NULL, NULL};
+    lib_run r = {cg_stream, cg_group, cg_alerts, o->batch, NULL, NULL, NULL};
     run_result res;
 
     lib_process(env, c, &r, o->messages, &res);

@@ -178,6 +178,7 @@ typedef struct lib_run {
     long batch;
     const char *snapshot_dir; /* NULL: no snapshot */
     const char *forward;      /* publish-heavy workload (inv_ctx.forward), or NULL */
+    const char *overlap;      /* the "overlap" setting, or NULL for the default */
 } lib_run;
 
 typedef struct run_result {

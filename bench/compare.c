@@ -58,7 +58,7 @@ static void check_len(redisContext *c, const char *key, long long want, tally *t
     }
 }
 
-enum { LIB, LIMIT, LIMIT_OVERLAP, NAIVE };
+enum { LIB, LIB_SERIAL, LIMIT, LIMIT_OVERLAP, NAIVE };
 
 static void run_one(const bench_env *env, redisContext *c, int who, long batch, long n,
                     int heavy, tally *t)
@@ -70,8 +70,8 @@ static void run_one(const bench_env *env, redisContext *c, int who, long batch, 
     wl_model m;
 
     prepare(c, n, &m);
-    if (who == LIB) {
-        lib_run r = {stream, group, alerts, batch, NULL, fwd};
+    if (who == LIB || who == LIB_SERIAL) {
+        lib_run r = {stream, group, alerts, batch, NULL, fwd, who == LIB_SERIAL ? "0" : NULL};
 
         bench_key(state_key, sizeof state_key, stream, group, "state");
         lib_process(env, c, &r, n, &res);
@@ -101,7 +101,7 @@ static void run_one(const bench_env *env, redisContext *c, int who, long batch, 
         check_len(c, alerts, (long long)m.crossings, t, "naive");
     }
     if (heavy)
-        check_len(c, forward, n, t, who == LIB ? "library" : "limit");
+        check_len(c, forward, n, t, who == LIB || who == LIB_SERIAL ? "library" : "limit");
     wl_model_free(&m);
 }
 
@@ -112,6 +112,7 @@ int mode_compare(const bench_env *env, const bench_opts *o)
     long per_round = (o->messages + o->rounds - 1) / o->rounds;
     long naive_per_round = (o->naive_messages + o->rounds - 1) / o->rounds;
     static tally lib[3], limit[3], naive, lib_heavy, limit_heavy, overlap, overlap_heavy;
+    static tally serial, serial_heavy;
     double med, lo, hi;
 
     bench_note("%ld rounds per batch size; per round %ld messages each for the library and the "
@@ -140,6 +141,8 @@ int mode_compare(const bench_env *env, const bench_opts *o)
                 }
                 run_one(env, c, LIMIT_OVERLAP, 128, per_round, 0, &overlap);
                 run_one(env, c, LIMIT_OVERLAP, 128, per_round, 1, &overlap_heavy);
+                run_one(env, c, LIB_SERIAL, 128, per_round, 0, &serial);
+                run_one(env, c, LIB_SERIAL, 128, per_round, 1, &serial_heavy);
             }
         }
         bench_note("batch %ld", batches[b]);
@@ -178,21 +181,44 @@ int mode_compare(const bench_env *env, const bench_opts *o)
              (limit_heavy.redis_cpu_s / (double)limit_heavy.messages) /
                  (lib_heavy.redis_cpu_s / (double)lib_heavy.messages));
 
-    /* What overlapping the client's work with Redis' could give at most:
-     * the limit handling batch k+1 while the commit of batch k runs. */
-    bench_note("overlap (the limit handling the next batch while a commit runs), batch 128");
+    /* Overlap: the limit handling batch k+1 while the commit of batch k
+     * runs (what it can give at most), and the library with it (its
+     * default) against the library without it and against that limit. */
+    bench_note("overlap (the next batch handled while a commit runs), batch 128");
     tally_print(&overlap, "overlap", "_b128", "xreadgroup");
     tally_print(&overlap_heavy, "overlap", "_heavy_b128", "xreadgroup");
-    ratio_spread(overlap.mps, limit[2].mps, overlap.rounds, &med, &lo, &hi);
-    bench_note("  overlap / limit, inventory: %.3f (rounds: median %.3f, %.3f to %.3f)",
-               tally_mps(&overlap) / tally_mps(&limit[2]), med, lo, hi);
-    bench_kv("overlap_gain_b128", "%.3f", tally_mps(&overlap) / tally_mps(&limit[2]));
-    bench_kv("overlap_gain_b128_round_median", "%.3f", med);
-    ratio_spread(overlap_heavy.mps, limit_heavy.mps, overlap_heavy.rounds, &med, &lo, &hi);
-    bench_note("  overlap / limit, publish-heavy: %.3f (rounds: median %.3f, %.3f to %.3f)",
-               tally_mps(&overlap_heavy) / tally_mps(&limit_heavy), med, lo, hi);
-    bench_kv("overlap_gain_heavy_b128", "%.3f", tally_mps(&overlap_heavy) / tally_mps(&limit_heavy));
-    bench_kv("overlap_gain_heavy_b128_round_median", "%.3f", med);
+    tally_print(&serial, "serial", "_b128", lib_direct);
+    tally_print(&serial_heavy, "serial", "_heavy_b128", lib_direct);
+    {
+        static const struct {
+            const char *what, *key;
+            tally *a, *b;
+        } r[] = {
+            {"the limit with overlap / the limit, inventory", "overlap_gain_b128", &overlap, &limit[2]},
+            {"the limit with overlap / the limit, publish-heavy", "overlap_gain_heavy_b128",
+             &overlap_heavy, &limit_heavy},
+            {"library / library with overlap off, inventory", "lib_overlap_gain_b128", &lib[2], &serial},
+            {"library / library with overlap off, publish-heavy", "lib_overlap_gain_heavy_b128",
+             &lib_heavy, &serial_heavy},
+            {"library / the limit with overlap, inventory", "ratio_to_overlap_limit_b128", &lib[2],
+             &overlap},
+            {"library / the limit with overlap, publish-heavy", "ratio_to_overlap_limit_heavy_b128",
+             &lib_heavy, &overlap_heavy},
+        };
+        char key[80];
+
+        for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {
+            ratio_spread(r[i].a->mps, r[i].b->mps, r[i].a->rounds, &med, &lo, &hi);
+            bench_note("  %s: %.3f (rounds: median %.3f, %.3f to %.3f)", r[i].what,
+                       tally_mps(r[i].a) / tally_mps(r[i].b), med, lo, hi);
+            bench_kv(r[i].key, "%.3f", tally_mps(r[i].a) / tally_mps(r[i].b));
+            snprintf(key, sizeof key, "%s_round_median", r[i].key);
+            bench_kv(key, "%.3f", med);
+        }
+    }
+    bench_kv("redis_cpu_ratio_serial_b128", "%.3f",
+             (limit[2].redis_cpu_s / (double)limit[2].messages) /
+                 (serial.redis_cpu_s / (double)serial.messages));
 
     bench_note("naive baseline, the reference design (XREADGROUP COUNT 128; per entry one "
                "pipelined MULTI/XACK/SET state/SET offset/[XADD]/EXEC round trip, the whole "

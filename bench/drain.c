@@ -23,7 +23,7 @@ static const char *const alerts = "bench:drain:alerts";
 static double run(const bench_env *env, redisContext *c, long n, const char *dead,
                   const char *what, int *bad)
 {
-    lib_run r = {stream, group, alerts, 128, NULL, NULL};
+    lib_run r = {stream, group, alerts, 128, NULL, NULL, NULL};
     inv_ctx ctx = {alerts, NULL, NULL};
     char state_key[256], why[256] = "";
     run_result res;

@@ -110,7 +110,7 @@ int mode_latency(const bench_env *env, const bench_opts *o)
     redisContext *c = bench_connect(env);
     lat_recorder lat;
     inv_ctx ctx = {alerts, &lat, NULL};
-    lib_run r = {stream, group, alerts, 128, NULL, NULL};
+    lib_run r = {stream, group, alerts, 128, NULL, NULL, NULL};
     producer pr;
     hiccup h;
     pthread_t thread, hiccup_thread;

@@ -32,6 +32,8 @@ stx_processor *lib_new(const bench_env *env, const lib_run *r, inv_ctx *ctx)
     set(conf, "command_timeout_ms", "60000");
     if (r->snapshot_dir != NULL)
         set(conf, "snapshot_dir", r->snapshot_dir);
+    if (r->overlap != NULL)
+        set(conf, "overlap", r->overlap);
     stx_config_set_handler(conf, inv_handle, ctx);
     rc = stx_processor_new(&p, conf);
     stx_config_free(conf);

@@ -340,8 +340,13 @@ awk -F= '
         target("drain_claimed_ratio", ">=", 0.5, ">= 0.5"))
     row("drain / fresh, own after restart", num("drain_own_ratio", "%.2f"),
         target("drain_own_ratio", ">=", 0.5, ">= 0.5"))
-    row("overlap / limit b128, inventory / publish-heavy", num("overlap_gain_b128", "%.2f") " / " \
-        num("overlap_gain_heavy_b128", "%.2f"), "")
+    row("limit with overlap / limit b128, inventory / publish-heavy",
+        num("overlap_gain_b128", "%.2f") " / " num("overlap_gain_heavy_b128", "%.2f"), "")
+    row("library / library with overlap off b128, inventory / publish-heavy",
+        num("lib_overlap_gain_b128", "%.2f") " / " num("lib_overlap_gain_heavy_b128", "%.2f"), "")
+    row("library / limit with overlap b128, inventory / publish-heavy",
+        num("ratio_to_overlap_limit_b128", "%.2f") " / " \
+        num("ratio_to_overlap_limit_heavy_b128", "%.2f"), "")
     row("publish direct / through outbox (msgs/s)", num("outbox_direct_msgs_per_s", "%d") " / " \
         num("outbox_msgs_per_s", "%d"), "")
     row("outbox overhead per publish (us wall)", num("outbox_overhead_us_per_publish", "%.2f"), "")

@@ -89,7 +89,7 @@ static double median3(const double *v)
 
 static void restarts(const bench_env *env, uint32_t nkeys)
 {
-    lib_run r = {big_stream, group, big_alerts, 128, NULL, NULL};
+    lib_run r = {big_stream, group, big_alerts, 128, NULL, NULL, NULL};
     char snapdir[1024];
     long long rss0, rss1;
     double t_cold, t_build, t_redis[RESTARTS], t_lmdb[RESTARTS];
@@ -182,8 +182,8 @@ int mode_state(const bench_env *env, const bench_opts *o)
     redisContext *c = bench_connect(env);
     uint32_t nkeys = (uint32_t)o->state_keys;
     long per_round = (o->messages + o->rounds - 1) / o->rounds;
-    lib_run big_run = {big_stream, group, big_alerts, 128, NULL, NULL};
-    lib_run small_run = {small_stream, group, small_alerts, 128, NULL, NULL};
+    lib_run big_run = {big_stream, group, big_alerts, 128, NULL, NULL, NULL};
+    lib_run small_run = {small_stream, group, small_alerts, 128, NULL, NULL, NULL};
     inv_ctx big_ctx = {big_alerts, NULL, NULL}, small_ctx = {small_alerts, NULL, NULL};
     char big_key[256], small_key[256];
     static contender big, small, hot;
