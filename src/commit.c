@@ -27,12 +27,13 @@ void stx_eval_str(stx_processor *p, const char *s)
     stx_argv_add_ref(&p->argv, s, strlen(s));
 }
 
-/* The guard's arguments: epoch, token, expected seq. */
+/* The guard's arguments: epoch, token, expected seq (the one a commit in
+ * flight makes when it lands: one built on top of it is sent only then). */
 static void add_guard(stx_processor *p)
 {
     stx_argv_add_u64(&p->argv, p->epoch);
     stx_eval_str(p, p->token);
-    stx_argv_add_u64(&p->argv, p->seq);
+    stx_argv_add_u64(&p->argv, p->seq + (p->inflight.active ? 1 : 0));
 }
 
 /* Index (0-based) of stream among the publish targets, adding it if new. */
@@ -164,7 +165,7 @@ static int add_publishes(stx_processor *p, const size_t *target_of, const size_t
 static int send_commit(stx_processor *p, size_t numkeys, int prefetch, redisReply **r)
 {
     prefetch = prefetch && p->conf.pipeline && !p->reading_pending && p->next_read_us == 0 &&
-               !atomic_load(&p->stop) && !p->prefetched;
+               !atomic_load(&p->stop) && !p->nprefetched;
     if (!prefetch)
         return stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_COMMIT, &p->argv, numkeys, r);
     int rc = stx_script_append(&p->scripts, &p->conn, STX_SCRIPT_COMMIT, &p->argv, numkeys);
@@ -180,7 +181,7 @@ static int send_commit(stx_processor *p, size_t numkeys, int prefetch, redisRepl
     rc = stx_conn_read(&p->conn, r);
     if (rc == STX_ECONN || rc == STX_ETIMEOUT) return rc;
     int rrc = stx_conn_read(&p->conn, &next);
-    if (rrc == STX_OK) p->prefetched = next;
+    if (rrc == STX_OK) stx_prefetch_push(p, next);
     else if (rc == STX_OK && (rrc == STX_ECONN || rrc == STX_ETIMEOUT))
         stx_conn_close(&p->conn); /* the commit's reply came; recovery reconnects */
     if (rc == STX_ENOTFOUND) {
@@ -352,83 +353,79 @@ int stx_overlap_allowed(const stx_processor *p)
      * after the commit), nor before the commit script is loaded (a SCRIPT
      * LOAD between the read and the commit would read the wrong reply). */
     return p->conf.overlap && p->conf.pipeline && !p->reading_pending && p->next_read_us == 0 &&
-           !p->prefetched && !p->conn.cluster &&
+           !p->conn.cluster &&
            p->conf.commit_wait_replicas == 0 && p->scripts.s[STX_SCRIPT_COMMIT].sha[0] &&
            p->phase == STX_PHASE_RUNNING && !atomic_load(&p->stop);
 }
 
-/* The read goes first: its reply comes back while Redis runs the commit,
- * and the next batch is handled in that time.  It takes entries after this
- * batch (the group delivered this batch already); if the commit does not
- * land, they are read again from the offset like every entry after a
- * failed commit. */
-int stx_commit_overlap(stx_processor *p, struct stx_msg *const *msgs, size_t n,
-                       redisReply **owner)
+/* Read n replies of reads sent behind a commit into p->prefetched.
+ * STX_OK, or the connection broke (and is closed). */
+static int read_replies(stx_processor *p, int n)
 {
-    int rc = stx_commit_settle(p);
-    if (rc != STX_OK) return rc;
-    size_t numkeys, n_out;
-    if (build_commit(p, msgs, n, &numkeys, &n_out) != 0) {
-        stx_cache_discard(p);
-        stx_rewind(p);
-        return stx_fail(p, STX_ENOMEM, "commit: out of memory");
+    for (int i = 0; i < n; i++) {
+        redisReply *next = NULL;
+        int rc = stx_conn_read(&p->conn, &next);
+        if (rc == STX_OK) stx_prefetch_push(p, next);
+        else if (rc == STX_ECONN || rc == STX_ETIMEOUT) return rc;
+        /* (an error reply, NOGROUP say: the commit's reply tells more) */
     }
-    stx_id offset = msgs[n - 1]->idv;
-    uint64_t t0 = stx_monotonic_us();
-    stx_build_new_read(p, 0);
-    rc = stx_conn_append(&p->conn, (int)p->read_argv.n, p->read_argv.v, p->read_argv.len);
-    if (rc == STX_OK) {
-        rc = stx_script_append(&p->scripts, &p->conn, STX_SCRIPT_COMMIT, &p->argv, numkeys);
-        /* Nothing was sent, but the read waits in the output buffer. */
-        if (rc != STX_OK) stx_conn_close(&p->conn);
-    }
-    if (rc != STX_OK) {
-        stx_cache_discard(p);
-        stx_rewind(p);
-        return stx_fail(p, rc, "commit: %s", p->conn.err);
-    }
-    redisReply *next = NULL;
-    rc = stx_conn_read(&p->conn, &next);
-    if (rc == STX_ECONN || rc == STX_ETIMEOUT) {
-        /* The commit went out with the read. */
-        stx_record_latency(p, stx_monotonic_us() - t0);
-        return stx_enter_doubt(p, STX_DOUBT_COMMIT, offset, n, 0, rc, "commit");
-    }
-    if (rc == STX_OK) p->prefetched = next; /* else an error: the commit's reply tells more */
-    stx_statemap t = p->inflight_state;
-    p->inflight_state = p->batch;
-    p->batch = t;
-    stx_pubs tp = p->inflight_pubs; /* (empty: the last one was settled) */
-    p->inflight_pubs = p->pubs;
-    p->pubs = tp;
-    p->batch_bytes = 0;
-    p->inflight = (struct stx_inflight){1, offset, n, n_out, numkeys, t0, *owner};
-    *owner = NULL;
     return STX_OK;
 }
 
-int stx_commit_settle(stx_processor *p)
+/* A commit that landed, its changes not yet applied. */
+struct landing {
+    int pending;
+    uint64_t seq, dropped;
+    struct stx_inflight f;
+};
+
+static void land(stx_processor *p, struct landing *l)
 {
+    if (!l->pending) return;
+    l->pending = 0;
+    stx_reply_release(l->f.owner);
+    landed(p, l->seq, l->dropped, l->f.offset, l->f.count, l->f.n_out, &p->inflight_state);
+    stx_sm_clear(&p->inflight_state);
+}
+
+/* Read the reply of the commit in flight.  When it landed and next is not
+ * NULL, the replies of the reads behind it stay on the connection and
+ * next->f.reads says how many, and its changes wait in next for land():
+ * the caller sends the next commit first and does both while Redis runs
+ * it.  Otherwise the replies are read here, before anything else is sent
+ * (a SCRIPT LOAD after a NOSCRIPT would read the wrong reply). */
+static int settle(stx_processor *p, struct landing *next)
+{
+    if (next) memset(next, 0, sizeof *next);
     if (!p->inflight.active) return STX_OK;
     struct stx_inflight f = p->inflight;
     memset(&p->inflight, 0, sizeof p->inflight);
     redisReply *r = NULL;
     int rc = stx_conn_read(&p->conn, &r);
+    uint64_t seq, dropped = 0;
+    int ok = rc == STX_OK && stx_reply_status(r) == STX_ST_OK && stx_reply_u64(r, 1, &seq) == 0;
+    if (!(ok && next)) {
+        if (rc != STX_ECONN && rc != STX_ETIMEOUT && read_replies(p, f.reads) != STX_OK &&
+            rc == STX_ENOTFOUND)
+            rc = STX_ECONN; /* gone before the commit could be sent again */
+        f.reads = 0;
+    }
     if (rc == STX_ENOTFOUND) {
-        /* NOSCRIPT: it did not run; p->argv is still the commit. */
+        /* NOSCRIPT: it did not run; send it again as it was. */
         p->scripts.reloads++;
         p->scripts.s[STX_SCRIPT_COMMIT].sha[0] = '\0';
-        rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_COMMIT, &p->argv, f.numkeys, &r);
+        rc = stx_script_run(&p->scripts, &p->conn, STX_SCRIPT_COMMIT, &p->inflight_argv,
+                            f.numkeys, &r);
+        ok = rc == STX_OK && stx_reply_status(r) == STX_ST_OK && stx_reply_u64(r, 1, &seq) == 0;
     }
     stx_pubs_truncate(&p->inflight_pubs, 0);
     stx_record_latency(p, stx_monotonic_us() - f.sent_us);
-    uint64_t seq, dropped = 0;
-    if (rc == STX_OK && stx_reply_status(r) == STX_ST_OK && stx_reply_u64(r, 1, &seq) == 0) {
+    if (ok) {
         stx_reply_u64(r, 2, &dropped);
         stx_reply_release(r);
-        stx_reply_release(f.owner);
-        landed(p, seq, dropped, f.offset, f.count, f.n_out, &p->inflight_state);
-        stx_sm_clear(&p->inflight_state);
+        struct landing l = {1, seq, dropped, f};
+        if (next) *next = l;
+        else land(p, &l);
         return STX_OK;
     }
     /* It did not land, or nobody knows: what was handled on top of it
@@ -442,6 +439,90 @@ int stx_commit_settle(stx_processor *p)
     stx_reply_release(f.owner);
     return rc;
 }
+
+int stx_commit_settle(stx_processor *p)
+{
+    return settle(p, NULL);
+}
+
+/* The commit goes out with the read of the batch after the next one (and
+ * when fewer are in hand or on their way, two reads), and the caller
+ * handles the next batch while Redis runs it.  The reads are behind the
+ * commit, not before it: Redis answers the commands of one pipeline after
+ * running them all, so a read before it would be answered only after the
+ * commit.  The replies of the reads sent with the commit before this one
+ * are read only once this one is sent, so their entries are parsed while
+ * Redis works too.  The reads take entries after this batch (the group
+ * delivered it already); if the commit does not land, those are read again
+ * from the offset like every entry after a failed commit. */
+int stx_commit_overlap(stx_processor *p, struct stx_msg *const *msgs, size_t n,
+                       redisReply **owner)
+{
+    /* Built before the commit in flight is settled, so that Redis waits
+     * only for the round trip between the two. */
+    size_t numkeys, n_out;
+    int built = build_commit(p, msgs, n, &numkeys, &n_out) == 0;
+    struct landing last;
+    int rc = settle(p, &last);
+    if (rc != STX_OK) return rc;
+    int before = last.f.reads;
+    if (!built) {
+        land(p, &last);
+        read_replies(p, before);
+        stx_cache_discard(p);
+        stx_rewind(p);
+        return stx_fail(p, STX_ENOMEM, "commit: out of memory");
+    }
+    stx_id offset = msgs[n - 1]->idv;
+    int reads = (int)(sizeof p->prefetched / sizeof p->prefetched[0] - p->nprefetched) - before;
+    uint64_t t0 = stx_monotonic_us();
+    rc = stx_script_append(&p->scripts, &p->conn, STX_SCRIPT_COMMIT, &p->argv, numkeys);
+    if (rc == STX_OK && reads > 0) {
+        stx_build_new_read(p, 0);
+        for (int i = 0; i < reads && rc == STX_OK; i++)
+            rc = stx_conn_append(&p->conn, (int)p->read_argv.n, p->read_argv.v, p->read_argv.len);
+        /* Nothing was sent, but the commit waits in the output buffer. */
+        if (rc != STX_OK) stx_conn_close(&p->conn);
+    }
+    if (rc != STX_OK) {
+        land(p, &last);
+        if (p->conn.ctx) read_replies(p, before);
+        stx_cache_discard(p);
+        stx_rewind(p);
+        return stx_fail(p, rc, "commit: %s", p->conn.err);
+    }
+    rc = stx_conn_flush(&p->conn);
+    land(p, &last); /* after the send: Redis runs this one meanwhile */
+    if (rc == STX_OK) rc = read_replies(p, before);
+    if (rc != STX_OK) {
+        stx_record_latency(p, stx_monotonic_us() - t0);
+        return stx_enter_doubt(p, STX_DOUBT_COMMIT, offset, n, 0, rc, "commit");
+    }
+    stx_statemap t = p->inflight_state;
+    p->inflight_state = p->batch;
+    p->batch = t;
+    stx_pubs tp = p->inflight_pubs; /* (empty: the last one was settled) */
+    p->inflight_pubs = p->pubs;
+    p->pubs = tp;
+    /* (The argv's numkeys pointer points into the struct it was built
+     * in: stx_script_run() sets it again before a NOSCRIPT resend.) */
+    stx_argv ta = p->inflight_argv;
+    p->inflight_argv = p->argv;
+    p->argv = ta;
+    unsigned char *tb = p->pub_blocks;
+    size_t tcap = p->pub_blocks_cap;
+    p->pub_blocks = p->inflight_blocks;
+    p->pub_blocks_cap = p->inflight_blocks_cap;
+    p->pub_blocks_len = 0;
+    p->inflight_blocks = tb;
+    p->inflight_blocks_cap = tcap;
+    p->batch_bytes = 0;
+    p->inflight = (struct stx_inflight){1, reads > 0 ? reads : 0, offset, n, n_out, numkeys, t0,
+                                        *owner};
+    *owner = NULL;
+    return STX_OK;
+}
+
 int stx_dead_letter(stx_processor *p, const struct stx_msg *m, const char *reason,
                     const char *error, uint64_t attempts)
 {

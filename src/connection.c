@@ -876,6 +876,16 @@ static int read_reply(stx_conn *c, redisReply **reply, int errors_are_replies)
     }
 }
 
+int stx_conn_flush(stx_conn *c)
+{
+    if (c->cluster) return STX_OK;
+    if (!c->ctx) {
+        snprintf(c->err, sizeof c->err, "not connected");
+        return STX_ECONN;
+    }
+    return flush_out(c);
+}
+
 int stx_conn_read(stx_conn *c, redisReply **reply)
 {
     if (c->cluster) return stx_cluster_read(c, reply);

@@ -68,6 +68,9 @@ int stx_conn_command_raw(stx_conn *c, redisReply **reply, int argc, const char *
  * replies in order (the first read sends everything appended). */
 int stx_conn_append(stx_conn *c, int argc, const char **argv, const size_t *lens);
 int stx_conn_read(stx_conn *c, redisReply **reply);
+/* Send what was appended now, without reading (STX_OK, or the connection
+ * broke and is closed).  On a cluster the first read sends it. */
+int stx_conn_flush(stx_conn *c);
 /* As stx_conn_read(), an error reply being a reply (STX_OK). */
 int stx_conn_read_raw(stx_conn *c, redisReply **reply);
 /* The code of reply (STX_OK unless an error reply), its text in c->err

@@ -11,8 +11,23 @@
 
 void stx_drop_prefetched(stx_processor *p)
 {
-    if (p->prefetched) stx_reply_release(p->prefetched);
-    p->prefetched = NULL;
+    while (p->nprefetched) stx_reply_release(p->prefetched[--p->nprefetched]);
+}
+
+void stx_prefetch_push(stx_processor *p, redisReply *r)
+{
+    if (p->nprefetched < sizeof p->prefetched / sizeof p->prefetched[0])
+        p->prefetched[p->nprefetched++] = r;
+    else
+        stx_reply_release(r); /* its entries are read again from the offset */
+}
+
+static redisReply *prefetch_take(stx_processor *p)
+{
+    redisReply *r = p->prefetched[0];
+    for (size_t i = 1; i < p->nprefetched; i++) p->prefetched[i - 1] = p->prefetched[i];
+    p->nprefetched--;
+    return r;
 }
 
 void stx_rewind(stx_processor *p)
@@ -261,7 +276,9 @@ static const redisReply *new_entries(const redisReply *r)
 
 int stx_prefetched_entries(const stx_processor *p)
 {
-    return new_entries(p->prefetched) != NULL;
+    for (size_t i = 0; i < p->nprefetched; i++)
+        if (new_entries(p->prefetched[i])) return 1;
+    return 0;
 }
 
 /* Size the next read so that a batch of entries like these stays within
@@ -331,7 +348,7 @@ int stx_read_batch(stx_processor *p, redisReply **owner, const redisReply **entr
     *owner = NULL;
     *entries = *counts = NULL;
     uint64_t now = stx_monotonic_us();
-    if (!p->reading_pending && p->next_read_us > now && !p->prefetched) {
+    if (!p->reading_pending && p->next_read_us > now && !p->nprefetched) {
         /* The last batch was partial: let entries gather (batch_delay_ms). */
         stx_sleep_ms(p, (long)((p->next_read_us - now + 999) / 1000));
     }
@@ -381,10 +398,9 @@ int stx_read_batch(stx_processor *p, redisReply **owner, const redisReply **entr
             stx_reply_release(r);
             return rc;
         }
-        int from_prefetch = p->prefetched != NULL;
+        int from_prefetch = p->nprefetched > 0;
         if (from_prefetch) {
-            r = p->prefetched; /* read together with the last commit */
-            p->prefetched = NULL;
+            r = prefetch_take(p); /* read together with a commit */
         } else {
             if (atomic_load(&p->stop)) return STX_OK;
             stx_build_new_read(p, p->conf.block_ms);

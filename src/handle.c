@@ -289,13 +289,20 @@ static int handle_batch(stx_processor *p, redisReply *r, const redisReply *entri
     return rc;
 }
 
-/* One batch, and while its commit is in flight the next one the read sent
- * before it brought, and so on: each batch is handled while Redis runs the
- * commit of the one before.  The chain ends when a read brings nothing, a
- * batch is committed otherwise, the outbox reaches outbox_max, after
- * block_ms (the heartbeat and the relay wait for the poll), or on a stop;
- * nothing is in flight when it returns.
- * Returns the entries whose commits landed, STX_AGAIN, 0 or an error. */
+/* Whether poll() goes on with the next batch in hand (overlap). */
+static int chain_on(stx_processor *p, uint64_t until)
+{
+    return p->conf.overlap && p->phase == STX_PHASE_RUNNING && !p->reading_pending &&
+           !atomic_load(&p->stop) && !stx_outbox_at_max(p) && stx_monotonic_us() < until;
+}
+
+/* One batch, then, while reads sent behind the commits bring more, the
+ * next: each is handled while Redis runs the commit of the one before
+ * (stx_commit_overlap()).  The chain ends when the reads bring nothing, a
+ * batch fails or is committed otherwise, the outbox reaches outbox_max,
+ * after block_ms (the heartbeat and the relay wait for the poll), or on a
+ * stop; nothing is in flight when it returns.  Returns the entries whose
+ * commits landed, STX_AGAIN, 0 or an error. */
 int stx_poll_once(stx_processor *p)
 {
     redisReply *r;
@@ -307,19 +314,21 @@ int stx_poll_once(stx_processor *p)
     uint64_t until = stx_monotonic_us() + (uint64_t)p->conf.block_ms * 1000u;
     for (;;) {
         rc = handle_batch(p, r, entries, counts);
-        if (!p->inflight.active) break;
-        if (rc >= 0 && stx_prefetched_entries(p) && p->phase == STX_PHASE_RUNNING &&
-            !atomic_load(&p->stop) && !stx_outbox_at_max(p) && stx_monotonic_us() < until) {
-            rc = stx_read_batch(p, &r, &entries, &counts); /* the prefetched one: no wait */
-            if (rc == STX_OK && r) {
-                p->stats.overlapped++;
-                continue;
-            }
+        if (rc < 0 || !chain_on(p, until)) break;
+        if (!stx_prefetched_entries(p)) {
+            /* Nothing in hand: the reads behind the commit in flight may
+             * bring the next batch. */
+            if (!p->inflight.active) break;
+            rc = stx_commit_settle(p);
+            if (rc != STX_OK || !chain_on(p, until) || !stx_prefetched_entries(p)) break;
         }
-        int src = stx_commit_settle(p);
-        if (rc >= 0 || rc == STX_AGAIN) rc = src;
-        break;
+        int overlapped = p->inflight.active;
+        rc = stx_read_batch(p, &r, &entries, &counts); /* one in hand: no wait */
+        if (rc != STX_OK || !r) break;
+        if (overlapped) p->stats.overlapped++;
     }
+    int src = stx_commit_settle(p);
+    if (src != STX_OK && (rc >= 0 || rc == STX_AGAIN)) rc = src;
     int confirmed = (int)(p->stats.committed - committed_before);
     if (rc < 0 && rc != STX_AGAIN) return rc;
     if (confirmed > 0) return confirmed;

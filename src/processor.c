@@ -117,6 +117,7 @@ int stx_processor_new(stx_processor **out, const stx_config *conf)
     stx_sm_init(&p->inflight_state);
     stx_sm_init(&p->txn.overlay);
     stx_argv_init(&p->argv);
+    stx_argv_init(&p->inflight_argv);
     stx_argv_init(&p->read_argv);
     stx_scripts_init(&p->scripts);
     p->txn.p = p;
@@ -177,8 +178,10 @@ void stx_processor_free(stx_processor *p)
     stx_pubs_free(&p->inflight_pubs);
     free(p->pub_blocks);
     stx_argv_free(&p->argv);
+    stx_argv_free(&p->inflight_argv);
+    free(p->inflight_blocks);
     stx_argv_free(&p->read_argv);
-    if (p->prefetched) stx_reply_release(p->prefetched);
+    stx_drop_prefetched(p);
     stx_config_release(&p->conf);
     free(p->msgs);
     free(p->msg_ptrs);

@@ -108,12 +108,14 @@ struct stx_doubt {
 };
 
 /* A commit sent and not yet answered while the next batch is handled
- * (conf.overlap).  What its p->argv points into stays as it was sent until
- * it is settled (its entries' reply, p->inflight_state, its publishes in
+ * (conf.overlap).  Its EVALSHA (p->inflight_argv) and what that points
+ * into stay as they were sent until it is settled (its entries' reply,
+ * p->inflight_state, p->inflight_blocks, its publishes in
  * p->inflight_pubs, whose target names are its KEYS): a NOSCRIPT answer
- * sends the same argv again. */
+ * sends it again. */
 struct stx_inflight {
     int active;
+    int reads;                  /* reads sent behind it, their replies after its own */
     stx_id offset;              /* its last id: the offset it moves to */
     size_t count;               /* entries it commits */
     size_t n_out;               /* publishes it puts in the outbox */
@@ -160,6 +162,9 @@ struct stx_processor {
     struct stx_inflight inflight;
     stx_pubs pubs;
     stx_pubs inflight_pubs;     /* publishes of the commit in flight */
+    stx_argv inflight_argv;     /* its EVALSHA */
+    unsigned char *inflight_blocks; /* its publishes, msgpack-encoded */
+    size_t inflight_blocks_cap;
     unsigned char *pub_blocks;  /* the commit's publishes, msgpack-encoded (commit.c) */
     size_t pub_blocks_len, pub_blocks_cap;
     size_t batch_bytes;         /* staged by the batch so far (state and publishes) */
@@ -171,7 +176,12 @@ struct stx_processor {
     stx_argv argv;
     stx_argv read_argv;         /* the read's, apart so it can be pipelined */
     char read_cursor[STX_ID_MAX];
-    redisReply *prefetched;     /* a read sent with the last commit, not used yet */
+    /* Reads sent behind commits, answered and not handled yet, oldest
+     * first: the read behind a commit, and when nothing was in hand as it
+     * went out, a second one (overlap: the batch handled while the next
+     * commit runs must be in hand before that commit is sent). */
+    redisReply *prefetched[2];
+    size_t nprefetched;
     atomic_int stop;
     stx_stats stats;
     struct stx_heartbeat *hb;   /* heartbeat.c; NULL until the first one */
@@ -244,7 +254,9 @@ int stx_read_batch(stx_processor *p, redisReply **owner, const redisReply **entr
 void stx_build_new_read(stx_processor *p, long block_ms);
 void stx_rewind(stx_processor *p);          /* read again from the offset */
 void stx_drop_prefetched(stx_processor *p);
-/* Whether the read sent with the last commit brought entries. */
+/* Queue the reply of a read sent behind a commit (dropped when full). */
+void stx_prefetch_push(stx_processor *p, redisReply *r);
+/* Whether a queued read brought entries. */
 int stx_prefetched_entries(const stx_processor *p);
 int stx_claim_pending(stx_processor *p);
 int stx_ack_committed_pending(stx_processor *p);
@@ -258,12 +270,12 @@ int stx_history_read(stx_processor *p, redisReply **owner, const redisReply **en
 
 /* commit.c: the writing scripts.  stx_commit() commits msgs[0..n) and waits
  * for the reply (with the next read behind it when prefetch allows).
- * stx_commit_overlap() sends the next read, then the commit, and returns
- * once the read's reply is in p->prefetched, leaving the commit in flight
- * (taking *owner, the read msgs came from): the caller handles the next
- * batch on top of its changes meanwhile.  stx_commit_settle() reads the
- * reply of a commit in flight (STX_OK when there is none); when it did
- * not land, what was handled on top of it is dropped and reading rewinds.
+ * stx_commit_overlap() sends the commit with reads behind it and returns,
+ * leaving it in flight (taking *owner, the read msgs came from): the caller
+ * handles the batch already in hand (p->prefetched) on top of its changes
+ * meanwhile.  stx_commit_settle() reads the replies of a commit in flight
+ * and its reads (STX_OK when there is none); when it did not land, what
+ * was handled on top of it is dropped and reading rewinds.
  * Both commit calls settle a commit in flight first, and so must every
  * other command of the processor (nothing else is sent while one is). */
 int stx_commit(stx_processor *p, struct stx_msg *const *msgs, size_t n, int prefetch);
