@@ -141,11 +141,12 @@ end
 local held = redis.call('XRANGE', stream, '(' .. offset, first, 'COUNT', 1)
 if held[1] and held[1][1] ~= first then return {'GAP', held[1][1]} end
 
--- Writes.
+-- Writes.  The commit sequence moves last: a commit the library sent
+-- behind this one (before its reply came) expects the sequence this one
+-- makes, so it runs only if this one was written whole.
 refused = ack_first(stream, group, unpack(ARGV, ids_at, ids_at + n_ids - 1))
 if refused then return refused end
 redis.call('HSET', meta, 'offset', last, 'writer', token)
-local new_seq = redis.call('HINCRBY', meta, 'seq', 1)
 
 local function call_ranges(cmd, key, first, count, width)
   local i = 0
@@ -173,4 +174,5 @@ for b = 1, n_blocks do
     i = last_value + 1
   end
 end
+local new_seq = redis.call('HINCRBY', meta, 'seq', 1)
 return {'OK', new_seq, dropped}

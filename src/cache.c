@@ -200,6 +200,7 @@ void stx_cache_apply(stx_processor *p, const stx_statemap *changes)
 void stx_cache_discard(stx_processor *p)
 {
     stx_sm_clear(&p->batch);
+    stx_sm_clear(&p->doubt_next);
     stx_pubs_truncate(&p->pubs, 0);
     p->batch_bytes = 0;
 }

@@ -372,31 +372,43 @@ static int read_replies(stx_processor *p, int n)
     return STX_OK;
 }
 
-/* A commit that landed, its changes not yet applied. */
-struct landing {
-    int pending;
-    uint64_t seq, dropped;
-    struct stx_inflight f;
+/* The commit sent behind the one in flight, before that one was settled
+ * (stx_commit_overlap()): its replies follow on the connection.  Its guard
+ * wants the commit sequence the one in flight makes when it is written
+ * whole (commit.lua moves the sequence last), so it can land only if that
+ * one did. */
+struct behind {
+    stx_id offset;
+    size_t count;
+    int reads;
 };
 
-static void land(stx_processor *p, struct landing *l)
+/* Both commits in doubt: the one in flight (its changes into p->batch)
+ * and the one behind it (p->doubt_next); recovery settles them together. */
+static int enter_double_doubt(stx_processor *p, const struct stx_inflight *f,
+                              const struct behind *next, int reload, int code)
 {
-    if (!l->pending) return;
-    l->pending = 0;
-    stx_reply_release(l->f.owner);
-    landed(p, l->seq, l->dropped, l->f.offset, l->f.count, l->f.n_out, &p->inflight_state);
+    stx_statemap t = p->doubt_next;
+    p->doubt_next = p->batch;
+    p->batch = p->inflight_state;
+    p->inflight_state = t;
     stx_sm_clear(&p->inflight_state);
+    stx_reply_release(f->owner);
+    code = stx_enter_doubt(p, STX_DOUBT_COMMIT, f->offset, f->count, reload, code, "commit");
+    p->doubt.two = 1;
+    p->doubt.offset2 = next->offset;
+    p->doubt.count2 = next->count;
+    return code;
 }
 
-/* Read the reply of the commit in flight.  When it landed and next is not
- * NULL, the replies of the reads behind it stay on the connection and
- * next->f.reads says how many, and its changes wait in next for land():
- * the caller sends the next commit first and does both while Redis runs
- * it.  Otherwise the replies are read here, before anything else is sent
- * (a SCRIPT LOAD after a NOSCRIPT would read the wrong reply). */
-static int settle(stx_processor *p, struct landing *next)
+/* Read the reply of the commit in flight and of the reads behind it.  next:
+ * a commit sent behind it (NULL: none).  When the one in flight did not
+ * land, next cannot have landed either: its replies are read and dropped,
+ * and what it staged (p->batch) goes; when nobody knows whether the one in
+ * flight landed, neither does anybody know for next, and both are in
+ * doubt. */
+static int settle(stx_processor *p, const struct behind *next)
 {
-    if (next) memset(next, 0, sizeof *next);
     if (!p->inflight.active) return STX_OK;
     struct stx_inflight f = p->inflight;
     memset(&p->inflight, 0, sizeof p->inflight);
@@ -404,12 +416,37 @@ static int settle(stx_processor *p, struct landing *next)
     int rc = stx_conn_read(&p->conn, &r);
     uint64_t seq, dropped = 0;
     int ok = rc == STX_OK && stx_reply_status(r) == STX_ST_OK && stx_reply_u64(r, 1, &seq) == 0;
-    if (!(ok && next)) {
-        if (rc != STX_ECONN && rc != STX_ETIMEOUT && read_replies(p, f.reads) != STX_OK &&
-            rc == STX_ENOTFOUND)
-            rc = STX_ECONN; /* gone before the commit could be sent again */
-        f.reads = 0;
+    int unknown = rc != STX_OK ? stx_write_outcome_unknown(p, rc) : !ok && stx_reply_status(r) == STX_ST_OK;
+    stx_record_latency(p, stx_monotonic_us() - f.sent_us);
+    if (unknown && next) {
+        stx_pubs_truncate(&p->inflight_pubs, 0);
+        stx_reply_release(r);
+        stx_conn_close(&p->conn);
+        return enter_double_doubt(p, &f, next, rc == STX_EREDIS || rc == STX_OK,
+                                  rc == STX_OK ? STX_EREDIS : rc);
     }
+    /* The replies behind it are read before anything else is sent (a
+     * SCRIPT LOAD after a NOSCRIPT would read the wrong reply). */
+    int rrc = rc == STX_ECONN || rc == STX_ETIMEOUT ? rc : read_replies(p, f.reads);
+    if (!ok && next && rrc == STX_OK) {
+        redisReply *nr = NULL;
+        if (stx_conn_read(&p->conn, &nr) == STX_OK) stx_reply_release(nr);
+        if (p->conn.ctx) rrc = read_replies(p, next->reads);
+    }
+    if (rc == STX_ENOTFOUND && next) {
+        /* NOSCRIPT under a commit sent behind it: both are read again,
+         * after the script is loaded. */
+        p->scripts.reloads++;
+        p->scripts.s[STX_SCRIPT_COMMIT].sha[0] = '\0';
+        stx_pubs_truncate(&p->inflight_pubs, 0);
+        stx_reply_release(f.owner);
+        stx_sm_clear(&p->inflight_state);
+        stx_cache_discard(p);
+        stx_drop_prefetched(p);
+        stx_rewind(p);
+        return STX_AGAIN;
+    }
+    if (rc == STX_ENOTFOUND && rrc != STX_OK) rc = STX_ECONN; /* gone before it could be sent again */
     if (rc == STX_ENOTFOUND) {
         /* NOSCRIPT: it did not run; send it again as it was. */
         p->scripts.reloads++;
@@ -418,19 +455,18 @@ static int settle(stx_processor *p, struct landing *next)
                             f.numkeys, &r);
         ok = rc == STX_OK && stx_reply_status(r) == STX_ST_OK && stx_reply_u64(r, 1, &seq) == 0;
     }
-    stx_pubs_truncate(&p->inflight_pubs, 0);
-    stx_record_latency(p, stx_monotonic_us() - f.sent_us);
+    stx_pubs_truncate(&p->inflight_pubs, 0); /* (their names are KEYS of the resend) */
     if (ok) {
         stx_reply_u64(r, 2, &dropped);
         stx_reply_release(r);
-        struct landing l = {1, seq, dropped, f};
-        if (next) *next = l;
-        else land(p, &l);
+        stx_reply_release(f.owner);
+        landed(p, seq, dropped, f.offset, f.count, f.n_out, &p->inflight_state);
+        stx_sm_clear(&p->inflight_state);
         return STX_OK;
     }
-    /* It did not land, or nobody knows: what was handled on top of it
-     * goes, and its own changes become the batch again, as if it had been
-     * sent alone (a commit in doubt applies p->batch if it landed). */
+    /* It did not land, or nobody knows: what was handled or staged on top
+     * of it goes, and its own changes become the batch again, as if it had
+     * been sent alone (a commit in doubt applies p->batch if it landed). */
     stx_cache_discard(p);
     stx_statemap t = p->batch;
     p->batch = p->inflight_state;
@@ -447,57 +483,61 @@ int stx_commit_settle(stx_processor *p)
 
 /* The commit goes out with the read of the batch after the next one (and
  * when fewer are in hand or on their way, two reads), and the caller
- * handles the next batch while Redis runs it.  The reads are behind the
- * commit, not before it: Redis answers the commands of one pipeline after
- * running them all, so a read before it would be answered only after the
- * commit.  The replies of the reads sent with the commit before this one
- * are read only once this one is sent, so their entries are parsed while
- * Redis works too.  The reads take entries after this batch (the group
- * delivered it already); if the commit does not land, those are read again
- * from the offset like every entry after a failed commit. */
+ * handles the next batch while Redis runs it.  It is sent before the
+ * commit in flight is settled, so Redis has it queued when that one ends;
+ * its guard makes it wait for nothing: it lands only if that one did.  The
+ * reads are behind the commits, not before: Redis answers the commands of
+ * one pipeline after running them all, so a read before a commit would be
+ * answered only after it.  The reads take entries after this batch (the
+ * group delivered it already); if the commit does not land, those are read
+ * again from the offset like every entry after a failed commit. */
 int stx_commit_overlap(stx_processor *p, struct stx_msg *const *msgs, size_t n,
                        redisReply **owner)
 {
-    /* Built before the commit in flight is settled, so that Redis waits
-     * only for the round trip between the two. */
     size_t numkeys, n_out;
-    int built = build_commit(p, msgs, n, &numkeys, &n_out) == 0;
-    struct landing last;
-    int rc = settle(p, &last);
-    if (rc != STX_OK) return rc;
-    int before = last.f.reads;
-    if (!built) {
-        land(p, &last);
-        read_replies(p, before);
+    if (build_commit(p, msgs, n, &numkeys, &n_out) != 0) {
+        int rc = settle(p, NULL);
         stx_cache_discard(p);
         stx_rewind(p);
-        return stx_fail(p, STX_ENOMEM, "commit: out of memory");
+        return rc != STX_OK ? rc : stx_fail(p, STX_ENOMEM, "commit: out of memory");
     }
-    stx_id offset = msgs[n - 1]->idv;
-    int reads = (int)(sizeof p->prefetched / sizeof p->prefetched[0] - p->nprefetched) - before;
+    struct behind next = {msgs[n - 1]->idv, n, 0};
+    int ahead = p->inflight.active ? p->inflight.reads : 0; /* reads not answered yet */
+    next.reads = (int)(sizeof p->prefetched / sizeof p->prefetched[0] - p->nprefetched) - ahead;
+    if (next.reads < 0) next.reads = 0;
     uint64_t t0 = stx_monotonic_us();
-    rc = stx_script_append(&p->scripts, &p->conn, STX_SCRIPT_COMMIT, &p->argv, numkeys);
-    if (rc == STX_OK && reads > 0) {
+    int rc = stx_script_append(&p->scripts, &p->conn, STX_SCRIPT_COMMIT, &p->argv, numkeys);
+    if (rc == STX_OK && next.reads > 0) {
         stx_build_new_read(p, 0);
-        for (int i = 0; i < reads && rc == STX_OK; i++)
+        for (int i = 0; i < next.reads && rc == STX_OK; i++)
             rc = stx_conn_append(&p->conn, (int)p->read_argv.n, p->read_argv.v, p->read_argv.len);
-        /* Nothing was sent, but the commit waits in the output buffer. */
-        if (rc != STX_OK) stx_conn_close(&p->conn);
     }
     if (rc != STX_OK) {
-        land(p, &last);
-        if (p->conn.ctx) read_replies(p, before);
+        /* Nothing was sent, but what was appended waits in the output
+         * buffer: the connection goes, and with it the reply of the commit
+         * in flight. */
+        if (p->inflight.active) {
+            stx_conn_close(&p->conn);
+            return settle(p, NULL);
+        }
+        stx_conn_close(&p->conn);
         stx_cache_discard(p);
         stx_rewind(p);
         return stx_fail(p, rc, "commit: %s", p->conn.err);
     }
     rc = stx_conn_flush(&p->conn);
-    land(p, &last); /* after the send: Redis runs this one meanwhile */
-    if (rc == STX_OK) rc = read_replies(p, before);
     if (rc != STX_OK) {
         stx_record_latency(p, stx_monotonic_us() - t0);
-        return stx_enter_doubt(p, STX_DOUBT_COMMIT, offset, n, 0, rc, "commit");
+        if (p->inflight.active) {
+            struct stx_inflight f = p->inflight;
+            memset(&p->inflight, 0, sizeof p->inflight);
+            stx_pubs_truncate(&p->inflight_pubs, 0);
+            return enter_double_doubt(p, &f, &next, 0, rc);
+        }
+        return stx_enter_doubt(p, STX_DOUBT_COMMIT, next.offset, n, 0, rc, "commit");
     }
+    rc = settle(p, &next);
+    if (rc != STX_OK) return rc; /* this one was dropped with it, or is in doubt with it */
     stx_statemap t = p->inflight_state;
     p->inflight_state = p->batch;
     p->batch = t;
@@ -517,8 +557,7 @@ int stx_commit_overlap(stx_processor *p, struct stx_msg *const *msgs, size_t n,
     p->inflight_blocks = tb;
     p->inflight_blocks_cap = tcap;
     p->batch_bytes = 0;
-    p->inflight = (struct stx_inflight){1, reads > 0 ? reads : 0, offset, n, n_out, numkeys, t0,
-                                        *owner};
+    p->inflight = (struct stx_inflight){1, next.reads, next.offset, n, n_out, numkeys, t0, *owner};
     *owner = NULL;
     return STX_OK;
 }

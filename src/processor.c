@@ -115,6 +115,7 @@ int stx_processor_new(stx_processor **out, const stx_config *conf)
     stx_sm_init(&p->state);
     stx_sm_init(&p->batch);
     stx_sm_init(&p->inflight_state);
+    stx_sm_init(&p->doubt_next);
     stx_sm_init(&p->txn.overlay);
     stx_argv_init(&p->argv);
     stx_argv_init(&p->inflight_argv);
@@ -172,6 +173,7 @@ void stx_processor_free(stx_processor *p)
     stx_sm_free(&p->state);
     stx_sm_free(&p->batch);
     stx_sm_free(&p->inflight_state);
+    stx_sm_free(&p->doubt_next);
     stx_reply_release(p->inflight.owner);
     stx_txn_release(&p->txn);
     stx_pubs_free(&p->pubs);

@@ -105,6 +105,11 @@ struct stx_doubt {
     size_t count;               /* entries it commits */
     int reload;                 /* Redis failed inside the script: reload whatever happened */
     char token[33];             /* the token it was sent with */
+    /* A commit sent behind it (overlap), in doubt with it: it can have
+     * landed only if this one did; its changes are in p->doubt_next. */
+    int two;
+    stx_id offset2;
+    size_t count2;
 };
 
 /* A commit sent and not yet answered while the next batch is handled
@@ -162,6 +167,7 @@ struct stx_processor {
     struct stx_inflight inflight;
     stx_pubs pubs;
     stx_pubs inflight_pubs;     /* publishes of the commit in flight */
+    stx_statemap doubt_next;    /* changes of the second commit in doubt (struct stx_doubt) */
     stx_argv inflight_argv;     /* its EVALSHA */
     unsigned char *inflight_blocks; /* its publishes, msgpack-encoded */
     size_t inflight_blocks_cap;

@@ -72,6 +72,7 @@ int stx_enter_doubt(stx_processor *p, int kind, stx_id offset, size_t count, int
     p->doubt.offset = offset;
     p->doubt.count = count;
     p->doubt.reload = reload;
+    p->doubt.two = 0;
     memcpy(p->doubt.token, p->token, sizeof p->doubt.token);
     p->phase = STX_PHASE_IN_DOUBT;
     stx_pubs_truncate(&p->pubs, 0);
@@ -280,12 +281,29 @@ static int retake_epoch(stx_processor *p)
         struct stx_doubt *d = &p->doubt;
         int landed = seq == p->seq + 1 && stx_id_cmp(offv, d->offset) == 0 &&
                      strcmp(writer, d->token) == 0;
+        /* The commit behind it landed only if it did: both, or neither
+         * of the two, or the first only. */
+        int both = d->two && seq == p->seq + 2 && stx_id_cmp(offv, d->offset2) == 0 &&
+                   strcmp(writer, d->token) == 0;
+        if (both) {
+            /* One change set, so the snapshot never holds one without
+             * the other under the seq of both. */
+            size_t pos = 0;
+            stx_sm_entry *e;
+            while ((e = stx_sm_next(&p->doubt_next, &pos)))
+                if (!stx_sm_put(&p->batch, stx_sm_key(e), e->key_len, stx_sm_value(e),
+                                e->value_len, e->flags))
+                    d->reload = 1; /* out of memory: reload the state from Redis */
+            landed = 1;
+        }
         char id[STX_ID_MAX];
-        stx_id_format(d->offset, id);
-        stx_log(p, STX_LOG_WARN, "%s up to %s whose outcome was unknown %s",
+        stx_id_format(both ? d->offset2 : d->offset, id);
+        stx_log(p, STX_LOG_WARN, "%s up to %s whose outcome was unknown %s%s",
                 d->kind == STX_DOUBT_COMMIT ? "commit" : d->kind == STX_DOUBT_DEAD_LETTER
                 ? "dead-lettering" : "migration", id,
-                landed ? "had landed" : "had not landed; its entries will be handled again");
+                landed ? "had landed" : "had not landed; its entries will be handled again",
+                d->two && landed && !both ? " (the commit sent behind it had not; its entries "
+                                            "will be handled again)" : "");
         p->phase = STX_PHASE_LOADED;
         if (landed) {
             p->seq = seq;
@@ -298,8 +316,8 @@ static int retake_epoch(stx_processor *p)
             } else {
                 stx_cache_apply(p, &p->batch);
                 if (d->kind == STX_DOUBT_COMMIT) {
-                    p->stats.commits++;
-                    p->stats.committed += d->count;
+                    p->stats.commits += both ? 2 : 1;
+                    p->stats.committed += d->count + (both ? d->count2 : 0);
                 }
             }
         }

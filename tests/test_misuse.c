@@ -583,6 +583,8 @@ static stx_processor *make_processor(const char *stream, stx_handler_fn fn, void
     cr_assert_eq(stx_config_set(c, "consumer", "c1", err, sizeof err), STX_OK);
     cr_assert_eq(stx_config_set(c, "block_ms", "50", err, sizeof err), STX_OK);
     cr_assert_eq(stx_config_set(c, "batch_size", "1", err, sizeof err), STX_OK);
+    /* One entry per poll: the tests step through the entries. */
+    cr_assert_eq(stx_config_set(c, "overlap", "0", err, sizeof err), STX_OK);
     cr_assert_eq(stx_config_set(c, "log_level", "error", err, sizeof err), STX_OK);
     if (max_fields) cr_assert_eq(stx_config_set(c, "max_fields", max_fields, err, sizeof err), STX_OK);
     stx_config_set_handler(c, fn, ud);

@@ -1,8 +1,11 @@
 /* Overlap: the processor handles batch k+1 while Redis runs the commit of
- * batch k, on top of k's changes.  These tests check that the next batch
- * sees the changes in flight, and that when the commit in flight does not
- * land as sent (its reply is lost, or Redis went back to an older copy
- * under it) what was handled on top of it never reaches Redis.  The faults
+ * batch k, on top of k's changes, and sends the commit of k+1 before the
+ * reply of k's has come.  These tests check that the next batch sees the
+ * changes in flight, and that when the commit in flight does not land as
+ * sent (its reply is lost, or Redis went back to an older copy under it,
+ * or lost its scripts) nothing is applied twice or lost: the commit sent
+ * behind it lands only with it, and two commits in doubt are settled
+ * together.  The faults
  * are placed while a commit is in flight by the fault-injecting proxy
  * (tests/proxy.c): it holds the commit, the handler of the next batch sees
  * it held and acts, then releases it.  Only the public API is used. */
@@ -45,8 +48,15 @@ TestSuite(overlap, .init = setup, .fini = teardown, .timeout = 300);
  *                  knows), then as FAULT_LOSE, but DEBUG RELOAD NOSAVE
  *                  (Redis back at the SAVE) before letting it run;
  *   FAULT_FLUSH    as FAULT_LOSE, but SCRIPT FLUSH before letting it run:
- *                  it is answered NOSCRIPT and sent again as it was. */
-enum { FAULT_NONE, FAULT_LOSE, FAULT_RESTORE, FAULT_FLUSH };
+ *                  it and the commit behind it are answered NOSCRIPT;
+ *   FAULT_BOTH     as FAULT_LOSE, but delay every reply past the command
+ *                  timeout: both the held commit and the one sent behind
+ *                  it land, and the processor knows of neither;
+ *   FAULT_FIRST    as FAULT_BOTH, but hold the commit sent behind until
+ *                  the processor has retaken its epoch on a new
+ *                  connection: the first lands, the second is refused.
+ * drain() turns the delay off when a poll times out. */
+enum { FAULT_NONE, FAULT_LOSE, FAULT_RESTORE, FAULT_FLUSH, FAULT_BOTH, FAULT_FIRST };
 
 struct world {
     int fault;
@@ -54,7 +64,7 @@ struct world {
     long calls;
     int armed;              /* the hold is set; waiting to see it catch the commit */
     int done;               /* the fault happened while a commit was in flight */
-    int commit_rule;
+    int commit_rule, retake_rule;
     redisContext *c;        /* straight to Redis, not through the proxy */
 };
 
@@ -75,8 +85,10 @@ static int count_and_publish(const stx_msg *msg, stx_txn *txn, void *ud)
             /* This batch is handled while the commit before it waits. */
             if (w->fault == FAULT_LOSE) proxy_cut_bytes(&PX, PROXY_DOWN, 1);
             else if (w->fault == FAULT_FLUSH) freeReplyObject(test_cmd(w->c, "SCRIPT FLUSH"));
-            else freeReplyObject(test_cmd(w->c, "DEBUG RELOAD NOSAVE"));
+            else if (w->fault == FAULT_RESTORE) freeReplyObject(test_cmd(w->c, "DEBUG RELOAD NOSAVE"));
+            else proxy_delay(&PX, PROXY_DOWN, 5000, 5000, 1);
             proxy_release(&PX);
+            if (w->fault == FAULT_FIRST) proxy_hold(&PX, w->commit_rule, w->retake_rule, 50);
             w->done = 1;
         }
     }
@@ -90,9 +102,8 @@ static int count_and_publish(const stx_msg *msg, stx_txn *txn, void *ud)
 
 static void quiet(stx_log_level level, const char *line, void *ud)
 {
-    (void)level;
-    (void)line;
     (void)ud;
+    if (getenv("STX_TEST_VERBOSE")) fprintf(stderr, "[%d] %s\n", (int)level, line);
 }
 
 static stx_processor *processor(const char *url, struct world *w, const char *overlap)
@@ -143,6 +154,7 @@ static long drain(stx_processor *p)
         }
         cr_assert(rc == STX_ECONN || rc == STX_ETIMEOUT, "poll: %s: %s", stx_strerror(rc),
                   stx_processor_errmsg(p));
+        proxy_delay(&PX, PROXY_DOWN, 0, 0, 0);
     }
 }
 
@@ -218,10 +230,12 @@ static void run_fault(int fault)
     redisContext *c = test_redis_connect(&R);
     const long n = 6000;
     produce(c, n);
-    char sha[41];
+    char sha[41], retake[41];
     test_script_sha(c, STX_SCRIPT_COMMIT, sha);
+    test_script_sha(c, STX_SCRIPT_RETAKE, retake);
     struct world w = {.fault = fault, .at = 1000, .c = c};
     w.commit_rule = proxy_rule(&PX, "EVALSHA", 1, sha);
+    w.retake_rule = proxy_rule(&PX, "EVALSHA", 1, retake);
     stx_processor *p = processor(PX.url, &w, "1");
     cr_assert_eq(stx_processor_start(p), STX_OK, "%s", stx_processor_errmsg(p));
     drain(p);
@@ -230,16 +244,19 @@ static void run_fault(int fault)
     check_exact(c, p, n);
     stx_stats st;
     stx_processor_stats(p, &st);
-    if (fault == FAULT_LOSE) cr_assert_geq(st.reconnects, 1);
+    if (fault == FAULT_LOSE || fault == FAULT_BOTH || fault == FAULT_FIRST)
+        cr_assert_geq(st.reconnects, 1);
     if (fault == FAULT_RESTORE)
         cr_assert_geq(st.redis_loads, 2, "the state was not loaded again after the restore");
-    if (fault == FAULT_FLUSH) {
-        /* Sent again, it landed: the batch on top of it stands. */
-        cr_assert_geq(st.script_reloads, 1);
+    if (fault == FAULT_FLUSH) cr_assert_geq(st.script_reloads, 1);
+    if (fault == FAULT_BOTH || fault == FAULT_FIRST)
+        cr_assert_eq(st.redis_loads, 1, "settled from memory, the state needs no reload");
+    if (fault == FAULT_BOTH) {
+        /* Both landed: nothing was handled twice. */
         cr_assert_eq(w.calls, n);
-    } else {
-        /* The batch handled on top of the commit that did not land as
-         * sent was handled again: more calls than entries. */
+    } else if (fault != FAULT_LOSE) {
+        /* Whatever did not land as sent was handled again (a lost reply:
+         * the commit behind it may have landed too, or not). */
         cr_assert_gt(w.calls, n);
     }
     stx_processor_free(p);
@@ -256,7 +273,17 @@ Test(overlap, redis_back_at_an_older_copy_under_a_commit_in_flight_applies_each_
     run_fault(FAULT_RESTORE);
 }
 
-Test(overlap, a_commit_in_flight_answered_noscript_is_sent_again_as_it_was)
+Test(overlap, noscript_under_two_commits_applies_each_entry_once)
 {
     run_fault(FAULT_FLUSH);
+}
+
+Test(overlap, two_commits_in_doubt_that_both_landed_are_applied_once)
+{
+    run_fault(FAULT_BOTH);
+}
+
+Test(overlap, two_commits_in_doubt_of_which_the_first_landed_apply_each_entry_once)
+{
+    run_fault(FAULT_FIRST);
 }
