@@ -424,8 +424,8 @@ STX_API int stx_processor_start(stx_processor *p);
  * handle and commit it.  With the "overlap" option (the default) the read
  * sent before each commit may bring the next batch, which is then handled
  * while that commit runs, and so on while entries keep coming, for about
- * block_ms at most; poll() returns once every commit it sent is answered,
- * so the state it leaves is what Redis holds.
+ * 10 ms (or block_ms, if less) at most; poll() returns once every commit
+ * it sent is answered, so the state it leaves is what Redis holds.
  *
  * When the handler fails on a message of the batch, the messages before it
  * are committed, nothing of the handler's for the failing one is written,

@@ -289,19 +289,25 @@ static int handle_batch(stx_processor *p, redisReply *r, const redisReply *entri
     return rc;
 }
 
+/* How long one poll() goes on with the batches in hand, at most (and at
+ * most block_ms): what a caller does between polls, and the heartbeat and
+ * the relay, wait no longer; each end of a chain costs one commit's round
+ * trip without overlap. */
+#define STX_CHAIN_MS 10
+
 /* Whether poll() goes on with the next batch in hand (overlap). */
 static int chain_on(stx_processor *p, uint64_t until)
 {
     return p->conf.overlap && p->phase == STX_PHASE_RUNNING && !p->reading_pending &&
-           !atomic_load(&p->stop) && !stx_outbox_at_max(p) && stx_monotonic_us() < until;
+           !atomic_load(&p->stop) && !stx_outbox_owed(p) && stx_monotonic_us() < until;
 }
 
 /* One batch, then, while reads sent behind the commits bring more, the
  * next: each is handled while Redis runs the commit of the one before
  * (stx_commit_overlap()).  The chain ends when the reads bring nothing, a
- * batch fails or is committed otherwise, the outbox reaches outbox_max,
- * after block_ms (the heartbeat and the relay wait for the poll), or on a
- * stop; nothing is in flight when it returns.  Returns the entries whose
+ * batch fails or is committed otherwise, the outbox holds a relay step's
+ * worth, after STX_CHAIN_MS, or on a stop; nothing is in flight when it
+ * returns.  Returns the entries whose
  * commits landed, STX_AGAIN, 0 or an error. */
 int stx_poll_once(stx_processor *p)
 {
@@ -311,7 +317,8 @@ int stx_poll_once(stx_processor *p)
     if (rc != STX_OK) return rc;
     if (!r) return 0;
     uint64_t committed_before = p->stats.committed;
-    uint64_t until = stx_monotonic_us() + (uint64_t)p->conf.block_ms * 1000u;
+    long chain_ms = p->conf.block_ms < STX_CHAIN_MS ? p->conf.block_ms : STX_CHAIN_MS;
+    uint64_t until = stx_monotonic_us() + (uint64_t)chain_ms * 1000u;
     for (;;) {
         rc = handle_batch(p, r, entries, counts);
         if (rc < 0 || !chain_on(p, until)) break;

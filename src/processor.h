@@ -304,6 +304,9 @@ void stx_eval_str(stx_processor *p, const char *s);
 void stx_outbox_poll(stx_processor *p);
 int stx_outbox_full(stx_processor *p);
 int stx_outbox_at_max(const stx_processor *p);  /* stx_outbox_full() without the wait */
+/* The outbox holds a relay step's worth (relay_batch) or reached
+ * outbox_max: the poll should end so that the relay runs. */
+int stx_outbox_owed(const stx_processor *p);
 void stx_outbox_committed(stx_processor *p, size_t n);
 
 /* handle.c: handling a batch. */

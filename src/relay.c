@@ -438,6 +438,12 @@ int stx_outbox_at_max(const stx_processor *p)
     return p->relay && p->relay->len >= (uint64_t)p->conf.outbox_max;
 }
 
+int stx_outbox_owed(const stx_processor *p)
+{
+    return p->relay && (p->relay->len >= (uint64_t)p->conf.outbox_max ||
+                        p->relay->len >= (uint64_t)p->conf.relay_batch);
+}
+
 int stx_outbox_full(stx_processor *p)
 {
     if (!p->relay || p->relay->len < (uint64_t)p->conf.outbox_max) return 0;
