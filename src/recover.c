@@ -297,13 +297,14 @@ static int retake_epoch(stx_processor *p)
             landed = 1;
         }
         char id[STX_ID_MAX];
-        stx_id_format(both ? d->offset2 : d->offset, id);
+        stx_id_format(d->offset, id);
         stx_log(p, STX_LOG_WARN, "%s up to %s whose outcome was unknown %s%s",
                 d->kind == STX_DOUBT_COMMIT ? "commit" : d->kind == STX_DOUBT_DEAD_LETTER
                 ? "dead-lettering" : "migration", id,
                 landed ? "had landed" : "had not landed; its entries will be handled again",
-                d->two && landed && !both ? " (the commit sent behind it had not; its entries "
-                                            "will be handled again)" : "");
+                !d->two ? "" : both ? " (and so had the commit sent behind it)"
+                : landed ? " (the commit sent behind it had not; its entries will be handled again)"
+                : " (nor had the commit sent behind it)");
         p->phase = STX_PHASE_LOADED;
         if (landed) {
             p->seq = seq;

@@ -38,7 +38,10 @@ static void teardown(void)
 
 TestSuite(overlap, .init = setup, .fini = teardown, .timeout = 300);
 
-/* What the handler does besides counting, at handler call `at`:
+/* What the handler does besides counting, from the first call of a poll
+ * at or after handler call `at` (the first batch of a poll: the poll goes
+ * on with the next batch while its commit is held, where a batch late in a
+ * poll may be the last one the poll handles):
  *   FAULT_NONE     nothing;
  *   FAULT_LOSE     hold the commit that follows, and when the next batch is
  *                  handled while it is held, let it run but cut the
@@ -62,6 +65,7 @@ struct world {
     int fault;
     long at;
     long calls;
+    int poll_start;         /* set before each poll: the next call is the poll's first */
     int armed;              /* the hold is set; waiting to see it catch the commit */
     int done;               /* the fault happened while a commit was in flight */
     int commit_rule, retake_rule;
@@ -78,7 +82,9 @@ static int count_and_publish(const stx_msg *msg, stx_txn *txn, void *ud)
     if (w->fault != FAULT_NONE && !w->done) {
         if (w->fault == FAULT_RESTORE && w->calls == w->at - 400)
             freeReplyObject(test_cmd(w->c, "SAVE"));
-        if (!w->armed && w->calls == w->at) {
+        int first = w->poll_start;
+        w->poll_start = 0;
+        if (!w->armed && first && w->calls >= w->at) {
             proxy_hold(&PX, w->commit_rule, -1, 0);
             w->armed = 1;
         } else if (w->armed && proxy_stat(&PX, PROXY_HELD) == 1) {
@@ -140,12 +146,13 @@ static void produce(redisContext *c, long n)
 /* Poll until a poll finds nothing.  Connection errors, timeouts and a
  * retry after Redis went back in time are retried, as stx_processor_run()
  * does; returns the sum of what the polls said they committed. */
-static long drain(stx_processor *p)
+static long drain(stx_processor *p, struct world *w)
 {
     long committed = 0;
     int64_t deadline = test_now_ms() + 60000;
     for (;;) {
         cr_assert_lt(test_now_ms(), deadline, "the processor never became idle");
+        w->poll_start = 1;
         int rc = stx_processor_poll(p);
         if (rc == 0) return committed;
         if (rc > 0) {
@@ -199,7 +206,7 @@ static void run_plain(const char *overlap, long n, stx_stats *st)
     struct world w = {.fault = FAULT_NONE, .c = c};
     stx_processor *p = processor(R.url, &w, overlap);
     cr_assert_eq(stx_processor_start(p), STX_OK, "%s", stx_processor_errmsg(p));
-    cr_assert_eq(drain(p), n, "the polls' counts add up to what was committed");
+    cr_assert_eq(drain(p, &w), n, "the polls' counts add up to what was committed");
     check_exact(c, p, n);
     stx_processor_stats(p, st);
     cr_assert_eq(st->committed, (uint64_t)n);
@@ -212,10 +219,10 @@ Test(overlap, each_batch_sees_the_changes_of_the_commit_in_flight)
 {
     stx_stats st;
     run_plain("1", 20000, &st);
-    /* 20,000 entries in batches of up to 128: most batches are handled
-     * while the one before commits. */
-    cr_assert_gt(st.overlapped, st.commits / 2, "%" PRIu64 " of %" PRIu64 " batches overlapped",
-                 st.overlapped, st.commits);
+    /* 20,000 entries waiting in batches of up to 128: batches are handled
+     * while the one before commits (how many depends on the machine's
+     * speed: a poll chains them for 10 ms). */
+    cr_assert_gt(st.overlapped, 0, "none of %" PRIu64 " batches overlapped", st.commits);
 }
 
 Test(overlap, off_handles_one_batch_at_a_time)
@@ -228,7 +235,7 @@ Test(overlap, off_handles_one_batch_at_a_time)
 static void run_fault(int fault)
 {
     redisContext *c = test_redis_connect(&R);
-    const long n = 6000;
+    const long n = 20000;
     produce(c, n);
     char sha[41], retake[41];
     test_script_sha(c, STX_SCRIPT_COMMIT, sha);
@@ -238,7 +245,7 @@ static void run_fault(int fault)
     w.retake_rule = proxy_rule(&PX, "EVALSHA", 1, retake);
     stx_processor *p = processor(PX.url, &w, "1");
     cr_assert_eq(stx_processor_start(p), STX_OK, "%s", stx_processor_errmsg(p));
-    drain(p);
+    drain(p, &w);
     cr_assert(w.done, "the fault never met a commit in flight");
     proxy_clear(&PX);
     check_exact(c, p, n);
