@@ -213,17 +213,18 @@ while :; do
   inv_pid=$!
   ms=$((50 + RANDOM % 351))
   sleep "$(printf '0.%03d' "$ms")"
-  # Every other kill waits (up to about 2 s) for entries in flight: seen
-  # pending, the process is stopped (SIGSTOP) and, if they are still
-  # pending, killed there, between a read and its commit.
+  # Every other kill waits (up to about 2 s) for entries in flight: the
+  # process is stopped (SIGSTOP) at a random moment and, if entries are
+  # pending then, killed there, between a read and its commit; else it goes
+  # on (SIGCONT) and is stopped again a few ms later.  (A batch is read and
+  # committed within a millisecond or two: looking first and stopping
+  # after would mostly come too late.)
   if [ $((killed % 2)) = 1 ] && [ -n "$producer_pid" ] && kill -0 "$producer_pid" 2>/dev/null; then
     for _ in $(seq 1 200); do
-      if [ "$(rcli XPENDING "$stream" "$group" 2>/dev/null | head -n 1)" -gt 0 ] 2>/dev/null; then
-        kill -STOP "$inv_pid"
-        [ "$(rcli XPENDING "$stream" "$group" | head -n 1)" -gt 0 ] && break
-        kill -CONT "$inv_pid"
-      fi
-      sleep 0.005
+      kill -STOP "$inv_pid"
+      [ "$(rcli XPENDING "$stream" "$group" 2>/dev/null | head -n 1)" -gt 0 ] 2>/dev/null && break
+      kill -CONT "$inv_pid"
+      sleep "0.00$((1 + RANDOM % 9))"
     done
   fi
   if ! kill -0 "$inv_pid" 2>/dev/null; then
