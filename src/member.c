@@ -176,34 +176,42 @@ int stx_member_new(stx_member **out, const stx_config *conf)
     return STX_OK;
 }
 
+/* A partition's processor's stats into acc, which holds those of the
+ * processors it had before: counters add up, the latest gauges and
+ * percentiles stand, the maximum is the largest. */
+static void stats_add(stx_stats *acc, const stx_stats *s)
+{
+    acc->handled += s->handled;
+    acc->committed += s->committed;
+    acc->commits += s->commits;
+    acc->duplicates += s->duplicates;
+    acc->handler_failures += s->handler_failures;
+    acc->fenced += s->fenced;
+    acc->reconnects += s->reconnects;
+    acc->script_reloads += s->script_reloads;
+    acc->snapshot_loads += s->snapshot_loads;
+    acc->redis_loads += s->redis_loads;
+    acc->retries += s->retries;
+    acc->dead_lettered += s->dead_lettered;
+    acc->slow_handlers += s->slow_handlers;
+    acc->overlapped += s->overlapped;
+    acc->commits_unreplicated += s->commits_unreplicated;
+    acc->relayed += s->relayed;
+    acc->relay_refusals += s->relay_refusals;
+    acc->outbox_len = s->outbox_len;
+    acc->outbox_age_ms = s->outbox_age_ms;
+    acc->commit_us_p50 = s->commit_us_p50;
+    acc->commit_us_p99 = s->commit_us_p99;
+    if (s->commit_us_max > acc->commit_us_max) acc->commit_us_max = s->commit_us_max;
+}
+
 static void part_close(stx_member *m, struct part *pt)
 {
     (void)m;
     if (!pt->p) return;
     stx_stats s;
     stx_processor_stats(pt->p, &s);
-    pt->acc.handled += s.handled;
-    pt->acc.committed += s.committed;
-    pt->acc.commits += s.commits;
-    pt->acc.duplicates += s.duplicates;
-    pt->acc.handler_failures += s.handler_failures;
-    pt->acc.fenced += s.fenced;
-    pt->acc.reconnects += s.reconnects;
-    pt->acc.script_reloads += s.script_reloads;
-    pt->acc.snapshot_loads += s.snapshot_loads;
-    pt->acc.redis_loads += s.redis_loads;
-    pt->acc.retries += s.retries;
-    pt->acc.dead_lettered += s.dead_lettered;
-    pt->acc.slow_handlers += s.slow_handlers;
-    pt->acc.overlapped += s.overlapped;
-    pt->acc.commits_unreplicated += s.commits_unreplicated;
-    pt->acc.relayed += s.relayed;
-    pt->acc.relay_refusals += s.relay_refusals;
-    pt->acc.outbox_len = s.outbox_len;
-    pt->acc.outbox_age_ms = s.outbox_age_ms;
-    if (s.commit_us_max > pt->acc.commit_us_max) pt->acc.commit_us_max = s.commit_us_max;
-    pt->acc.commit_us_p50 = s.commit_us_p50;
-    pt->acc.commit_us_p99 = s.commit_us_p99;
+    stats_add(&pt->acc, &s);
     stx_processor_free(pt->p);
     pt->p = NULL;
 }
@@ -285,29 +293,8 @@ void stx_member_partition_stats(const stx_member *m, unsigned i, stx_stats *out)
     if (!pt->p) return;
     stx_stats s;
     stx_processor_stats(pt->p, &s);
-    out->handled += s.handled;
-    out->committed += s.committed;
-    out->commits += s.commits;
-    out->duplicates += s.duplicates;
-    out->handler_failures += s.handler_failures;
-    out->fenced += s.fenced;
-    out->reconnects += s.reconnects;
-    out->script_reloads += s.script_reloads;
-    out->snapshot_loads += s.snapshot_loads;
-    out->redis_loads += s.redis_loads;
+    stats_add(out, &s);
     out->state_keys = s.state_keys;
-    out->retries += s.retries;
-    out->dead_lettered += s.dead_lettered;
-    out->slow_handlers += s.slow_handlers;
-    out->overlapped += s.overlapped;
-    out->commits_unreplicated += s.commits_unreplicated;
-    out->relayed += s.relayed;
-    out->relay_refusals += s.relay_refusals;
-    out->outbox_len = s.outbox_len;
-    out->outbox_age_ms = s.outbox_age_ms;
-    out->commit_us_p50 = s.commit_us_p50;
-    out->commit_us_p99 = s.commit_us_p99;
-    if (s.commit_us_max > out->commit_us_max) out->commit_us_max = s.commit_us_max;
 }
 
 /* ---- the tick ------------------------------------------------------------- */
