@@ -198,6 +198,34 @@ Test(exactly_once, setid_backward_applies_nothing_twice)
     test_redis_stop(&r);
 }
 
+/* Operator commands on the running group from inside a handler: a commit
+ * is in flight then, the batch after it being handled (overlap). */
+static void operator_mid_flight(const char *stream, const char *cmd)
+{
+    test_redis r;
+    test_redis_start(&r, 0, NULL);
+    redisContext *c = test_redis_connect(&r);
+    produce(c, stream, 3000);
+    struct counter k = {NULL, NULL, -1, 0, c, 250, cmd};
+    static const char *const kv[] = {"batch_size", "50", NULL};
+    stx_processor *p = counter_new(&r, stream, &k, kv);
+    drain(p);
+    check_exact(c, stream, 3000);
+    stx_processor_free(p);
+    redisFree(c);
+    test_redis_stop(&r);
+}
+
+Test(exactly_once, delconsumer_of_the_running_consumer_mid_flight_loses_nothing)
+{
+    operator_mid_flight("dm", "XGROUP DELCONSUMER dm g c1");
+}
+
+Test(exactly_once, setid_backward_mid_flight_applies_nothing_twice)
+{
+    operator_mid_flight("sb", "XGROUP SETID sb g 0");
+}
+
 Test(exactly_once, delconsumer_of_a_dead_consumer_loses_nothing)
 {
     test_redis r;
