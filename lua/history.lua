@@ -20,6 +20,7 @@
 
 -- #include ids.lua
 -- #include guard.lua
+-- #include attempts.lua
 
 local meta, attempts = KEYS[1], KEYS[2]
 local m, refused = guard(meta, ARGV[1], ARGV[2], nil)
@@ -49,17 +50,4 @@ if slast and id_parse(slast) then
 end
 
 redis.call('HSET', attempts, 'batch', run .. ':' .. first .. ':' .. ids[size] .. ':' .. size)
-local recs = redis.call('HMGET', attempts, unpack(ids, 1, size))
-local counts = {}
-for i = 1, size do
-  local id, n = ids[i], 0
-  local r, c, mark = string.match(recs[i] or '', '^([^:]*):(%d+):?(%a?)$')
-  if r then
-    n = tonumber(c)
-    if r ~= run and mark ~= 'h' then n = n + 1 end
-  end
-  if id == failed then n = n + 1 end
-  if r or id == failed or size == 1 then redis.call('HSET', attempts, id, run .. ':' .. n) end
-  counts[i] = n
-end
-return {'OK', size, counts}
+return {'OK', size, count_attempts(attempts, run, failed, ids, size)}

@@ -37,6 +37,7 @@
 
 -- #include ids.lua
 -- #include guard.lua
+-- #include attempts.lua
 
 local stream, meta, attempts = KEYS[1], KEYS[2], KEYS[3]
 local m, refused = guard(meta, ARGV[2], ARGV[3], nil)
@@ -95,18 +96,5 @@ redis.call('HSET', attempts, 'batch',
            run .. ':' .. entries[1][1] .. ':' .. entries[#entries][1] .. ':' .. size)
 
 local ids = {}
-for i = 1, #entries do ids[i] = entries[i][1] end
-local recs = redis.call('HMGET', attempts, unpack(ids))
-local counts = {}
-for i = 1, #entries do
-  local id, n = ids[i], 0
-  local r, c, mark = string.match(recs[i] or '', '^([^:]*):(%d+):?(%a?)$')
-  if r then
-    n = tonumber(c)
-    if r ~= run and mark ~= 'h' then n = n + 1 end
-  end
-  if id == failed then n = n + 1 end
-  if r or id == failed or size == 1 then redis.call('HSET', attempts, id, run .. ':' .. n) end
-  counts[i] = n
-end
-return {'OK', entries, counts}
+for i = 1, size do ids[i] = entries[i][1] end
+return {'OK', entries, count_attempts(attempts, run, failed, ids, size)}
